@@ -1,0 +1,21 @@
+// Shared pieces of the benchmark programs: inputs and the sgemm baseline every figure is
+// compared with.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace rt::bench {
+
+Tensor random_tensor(Shape shape, uint64_t seed, float stddev = 1.0f);
+
+// Reports counter GFLOP/s = flops per iteration * iterations / real time.
+void set_flops(benchmark::State& state, double flops_per_iteration);
+
+// Square sgemm of the given size (state.range(0)) through the same GEMM the kernels use.
+void BM_Sgemm(benchmark::State& state);
+
+}  // namespace rt::bench

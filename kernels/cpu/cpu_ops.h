@@ -1,0 +1,80 @@
+// CPU implementations behind kernels/ops.h: raw pointers, sizes already checked by ops.cpp.
+// The contracts (shapes, what accumulates) are documented in kernels/ops.h.
+#pragma once
+
+#include <cstdint>
+
+namespace rt::cpu {
+
+// elementwise.cpp
+void fill(float* x, int64_t n, float value);
+void add(float* out, const float* a, const float* b, int64_t n);
+void accumulate(float* dst, const float* src, int64_t n);
+void scale(float* x, int64_t n, float factor);
+double sum_squares(const float* x, int64_t n);
+bool all_finite(const float* x, int64_t n);
+
+// gemm.cpp: row-major C[M,N] = alpha op(A) op(B) + beta C with leading dimensions.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc);
+
+// embedding.cpp
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t T,
+                       int64_t C);
+void embedding_backward(float* dtable, const int32_t* tokens, const float* dout, int64_t T,
+                        int64_t C);
+
+// norm.cpp
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
+                     int64_t C, float eps);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int64_t T, int64_t C);
+
+// activation.cpp
+void silu_forward(float* out, const float* inp, int64_t n);
+void silu_backward(float* dinp, const float* dout, const float* inp, int64_t n);
+void swiglu_forward(float* out, const float* gate_up, int64_t T, int64_t F);
+void swiglu_backward(float* dgate_up, const float* dout, const float* gate_up, int64_t T,
+                     int64_t F);
+
+// rope.cpp
+void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D, float theta);
+void rope_rotate(float* x, const float* table, int64_t T, int64_t heads, int64_t D,
+                 bool inverse);
+
+// attention.cpp
+struct AttentionDims {
+  int64_t Tq, Tk;
+  int64_t H, Hkv, D;
+};
+// Tile sizes of the blockwise kernels (rows of Q x rows of K per GEMM tile). Tunable for
+// benchmarks and varied by the tests; results agree to rounding for any choice.
+struct AttentionTiles {
+  int64_t q = 128;
+  int64_t k = 128;
+};
+AttentionTiles& attention_tiles();
+void attention_block_forward(float* out, float* lse, const float* q, const float* k,
+                             const float* v, const AttentionDims& d, int64_t q_pos0,
+                             int64_t k_pos0, bool causal);
+void attention_merge(float* out, float* lse, const float* out_blk, const float* lse_blk,
+                     int64_t T, int64_t H, int64_t D);
+void attention_backward_delta(float* delta, const float* dout, const float* out, int64_t T,
+                              int64_t H, int64_t D);
+void attention_block_backward(float* dq, float* dk, float* dv, const float* q, const float* k,
+                              const float* v, const float* dout, const float* lse,
+                              const float* delta, const AttentionDims& d, int64_t q_pos0,
+                              int64_t k_pos0, bool causal);
+
+// lm_head.cpp
+double lm_head_loss(const float* h, const float* weight, const int32_t* targets, float* dh,
+                    float* dweight, float grad_scale, float* token_losses, int64_t T,
+                    int64_t C, int64_t V);
+
+// adamw.cpp
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int64_t step,
+                  bool decay);
+
+}  // namespace rt::cpu

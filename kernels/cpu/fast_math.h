@@ -1,0 +1,33 @@
+// exp and friends for the CPU kernels: plain loops over these vectorise (AVX2/AVX-512), unlike
+// libm's expf. Accurate to a few ulp over the range that matters; exp(-inf) is exactly 0.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+namespace rt::cpu {
+
+inline float fast_exp(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  float t = x * kLog2e;
+  t = t < -127.0f ? -127.0f : t;  // 2^-127 and below become exactly 0 (exponent field 0)
+  t = t > 127.0f ? 127.0f : t;
+  float n = std::floor(t + 0.5f);
+  float f = t - n;  // in [-0.5, 0.5]
+  // 2^f by its Taylor series in f*ln2, degree 7: truncation error < 6e-9 on this interval.
+  float p = 1.5252733804059840e-05f;
+  p = p * f + 1.5403530393381608e-04f;
+  p = p * f + 1.3333558146428443e-03f;
+  p = p * f + 9.6181291076284772e-03f;
+  p = p * f + 5.5504108664821580e-02f;
+  p = p * f + 2.4022650695910071e-01f;
+  p = p * f + 6.9314718055994531e-01f;
+  p = p * f + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+}  // namespace rt::cpu

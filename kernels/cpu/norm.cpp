@@ -1,0 +1,60 @@
+// RMSNorm (Llama): out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps).
+//   inp, out, dinp [T, C]; weight, dweight [C]; rstd [T]
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace rt::cpu {
+
+namespace {
+// dweight is summed over rows in fixed blocks of this many rows, then over blocks in order:
+// deterministic whatever the thread count.
+constexpr int64_t kRowBlock = 256;
+}
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
+                     int64_t C, float eps) {
+#pragma omp parallel for schedule(static) if (T * C > (1 << 15))
+  for (int64_t t = 0; t < T; ++t) {
+    const float* x = inp + t * C;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t c = 0; c < C; ++c) ss += x[c] * x[c];
+    float r = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
+    rstd[t] = r;
+    float* y = out + t * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * r * weight[c];
+  }
+}
+
+// With g = dout * weight:  dinp = rstd * g - rstd^3 / C * inp * sum(g * inp)
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int64_t T, int64_t C) {
+  int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
+  std::vector<float> partial(static_cast<size_t>(blocks * C), 0.0f);
+#pragma omp parallel for schedule(static) if (T * C > (1 << 15))
+  for (int64_t b = 0; b < blocks; ++b) {
+    float* dw = partial.data() + b * C;
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t) {
+      const float* x = inp + t * C;
+      const float* dy = dout + t * C;
+      float r = rstd[t];
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < C; ++c) dot += dy[c] * weight[c] * x[c];
+      float k = r * r * r * dot / static_cast<float>(C);
+      float* dx = dinp + t * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        dx[c] += r * dy[c] * weight[c] - k * x[c];
+        dw[c] += dy[c] * x[c] * r;
+      }
+    }
+  }
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t c = 0; c < C; ++c) dweight[c] += partial[b * C + c];
+}
+
+}  // namespace rt::cpu

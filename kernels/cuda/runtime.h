@@ -1,0 +1,18 @@
+// The CUDA runtime as the rest of kernels/ sees it. Built from runtime.cu with the CUDA
+// backend, from runtime_absent.cpp without it; either way these symbols exist.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace rt::cuda {
+
+bool compiled();
+int device_count();
+std::string device_name(int ordinal);
+void* malloc_device(size_t bytes);
+void free_device(void* ptr);
+void memset_zero(void* ptr, size_t bytes);
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+
+}  // namespace rt::cuda

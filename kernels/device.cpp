@@ -1,0 +1,64 @@
+#include "kernels/device.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/cuda/runtime.h"
+
+namespace rt {
+
+namespace {
+constexpr size_t kAlign = 64;
+
+void require_cuda_backend() {
+  if (!cuda_compiled())
+    throw UserError(
+        "this ringtrain was built without the CUDA backend; reconfigure with "
+        "-DRINGTRAIN_CUDA=ON on a machine with the CUDA toolkit, or use run.device: cpu");
+}
+}  // namespace
+
+void* device_alloc(Device device, size_t bytes) {
+  if (device == Device::CPU) {
+    size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    void* p = std::aligned_alloc(kAlign, rounded);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  require_cuda_backend();
+  return cuda::malloc_device(bytes);
+}
+
+void device_free(Device device, void* ptr) {
+  if (!ptr) return;
+  if (device == Device::CPU) {
+    std::free(ptr);
+  } else {
+    cuda::free_device(ptr);
+  }
+}
+
+void device_memset_zero(Device device, void* ptr, size_t bytes) {
+  if (device == Device::CPU) {
+    std::memset(ptr, 0, bytes);
+  } else {
+    require_cuda_backend();
+    cuda::memset_zero(ptr, bytes);
+  }
+}
+
+void device_copy(Device dst_device, void* dst, Device src_device, const void* src, size_t bytes) {
+  if (dst_device == Device::CPU && src_device == Device::CPU) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  require_cuda_backend();
+  cuda::copy(dst, dst_device == Device::CUDA, src, src_device == Device::CUDA, bytes);
+}
+
+bool cuda_compiled() { return cuda::compiled(); }
+int cuda_device_count() { return cuda::device_count(); }
+std::string cuda_device_name(int ordinal) { return cuda::device_name(ordinal); }
+
+}  // namespace rt

@@ -1,0 +1,21 @@
+// Raw memory on a device. CPU memory is 64-byte aligned; CUDA memory comes from the CUDA
+// runtime when the build has it (kernels/cuda/), otherwise asking for it is a clear error.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "kernels/tensor.h"
+
+namespace rt {
+
+void* device_alloc(Device device, size_t bytes);
+void device_free(Device device, void* ptr);
+void device_memset_zero(Device device, void* ptr, size_t bytes);
+void device_copy(Device dst_device, void* dst, Device src_device, const void* src, size_t bytes);
+
+bool cuda_compiled();        // this binary was built with the CUDA backend
+int cuda_device_count();     // 0 without a driver/device, or without the CUDA backend
+std::string cuda_device_name(int ordinal);
+
+}  // namespace rt

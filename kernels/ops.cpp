@@ -1,0 +1,306 @@
+// Shape checks and device dispatch for kernels/ops.h. The CPU kernels live in kernels/cpu/;
+// the CUDA kernels are the CUDA backend's issue, until then a CUDA tensor here is a bug.
+#include "kernels/ops.h"
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace rt::ops {
+
+namespace {
+
+// Every tensor handed to an op sits on one device; this returns it (CPU today).
+template <class... Ts>
+Device device_of(const char* op, const Tensor& first, const Ts&... rest) {
+  Device d = first.device();
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&rest...})
+    RT_CHECK(!t->defined() || t->device() == d, op, ": tensors on different devices");
+  RT_CHECK(d == Device::CPU, op, ": no CUDA kernel yet (the CUDA backend adds them)");
+  return d;
+}
+
+void expect(const char* op, const char* name, const Tensor& t, Shape shape,
+            DType dtype = DType::F32) {
+  RT_CHECK(t.defined(), op, ": ", name, " is undefined");
+  RT_CHECK(t.shape() == shape, op, ": ", name, " has shape ", t.shape().str(), ", expected ",
+           shape.str());
+  RT_CHECK(t.dtype() == dtype, op, ": ", name, " is ", dtype_name(t.dtype()), ", expected ",
+           dtype_name(dtype));
+}
+
+void expect_f32(const char* op, const char* name, const Tensor& t) {
+  RT_CHECK(t.defined() && t.dtype() == DType::F32, op, ": ", name, " must be a defined f32 tensor");
+}
+
+}  // namespace
+
+void fill(const Tensor& x, float value) {
+  device_of("fill", x);
+  expect_f32("fill", "x", x);
+  cpu::fill(x.f32(), x.numel(), value);
+}
+
+void add(const Tensor& out, const Tensor& a, const Tensor& b) {
+  device_of("add", out, a, b);
+  expect("add", "a", a, out.shape());
+  expect("add", "b", b, out.shape());
+  cpu::add(out.f32(), a.f32(), b.f32(), out.numel());
+}
+
+void accumulate(const Tensor& dst, const Tensor& src) {
+  device_of("accumulate", dst, src);
+  expect("accumulate", "src", src, dst.shape());
+  cpu::accumulate(dst.f32(), src.f32(), dst.numel());
+}
+
+void scale(const Tensor& x, float factor) {
+  device_of("scale", x);
+  expect_f32("scale", "x", x);
+  cpu::scale(x.f32(), x.numel(), factor);
+}
+
+double sum_squares(const Tensor& x) {
+  device_of("sum_squares", x);
+  expect_f32("sum_squares", "x", x);
+  return cpu::sum_squares(x.f32(), x.numel());
+}
+
+bool all_finite(const Tensor& x) {
+  device_of("all_finite", x);
+  expect_f32("all_finite", "x", x);
+  return cpu::all_finite(x.f32(), x.numel());
+}
+
+void matmul(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+            float alpha, float beta) {
+  device_of("matmul", out, a, b);
+  RT_CHECK(out.ndim() == 2 && a.ndim() == 2 && b.ndim() == 2, "matmul takes 2-d tensors");
+  const int64_t m = trans_a ? a.size(1) : a.size(0), k = trans_a ? a.size(0) : a.size(1);
+  const int64_t kb = trans_b ? b.size(1) : b.size(0), n = trans_b ? b.size(0) : b.size(1);
+  RT_CHECK(k == kb && out.size(0) == m && out.size(1) == n, "matmul shapes ", a.shape().str(),
+           trans_a ? "^T" : "", " x ", b.shape().str(), trans_b ? "^T" : "", " -> ",
+           out.shape().str());
+  cpu::gemm(trans_a, trans_b, m, n, k, alpha, a.f32(), a.size(1), b.f32(), b.size(1), beta,
+            out.f32(), n);
+}
+
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight) {
+  device_of("linear_forward", out, inp, weight);
+  const int64_t T = inp.size(0), C = inp.size(1), OC = weight.size(0);
+  expect("linear_forward", "weight", weight, {OC, C});
+  expect("linear_forward", "out", out, {T, OC});
+  cpu::gemm(false, true, T, OC, C, 1.0f, inp.f32(), C, weight.f32(), C, 0.0f, out.f32(), OC);
+}
+
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight, bool accumulate_dinp) {
+  device_of("linear_backward", dout, inp, weight, dweight, dinp);
+  const int64_t T = inp.size(0), C = inp.size(1), OC = weight.size(0);
+  expect("linear_backward", "weight", weight, {OC, C});
+  expect("linear_backward", "dweight", dweight, {OC, C});
+  expect("linear_backward", "dout", dout, {T, OC});
+  if (dinp.defined()) {
+    expect("linear_backward", "dinp", dinp, {T, C});
+    cpu::gemm(false, false, T, C, OC, 1.0f, dout.f32(), OC, weight.f32(), C,
+              accumulate_dinp ? 1.0f : 0.0f, dinp.f32(), C);
+  }
+  cpu::gemm(true, false, OC, C, T, 1.0f, dout.f32(), OC, inp.f32(), C, 1.0f, dweight.f32(), C);
+}
+
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) {
+  device_of("embedding_forward", out, tokens, table);
+  const int64_t T = tokens.size(0), V = table.size(0), C = table.size(1);
+  expect("embedding_forward", "tokens", tokens, {T}, DType::I32);
+  expect("embedding_forward", "out", out, {T, C});
+  const int32_t* tok = tokens.i32();
+  for (int64_t t = 0; t < T; ++t)
+    RT_CHECK(tok[t] >= 0 && tok[t] < V, "token ", tok[t], " at ", t, " outside the vocabulary [0, ",
+             V, ")");
+  cpu::embedding_forward(out.f32(), tok, table.f32(), T, C);
+}
+
+void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor& dout) {
+  device_of("embedding_backward", dtable, tokens, dout);
+  const int64_t T = tokens.size(0), C = dtable.size(1);
+  expect("embedding_backward", "tokens", tokens, {T}, DType::I32);
+  expect("embedding_backward", "dout", dout, {T, C});
+  cpu::embedding_backward(dtable.f32(), tokens.i32(), dout.f32(), T, C);
+}
+
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                     const Tensor& weight, float eps) {
+  device_of("rmsnorm_forward", out, rstd, inp, weight);
+  const int64_t T = inp.size(0), C = inp.size(1);
+  expect("rmsnorm_forward", "out", out, {T, C});
+  expect("rmsnorm_forward", "rstd", rstd, {T});
+  expect("rmsnorm_forward", "weight", weight, {C});
+  cpu::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), T, C, eps);
+}
+
+void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  device_of("rmsnorm_backward", dinp, dweight, dout, inp, weight, rstd);
+  const int64_t T = inp.size(0), C = inp.size(1);
+  expect("rmsnorm_backward", "dinp", dinp, {T, C});
+  expect("rmsnorm_backward", "dout", dout, {T, C});
+  expect("rmsnorm_backward", "dweight", dweight, {C});
+  expect("rmsnorm_backward", "weight", weight, {C});
+  expect("rmsnorm_backward", "rstd", rstd, {T});
+  cpu::rmsnorm_backward(dinp.f32(), dweight.f32(), dout.f32(), inp.f32(), weight.f32(),
+                        rstd.f32(), T, C);
+}
+
+void silu_forward(const Tensor& out, const Tensor& inp) {
+  device_of("silu_forward", out, inp);
+  expect("silu_forward", "out", out, inp.shape());
+  cpu::silu_forward(out.f32(), inp.f32(), inp.numel());
+}
+
+void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  device_of("silu_backward", dinp, dout, inp);
+  expect("silu_backward", "dinp", dinp, inp.shape());
+  expect("silu_backward", "dout", dout, inp.shape());
+  cpu::silu_backward(dinp.f32(), dout.f32(), inp.f32(), inp.numel());
+}
+
+void swiglu_forward(const Tensor& out, const Tensor& gate_up) {
+  device_of("swiglu_forward", out, gate_up);
+  const int64_t T = gate_up.size(0), F = gate_up.size(1) / 2;
+  RT_CHECK(gate_up.size(1) % 2 == 0, "swiglu: gate_up width must be even");
+  expect("swiglu_forward", "out", out, {T, F});
+  cpu::swiglu_forward(out.f32(), gate_up.f32(), T, F);
+}
+
+void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& gate_up) {
+  device_of("swiglu_backward", dgate_up, dout, gate_up);
+  const int64_t T = gate_up.size(0), F = gate_up.size(1) / 2;
+  expect("swiglu_backward", "dgate_up", dgate_up, gate_up.shape());
+  expect("swiglu_backward", "dout", dout, {T, F});
+  cpu::swiglu_backward(dgate_up.f32(), dout.f32(), gate_up.f32(), T, F);
+}
+
+void rope_table(const Tensor& table, const Tensor& positions, float theta) {
+  device_of("rope_table", table, positions);
+  const int64_t T = positions.size(0);
+  RT_CHECK(table.ndim() == 3 && table.size(0) == T && table.size(2) == 2,
+           "rope_table: table must be [T, D/2, 2], got ", table.shape().str());
+  expect("rope_table", "positions", positions, {T}, DType::I32);
+  cpu::rope_table(table.f32(), positions.i32(), T, table.size(1) * 2, theta);
+}
+
+namespace {
+void rope(const char* op, const Tensor& x, const Tensor& table, bool inverse) {
+  device_of(op, x, table);
+  RT_CHECK(x.ndim() == 3, op, ": x must be [T, heads, D], got ", x.shape().str());
+  const int64_t T = x.size(0), heads = x.size(1), D = x.size(2);
+  RT_CHECK(D % 2 == 0, op, ": head dim must be even");
+  expect(op, "table", table, {T, D / 2, 2});
+  cpu::rope_rotate(x.f32(), table.f32(), T, heads, D, inverse);
+}
+}  // namespace
+
+void rope_forward(const Tensor& x, const Tensor& table) { rope("rope_forward", x, table, false); }
+void rope_backward(const Tensor& dx, const Tensor& table) { rope("rope_backward", dx, table, true); }
+
+namespace {
+cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k,
+                                  const Tensor& v) {
+  RT_CHECK(q.ndim() == 3 && k.ndim() == 3, op, ": q, k, v must be [T, heads, D]");
+  cpu::AttentionDims d{q.size(0), k.size(0), q.size(1), k.size(1), q.size(2)};
+  RT_CHECK(d.Hkv > 0 && d.H % d.Hkv == 0, op, ": ", d.H, " query heads are not a multiple of ",
+           d.Hkv, " kv heads");
+  expect(op, "k", k, {d.Tk, d.Hkv, d.D});
+  expect(op, "v", v, {d.Tk, d.Hkv, d.D});
+  expect(op, "q", q, {d.Tq, d.H, d.D});
+  return d;
+}
+}  // namespace
+
+BlockKind classify_block(int64_t q_pos0, int64_t q_len, int64_t k_pos0, int64_t k_len) {
+  if (q_len == 0 || k_len == 0 || k_pos0 > q_pos0 + q_len - 1) return BlockKind::Skip;
+  if (k_pos0 + k_len - 1 <= q_pos0) return BlockKind::Full;
+  return BlockKind::Causal;
+}
+
+void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
+                             const Tensor& k, const Tensor& v, int64_t q_pos0, int64_t k_pos0,
+                             Mask mask) {
+  device_of("attention_block_forward", out, lse, q, k, v);
+  auto d = attention_dims("attention_block_forward", q, k, v);
+  expect("attention_block_forward", "out", out, q.shape());
+  expect("attention_block_forward", "lse", lse, {d.Tq, d.H});
+  cpu::attention_block_forward(out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, q_pos0,
+                               k_pos0, mask == Mask::Causal);
+}
+
+void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk,
+                     const Tensor& lse_blk) {
+  device_of("attention_merge", out, lse, out_blk, lse_blk);
+  RT_CHECK(out.ndim() == 3, "attention_merge: out must be [T, H, D]");
+  expect("attention_merge", "out_blk", out_blk, out.shape());
+  expect("attention_merge", "lse", lse, {out.size(0), out.size(1)});
+  expect("attention_merge", "lse_blk", lse_blk, {out.size(0), out.size(1)});
+  cpu::attention_merge(out.f32(), lse.f32(), out_blk.f32(), lse_blk.f32(), out.size(0),
+                       out.size(1), out.size(2));
+}
+
+void attention_backward_delta(const Tensor& delta, const Tensor& dout, const Tensor& out) {
+  device_of("attention_backward_delta", delta, dout, out);
+  RT_CHECK(out.ndim() == 3, "attention_backward_delta: out must be [T, H, D]");
+  expect("attention_backward_delta", "dout", dout, out.shape());
+  expect("attention_backward_delta", "delta", delta, {out.size(0), out.size(1)});
+  cpu::attention_backward_delta(delta.f32(), dout.f32(), out.f32(), out.size(0), out.size(1),
+                                out.size(2));
+}
+
+void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                              const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& dout, const Tensor& lse, const Tensor& delta,
+                              int64_t q_pos0, int64_t k_pos0, Mask mask) {
+  const char* op = "attention_block_backward";
+  device_of(op, dq, dk, dv, q, k, v, dout, lse, delta);
+  auto d = attention_dims(op, q, k, v);
+  expect(op, "dq", dq, q.shape());
+  expect(op, "dk", dk, k.shape());
+  expect(op, "dv", dv, v.shape());
+  expect(op, "dout", dout, q.shape());
+  expect(op, "lse", lse, {d.Tq, d.H});
+  expect(op, "delta", delta, {d.Tq, d.H});
+  cpu::attention_block_backward(dq.f32(), dk.f32(), dv.f32(), q.f32(), k.f32(), v.f32(),
+                                dout.f32(), lse.f32(), delta.f32(), d, q_pos0, k_pos0,
+                                mask == Mask::Causal);
+}
+
+double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
+                    const Tensor& dh, const Tensor& dweight, float grad_scale,
+                    const Tensor& token_losses) {
+  const char* op = "lm_head_loss";
+  device_of(op, h, weight, targets, dh, dweight, token_losses);
+  const int64_t T = h.size(0), C = h.size(1), V = weight.size(0);
+  expect(op, "weight", weight, {V, C});
+  expect(op, "targets", targets, {T}, DType::I32);
+  const int32_t* tg = targets.i32();
+  for (int64_t t = 0; t < T; ++t)
+    RT_CHECK(tg[t] < V, "target ", tg[t], " at ", t, " outside the vocabulary [0, ", V, ")");
+  RT_CHECK(dh.defined() == dweight.defined(), op, ": dh and dweight come together");
+  if (dh.defined()) {
+    expect(op, "dh", dh, {T, C});
+    expect(op, "dweight", dweight, {V, C});
+  }
+  if (token_losses.defined()) expect(op, "token_losses", token_losses, {T});
+  return cpu::lm_head_loss(h.f32(), weight.f32(), tg, dh.defined() ? dh.f32() : nullptr,
+                           dweight.defined() ? dweight.f32() : nullptr, grad_scale,
+                           token_losses.defined() ? token_losses.f32() : nullptr, T, C, V);
+}
+
+void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                  const AdamW& hp, bool decay) {
+  device_of("adamw_update", param, grad, m, v);
+  expect("adamw_update", "grad", grad, param.shape());
+  expect("adamw_update", "m", m, param.shape());
+  expect("adamw_update", "v", v, param.shape());
+  RT_CHECK(hp.step >= 1, "adamw_update: step is 1-based");
+  cpu::adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), hp.lr, hp.beta1,
+                    hp.beta2, hp.eps, hp.weight_decay, hp.step, decay);
+}
+
+}  // namespace rt::ops

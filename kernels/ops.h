@@ -1,0 +1,116 @@
+// Every compute op of ringtrain: its contract (shapes, semantics) and its dispatch.
+// Each op checks shapes and dtypes, then runs the implementation of its inputs' device
+// (cpu:: in kernels/cpu/, cuda:: in kernels/cuda/). Layers are written once against this file.
+//
+// Conventions (llm.c style):
+//   T   tokens in the batch (rows), C model width, V vocabulary, F MLP hidden width
+//   H   query heads, Hkv key/value heads (GQA: H % Hkv == 0), D head dim
+//   Linear weights are [out_features, in_features]; y = x W^T.
+//   "accumulate" outputs are added to (+=); the others are overwritten.
+//   Everything is f32 on the CPU.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace rt::ops {
+
+// ---- element-wise and reductions --------------------------------------------------------
+void fill(const Tensor& x, float value);
+void add(const Tensor& out, const Tensor& a, const Tensor& b);  // out = a + b (out may alias a)
+void accumulate(const Tensor& dst, const Tensor& src);          // dst += src
+void scale(const Tensor& x, float factor);                      // x *= factor
+double sum_squares(const Tensor& x);  // deterministic: fixed blocking, double partial sums
+bool all_finite(const Tensor& x);
+
+// ---- GEMM -------------------------------------------------------------------------------
+// out[M,N] = alpha * op(a) op(b) + beta * out, op = transpose when the flag is set.
+void matmul(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+            float alpha = 1.0f, float beta = 0.0f);
+
+// out[T,OC] = inp[T,C] weight[OC,C]^T
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight);
+// dinp[T,C] (+)= dout[T,OC] weight ; dweight[OC,C] += dout^T inp.
+// dinp is accumulated when accumulate_dinp, else overwritten; an undefined dinp is skipped.
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight, bool accumulate_dinp);
+
+// ---- embedding --------------------------------------------------------------------------
+// out[T,C] = table[tokens[t]]; tokens i32 [T] in [0, V)
+void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table);
+// dtable[V,C] += scatter of dout[T,C] by tokens (deterministic order)
+void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor& dout);
+
+// ---- RMSNorm ----------------------------------------------------------------------------
+// out[T,C] = inp * rstd * weight, rstd[T] = 1/sqrt(mean(inp^2) + eps)
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                     const Tensor& weight, float eps);
+// dinp[T,C] += ..., dweight[C] += ... (both accumulate: dinp is the residual stream's gradient)
+void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd);
+
+// ---- activations ------------------------------------------------------------------------
+// silu(x) = x * sigmoid(x)
+void silu_forward(const Tensor& out, const Tensor& inp);
+void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);  // overwrite
+// gate_up[T,2F] = [gate | up]; out[T,F] = silu(gate) * up
+void swiglu_forward(const Tensor& out, const Tensor& gate_up);
+void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& gate_up);
+
+// ---- rotary position embedding ----------------------------------------------------------
+// table[T, D/2, 2] = (cos, sin) of positions[t] * theta^(-2i/D), angles computed in double so
+// that positions near 2^20 keep their precision. positions: i32 [T], global token positions.
+void rope_table(const Tensor& table, const Tensor& positions, float theta);
+// x[T, heads, D] rotated in place, rotate-half convention (pairs (i, i + D/2)).
+void rope_forward(const Tensor& x, const Tensor& table);
+// The transpose (inverse) rotation, applied in place to the gradient.
+void rope_backward(const Tensor& dx, const Tensor& table);
+
+// ---- attention blocks -------------------------------------------------------------------
+// One (Q chunk, KV chunk) block of causal attention; a sequence is any set of blocks merged.
+//   q [Tq, H, D], k, v [Tk, Hkv, D]; query i sits at global position q_pos0 + i, key j at
+//   k_pos0 + j. Mask Causal keeps key j for query i when k_pos0 + j <= q_pos0 + i; Full keeps all.
+//   out [Tq, H, D] = softmax(q k^T / sqrt(D)) v over the kept keys; lse [Tq, H] its log-sum-exp
+//   (-inf and out = 0 for a query with no kept key).
+enum class Mask { Full, Causal };
+void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
+                             const Tensor& k, const Tensor& v, int64_t q_pos0, int64_t k_pos0,
+                             Mask mask);
+// Merges a block's (out_blk, lse_blk) into the running (out, lse) in f32 with the stable form
+//   out -= sigmoid(lse_blk - lse) * (out - out_blk);  lse -= logsigmoid(lse - lse_blk)
+void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk,
+                     const Tensor& lse_blk);
+// delta[Tq, H] = rowsum(dout * out), computed once per Q chunk from the GLOBAL out.
+void attention_backward_delta(const Tensor& delta, const Tensor& dout, const Tensor& out);
+// Gradients of one block given the GLOBAL lse and delta of the queries; dq, dk, dv accumulate.
+void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                              const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& dout, const Tensor& lse, const Tensor& delta,
+                              int64_t q_pos0, int64_t k_pos0, Mask mask);
+// Which kind of work a block is, from the positions alone: skip when every key is after every
+// query (causal), full when every key is at or before every query, causal otherwise.
+enum class BlockKind { Skip, Full, Causal };
+BlockKind classify_block(int64_t q_pos0, int64_t q_len, int64_t k_pos0, int64_t k_len);
+
+// ---- LM head + cross entropy, fused -----------------------------------------------------
+// logits = h[T,C] weight[V,C]^T, computed in token blocks; the [T,V] logits never exist.
+// targets i32 [T]; a target < 0 is ignored. Returns sum over kept tokens of
+// -log softmax(logits)[target], accumulated in double.
+// When dh is defined: dh[T,C] = grad_scale * d(loss sum)/dh (overwritten) and
+// dweight[V,C] += grad_scale * d(loss sum)/dweight.
+// When token_losses [T] is defined it receives each token's loss (0 for ignored ones).
+double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
+                    const Tensor& dh, const Tensor& dweight, float grad_scale,
+                    const Tensor& token_losses = Tensor());
+
+// ---- optimizer --------------------------------------------------------------------------
+struct AdamW {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  // 1-based, for bias correction
+};
+// Decoupled weight decay (PyTorch AdamW): p -= lr*wd*p; p -= lr * mhat / (sqrt(vhat) + eps)
+void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                  const AdamW& hp, bool decay);
+
+}  // namespace rt::ops

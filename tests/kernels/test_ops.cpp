@@ -1,0 +1,211 @@
+// Every CPU op, forward and backward, against the double-precision naive reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/arena.h"
+#include "kernels/ops.h"
+#include "tests/reference/naive.h"
+#include "tests/testing.h"
+
+namespace rt {
+namespace {
+
+using ref::Vec;
+using testing::from_vec;
+using testing::int_tensor;
+using testing::random_tensor;
+using testing::rel_rms_error;
+using testing::to_vec;
+
+constexpr double kTol = 1e-5;
+
+TEST(Ops, LinearForwardBackward) {
+  const int T = 37, C = 48, OC = 33;
+  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2), dy = random_tensor({T, OC}, 3);
+  Tensor y = Tensor::empty({T, OC});
+  ops::linear_forward(y, x, w);
+  EXPECT_LT(rel_rms_error(y, ref::linear(to_vec(x), to_vec(w), T, C, OC)), kTol);
+
+  Vec dx_ref, dw_ref;
+  ref::linear_backward(to_vec(dy), to_vec(x), to_vec(w), T, C, OC, dx_ref, dw_ref);
+  Tensor dx = random_tensor({T, C}, 4), dw = random_tensor({OC, C}, 5);
+  Vec dx0 = to_vec(dx), dw0 = to_vec(dw);
+  ops::linear_backward(dx, dw, dy, x, w, /*accumulate_dinp=*/true);
+  for (size_t i = 0; i < dx_ref.size(); ++i) dx_ref[i] += dx0[i];
+  for (size_t i = 0; i < dw_ref.size(); ++i) dw_ref[i] += dw0[i];
+  EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
+  EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
+
+  // Overwriting dinp.
+  ops::linear_backward(dx, dw, dy, x, w, /*accumulate_dinp=*/false);
+  ref::linear_backward(to_vec(dy), to_vec(x), to_vec(w), T, C, OC, dx_ref, dw_ref);
+  EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
+}
+
+TEST(Ops, Matmul) {
+  Tensor a = random_tensor({9, 5}, 6), b = random_tensor({7, 5}, 7), c = Tensor::empty({9, 7});
+  ops::matmul(c, a, false, b, true);
+  EXPECT_LT(rel_rms_error(c, ref::linear(to_vec(a), to_vec(b), 9, 5, 7)), kTol);
+}
+
+TEST(Ops, EmbeddingForwardBackward) {
+  const int V = 11, C = 70, T = 50;
+  auto tok = testing::random_ints(T, 0, V, 8);
+  Tensor table = random_tensor({V, C}, 9), y = Tensor::empty({T, C}), dy = random_tensor({T, C}, 10);
+  ops::embedding_forward(y, int_tensor(tok), table);
+  EXPECT_LT(rel_rms_error(y, ref::embedding(tok, to_vec(table), C)), kTol);
+  Tensor dt = Tensor::zeros({V, C});
+  ops::embedding_backward(dt, int_tensor(tok), dy);
+  EXPECT_LT(rel_rms_error(dt, ref::embedding_backward(tok, to_vec(dy), V, C)), kTol);
+}
+
+TEST(Ops, RMSNormForwardBackward) {
+  const int T = 300, C = 96;  // T spans more than one row block of the dweight reduction
+  const float eps = 1e-5f;
+  Tensor x = random_tensor({T, C}, 11), w = random_tensor({C}, 12), dy = random_tensor({T, C}, 13);
+  Tensor y = Tensor::empty({T, C}), rstd = Tensor::empty({T});
+  ops::rmsnorm_forward(y, rstd, x, w, eps);
+  EXPECT_LT(rel_rms_error(y, ref::rmsnorm(to_vec(x), to_vec(w), T, C, eps)), kTol);
+  Tensor dx = Tensor::zeros({T, C}), dw = Tensor::zeros({C});
+  ops::rmsnorm_backward(dx, dw, dy, x, w, rstd);
+  Vec dx_ref, dw_ref;
+  ref::rmsnorm_backward(to_vec(dy), to_vec(x), to_vec(w), T, C, eps, dx_ref, dw_ref);
+  EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
+  EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
+}
+
+TEST(Ops, SiluForwardBackward) {
+  Tensor x = random_tensor({1000}, 14, 4.0f), dy = random_tensor({1000}, 15);
+  Tensor y = Tensor::empty({1000}), dx = Tensor::empty({1000});
+  ops::silu_forward(y, x);
+  EXPECT_LT(rel_rms_error(y, ref::silu(to_vec(x))), kTol);
+  ops::silu_backward(dx, dy, x);
+  EXPECT_LT(rel_rms_error(dx, ref::silu_backward(to_vec(dy), to_vec(x))), kTol);
+}
+
+TEST(Ops, SwiGLUForwardBackward) {
+  const int T = 33, F = 40;
+  Tensor gu = random_tensor({T, 2 * F}, 16, 3.0f), dy = random_tensor({T, F}, 17);
+  Tensor y = Tensor::empty({T, F}), dgu = Tensor::empty({T, 2 * F});
+  ops::swiglu_forward(y, gu);
+  EXPECT_LT(rel_rms_error(y, ref::swiglu(to_vec(gu), T, F)), kTol);
+  ops::swiglu_backward(dgu, dy, gu);
+  EXPECT_LT(rel_rms_error(dgu, ref::swiglu_backward(to_vec(dy), to_vec(gu), T, F)), kTol);
+}
+
+TEST(Ops, RopeForwardBackwardAtLargePositions) {
+  const int T = 6, H = 3, D = 16;
+  const float theta = 500000.0f;
+  std::vector<int32_t> pos = {0, 1, 77, 4095, 1 << 20, (1 << 20) + 12345};
+  Tensor x = random_tensor({T, H, D}, 18), table = Tensor::empty({T, D / 2, 2});
+  ops::rope_table(table, int_tensor(pos), theta);
+  Vec x0 = to_vec(x);
+  ops::rope_forward(x, table);
+  EXPECT_LT(rel_rms_error(x, ref::rope(x0, pos, T, H, D, theta)), kTol);
+  Tensor g = random_tensor({T, H, D}, 19);
+  Vec g0 = to_vec(g);
+  ops::rope_backward(g, table);
+  EXPECT_LT(rel_rms_error(g, ref::rope_backward(g0, pos, T, H, D, theta)), kTol);
+}
+
+TEST(Ops, LMHeadLossForwardBackward) {
+  const int T = 150, C = 24, V = 37;
+  auto tg = testing::random_ints(T, 0, V, 20);
+  tg[3] = -1;
+  tg[77] = -1;
+  Tensor h = random_tensor({T, C}, 21), w = random_tensor({V, C}, 22, 0.5f);
+  Tensor dh = Tensor::empty({T, C}), dw = random_tensor({V, C}, 23), losses = Tensor::empty({T});
+  Vec dw0 = to_vec(dw);
+  const float scale = 0.125f;
+  double loss = ops::lm_head_loss(h, w, int_tensor(tg), dh, dw, scale, losses);
+  double want = ref::lm_head_loss(to_vec(h), to_vec(w), tg, T, C, V);
+  EXPECT_NEAR(loss, want, 1e-5 * std::abs(want));
+  double sum = 0;
+  for (int t = 0; t < T; ++t) sum += losses.f32()[t];
+  EXPECT_NEAR(sum, want, 1e-5 * std::abs(want));
+  EXPECT_EQ(losses.f32()[3], 0.0f);
+
+  Vec dh_ref, dw_ref;
+  ref::lm_head_loss_backward(to_vec(h), to_vec(w), tg, T, C, V, dh_ref, dw_ref);
+  for (auto& x : dh_ref) x *= scale;
+  for (size_t i = 0; i < dw_ref.size(); ++i) dw_ref[i] = dw_ref[i] * scale + dw0[i];
+  EXPECT_LT(rel_rms_error(dh, dh_ref), kTol);
+  EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
+
+  // Forward only gives the same loss.
+  EXPECT_EQ(ops::lm_head_loss(h, w, int_tensor(tg), Tensor(), Tensor(), 1.0f), loss);
+}
+
+TEST(Ops, LMHeadLossManyBlocks) {
+  // V large enough that the token blocking splits T into several blocks.
+  const int T = 300, C = 8, V = 20000;
+  auto tg = testing::random_ints(T, 0, V, 24);
+  Tensor h = random_tensor({T, C}, 25), w = random_tensor({V, C}, 26, 0.3f);
+  Tensor dh = Tensor::empty({T, C}), dw = Tensor::zeros({V, C});
+  double loss = ops::lm_head_loss(h, w, int_tensor(tg), dh, dw, 1.0f);
+  double want = ref::lm_head_loss(to_vec(h), to_vec(w), tg, T, C, V);
+  EXPECT_NEAR(loss, want, 1e-5 * std::abs(want));
+  Vec dh_ref, dw_ref;
+  ref::lm_head_loss_backward(to_vec(h), to_vec(w), tg, T, C, V, dh_ref, dw_ref);
+  EXPECT_LT(rel_rms_error(dh, dh_ref), kTol);
+  EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
+}
+
+TEST(Ops, AdamWMatchesTheFormula) {
+  const int n = 1000;
+  Tensor p = random_tensor({n}, 27), g = random_tensor({n}, 28), m = random_tensor({n}, 29, 0.1f);
+  Tensor v = Tensor::empty({n});
+  for (int i = 0; i < n; ++i) v.f32()[i] = 0.01f * (1 + i % 7);
+  Vec p0 = to_vec(p), g0 = to_vec(g), m0 = to_vec(m), v0 = to_vec(v);
+  ops::AdamW hp{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7};
+  ops::adamw_update(p, g, m, v, hp, /*decay=*/true);
+  Vec want(n);
+  for (int i = 0; i < n; ++i) {
+    double mi = 0.9 * m0[i] + 0.1 * g0[i], vi = 0.95 * v0[i] + 0.05 * g0[i] * g0[i];
+    double mh = mi / (1 - std::pow(0.9, 7)), vh = vi / (1 - std::pow(0.95, 7));
+    want[i] = p0[i] * (1 - 3e-3 * 0.1) - 3e-3 * mh / (std::sqrt(vh) + 1e-8);
+  }
+  EXPECT_LT(rel_rms_error(p, want), kTol);
+}
+
+TEST(Ops, ReductionsAreDeterministicAndCorrect) {
+  Tensor x = random_tensor({300000}, 30);
+  double want = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) want += double(x.f32()[i]) * x.f32()[i];
+  double a = ops::sum_squares(x), b = ops::sum_squares(x);
+  EXPECT_EQ(a, b);
+  EXPECT_NEAR(a, want, 1e-9 * want);
+  EXPECT_TRUE(ops::all_finite(x));
+  x.f32()[123456] = std::nanf("");
+  EXPECT_FALSE(ops::all_finite(x));
+}
+
+TEST(Ops, ShapeMismatchIsAnInternalError) {
+  Tensor x = random_tensor({4, 8}, 31), w = random_tensor({5, 7}, 32), y = Tensor::empty({4, 5});
+  EXPECT_THROW(ops::linear_forward(y, x, w), InternalError);
+}
+
+TEST(Arena, BumpsReleasesAndTracksThePeak) {
+  Arena arena;
+  Tensor a = arena.alloc({1000});
+  auto mark = arena.mark();
+  Tensor b = arena.alloc({int64_t(5) << 20});  // bigger than the first block: a second block
+  EXPECT_GE(arena.peak(), size_t(4000 + (size_t(5) << 20) * 4));
+  arena.release(mark);
+  EXPECT_EQ(arena.in_use(), mark.in_use);
+  Tensor c = arena.alloc({10});
+  EXPECT_EQ(reinterpret_cast<char*>(c.data()) - reinterpret_cast<char*>(a.data()), 4032);
+  size_t cap = arena.capacity();
+  arena.reset();
+  EXPECT_EQ(arena.in_use(), 0u);
+  EXPECT_EQ(arena.capacity(), cap);  // consolidated into one block of the same size
+  // The next step's allocations are contiguous in that one block.
+  Tensor d = arena.alloc({int64_t(5) << 20});
+  Tensor e = arena.alloc({1000});
+  EXPECT_EQ(reinterpret_cast<char*>(e.data()) - reinterpret_cast<char*>(d.data()),
+            (int64_t(5) << 20) * 4);
+}
+
+}  // namespace
+}  // namespace rt

@@ -1,0 +1,249 @@
+#include "tests/reference/naive.h"
+
+#include <cmath>
+#include <limits>
+
+namespace rt::ref {
+
+Vec linear(const Vec& x, const Vec& w, int T, int C, int OC) {
+  Vec y(static_cast<size_t>(T) * OC, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < OC; ++o) {
+      double s = 0;
+      for (int c = 0; c < C; ++c) s += x[t * C + c] * w[o * C + c];
+      y[t * OC + o] = s;
+    }
+  return y;
+}
+
+void linear_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, int OC, Vec& dx,
+                     Vec& dw) {
+  dx.assign(static_cast<size_t>(T) * C, 0.0);
+  dw.assign(static_cast<size_t>(OC) * C, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < OC; ++o)
+      for (int c = 0; c < C; ++c) {
+        dx[t * C + c] += dy[t * OC + o] * w[o * C + c];
+        dw[o * C + c] += dy[t * OC + o] * x[t * C + c];
+      }
+}
+
+Vec embedding(const std::vector<int32_t>& tokens, const Vec& table, int C) {
+  Vec y(tokens.size() * C);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    for (int c = 0; c < C; ++c) y[t * C + c] = table[tokens[t] * C + c];
+  return y;
+}
+
+Vec embedding_backward(const std::vector<int32_t>& tokens, const Vec& dy, int V, int C) {
+  Vec dt(static_cast<size_t>(V) * C, 0.0);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    for (int c = 0; c < C; ++c) dt[tokens[t] * C + c] += dy[t * C + c];
+  return dt;
+}
+
+Vec rmsnorm(const Vec& x, const Vec& w, int T, int C, double eps) {
+  Vec y(x.size());
+  for (int t = 0; t < T; ++t) {
+    double ms = 0;
+    for (int c = 0; c < C; ++c) ms += x[t * C + c] * x[t * C + c];
+    double r = 1.0 / std::sqrt(ms / C + eps);
+    for (int c = 0; c < C; ++c) y[t * C + c] = x[t * C + c] * r * w[c];
+  }
+  return y;
+}
+
+void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps,
+                      Vec& dx, Vec& dw) {
+  dx.assign(x.size(), 0.0);
+  dw.assign(C, 0.0);
+  for (int t = 0; t < T; ++t) {
+    double ms = 0;
+    for (int c = 0; c < C; ++c) ms += x[t * C + c] * x[t * C + c];
+    double r = 1.0 / std::sqrt(ms / C + eps);
+    // y_c = x_c r w_c, dr/dx_j = -r^3 x_j / C
+    double dot = 0;
+    for (int c = 0; c < C; ++c) dot += dy[t * C + c] * w[c] * x[t * C + c];
+    for (int j = 0; j < C; ++j) {
+      dx[t * C + j] = dy[t * C + j] * w[j] * r - dot * r * r * r * x[t * C + j] / C;
+      dw[j] += dy[t * C + j] * x[t * C + j] * r;
+    }
+  }
+}
+
+namespace {
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+}  // namespace
+
+Vec silu(const Vec& x) {
+  Vec y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * sigmoid(x[i]);
+  return y;
+}
+
+Vec silu_backward(const Vec& dy, const Vec& x) {
+  Vec dx(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    double s = sigmoid(x[i]);
+    dx[i] = dy[i] * (s + x[i] * s * (1 - s));
+  }
+  return dx;
+}
+
+Vec swiglu(const Vec& gu, int T, int F) {
+  Vec y(static_cast<size_t>(T) * F);
+  for (int t = 0; t < T; ++t)
+    for (int f = 0; f < F; ++f) {
+      double g = gu[t * 2 * F + f], u = gu[t * 2 * F + F + f];
+      y[t * F + f] = g * sigmoid(g) * u;
+    }
+  return y;
+}
+
+Vec swiglu_backward(const Vec& dy, const Vec& gu, int T, int F) {
+  Vec d(gu.size());
+  for (int t = 0; t < T; ++t)
+    for (int f = 0; f < F; ++f) {
+      double g = gu[t * 2 * F + f], u = gu[t * 2 * F + F + f], s = sigmoid(g);
+      d[t * 2 * F + f] = dy[t * F + f] * u * (s + g * s * (1 - s));
+      d[t * 2 * F + F + f] = dy[t * F + f] * g * s;
+    }
+  return d;
+}
+
+namespace {
+Vec rotate(const Vec& x, const std::vector<int32_t>& pos, int T, int heads, int D, double theta,
+           double sign) {
+  Vec y(x.size());
+  int half = D / 2;
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < half; ++i) {
+        double a = pos[t] * std::pow(theta, -2.0 * i / D);
+        double c = std::cos(a), s = sign * std::sin(a);
+        size_t base = (static_cast<size_t>(t) * heads + h) * D;
+        double x1 = x[base + i], x2 = x[base + i + half];
+        y[base + i] = x1 * c - x2 * s;
+        y[base + i + half] = x2 * c + x1 * s;
+      }
+  return y;
+}
+}  // namespace
+
+Vec rope(const Vec& x, const std::vector<int32_t>& pos, int T, int heads, int D, double theta) {
+  return rotate(x, pos, T, heads, D, theta, 1.0);
+}
+
+Vec rope_backward(const Vec& dy, const std::vector<int32_t>& pos, int T, int heads, int D,
+                  double theta) {
+  return rotate(dy, pos, T, heads, D, theta, -1.0);  // the rotation is orthogonal
+}
+
+namespace {
+bool visible(const AttentionShape& s, int i, int j) {
+  return !s.causal || s.k_pos0 + j <= s.q_pos0 + i;
+}
+size_t qi(const AttentionShape& s, int t, int h, int d) {
+  return (static_cast<size_t>(t) * s.H + h) * s.D + d;
+}
+size_t ki(const AttentionShape& s, int t, int h, int d) {
+  return (static_cast<size_t>(t) * s.Hkv + h) * s.D + d;
+}
+// Softmax probabilities of one (query, head) row; returns its log-sum-exp.
+double probs(const Vec& q, const Vec& k, const AttentionShape& s, int i, int h, Vec& p) {
+  const int hk = h / (s.H / s.Hkv);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  p.assign(s.Tk, 0.0);
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j < s.Tk; ++j) {
+    if (!visible(s, i, j)) continue;
+    double dot = 0;
+    for (int d = 0; d < s.D; ++d) dot += q[qi(s, i, h, d)] * k[ki(s, j, hk, d)];
+    p[j] = dot * scale;
+    mx = std::max(mx, p[j]);
+  }
+  if (mx == -std::numeric_limits<double>::infinity()) return mx;
+  double sum = 0;
+  for (int j = 0; j < s.Tk; ++j)
+    if (visible(s, i, j)) sum += std::exp(p[j] - mx);
+  double lse = mx + std::log(sum);
+  for (int j = 0; j < s.Tk; ++j) p[j] = visible(s, i, j) ? std::exp(p[j] - lse) : 0.0;
+  return lse;
+}
+}  // namespace
+
+void attention(const Vec& q, const Vec& k, const Vec& v, const AttentionShape& s, Vec& out,
+               Vec& lse) {
+  out.assign(static_cast<size_t>(s.Tq) * s.H * s.D, 0.0);
+  lse.assign(static_cast<size_t>(s.Tq) * s.H, 0.0);
+  Vec p;
+  for (int i = 0; i < s.Tq; ++i)
+    for (int h = 0; h < s.H; ++h) {
+      const int hk = h / (s.H / s.Hkv);
+      lse[i * s.H + h] = probs(q, k, s, i, h, p);
+      for (int j = 0; j < s.Tk; ++j)
+        for (int d = 0; d < s.D; ++d) out[qi(s, i, h, d)] += p[j] * v[ki(s, j, hk, d)];
+    }
+}
+
+void attention_backward(const Vec& dout, const Vec& q, const Vec& k, const Vec& v,
+                        const AttentionShape& s, Vec& dq, Vec& dk, Vec& dv) {
+  dq.assign(q.size(), 0.0);
+  dk.assign(k.size(), 0.0);
+  dv.assign(v.size(), 0.0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  Vec p, dp(s.Tk);
+  for (int i = 0; i < s.Tq; ++i)
+    for (int h = 0; h < s.H; ++h) {
+      const int hk = h / (s.H / s.Hkv);
+      probs(q, k, s, i, h, p);
+      // out_i = sum_j p_j v_j ; dp_j = dout_i . v_j ; dscore_j = p_j (dp_j - sum_l p_l dp_l)
+      double pdp = 0;
+      for (int j = 0; j < s.Tk; ++j) {
+        dp[j] = 0;
+        for (int d = 0; d < s.D; ++d) dp[j] += dout[qi(s, i, h, d)] * v[ki(s, j, hk, d)];
+        pdp += p[j] * dp[j];
+      }
+      for (int j = 0; j < s.Tk; ++j) {
+        const double ds = p[j] * (dp[j] - pdp) * scale;
+        for (int d = 0; d < s.D; ++d) {
+          dv[ki(s, j, hk, d)] += p[j] * dout[qi(s, i, h, d)];
+          dq[qi(s, i, h, d)] += ds * k[ki(s, j, hk, d)];
+          dk[ki(s, j, hk, d)] += ds * q[qi(s, i, h, d)];
+        }
+      }
+    }
+}
+
+double lm_head_loss(const Vec& h, const Vec& w, const std::vector<int32_t>& targets, int T, int C,
+                    int V) {
+  Vec logits = linear(h, w, T, C, V);
+  double total = 0;
+  for (int t = 0; t < T; ++t) {
+    if (targets[t] < 0) continue;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < V; ++c) mx = std::max(mx, logits[t * V + c]);
+    double sum = 0;
+    for (int c = 0; c < V; ++c) sum += std::exp(logits[t * V + c] - mx);
+    total += mx + std::log(sum) - logits[t * V + targets[t]];
+  }
+  return total;
+}
+
+void lm_head_loss_backward(const Vec& h, const Vec& w, const std::vector<int32_t>& targets, int T,
+                           int C, int V, Vec& dh, Vec& dw) {
+  Vec logits = linear(h, w, T, C, V);
+  Vec dlogits(logits.size(), 0.0);
+  for (int t = 0; t < T; ++t) {
+    if (targets[t] < 0) continue;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int c = 0; c < V; ++c) mx = std::max(mx, logits[t * V + c]);
+    double sum = 0;
+    for (int c = 0; c < V; ++c) sum += std::exp(logits[t * V + c] - mx);
+    for (int c = 0; c < V; ++c) dlogits[t * V + c] = std::exp(logits[t * V + c] - mx) / sum;
+    dlogits[t * V + targets[t]] -= 1.0;
+  }
+  linear_backward(dlogits, h, w, T, C, V, dh, dw);
+}
+
+}  // namespace rt::ref

@@ -1,0 +1,98 @@
+// The naive references pass finite-difference checks: each backward is the gradient of its
+// forward, for the scalar loss L = sum(forward(x) * R) with a random R.
+#include <gtest/gtest.h>
+
+#include "tests/reference/naive.h"
+#include "tests/testing.h"
+
+namespace rt {
+namespace {
+
+using ref::Vec;
+using testing::max_fd_error;
+using testing::random_vec;
+
+double dot(const Vec& a, const Vec& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+constexpr double kTol = 1e-6;
+
+TEST(NaiveFD, Linear) {
+  const int T = 5, C = 7, OC = 4;
+  Vec x = random_vec(T * C, 1), w = random_vec(OC * C, 2), R = random_vec(T * OC, 3);
+  Vec dx, dw;
+  ref::linear_backward(R, x, w, T, C, OC, dx, dw);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::linear(xx, w, T, C, OC), R); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::linear(x, ww, T, C, OC), R); }, w, dw), kTol);
+}
+
+TEST(NaiveFD, Embedding) {
+  const int V = 6, C = 3;
+  std::vector<int32_t> tok = {1, 4, 1, 0, 5, 1};
+  Vec table = random_vec(V * C, 4), R = random_vec(tok.size() * C, 5);
+  Vec dt = ref::embedding_backward(tok, R, V, C);
+  EXPECT_LT(max_fd_error([&](const Vec& tt) { return dot(ref::embedding(tok, tt, C), R); }, table, dt), kTol);
+}
+
+TEST(NaiveFD, RMSNorm) {
+  const int T = 4, C = 9;
+  const double eps = 1e-5;
+  Vec x = random_vec(T * C, 6), w = random_vec(C, 7), R = random_vec(T * C, 8);
+  Vec dx, dw;
+  ref::rmsnorm_backward(R, x, w, T, C, eps, dx, dw);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, eps), R); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, eps), R); }, w, dw), kTol);
+}
+
+TEST(NaiveFD, SiluAndSwiGLU) {
+  Vec x = random_vec(40, 9, 3.0), R = random_vec(40, 10);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::silu(xx), R); }, x, ref::silu_backward(R, x)), kTol);
+  const int T = 4, F = 5;
+  Vec gu = random_vec(T * 2 * F, 11, 2.0), Ry = random_vec(T * F, 12);
+  EXPECT_LT(max_fd_error([&](const Vec& g) { return dot(ref::swiglu(g, T, F), Ry); }, gu,
+                         ref::swiglu_backward(Ry, gu, T, F)),
+            kTol);
+}
+
+TEST(NaiveFD, Rope) {
+  const int T = 5, H = 2, D = 8;
+  std::vector<int32_t> pos = {0, 3, 17, 1000, 1 << 20};
+  Vec x = random_vec(T * H * D, 13), R = random_vec(T * H * D, 14);
+  Vec dx = ref::rope_backward(R, pos, T, H, D, 10000.0);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rope(xx, pos, T, H, D, 10000.0), R); }, x, dx), kTol);
+}
+
+void check_attention(const ref::AttentionShape& s, uint64_t seed) {
+  Vec q = random_vec(size_t(s.Tq) * s.H * s.D, seed), k = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 1),
+      v = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 2), R = random_vec(size_t(s.Tq) * s.H * s.D, seed + 3);
+  Vec dq, dk, dv;
+  ref::attention_backward(R, q, k, v, s, dq, dk, dv);
+  auto loss = [&](const Vec& qq, const Vec& kk, const Vec& vv) {
+    Vec out, lse;
+    ref::attention(qq, kk, vv, s, out, lse);
+    return dot(out, R);
+  };
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(x, k, v); }, q, dq), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, x, v); }, k, dk), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, k, x); }, v, dv), kTol);
+}
+
+TEST(NaiveFD, AttentionCausal) { check_attention({6, 6, 2, 2, 4, 0, 0, true}, 20); }
+TEST(NaiveFD, AttentionFull) { check_attention({5, 7, 2, 1, 4, 0, 0, false}, 30); }
+TEST(NaiveFD, AttentionGQAOffsetCausal) { check_attention({5, 8, 4, 2, 4, 10, 6, true}, 40); }
+
+TEST(NaiveFD, LMHeadLoss) {
+  const int T = 5, C = 4, V = 7;
+  std::vector<int32_t> tg = {3, -1, 0, 6, 3};
+  Vec h = random_vec(T * C, 50), w = random_vec(V * C, 51);
+  Vec dh, dw;
+  ref::lm_head_loss_backward(h, w, tg, T, C, V, dh, dw);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(x, w, tg, T, C, V); }, h, dh), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(h, x, tg, T, C, V); }, w, dw), kTol);
+}
+
+}  // namespace
+}  // namespace rt
