@@ -1,0 +1,71 @@
+#include "model/attention.h"
+
+#include "kernels/ops.h"
+#include "parallel/ring_attention.h"
+
+namespace rt {
+
+AttentionLayer::AttentionLayer(const std::string& prefix, const ModelConfig& cfg,
+                               ParameterSet& params)
+    : C_(cfg.d_model), H_(cfg.heads), Hkv_(cfg.kv_heads), D_(cfg.head_dim) {
+  wq = params.add(prefix + ".wq", {H_ * D_, C_}, true);
+  wk = params.add(prefix + ".wk", {Hkv_ * D_, C_}, true);
+  wv = params.add(prefix + ".wv", {Hkv_ * D_, C_}, true);
+  wo = params.add(prefix + ".wo", {C_, H_ * D_}, true);
+}
+
+void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx,
+                             Arena& arena) {
+  const int64_t T = x.size(0);
+  const ParameterSet& p = ctx.params;
+  q_ = arena.alloc({T, H_, D_});
+  k_ = arena.alloc({T, Hkv_, D_});
+  v_ = arena.alloc({T, Hkv_, D_});
+  out_ = arena.alloc({T, H_, D_});
+  lse_ = arena.alloc({T, H_});
+  ops::linear_forward(q_.view({T, H_ * D_}), x, p.value(wq));
+  ops::linear_forward(k_.view({T, Hkv_ * D_}), x, p.value(wk));
+  ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.value(wv));
+  ops::rope_forward(q_, ctx.rope);
+  ops::rope_forward(k_, ctx.rope);
+  ring_attention_forward(*ctx.seq.layout, ctx.seq.n_seqs, ctx.seq.sp_group, q_, k_, v_, out_,
+                         lse_, arena);
+  if (y.defined()) ops::linear_forward(y, out_.view({T, H_ * D_}), p.value(wo));
+}
+
+void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
+                              const LayerContext& ctx, Arena& arena) {
+  const int64_t T = x.size(0);
+  const ParameterSet& p = ctx.params;
+  Tensor dout = arena.alloc({T, H_, D_});
+  Tensor dq = arena.alloc({T, H_, D_}), dk = arena.alloc({T, Hkv_, D_}),
+         dv = arena.alloc({T, Hkv_, D_});
+  ops::linear_backward(dout.view({T, H_ * D_}), p.grad(wo), dy, out_.view({T, H_ * D_}),
+                       p.value(wo), false);
+  ring_attention_backward(*ctx.seq.layout, ctx.seq.n_seqs, ctx.seq.sp_group, q_, k_, v_, out_,
+                          dout, lse_, dq, dk, dv, arena);
+  // q and k were rotated after projection: their gradients rotate back before it.
+  ops::rope_backward(dq, ctx.rope);
+  ops::rope_backward(dk, ctx.rope);
+  ops::linear_backward(dx, p.grad(wq), dq.view({T, H_ * D_}), x, p.value(wq), false);
+  ops::linear_backward(dx, p.grad(wk), dk.view({T, Hkv_ * D_}), x, p.value(wk), true);
+  ops::linear_backward(dx, p.grad(wv), dv.view({T, Hkv_ * D_}), x, p.value(wv), true);
+}
+
+int64_t AttentionLayer::saved_floats(int64_t T) const {
+  return T * (2 * H_ * D_ + 2 * Hkv_ * D_ + H_);  // q, out, k, v, lse
+}
+
+int64_t AttentionLayer::backward_floats(int64_t T) const {
+  return T * (2 * H_ * D_ + 2 * Hkv_ * D_ + H_);  // dout, dq, dk, dv, delta
+}
+
+double AttentionLayer::forward_flops_per_token(int64_t seq_len) const {
+  const double projections = 2.0 * C_ * (2 * H_ * D_ + 2 * Hkv_ * D_);
+  // Causal: a token attends to (seq_len + 1) / 2 keys on average; QK^T and PV are 2 FLOPs
+  // per multiply-add each.
+  const double attention = 4.0 * H_ * D_ * (seq_len + 1) / 2.0;
+  return projections + attention;
+}
+
+}  // namespace rt

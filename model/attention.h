@@ -1,0 +1,29 @@
+// Causal self-attention with GQA and RoPE on global positions.
+//   x [T, C] -> q [T, H, D] = x Wq^T, k, v [T, Hkv, D] = x Wk^T, x Wv^T
+//   q, k rotated (RoPE); o [T, H, D] = attention over each sequence (ring across the sp group)
+//   y [T, C] = o Wo^T
+// Parameters: wq [H*D, C], wk [Hkv*D, C], wv [Hkv*D, C], wo [C, H*D].
+#pragma once
+
+#include "model/layer.h"
+
+namespace rt {
+
+class AttentionLayer final : public Layer {
+ public:
+  AttentionLayer(const std::string& prefix, const ModelConfig& cfg, ParameterSet& params);
+  void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
+  void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
+                Arena& arena) override;
+  int64_t saved_floats(int64_t T) const override;
+  int64_t backward_floats(int64_t T) const override;
+  double forward_flops_per_token(int64_t seq_len) const override;
+
+  int wq, wk, wv, wo;  // parameter ids
+
+ private:
+  int64_t C_, H_, Hkv_, D_;
+  Tensor q_, k_, v_, out_, lse_;  // saved by forward
+};
+
+}  // namespace rt

@@ -1,0 +1,41 @@
+// Layer: one symbol of the pattern string, the mixing function inside a pre-norm residual
+// block (model.cpp does h += layer(rmsnorm(h))). Each layer owns its parameter ids and the
+// activations its last forward left in the arena for its backward.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/arena.h"
+#include "kernels/tensor.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/params.h"
+
+namespace rt {
+
+struct LayerContext {
+  const ModelConfig& config;
+  const ParameterSet& params;
+  const Tensor& rope;          // [T, head_dim/2, 2] for this batch's positions
+  const SequenceContext& seq;  // how the rows form sequences (attention needs it)
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // y [T, C] = layer(x [T, C]); what backward needs stays in the arena. An undefined y skips
+  // the output projection (recompute in backward only needs the saved activations).
+  virtual void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) = 0;
+  // dx [T, C] is overwritten; parameter gradients accumulate. Runs after forward on the same x.
+  virtual void backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
+                        const LayerContext& ctx, Arena& arena) = 0;
+  // Floats this layer keeps from forward to backward, and the extra floats its backward needs,
+  // for T tokens: the activation-memory estimate of `ringtrain train --dry-run`.
+  virtual int64_t saved_floats(int64_t T) const = 0;
+  virtual int64_t backward_floats(int64_t T) const = 0;
+  // Forward FLOPs per token of this layer's GEMMs and attention, for MFU accounting.
+  virtual double forward_flops_per_token(int64_t seq_len) const = 0;
+};
+
+}  // namespace rt

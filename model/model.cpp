@@ -1,0 +1,156 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "model/attention.h"
+#include "model/mlp.h"
+
+namespace rt {
+
+Model::Model(const ModelConfig& config) : config_(config) {
+  const int64_t V = config_.vocab_size, C = config_.d_model;
+  embed_ = params_.add("embed.weight", {V, C}, true);
+  for (size_t i = 0; i < config_.pattern.size(); ++i) {
+    const std::string prefix = "layers." + std::to_string(i);
+    Block b;
+    b.norm = params_.add(prefix + ".norm.weight", {C}, false);
+    switch (config_.pattern[i]) {
+      case '*': b.layer = std::make_unique<AttentionLayer>(prefix + ".attn", config_, params_); break;
+      case '-': b.layer = std::make_unique<MlpLayer>(prefix + ".mlp", config_, params_); break;
+      default: RT_CHECK(false, "pattern symbol '", config_.pattern[i], "' reached the model");
+    }
+    blocks_.push_back(std::move(b));
+  }
+  final_norm_ = params_.add("final_norm.weight", {C}, false);
+  if (!config_.tied_embeddings) lm_head_ = params_.add("lm_head.weight", {V, C}, true);
+  params_.allocate();
+}
+
+void Model::init_weights(uint64_t seed) {
+  const double residual_std = config_.init_std / std::sqrt(static_cast<double>(blocks_.size()));
+  for (size_t id = 0; id < params_.all().size(); ++id) {
+    const Parameter& p = params_.all()[id];
+    Tensor w = params_.value(static_cast<int>(id));
+    if (p.shape.ndim == 1) {
+      ops::fill(w, 1.0f);  // norm weights
+      continue;
+    }
+    const bool residual_out = p.name.ends_with(".wo") || p.name.ends_with(".w_down");
+    init_normal(w, residual_out ? residual_std : config_.init_std, seed, hash_name(p.name));
+  }
+}
+
+void Model::embed(const Batch& batch, const Tensor& h0, const Tensor& rope) {
+  ops::embedding_forward(h0, batch.tokens, params_.value(embed_));
+  ops::rope_table(rope, batch.positions, static_cast<float>(config_.rope_theta));
+}
+
+void Model::block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,
+                          const Tensor& rstd, const LayerContext& ctx, Arena& arena) {
+  ops::rmsnorm_forward(xn, rstd, h_in, params_.value(blocks_[i].norm),
+                       static_cast<float>(config_.norm_eps));
+  blocks_[i].layer->forward(h_out, xn, ctx, arena);
+  if (h_out.defined()) ops::accumulate(h_out, h_in);  // the residual connection
+}
+
+double Model::forward_backward(const Batch& batch, float grad_scale, bool recompute,
+                               Arena& arena) {
+  const int64_t T = batch.tokens.size(0), C = config_.d_model, L = blocks_.size();
+  const Arena::Mark start = arena.mark();
+  // Everything that lives through the whole step comes first, below the per-layer marks.
+  Tensor h = arena.alloc({L + 1, T, C});
+  Tensor rope = arena.alloc({T, config_.head_dim / 2, 2});
+  Tensor hn = arena.alloc({T, C}), rstd_final = arena.alloc({T});
+  Tensor dhn = arena.alloc({T, C}), dh = arena.alloc({T, C});
+  auto stream = [&](int64_t i) { return h.rows(i, 1).view({T, C}); };
+  embed(batch, stream(0), rope);
+  const LayerContext ctx{config_, params_, rope, batch.seq};
+
+  std::vector<Arena::Mark> marks(L);
+  std::vector<Tensor> xn(L), rstd(L);
+  for (int64_t i = 0; i < L; ++i) {
+    marks[i] = arena.mark();
+    xn[i] = arena.alloc({T, C});
+    rstd[i] = arena.alloc({T});
+    block_forward(i, stream(i), stream(i + 1), xn[i], rstd[i], ctx, arena);
+    if (recompute) arena.release(marks[i]);
+  }
+
+  const Tensor& final_w = params_.value(final_norm_);
+  ops::rmsnorm_forward(hn, rstd_final, stream(L), final_w, static_cast<float>(config_.norm_eps));
+  const double loss = ops::lm_head_loss(hn, params_.value(head()), batch.targets, dhn,
+                                        params_.grad(head()), grad_scale);
+  ops::fill(dh, 0.0f);
+  ops::rmsnorm_backward(dh, params_.grad(final_norm_), dhn, stream(L), final_w, rstd_final);
+
+  for (int64_t i = L - 1; i >= 0; --i) {
+    if (recompute) {
+      marks[i] = arena.mark();
+      xn[i] = arena.alloc({T, C});
+      rstd[i] = arena.alloc({T});
+      block_forward(i, stream(i), Tensor(), xn[i], rstd[i], ctx, arena);
+    }
+    Tensor dxn = arena.alloc({T, C});
+    blocks_[i].layer->backward(dxn, dh, xn[i], ctx, arena);
+    // dh holds d/dh_{i+1}; the residual path passes it through, the norm adds its part.
+    ops::rmsnorm_backward(dh, params_.grad(blocks_[i].norm), dxn, stream(i),
+                          params_.value(blocks_[i].norm), rstd[i]);
+    arena.release(marks[i]);
+  }
+  ops::embedding_backward(params_.grad(embed_), batch.tokens, dh);
+  arena.release(start);
+  return loss;
+}
+
+double Model::forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses) {
+  const int64_t T = batch.tokens.size(0), C = config_.d_model;
+  const Arena::Mark start = arena.mark();
+  Tensor h_in = arena.alloc({T, C}), h_out = arena.alloc({T, C});
+  Tensor rope = arena.alloc({T, config_.head_dim / 2, 2});
+  embed(batch, h_in, rope);
+  const LayerContext ctx{config_, params_, rope, batch.seq};
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Arena::Mark mark = arena.mark();
+    block_forward(i, h_in, h_out, arena.alloc({T, C}), arena.alloc({T}), ctx, arena);
+    arena.release(mark);
+    std::swap(h_in, h_out);
+  }
+  Tensor hn = arena.alloc({T, C}), rstd = arena.alloc({T});
+  ops::rmsnorm_forward(hn, rstd, h_in, params_.value(final_norm_),
+                       static_cast<float>(config_.norm_eps));
+  const double loss = ops::lm_head_loss(hn, params_.value(head()), batch.targets, Tensor(),
+                                        Tensor(), 1.0f, token_losses);
+  arena.release(start);
+  return loss;
+}
+
+int64_t Model::num_params() const {
+  int64_t n = 0;
+  for (const Parameter& p : params_.all()) n += p.shape.numel();
+  return n;
+}
+
+double Model::flops_per_token(int64_t seq_len) const {
+  double forward = 2.0 * config_.vocab_size * config_.d_model;  // LM head
+  for (const Block& b : blocks_) forward += b.layer->forward_flops_per_token(seq_len);
+  return 3.0 * forward;
+}
+
+int64_t Model::activation_bytes(int64_t T, bool recompute) const {
+  const int64_t C = config_.d_model, L = blocks_.size();
+  // Mirrors forward_backward: the step-long tensors, then per layer what forward keeps (xn,
+  // rstd, the layer's own) and what its backward adds on top (dxn and the layer's own).
+  int64_t base = (L + 1) * T * C + T * config_.head_dim + 3 * T * C + T;
+  // Backward of layer i runs with layers 0..i still kept (no recompute) or alone (recompute).
+  int64_t kept_below = 0, peak = 0;
+  for (const Block& b : blocks_) {
+    const int64_t saved = T * C + T + b.layer->saved_floats(T);
+    const int64_t backward = T * C + b.layer->backward_floats(T);
+    kept_below = recompute ? saved : kept_below + saved;
+    peak = std::max(peak, kept_below + backward);
+  }
+  return 4 * (base + peak);
+}
+
+}  // namespace rt

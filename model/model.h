@@ -1,0 +1,63 @@
+// The hybrid stack built from the pattern string (Megatron-LM's convention):
+//   h0 = embed(tokens)
+//   for each symbol: h += Layer(RMSNorm(h))            ('*' attention, '-' SwiGLU MLP)
+//   loss = CE(LMHead(RMSNorm(h)), targets)             (in token blocks, kernels/ops.h)
+// The LM head is the embedding (tied) or its own matrix. With recompute, forward keeps only
+// each layer's input h and backward recomputes the layer before differentiating it.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kernels/arena.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/layer.h"
+#include "model/params.h"
+
+namespace rt {
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& config);  // config must be resolved and validated
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  ParameterSet& params() { return params_; }
+  const ParameterSet& params() const { return params_; }
+
+  // GPT-2 / Llama init: N(0, init_std) for matrices, the residual output projections (wo,
+  // w_down) scaled by 1/sqrt(layers); norm weights 1. A function of the seed only.
+  void init_weights(uint64_t seed);
+
+  // One micro-batch: returns the sum of its token losses; parameter gradients of
+  // grad_scale * (that sum) are added to params().flat_grads(). The arena is left as found.
+  double forward_backward(const Batch& batch, float grad_scale, bool recompute, Arena& arena);
+  // Loss sum only (validation); token_losses [T] receives each token's loss when defined.
+  double forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses = Tensor());
+
+  int64_t num_params() const;
+  // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted.
+  double flops_per_token(int64_t seq_len) const;
+  // Arena bytes one forward_backward of T tokens peaks at (the dry run's estimate).
+  int64_t activation_bytes(int64_t T, bool recompute) const;
+
+ private:
+  struct Block {
+    int norm;  // parameter id of the pre-norm weight
+    std::unique_ptr<Layer> layer;
+  };
+  // Fills h[0] and the rope table; returns the loss-stage inputs.
+  void embed(const Batch& batch, const Tensor& h0, const Tensor& rope);
+  void block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,
+                     const Tensor& rstd, const LayerContext& ctx, Arena& arena);
+  int head() const { return config_.tied_embeddings ? embed_ : lm_head_; }
+
+  ModelConfig config_;
+  ParameterSet params_;
+  int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
+  std::vector<Block> blocks_;
+};
+
+}  // namespace rt

@@ -1,0 +1,71 @@
+#include "model/params.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+
+namespace rt {
+
+int ParameterSet::add(const std::string& name, Shape shape, bool decay) {
+  RT_CHECK(!values_.defined(), "parameter ", name, " added after allocate()");
+  RT_CHECK(find(name) < 0, "parameter ", name, " registered twice");
+  params_.push_back({name, shape, decay, total_});
+  // Each parameter starts on a 16-float boundary so that its view is 64-byte aligned.
+  total_ += (shape.numel() + 15) / 16 * 16;
+  return static_cast<int>(params_.size()) - 1;
+}
+
+void ParameterSet::allocate() {
+  values_ = Tensor::zeros({total_});
+  grads_ = Tensor::zeros({total_});
+}
+
+Tensor ParameterSet::value(int id) const {
+  const Parameter& p = params_.at(id);
+  return values_.rows(p.offset, p.shape.numel()).view(p.shape);
+}
+
+Tensor ParameterSet::grad(int id) const {
+  const Parameter& p = params_.at(id);
+  return grads_.rows(p.offset, p.shape.numel()).view(p.shape);
+}
+
+int ParameterSet::find(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+double uniform01(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53; }
+}  // namespace
+
+uint64_t hash_name(const std::string& name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+void init_normal(const Tensor& x, double stddev, uint64_t seed, uint64_t stream) {
+  float* p = x.f32();
+  const int64_t n = x.numel();
+  const uint64_t key = splitmix64(seed ^ splitmix64(stream));
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t pair = 0; pair < (n + 1) / 2; ++pair) {
+    // Box-Muller on two independent uniforms drawn from the element's counter.
+    const uint64_t a = splitmix64(key + 2 * static_cast<uint64_t>(pair));
+    const uint64_t b = splitmix64(key + 2 * static_cast<uint64_t>(pair) + 1);
+    const double r = std::sqrt(-2.0 * std::log(uniform01(a)));
+    const double t = 2.0 * M_PI * uniform01(b);
+    p[2 * pair] = static_cast<float>(stddev * r * std::cos(t));
+    if (2 * pair + 1 < n) p[2 * pair + 1] = static_cast<float>(stddev * r * std::sin(t));
+  }
+}
+
+}  // namespace rt

@@ -1,0 +1,45 @@
+// ParameterSet: every parameter of a model in one flat f32 buffer, its gradient in another,
+// so that optimizer, gradient all-reduce, norms and checkpoints walk one array.
+// Parameters are registered first (name, shape, weight decay or not), then allocated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor.h"
+
+namespace rt {
+
+struct Parameter {
+  std::string name;  // "layers.3.attn.wq"
+  Shape shape;
+  bool decay = true;  // AdamW weight decay applies (matrices yes; norm weights no)
+  int64_t offset = 0;  // in the flat buffers
+};
+
+class ParameterSet {
+ public:
+  int add(const std::string& name, Shape shape, bool decay);
+  void allocate();  // after the last add(); values and grads start at zero
+
+  const std::vector<Parameter>& all() const { return params_; }
+  Tensor value(int id) const;
+  Tensor grad(int id) const;
+  Tensor flat_values() const { return values_; }
+  Tensor flat_grads() const { return grads_; }
+  int64_t numel() const { return total_; }
+  int find(const std::string& name) const;  // -1 when absent
+
+ private:
+  std::vector<Parameter> params_;
+  int64_t total_ = 0;
+  Tensor values_, grads_;
+};
+
+// Fills x with N(0, std^2) values that depend only on (seed, stream, index): the same on every
+// rank and for any thread count.
+void init_normal(const Tensor& x, double stddev, uint64_t seed, uint64_t stream);
+uint64_t hash_name(const std::string& name);
+
+}  // namespace rt

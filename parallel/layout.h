@@ -1,0 +1,29 @@
+// How one sequence of L tokens is cut across the sp ranks of a group (zigzag, as in
+// TransformerEngine and ring-flash-attention): 2*sp chunks of L/(2*sp) tokens; sp-rank r holds
+// chunks r and 2*sp-1-r, so every rank has the same causal work. Positions stay global.
+// Adjacent chunks held by one rank are merged (sp = 1: one chunk, the whole sequence).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace rt {
+
+struct Chunk {
+  int64_t global_start = 0;  // position of its first token in the sequence
+  int64_t length = 0;
+  int64_t local_offset = 0;  // row of its first token in this rank's slice of the sequence
+};
+
+struct SequenceLayout {
+  int64_t seq_len = 0;
+  int sp = 1, sp_rank = 0;
+  std::vector<Chunk> chunks;  // in increasing global position
+  int64_t local_len = 0;      // tokens of one sequence on this rank
+
+  static SequenceLayout zigzag(int64_t seq_len, int sp, int sp_rank);
+  // The sp-rank holding global position p.
+  static int owner(int64_t seq_len, int sp, int64_t position);
+};
+
+}  // namespace rt

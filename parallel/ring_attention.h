@@ -1,0 +1,34 @@
+// Causal attention over sequences whose tokens are spread across the sp ranks of a group
+// (parallel/layout.h). Every (Q chunk, KV chunk) pair is classified by global positions
+// (skip / full / causal) and computed with the block kernel of kernels/ops.h; results are
+// merged in f32 with the stable sigmoid form. Backward uses the GLOBAL out and lse of each
+// query (delta = rowsum(dout * out)) for every block.
+//
+//   q, out, dout, dq [n_seqs * local_len, H, D];  k, v, dk, dv [n_seqs * local_len, Hkv, D]
+//   lse [n_seqs * local_len, H]; rows of sequence b start at b * local_len.
+//
+// This build runs the ring of one rank (every KV chunk local). The K/V transfers between
+// ranks for sp > 1 are the sequence-parallelism issue; asking for them is a bug until then.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/arena.h"
+#include "kernels/tensor.h"
+#include "parallel/comm.h"
+#include "parallel/layout.h"
+
+namespace rt {
+
+void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
+                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                            const Tensor& lse, Arena& arena);
+
+// dq, dk, dv are overwritten.
+void ring_attention_backward(const SequenceLayout& layout, int64_t n_seqs,
+                             Communicator* sp_group, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& out, const Tensor& dout,
+                             const Tensor& lse, const Tensor& dq, const Tensor& dk,
+                             const Tensor& dv, Arena& arena);
+
+}  // namespace rt

@@ -1,0 +1,175 @@
+// The model stack: gradients against finite differences of the loss, recompute against no
+// recompute, sequences that do not see each other, and the activation-memory estimate
+// against the arena's measured peak.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "tests/testing.h"
+
+namespace rt {
+namespace {
+
+using testing::random_ints;
+
+ModelConfig tiny_config(const std::string& pattern, bool tied) {
+  ModelConfig c;
+  c.pattern = pattern;
+  c.vocab_size = 23;
+  c.d_model = 32;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 8;
+  c.mlp_hidden = 48;
+  c.tied_embeddings = tied;
+  c.init_std = 0.3;  // large weights: gradients well above f32 rounding of the loss
+  c.resolve();
+  return c;
+}
+
+// n_seqs sequences of seq_len tokens; targets are the next token, the last one ignored.
+struct TestBatch {
+  TestBatch(int64_t n_seqs, int64_t seq_len, int64_t vocab, uint64_t seed)
+      : layout(SequenceLayout::zigzag(seq_len, 1, 0)) {
+    auto toks = random_ints(n_seqs * seq_len + 1, 0, static_cast<int32_t>(vocab), seed);
+    std::vector<int32_t> in(toks.begin(), toks.end() - 1), tg(toks.begin() + 1, toks.end()), pos;
+    for (int64_t i = 0; i < n_seqs * seq_len; ++i) pos.push_back(static_cast<int32_t>(i % seq_len));
+    tg[seq_len / 2] = -1;
+    batch.tokens = testing::int_tensor(in);
+    batch.targets = testing::int_tensor(tg);
+    batch.positions = testing::int_tensor(pos);
+    batch.seq = {&layout, n_seqs, nullptr};
+  }
+  SequenceLayout layout;
+  Batch batch;
+};
+
+double loss_at(Model& m, const Batch& b, Arena& arena) { return m.forward_loss(b, arena); }
+
+// For each parameter tensor: the derivative of the loss along a direction inside that tensor,
+// by central differences, against the gradient's projection on it.
+void check_gradients(const std::string& pattern, bool tied, bool recompute) {
+  Model m(tiny_config(pattern, tied));
+  m.init_weights(7);
+  TestBatch tb(2, 16, m.config().vocab_size, 11);
+  Arena arena;
+  ops::fill(m.params().flat_grads(), 0.0f);
+  const double loss = m.forward_backward(tb.batch, 1.0f, recompute, arena);
+  EXPECT_NEAR(loss, loss_at(m, tb.batch, arena), 1e-9 * std::abs(loss));
+
+  for (size_t id = 0; id < m.params().all().size(); ++id) {
+    const Parameter& p = m.params().all()[id];
+    Tensor w = m.params().value(static_cast<int>(id)), g = m.params().grad(static_cast<int>(id));
+    const int64_t n = w.numel();
+    // Half along the gradient (strong signal), half random (catches a gradient that is wrong
+    // in directions orthogonal to itself).
+    Tensor r = testing::random_tensor({n}, 100 + id);
+    const double gnorm = std::sqrt(ops::sum_squares(g)), rnorm = std::sqrt(ops::sum_squares(r));
+    ASSERT_GT(gnorm, 0.0) << p.name << " has a zero gradient";
+    std::vector<double> u(n);
+    double unorm = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      u[i] = g.f32()[i] / gnorm + r.f32()[i] / rnorm;
+      unorm += u[i] * u[i];
+    }
+    unorm = std::sqrt(unorm);
+    double analytic = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      u[i] /= unorm;
+      analytic += g.f32()[i] * u[i];
+    }
+    std::vector<float> w0(w.f32(), w.f32() + n);
+    const double eps = 1e-2;
+    auto shifted = [&](double s) {
+      for (int64_t i = 0; i < n; ++i) w.f32()[i] = static_cast<float>(w0[i] + s * u[i]);
+      return loss_at(m, tb.batch, arena);
+    };
+    const double fd = (shifted(eps) - shifted(-eps)) / (2 * eps);
+    std::copy(w0.begin(), w0.end(), w.f32());
+    EXPECT_NEAR(fd, analytic, 2e-3 * std::abs(analytic)) << p.name;
+  }
+}
+
+TEST(Model, GradientsMatchFiniteDifferencesTied) { check_gradients("*-*-", true, false); }
+TEST(Model, GradientsMatchFiniteDifferencesUntied) { check_gradients("-**-", false, false); }
+TEST(Model, GradientsMatchFiniteDifferencesRecompute) { check_gradients("*-", true, true); }
+
+TEST(Model, RecomputeGivesBitIdenticalGradients) {
+  Model m(tiny_config("*-*-", true));
+  m.init_weights(3);
+  TestBatch tb(3, 32, m.config().vocab_size, 5);
+  Arena arena;
+  const Tensor g = m.params().flat_grads();
+  ops::fill(g, 0.0f);
+  const double a = m.forward_backward(tb.batch, 0.5f, false, arena);
+  std::vector<float> plain(g.f32(), g.f32() + g.numel());
+  ops::fill(g, 0.0f);
+  const double b = m.forward_backward(tb.batch, 0.5f, true, arena);
+  EXPECT_EQ(a, b);
+  EXPECT_TRUE(std::equal(plain.begin(), plain.end(), g.f32()));
+}
+
+TEST(Model, SequencesDoNotSeeEachOther) {
+  Model m(tiny_config("*-*-", true));
+  m.init_weights(4);
+  TestBatch tb(2, 16, m.config().vocab_size, 6);
+  Arena arena;
+  Tensor before = Tensor::empty({32}), after = Tensor::empty({32});
+  m.forward_loss(tb.batch, arena, before);
+  for (int i = 16; i < 32; ++i) tb.batch.tokens.i32()[i] = (tb.batch.tokens.i32()[i] + 5) % 23;
+  m.forward_loss(tb.batch, arena, after);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(before.f32()[i], after.f32()[i]) << i;
+  int changed = 0;
+  for (int i = 16; i < 32; ++i) changed += before.f32()[i] != after.f32()[i];
+  EXPECT_GT(changed, 8);
+}
+
+TEST(Model, CausalTokensDoNotSeeTheFuture) {
+  Model m(tiny_config("*-", true));
+  m.init_weights(5);
+  TestBatch tb(1, 32, m.config().vocab_size, 8);
+  Arena arena;
+  Tensor before = Tensor::empty({32}), after = Tensor::empty({32});
+  m.forward_loss(tb.batch, arena, before);
+  tb.batch.tokens.i32()[20] = (tb.batch.tokens.i32()[20] + 1) % 23;
+  m.forward_loss(tb.batch, arena, after);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(before.f32()[i], after.f32()[i]) << i;
+  EXPECT_NE(before.f32()[20], after.f32()[20]);
+}
+
+TEST(Model, ActivationEstimateMatchesTheArenaPeak) {
+  for (bool recompute : {false, true}) {
+    Model m(tiny_config("*-*--*", true));
+    m.init_weights(1);
+    TestBatch tb(4, 64, m.config().vocab_size, 9);
+    Arena arena;
+    m.forward_backward(tb.batch, 1.0f, recompute, arena);
+    const double measured = static_cast<double>(arena.peak());
+    const double estimate = static_cast<double>(m.activation_bytes(256, recompute));
+    // The arena rounds each allocation up to 64 bytes; nothing else may differ.
+    EXPECT_LE(estimate, measured) << "recompute " << recompute;
+    EXPECT_GE(estimate, measured - 64.0 * 64) << "recompute " << recompute;
+  }
+  EXPECT_LT(Model(tiny_config("*-*-*-*-", true)).activation_bytes(4096, true),
+            Model(tiny_config("*-*-*-*-", true)).activation_bytes(4096, false) / 2);
+}
+
+TEST(Model, InitIsAFunctionOfTheSeed) {
+  Model a(tiny_config("*-", true)), b(tiny_config("*-", true)), c(tiny_config("*-", true));
+  a.init_weights(9);
+  b.init_weights(9);
+  c.init_weights(10);
+  const Tensor pa = a.params().flat_values(), pb = b.params().flat_values(), pc = c.params().flat_values();
+  EXPECT_TRUE(std::equal(pa.f32(), pa.f32() + pa.numel(), pb.f32()));
+  EXPECT_FALSE(std::equal(pa.f32(), pa.f32() + pa.numel(), pc.f32()));
+  // Residual projections are scaled down by 1/sqrt(layers).
+  const double wq = std::sqrt(ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wq"))) / (32.0 * 32));
+  const double wo = std::sqrt(ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wo"))) / (32.0 * 32));
+  EXPECT_NEAR(wq, 0.3, 0.03);
+  EXPECT_NEAR(wo, 0.3 / std::sqrt(2.0), 0.03);
+}
+
+}  // namespace
+}  // namespace rt
