@@ -1,0 +1,248 @@
+#include "data/corpus.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "data/h5.h"
+#include "data/jsonl.h"
+#include "data/tokenizer.h"
+#include "kernels/check.h"
+
+namespace rt {
+
+struct Corpus::Impl {
+  h5::File file;
+};
+
+namespace {
+
+constexpr uint64_t kTokenChunk = uint64_t(1) << 20;
+constexpr const char* kHowToMake = "make corpora with 'ringtrain data import'";
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+Corpus::~Corpus() { delete impl_; }
+Corpus::Corpus(Corpus&& o) noexcept : impl_(o.impl_), info_(std::move(o.info_)) { o.impl_ = nullptr; }
+Corpus& Corpus::operator=(Corpus&& o) noexcept {
+  if (this != &o) {
+    delete impl_;
+    impl_ = o.impl_;
+    info_ = std::move(o.info_);
+    o.impl_ = nullptr;
+  }
+  return *this;
+}
+
+Corpus Corpus::open(const std::string& path, const std::string& key) {
+  auto bad = [&](const std::string& what) {
+    return UserError(cat(key, ": ", path, ": ", what));
+  };
+  if (!file_exists(path))
+    throw UserError(cat(key, ": corpus file '", path,
+                        "' does not exist; expected an HDF5 corpus (", kHowToMake, ")"));
+  Corpus c;
+  c.impl_ = new Impl;
+  try {
+    c.impl_->file = h5::File::open_read(path);
+  } catch (const h5::Error& e) {
+    throw bad(cat(e.what(), "; expected an HDF5 corpus (", kHowToMake, ")"));
+  }
+  const h5::File& f = c.impl_->file;
+  CorpusInfo& info = c.info_;
+  info.path = path;
+  try {
+    if (!f.has_attr("/", "format"))
+      throw bad(cat("no 'format' attribute; expected format='", kCorpusFormat, "' (", kHowToMake, ")"));
+    const std::string format = f.attr_string("/", "format");
+    if (format != kCorpusFormat)
+      throw bad(cat("format is '", format, "', expected '", kCorpusFormat, "' (", kHowToMake, ")"));
+    const int64_t version = f.attr_int("/", "version");
+    if (version != kCorpusVersion)
+      throw bad(cat("corpus version ", version, " is not supported; expected ", kCorpusVersion));
+    info.vocab_size = f.attr_int("/", "vocab_size");
+    info.eos_id = f.attr_int("/", "eos_id");
+    info.tokenizer = f.attr_string("/", "tokenizer");
+    info.fingerprint = f.attr_string("/", "fingerprint");
+    if (info.vocab_size < 2 || info.vocab_size > (int64_t(1) << 31) - 1)
+      throw bad(cat("vocab_size ", info.vocab_size, " is out of range; expected 2 .. 2^31-1"));
+    if (info.eos_id < 0 || info.eos_id >= info.vocab_size)
+      throw bad(cat("eos_id ", info.eos_id, " is outside the vocabulary [0, ", info.vocab_size, ")"));
+
+    const h5::DatasetInfo tokens = f.info("/tokens");
+    if (tokens.dims.size() != 1 || tokens.type_class != H5T_INTEGER || tokens.is_signed ||
+        (tokens.type_size != 2 && tokens.type_size != 4))
+      throw bad("/tokens must be a 1-d u16 or u32 dataset");
+    info.token_bytes = static_cast<int>(tokens.type_size);
+    info.num_tokens = static_cast<int64_t>(tokens.dims[0]);
+
+    const h5::DatasetInfo offsets = f.info("/doc_offsets");
+    if (offsets.dims.size() != 1 || offsets.type_class != H5T_INTEGER || offsets.type_size != 8 ||
+        offsets.dims[0] < 2)
+      throw bad("/doc_offsets must be a 1-d u64 dataset of at least 2 entries");
+    info.num_docs = static_cast<int64_t>(offsets.dims[0]) - 1;
+    const std::vector<uint64_t> off = f.read_all<uint64_t>("/doc_offsets");
+    if (off.front() != 0 || off.back() != static_cast<uint64_t>(info.num_tokens))
+      throw bad(cat("/doc_offsets must run from 0 to the token count ", info.num_tokens,
+                    ", it runs from ", off.front(), " to ", off.back()));
+    for (size_t i = 1; i < off.size(); ++i)
+      if (off[i] < off[i - 1])
+        throw bad(cat("/doc_offsets decreases at document ", i - 1));
+    if (info.num_tokens < 2) throw bad("the corpus holds fewer than 2 tokens");
+  } catch (const h5::Error& e) {
+    throw bad(cat(e.what(), " (", kHowToMake, ")"));
+  }
+  return c;
+}
+
+void Corpus::read_tokens(int64_t start, int64_t count, int32_t* out) const {
+  RT_CHECK(start >= 0 && count >= 0 && start + count <= info_.num_tokens, "token range [", start,
+           ", ", start + count, ") outside a corpus of ", info_.num_tokens);
+  try {
+    impl_->file.read<int32_t>("/tokens", out, static_cast<uint64_t>(start),
+                              static_cast<uint64_t>(count));
+  } catch (const h5::Error& e) {
+    throw UserError(cat(info_.path, ": ", e.what()));
+  }
+  for (int64_t i = 0; i < count; ++i)
+    if (out[i] < 0 || out[i] >= info_.vocab_size)
+      throw UserError(cat(info_.path, ": token ", out[i], " at position ", start + i,
+                          " is outside vocab_size ", info_.vocab_size, " (corrupt corpus?)"));
+}
+
+std::vector<uint64_t> Corpus::doc_offsets() const {
+  return impl_->file.read_all<uint64_t>("/doc_offsets");
+}
+
+void Fingerprint::add_bytes(const void* data, size_t n) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
+}
+
+std::string Fingerprint::str() const {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h_));
+  return buf;
+}
+
+namespace {
+
+bool is_jsonl_name(const std::string& path) {
+  for (const char* ext : {".jsonl", ".ndjson"}) {
+    const size_t n = std::strlen(ext);
+    if (path.size() >= n && path.compare(path.size() - n, n, ext) == 0) return true;
+  }
+  return false;
+}
+
+// Writes tokens to the appendable /tokens in large pieces and keeps the fingerprint.
+class TokenWriter {
+ public:
+  explicit TokenWriter(h5::File& f) : f_(f) { f_.create_appendable<uint16_t>("/tokens", kTokenChunk); }
+  void document(const std::vector<int32_t>& tokens) {
+    for (int32_t t : tokens) {
+      buf_.push_back(static_cast<uint16_t>(t));
+      const uint32_t wide = static_cast<uint32_t>(t);
+      fp_.add_bytes(&wide, sizeof wide);
+    }
+    count_ += static_cast<int64_t>(tokens.size());
+    offsets_.push_back(static_cast<uint64_t>(count_));
+    if (buf_.size() >= kTokenChunk) flush();
+  }
+  void flush() {
+    f_.append("/tokens", buf_.data(), buf_.size());
+    buf_.clear();
+  }
+  const std::vector<uint64_t>& offsets() const { return offsets_; }
+  Fingerprint& fingerprint() { return fp_; }
+  int64_t count() const { return count_; }
+
+ private:
+  h5::File& f_;
+  std::vector<uint16_t> buf_;
+  std::vector<uint64_t> offsets_{0};
+  Fingerprint fp_;
+  int64_t count_ = 0;
+};
+
+}  // namespace
+
+ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
+                          ImportFormat format) {
+  static_assert(ByteTokenizer::kVocabSize <= 65536, "byte tokens are stored as u16");
+  if (files.empty()) throw UserError("data import: no input files; expected FILE... after the options");
+  const std::string tmp = out_path + ".tmp";
+  ImportStats stats;
+  {
+    h5::File f;
+    try {
+      f = h5::File::create(tmp);
+    } catch (const h5::Error& e) {
+      throw UserError(cat("--out ", out_path, ": cannot create ", tmp, ": ", std::strerror(errno)));
+    }
+    TokenWriter writer(f);
+    std::vector<int32_t> doc;
+    auto add_document = [&](std::string_view text) {
+      if (text.empty()) {
+        ++stats.empty_skipped;
+        return;
+      }
+      doc.clear();
+      ByteTokenizer::encode(text, doc);
+      doc.push_back(ByteTokenizer::kEos);
+      writer.document(doc);
+      ++stats.documents;
+    };
+
+    for (const std::string& path : files) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) throw UserError(cat(path, ": cannot read input file: ", std::strerror(errno)));
+      const bool jsonl = format == ImportFormat::Jsonl || (format == ImportFormat::Auto && is_jsonl_name(path));
+      if (!jsonl) {
+        std::ostringstream s;
+        s << in.rdbuf();
+        add_document(s.str());
+        continue;
+      }
+      std::string line, error;
+      for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        auto text = jsonl_text_field(line, error);
+        if (!text)
+          throw UserError(cat(path, ":", lineno, ": ", error,
+                              "; expected one JSON object per line with a \"text\" string"));
+        add_document(*text);
+      }
+    }
+    if (stats.documents == 0) {
+      std::remove(tmp.c_str());
+      throw UserError(cat("data import: the input files hold no non-empty document"));
+    }
+    writer.flush();
+    f.write_vector("/doc_offsets", writer.offsets());
+    for (uint64_t o : writer.offsets()) writer.fingerprint().add_bytes(&o, sizeof o);
+    stats.tokens = writer.count();
+    stats.fingerprint = writer.fingerprint().str();
+    f.set_attr("/", "format", std::string(kCorpusFormat));
+    f.set_attr("/", "version", kCorpusVersion);
+    f.set_attr("/", "vocab_size", int64_t(ByteTokenizer::kVocabSize));
+    f.set_attr("/", "eos_id", int64_t(ByteTokenizer::kEos));
+    f.set_attr("/", "tokenizer", std::string(ByteTokenizer::kName));
+    f.set_attr("/", "fingerprint", stats.fingerprint);
+    f.close();
+  }
+  if (std::rename(tmp.c_str(), out_path.c_str()) != 0)
+    throw UserError(cat("--out ", out_path, ": cannot rename ", tmp, ": ", std::strerror(errno)));
+  return stats;
+}
+
+}  // namespace rt

@@ -1,0 +1,95 @@
+// A thin RAII layer over the HDF5 C API, used by the corpus and the checkpoints.
+// Every failure throws h5::Error naming the operation and the object; callers add which file
+// and which recipe key it belongs to. HDF5's own error stack printing is switched off.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rt::h5 {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle();
+  hid_t id() const { return id_; }
+  hid_t release() {  // gives up ownership without closing
+    hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
+
+ private:
+  hid_t id_ = -1;
+  Closer closer_ = nullptr;
+};
+
+template <class T> hid_t native_type();
+
+struct DatasetInfo {
+  std::vector<uint64_t> dims;
+  H5T_class_t type_class = H5T_NO_CLASS;
+  size_t type_size = 0;
+  bool is_signed = false;
+};
+
+class File {
+ public:
+  static File create(const std::string& path);     // truncates an existing file
+  static File open_read(const std::string& path);  // throws Error when not readable HDF5
+  const std::string& path() const { return path_; }
+
+  bool exists(const std::string& object) const;   // "/a/b": every link on the way exists
+  void create_groups(const std::string& path);     // like mkdir -p
+
+  template <class T>
+  void write(const std::string& name, const T* data, const std::vector<uint64_t>& dims,
+             uint64_t chunk = 0);
+  template <class T>
+  void write_vector(const std::string& name, const std::vector<T>& v) {
+    write(name, v.data(), {v.size()});
+  }
+  DatasetInfo info(const std::string& name) const;
+  // Reads elements [offset, offset + count) of a 1-D dataset, converting to T.
+  template <class T>
+  void read(const std::string& name, T* out, uint64_t offset, uint64_t count) const;
+  template <class T>
+  std::vector<T> read_all(const std::string& name) const;
+
+  // A 1-D dataset that grows by append (chunked, unlimited).
+  template <class T>
+  void create_appendable(const std::string& name, uint64_t chunk);
+  template <class T>
+  void append(const std::string& name, const T* data, uint64_t count);
+
+  void set_attr(const std::string& object, const std::string& name, const std::string& value);
+  void set_attr(const std::string& object, const std::string& name, int64_t value);
+  bool has_attr(const std::string& object, const std::string& name) const;
+  std::string attr_string(const std::string& object, const std::string& name) const;
+  int64_t attr_int(const std::string& object, const std::string& name) const;
+
+  void flush();
+  void close();
+
+ private:
+  Handle open_object(const std::string& object) const;
+  std::string path_;
+  Handle file_;
+};
+
+}  // namespace rt::h5

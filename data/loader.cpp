@@ -1,0 +1,65 @@
+#include "data/loader.h"
+
+#include "kernels/check.h"
+
+namespace rt {
+
+namespace {
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+SeededPermutation::SeededPermutation(uint64_t n, uint64_t seed) : n_(n) {
+  RT_CHECK(n >= 1, "permutation of an empty range");
+  uint64_t bits = 2;
+  while (bits < 64 && (uint64_t(1) << bits) < n) bits += 2;
+  half_bits_ = bits / 2;
+  half_mask_ = (uint64_t(1) << half_bits_) - 1;
+  for (int r = 0; r < 4; ++r) keys_[r] = mix(seed * 4 + r + 0x5bd1e995ull);
+}
+
+uint64_t SeededPermutation::operator()(uint64_t i) const {
+  RT_CHECK(i < n_, "permutation index ", i, " of ", n_);
+  uint64_t x = i;
+  do {  // cycle-walk: at most a few rounds since the domain is < 4n
+    uint64_t left = x >> half_bits_, right = x & half_mask_;
+    for (uint64_t key : keys_) {
+      const uint64_t next = left ^ (mix(right ^ key) & half_mask_);
+      left = right;
+      right = next;
+    }
+    x = (left << half_bits_) | right;
+  } while (x >= n_);
+  return x;
+}
+
+ConcatChunkSampler::ConcatChunkSampler(int64_t num_tokens, int64_t seq_len, uint64_t seed)
+    : seq_len_(seq_len), num_sequences_((num_tokens - 1) / seq_len), seed_(seed) {}
+
+int64_t ConcatChunkSampler::sequence_start(int64_t step, int64_t j, int64_t seqs_per_step) const {
+  RT_CHECK(num_sequences_ > 0, "corpus shorter than one sequence");
+  const int64_t global = step * seqs_per_step + j;
+  const int64_t epoch = global / num_sequences_, index = global % num_sequences_;
+  const SeededPermutation perm(static_cast<uint64_t>(num_sequences_),
+                               mix(seed_) ^ mix(static_cast<uint64_t>(epoch) + 1));
+  return static_cast<int64_t>(perm(static_cast<uint64_t>(index))) * seq_len_;
+}
+
+void read_sequence(const Corpus& corpus, int64_t start, const SequenceLayout& layout,
+                   std::vector<int32_t>& tokens, std::vector<int32_t>& targets,
+                   std::vector<int32_t>& positions) {
+  std::vector<int32_t> buf;
+  for (const Chunk& c : layout.chunks) {
+    buf.resize(c.length + 1);
+    corpus.read_tokens(start + c.global_start, c.length + 1, buf.data());
+    tokens.insert(tokens.end(), buf.begin(), buf.end() - 1);
+    targets.insert(targets.end(), buf.begin() + 1, buf.end());
+    for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.global_start + i));
+  }
+}
+
+}  // namespace rt

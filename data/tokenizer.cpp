@@ -1,0 +1,21 @@
+#include "data/tokenizer.h"
+
+namespace rt {
+
+void ByteTokenizer::encode(std::string_view text, std::vector<int32_t>& out) {
+  out.reserve(out.size() + text.size());
+  for (unsigned char c : text) out.push_back(c);
+}
+
+std::string ByteTokenizer::decode(const std::vector<int32_t>& tokens) {
+  std::string s;
+  for (int32_t t : tokens) {
+    if (t >= 0 && t < 256) s.push_back(static_cast<char>(t));
+    else if (t == kEos) s += "<eos>";
+    else if (t == kPad) s += "<pad>";
+    else s += "<" + std::to_string(t) + ">";
+  }
+  return s;
+}
+
+}  // namespace rt
