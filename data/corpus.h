@@ -33,6 +33,7 @@ class Corpus {
   // Opens and validates `path`. Every problem is a UserError naming `key` (the recipe key or
   // command-line argument the path came from), the file and what is wrong.
   static Corpus open(const std::string& path, const std::string& key);
+  Corpus() = default;  // not open; assign from open()
   ~Corpus();
   Corpus(Corpus&&) noexcept;
   Corpus& operator=(Corpus&&) noexcept;
@@ -43,7 +44,6 @@ class Corpus {
   std::vector<uint64_t> doc_offsets() const;
 
  private:
-  Corpus() = default;
   struct Impl;
   Impl* impl_ = nullptr;
   CorpusInfo info_;

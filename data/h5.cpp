@@ -81,6 +81,20 @@ bool File::exists(const std::string& object) const {
   return true;
 }
 
+std::vector<std::string> File::children(const std::string& group) const {
+  if (!exists(group)) throw Error("missing group " + group);
+  Handle g(check(H5Gopen2(file_.id(), group.c_str(), H5P_DEFAULT), group + " is not a group"),
+           H5Gclose);
+  std::vector<std::string> names;
+  auto collect = [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->push_back(name);
+    return 0;
+  };
+  check_status(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names),
+               "cannot list " + group);
+  return names;
+}
+
 void File::create_groups(const std::string& path) {
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -155,12 +169,22 @@ std::vector<T> File::read_all(const std::string& name) const {
   uint64_t n = 1;
   for (auto x : i.dims) n *= x;
   std::vector<T> v(n);
-  if (n == 0) return v;
+  read_into(name, v.data(), n);
+  return v;
+}
+
+template <class T>
+void File::read_into(const std::string& name, T* out, uint64_t count) const {
+  DatasetInfo i = info(name);
+  uint64_t n = 1;
+  for (auto x : i.dims) n *= x;
+  if (n != count)
+    throw Error(name + " holds " + std::to_string(n) + " values, expected " + std::to_string(count));
+  if (n == 0) return;
   Handle ds(check(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), "missing dataset " + name),
             H5Dclose);
-  check_status(H5Dread(ds.id(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()),
+  check_status(H5Dread(ds.id(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out),
                "cannot read " + name + " (file truncated or corrupt)");
-  return v;
 }
 
 template <class T>
@@ -276,6 +300,7 @@ void File::close() {
                                uint64_t);                                                       \
   template void File::read<T>(const std::string&, T*, uint64_t, uint64_t) const;                \
   template std::vector<T> File::read_all<T>(const std::string&) const;                          \
+  template void File::read_into<T>(const std::string&, T*, uint64_t) const;                     \
   template void File::create_appendable<T>(const std::string&, uint64_t);                       \
   template void File::append<T>(const std::string&, const T*, uint64_t);
 RT_H5_INSTANTIATE(uint16_t)

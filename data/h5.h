@@ -55,6 +55,7 @@ class File {
   const std::string& path() const { return path_; }
 
   bool exists(const std::string& object) const;   // "/a/b": every link on the way exists
+  std::vector<std::string> children(const std::string& group) const;  // names, in name order
   void create_groups(const std::string& path);     // like mkdir -p
 
   template <class T>
@@ -70,6 +71,9 @@ class File {
   void read(const std::string& name, T* out, uint64_t offset, uint64_t count) const;
   template <class T>
   std::vector<T> read_all(const std::string& name) const;
+  // Reads a whole dataset of any shape holding exactly `count` elements into out.
+  template <class T>
+  void read_into(const std::string& name, T* out, uint64_t count) const;
 
   // A 1-D dataset that grows by append (chunked, unlimited).
   template <class T>

@@ -14,6 +14,10 @@ void device_free(Device device, void* ptr);
 void device_memset_zero(Device device, void* ptr, size_t bytes);
 void device_copy(Device dst_device, void* dst, Device src_device, const void* src, size_t bytes);
 
+// Threads of the CPU kernels (OpenMP loops and OpenBLAS) in this process.
+void set_cpu_threads(int n);
+int cpu_threads();
+
 bool cuda_compiled();        // this binary was built with the CUDA backend
 int cuda_device_count();     // 0 without a driver/device, or without the CUDA backend
 std::string cuda_device_name(int ordinal);

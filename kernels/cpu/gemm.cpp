@@ -1,8 +1,21 @@
 // GEMM through OpenBLAS. Called from inside OpenMP regions (attention tiles) the OpenMP build
 // of OpenBLAS runs single-threaded; called outside, it uses every thread.
 #include <cblas.h>
+#include <omp.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/device.h"
+
+namespace rt {
+
+void set_cpu_threads(int n) {
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+}  // namespace rt
 
 namespace rt::cpu {
 

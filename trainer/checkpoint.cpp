@@ -1,0 +1,219 @@
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "data/h5.h"
+#include "kernels/check.h"
+
+namespace rt {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string step_file_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%07lld.h5", static_cast<long long>(step));
+  return buf;
+}
+
+// fsync of a file or directory; a failure means the data may not be durable.
+void sync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) throw std::runtime_error(cat("cannot open ", path, " to sync: ", std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error(cat("fsync ", path, ": ", std::strerror(err)));
+}
+
+// Writes text to path atomically: tmp file, fsync, rename, fsync of the directory.
+void replace_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(cat("cannot write ", tmp, ": ", std::strerror(errno)));
+  }
+  sync_path(tmp, false);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error(cat("cannot rename ", tmp, ": ", std::strerror(errno)));
+  sync_path(fs::path(path).parent_path().string(), true);
+}
+
+void remove_old_checkpoints(const std::string& dir, int64_t keep_last) {
+  static const std::regex name(R"(step-(\d{7,})\.h5)");
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string file = entry.path().filename().string();
+    if (std::regex_match(file, m, name)) found.emplace_back(std::stoll(m[1]), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + keep_last < found.size(); ++i) fs::remove(found[i].second);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const CheckpointState& state,
+                            const ParameterSet& params, const AdamWOptimizer& optim,
+                            int64_t keep_last, const CheckpointFaultHook& fault) {
+  const std::string path = (fs::path(dir) / step_file_name(state.step)).string();
+  const std::string tmp = path + ".tmp";
+  try {
+    fs::create_directories(dir);
+    {
+      h5::File f = h5::File::create(tmp);
+      f.set_attr("/", "format", std::string(kCheckpointFormat));
+      f.set_attr("/", "version", kCheckpointVersion);
+      f.set_attr("/", "step", state.step);
+      f.set_attr("/", "tokens_seen", state.tokens_seen);
+      f.set_attr("/", "dp", state.dp);
+      f.set_attr("/", "sp", state.sp);
+      f.set_attr("/", "recipe", state.recipe_yaml);
+      f.set_attr("/", "corpus_fingerprint", state.corpus_fingerprint);
+      const uint64_t seed = static_cast<uint64_t>(state.seed);
+      f.write("/rng", &seed, {1});
+      f.create_groups("/data");
+      f.set_attr("/data", "mode", state.data_mode);
+      f.set_attr("/data", "seed", state.seed);
+      f.set_attr("/data", "step", state.step);
+      f.create_groups("/params");
+      for (const Parameter& p : params.all()) {
+        std::vector<uint64_t> dims(p.shape.dims, p.shape.dims + p.shape.ndim);
+        const int64_t n = p.shape.numel();
+        const std::string group = "/optim/" + p.name;
+        f.write("/params/" + p.name, params.flat_values().rows(p.offset, n).f32(), dims);
+        if (fault) fault("/params/" + p.name);
+        f.create_groups(group);
+        f.write(group + "/m", optim.m().rows(p.offset, n).f32(), dims);
+        f.write(group + "/v", optim.v().rows(p.offset, n).f32(), dims);
+        if (fault) fault(group);
+      }
+      f.close();
+    }
+    sync_path(tmp, false);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw std::runtime_error(cat("cannot rename ", tmp, ": ", std::strerror(errno)));
+    sync_path(dir, true);
+    replace_file((fs::path(dir) / "latest").string(), step_file_name(state.step) + "\n");
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    const std::string previous = latest_checkpoint(dir);
+    throw RunError(cat("checkpoint ", path, " not written: ", e.what(), "; ",
+                       previous.empty() ? std::string("no earlier checkpoint exists")
+                                        : "the last good checkpoint is " + previous),
+                   1);
+  }
+  remove_old_checkpoints(dir, std::max<int64_t>(keep_last, 1));
+  return path;
+}
+
+std::string latest_checkpoint(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "latest");
+  std::string name;
+  if (!in || !std::getline(in, name) || name.empty()) return "";
+  const fs::path p = fs::path(dir) / name;
+  return fs::exists(p) ? p.string() : "";
+}
+
+namespace {
+
+h5::File open_checkpoint(const std::string& path) {
+  if (!fs::exists(path))
+    throw UserError(cat("checkpoint ", path, " does not exist; expected a step-NNNNNNN.h5 file "
+                        "written by 'ringtrain train' (or its run directory with --resume)"));
+  try {
+    h5::File f = h5::File::open_read(path);
+    const std::string format = f.has_attr("/", "format") ? f.attr_string("/", "format") : "";
+    if (format != kCheckpointFormat)
+      throw UserError(cat(path, ": format is '", format, "', expected '", kCheckpointFormat,
+                          "'; this is not a ringtrain checkpoint"));
+    const int64_t version = f.attr_int("/", "version");
+    if (version != kCheckpointVersion)
+      throw UserError(cat(path, ": checkpoint version ", version, " is not supported; expected ",
+                          kCheckpointVersion));
+    return f;
+  } catch (const h5::Error& e) {
+    throw UserError(cat(path, ": ", e.what(), "; expected a ringtrain checkpoint"));
+  }
+}
+
+CheckpointState read_state(const h5::File& f) {
+  CheckpointState s;
+  s.step = f.attr_int("/", "step");
+  s.tokens_seen = f.attr_int("/", "tokens_seen");
+  s.dp = f.attr_int("/", "dp");
+  s.sp = f.attr_int("/", "sp");
+  s.recipe_yaml = f.attr_string("/", "recipe");
+  s.corpus_fingerprint = f.attr_string("/", "corpus_fingerprint");
+  s.seed = f.attr_int("/data", "seed");
+  s.data_mode = f.attr_string("/data", "mode");
+  return s;
+}
+
+std::string shape_str(const std::vector<uint64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+CheckpointState read_checkpoint_state(const std::string& path,
+                                      std::vector<CheckpointParam>* params) {
+  h5::File f = open_checkpoint(path);
+  try {
+    CheckpointState s = read_state(f);
+    if (params) {
+      params->clear();
+      for (const std::string& name : f.children("/params"))
+        params->push_back({name, f.info("/params/" + name).dims});
+    }
+    return s;
+  } catch (const h5::Error& e) {
+    throw UserError(cat(path, ": ", e.what(), " (truncated or not a ringtrain checkpoint)"));
+  }
+}
+
+CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
+                                AdamWOptimizer& optim) {
+  h5::File f = open_checkpoint(path);
+  try {
+    CheckpointState s = read_state(f);
+    for (const Parameter& p : params.all()) {
+      const std::string name = "/params/" + p.name;
+      if (!f.exists(name))
+        throw UserError(cat(path, ": has no parameter '", p.name,
+                            "' that the recipe's model needs; resume with the recipe the "
+                            "checkpoint was written with (ringtrain inspect ", path, ")"));
+      const h5::DatasetInfo info = f.info(name);
+      const std::vector<uint64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
+      if (info.dims != want)
+        throw UserError(cat(path, ": parameter '", p.name, "' has shape ", shape_str(info.dims),
+                            ", the recipe's model expects ", shape_str(want),
+                            "; resume with the recipe the checkpoint was written with "
+                            "(ringtrain inspect ", path, ")"));
+      const int64_t n = p.shape.numel();
+      f.read_into<float>(name, params.flat_values().rows(p.offset, n).f32(), n);
+      f.read_into<float>("/optim/" + p.name + "/m", optim.m().rows(p.offset, n).f32(), n);
+      f.read_into<float>("/optim/" + p.name + "/v", optim.v().rows(p.offset, n).f32(), n);
+    }
+    return s;
+  } catch (const h5::Error& e) {
+    throw UserError(cat(path, ": ", e.what(), " (truncated or not a ringtrain checkpoint)"));
+  }
+}
+
+}  // namespace rt

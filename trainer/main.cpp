@@ -1,0 +1,163 @@
+// `ringtrain` subcommands. Errors end as one line on stderr with the exit code of their kind
+// (2 for bad input); see kernels/check.h and trainer/collective.h.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "data/corpus.h"
+#include "kernels/device.h"
+#include "trainer/checkpoint.h"
+#include "trainer/collective.h"
+#include "trainer/train.h"
+
+namespace rt {
+namespace {
+
+constexpr const char* kUsage =
+    "usage:\n"
+    "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH]\n"
+    "                  [--stop-at=N] [--dry-run]\n"
+    "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
+    "  ringtrain inspect CHECKPOINT.h5\n"
+    "  ringtrain --version | --help\n"
+    "Run under mpirun/srun for several ranks: mpirun -np 4 ringtrain train recipe.yaml\n";
+
+[[noreturn]] void usage_error(const std::string& what) {
+  throw UserError(cat(what, "; see 'ringtrain --help'"));
+}
+
+int cmd_train(const std::vector<std::string>& args) {
+  TrainOptions opt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--set") {
+      if (i + 1 >= args.size()) usage_error("--set needs key.path=value");
+      opt.overrides.push_back(args[++i]);
+    } else if (a.rfind("--set=", 0) == 0) {
+      opt.overrides.push_back(a.substr(6));
+    } else if (a == "--resume") {
+      opt.resume = true;
+    } else if (a.rfind("--resume=", 0) == 0) {
+      opt.resume = true;
+      opt.resume_path = a.substr(9);
+      if (opt.resume_path.empty()) usage_error("--resume= needs a checkpoint file or directory");
+    } else if (a == "--dry-run") {
+      opt.dry_run = true;
+    } else if (a.rfind("--stop-at=", 0) == 0) {
+      char* end = nullptr;
+      opt.stop_at = std::strtoll(a.c_str() + 10, &end, 10);
+      if (*end != '\0' || opt.stop_at < 1) usage_error(cat("--stop-at: '", a.substr(10), "' is not a step number >= 1"));
+    } else if (a.rfind("--", 0) == 0) {
+      usage_error(cat("train: unknown option '", a, "' (valid: --set, --resume, --resume=PATH, --stop-at=N, --dry-run)"));
+    } else if (opt.recipe_path.empty()) {
+      opt.recipe_path = a;
+    } else {
+      usage_error(cat("train: a second recipe '", a, "' (one recipe per run)"));
+    }
+  }
+  if (opt.recipe_path.empty()) usage_error("train: no recipe given (ringtrain train RECIPE.yaml)");
+  return run_train(opt);
+}
+
+int cmd_data_import(const std::vector<std::string>& args) {
+  std::string out;
+  ImportFormat format = ImportFormat::Auto;
+  std::vector<std::string> files;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--out") {
+      if (i + 1 >= args.size()) usage_error("--out needs a file name");
+      out = args[++i];
+    } else if (a == "--format") {
+      if (i + 1 >= args.size()) usage_error("--format needs auto, text or jsonl");
+      const std::string f = args[++i];
+      if (f == "auto") format = ImportFormat::Auto;
+      else if (f == "text") format = ImportFormat::Text;
+      else if (f == "jsonl") format = ImportFormat::Jsonl;
+      else usage_error(cat("--format '", f, "' is not one of auto, text, jsonl"));
+    } else if (a.rfind("--", 0) == 0) {
+      usage_error(cat("data import: unknown option '", a, "' (valid: --out, --format)"));
+    } else {
+      files.push_back(a);
+    }
+  }
+  if (out.empty()) usage_error("data import: --out CORPUS.h5 is required");
+  const ImportStats s = import_corpus(files, out, format);
+  std::printf("wrote %s: %lld documents, %lld tokens (%lld empty inputs skipped), %s\n",
+              out.c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.tokens),
+              static_cast<long long>(s.empty_skipped), s.fingerprint.c_str());
+  return 0;
+}
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  if (args.size() != 1) usage_error("inspect takes one checkpoint file");
+  std::vector<CheckpointParam> params;
+  const CheckpointState s = read_checkpoint_state(args[0], &params);
+  uint64_t total = 0;
+  for (const auto& p : params) {
+    uint64_t n = 1;
+    for (auto d : p.shape) n *= d;
+    total += n;
+  }
+  std::printf("checkpoint %s\n", args[0].c_str());
+  std::printf("step %lld | tokens seen %lld | written by dp %lld x sp %lld | seed %lld | data %s\n",
+              static_cast<long long>(s.step), static_cast<long long>(s.tokens_seen),
+              static_cast<long long>(s.dp), static_cast<long long>(s.sp),
+              static_cast<long long>(s.seed), s.data_mode.c_str());
+  std::printf("corpus fingerprint %s\n", s.corpus_fingerprint.c_str());
+  std::printf("parameters: %zu tensors, %llu values\n", params.size(),
+              static_cast<unsigned long long>(total));
+  for (const auto& p : params) {
+    std::string shape;
+    for (size_t i = 0; i < p.shape.size(); ++i) shape += (i ? " x " : "") + std::to_string(p.shape[i]);
+    std::printf("  %-32s %s\n", p.name.c_str(), shape.c_str());
+  }
+  std::printf("recipe:\n%s", s.recipe_yaml.c_str());
+  return 0;
+}
+
+int dispatch(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, stdout);
+    return args.empty() ? kExitUserError : 0;
+  }
+  if (args[0] == "--version") {
+    std::printf("ringtrain 0.1.0 (CUDA backend %s)\n", cuda_compiled() ? "built" : "not built");
+    return 0;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "train") return cmd_train(rest);
+  if (args[0] == "inspect") return cmd_inspect(rest);
+  if (args[0] == "data") {
+    if (!rest.empty() && rest[0] == "import")
+      return cmd_data_import(std::vector<std::string>(rest.begin() + 1, rest.end()));
+    usage_error("data: expected 'data import'");
+  }
+  usage_error(cat("unknown command '", args[0], "' (valid: train, data import, inspect)"));
+}
+
+}  // namespace
+}  // namespace rt
+
+int main(int argc, char** argv) {
+  using namespace rt;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    return dispatch(args);
+  } catch (const AgreedError& e) {
+    // Every rank holds the same error: one of them says it.
+    if (process_rank() == 0) std::fprintf(stderr, "error: %s\n", e.what());
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    // Only this rank failed: say which, and take the others down rather than let them wait.
+    const int code = exit_code_of(e);
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s%s\n",
+                 process_rank() > 0 ? cat("rank ", process_rank(), ": ").c_str() : "",
+                 message_of(e).c_str());
+    abort_job_if_parallel(code);
+    return code;
+  }
+}

@@ -1,0 +1,47 @@
+// Per-step progress: one console line on rank 0 and one JSONL record per step, with loss,
+// learning rate, grad norm, time, tokens/s, MFU, memory and ETA. FLOP accounting is the
+// model's (model FLOPs, recompute not counted); the MFU denominator is the measured sgemm
+// throughput on CPU (or log.peak_gflops).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace rt {
+
+struct StepRecord {
+  int64_t step = 0;  // completed steps after this one (1-based)
+  int64_t total_steps = 0;
+  int64_t seq_len = 0, sequences = 0;  // global batch shape
+  double loss = 0, lr = 0, grad_norm = 0;
+  double seconds = 0;
+  double tokens_per_s = 0;
+  double mfu = 0;            // fraction of the peak
+  double peak_rss_mib = 0;   // this process, high-water mark
+  double arena_peak_mib = 0;
+  double eta_seconds = 0;
+};
+
+class MetricsLog {
+ public:
+  // Opens out_dir/metrics.jsonl for appending; on resume, records after `resume_step` (from a
+  // run that went on past its last checkpoint) are dropped first so each step appears once.
+  MetricsLog(const std::string& path, int64_t resume_step, bool enabled);
+  ~MetricsLog();
+  void step(const StepRecord& r, bool print);
+  void eval(int64_t step, double val_loss, double seconds);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+// Measured single-precision GEMM throughput of this process with its threads (GFLOP/s):
+// a few 2048^3 sgemm calls through the kernels' GEMM.
+double measure_sgemm_gflops();
+double peak_rss_mib();
+std::string format_duration(double seconds);  // "2m13s", "1h04m"
+
+}  // namespace rt

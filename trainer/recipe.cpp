@@ -1,0 +1,678 @@
+// Recipe loading. One table of keys (keys() below) drives parsing, emission and recipe_keys(),
+// so a key added to recipe.h needs one new line here plus its value check.
+//
+// Order of work: YAML text -> document -> names checked against the table -> --set overrides
+// written into the document -> typed values -> value checks -> derived values. Overrides go
+// through the document so that they get exactly the type checks a file gets.
+#include "trainer/recipe.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+#include "kernels/check.h"
+
+namespace rt {
+namespace {
+
+// ---- The key table ---------------------------------------------------------------------------
+
+using FieldRef = std::variant<int64_t*, double*, bool*, std::string*>;
+
+struct KeyDef {
+  std::string_view section;
+  std::string_view name;
+  FieldRef (*field)(Recipe&);
+
+  std::string path() const { return cat(section, ".", name); }
+};
+
+// The YAML names are the C++ names, so one macro argument pair gives both.
+// clang-format off
+#define RT_KEY(section, member) \
+  KeyDef { #section, #member, [](Recipe& r) -> FieldRef { return &r.section.member; } }
+// clang-format on
+
+// In the order of recipe.h and model/config.h; sections must stay grouped.
+const std::vector<KeyDef>& keys() {
+  static const std::vector<KeyDef> table = {
+      RT_KEY(run, name),
+      RT_KEY(run, out_dir),
+      RT_KEY(run, seed),
+      RT_KEY(model, pattern),
+      RT_KEY(model, vocab_size),
+      RT_KEY(model, d_model),
+      RT_KEY(model, heads),
+      RT_KEY(model, kv_heads),
+      RT_KEY(model, head_dim),
+      RT_KEY(model, mlp_hidden),
+      RT_KEY(model, rope_theta),
+      RT_KEY(model, norm_eps),
+      RT_KEY(model, tied_embeddings),
+      RT_KEY(model, init_std),
+      RT_KEY(data, corpus),
+      RT_KEY(data, val_corpus),
+      RT_KEY(data, mode),
+      RT_KEY(data, seq_len),
+      RT_KEY(parallel, sp),
+      RT_KEY(optim, lr),
+      RT_KEY(optim, beta1),
+      RT_KEY(optim, beta2),
+      RT_KEY(optim, eps),
+      RT_KEY(optim, weight_decay),
+      RT_KEY(optim, grad_clip),
+      RT_KEY(schedule, kind),
+      RT_KEY(schedule, warmup_steps),
+      RT_KEY(schedule, min_lr_ratio),
+      RT_KEY(train, steps),
+      RT_KEY(train, tokens_per_step),
+      RT_KEY(train, micro_tokens),
+      RT_KEY(train, recompute),
+      RT_KEY(checkpoint, every),
+      RT_KEY(checkpoint, keep_last),
+      RT_KEY(log, every),
+      RT_KEY(log, peak_gflops),
+      RT_KEY(eval, every),
+      RT_KEY(eval, batches),
+  };
+  return table;
+}
+
+#undef RT_KEY
+
+std::vector<std::string> section_names() {
+  std::vector<std::string> names;
+  for (const KeyDef& key : keys()) {
+    if (names.empty() || names.back() != key.section) names.emplace_back(key.section);
+  }
+  return names;
+}
+
+std::vector<std::string> keys_of(std::string_view section) {
+  std::vector<std::string> names;
+  for (const KeyDef& key : keys()) {
+    if (key.section == section) names.emplace_back(key.name);
+  }
+  return names;
+}
+
+const KeyDef* find_key(std::string_view path) {
+  for (const KeyDef& key : keys()) {
+    if (key.path() == path) return &key;
+  }
+  return nullptr;
+}
+
+bool is_section(std::string_view name) {
+  const std::vector<std::string> names = section_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// ---- Text ------------------------------------------------------------------------------------
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Control characters become \xNN: messages stay on one line, and YAML double quotes read it.
+void append_escaped(std::string& out, char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  if (byte >= 0x20 && byte != 0x7f) {
+    out += c;
+    return;
+  }
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "\\x%02x", byte);
+  out += hex;
+}
+
+// User text inside a message.
+std::string quote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) append_escaped(out, c);
+  return out + "'";
+}
+
+// User text inside emitted YAML: double quotes read back every string, whatever it looks like.
+std::string yaml_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    append_escaped(out, c);
+  }
+  return out + "\"";
+}
+
+// The shortest %g form that reads back as the same double: 3e-4 prints as 0.0003, and a recipe
+// stored in a checkpoint loads back bit for bit.
+std::string format_double(double value) {
+  // Whole numbers read better written out (10000, not %g's 1e+04); below 2^53 that is exact.
+  if (std::fabs(value) >= 1 && std::fabs(value) < 0x1p53 && value == std::trunc(value)) {
+    return std::to_string(static_cast<int64_t>(value));
+  }
+  char text[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(text, sizeof text, "%.*g", precision, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return text;
+}
+
+std::string show(int64_t value) { return std::to_string(value); }
+std::string show(double value) { return format_double(value); }
+
+// ---- Unknown names ---------------------------------------------------------------------------
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  std::iota(row.begin(), row.end(), size_t{0});
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate closest to a misspelt name, when it is close enough to be the likely intent.
+std::optional<std::string> nearest(std::string_view name,
+                                   const std::vector<std::string>& candidates) {
+  const size_t limit = std::max<size_t>(2, name.size() / 3);
+  std::optional<std::string> best;
+  size_t best_distance = limit + 1;
+  for (const std::string& candidate : candidates) {
+    const size_t distance = edit_distance(name, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+std::string unknown_section(std::string_view where, std::string_view name) {
+  const std::string message = cat(where, ": unknown section ", quote(name));
+  if (auto guess = nearest(name, section_names()))
+    return cat(message, " (did you mean '", *guess, "'?)");
+  return cat(message, "; valid sections: ", join(section_names()));
+}
+
+std::string unknown_key(std::string_view where, std::string_view path) {
+  const std::string message = cat(where, ": unknown key ", quote(path));
+  if (auto guess = nearest(path, recipe_keys()))
+    return cat(message, " (did you mean '", *guess, "'?)");
+  const std::string_view section = path.substr(0, path.find('.'));
+  if (is_section(section)) {
+    return cat(message, "; valid keys of ", section, ": ", join(keys_of(section)));
+  }
+  return cat(message, "; valid sections: ", join(section_names()));
+}
+
+// ---- Where values came from ------------------------------------------------------------------
+
+// Errors about a value point at the file, or at the command line when --set wrote it.
+struct Sources {
+  std::string origin;
+  std::set<std::string, std::less<>> overridden;
+
+  std::string at(std::string_view path) const {
+    return cat(overridden.count(path) ? "--set" : origin, ": ", path);
+  }
+};
+
+// ---- The YAML document -----------------------------------------------------------------------
+
+YAML::Node load_document(const std::string& text, const std::string& origin) {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) throw UserError(cat(origin, ": invalid YAML: ", e.msg));
+    throw UserError(
+        cat(origin, ":", e.mark.line + 1, ":", e.mark.column + 1, ": invalid YAML: ", e.msg));
+  }
+  if (documents.size() > 1) {
+    throw UserError(cat(origin, ": ", documents.size(), " YAML documents; expected one"));
+  }
+  return documents.empty() ? YAML::Node() : documents.front();
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      // yaml-cpp tags quoted scalars "!": YAML reads them as strings, never numbers.
+      return node.Tag() == "!" ? cat("the quoted string ", quote(node.Scalar()))
+                               : quote(node.Scalar());
+    default:
+      return "nothing (null)";
+  }
+}
+
+[[noreturn]] void type_error(std::string_view where, std::string_view expected,
+                             const YAML::Node& node) {
+  throw UserError(cat(where, ": expected ", expected, ", got ", describe(node)));
+}
+
+std::string name_of(const YAML::Node& key, std::string_view where) {
+  if (!key.IsScalar()) type_error(where, "a name as key", key);
+  return key.Scalar();
+}
+
+void check_section_names(const YAML::Node& section, const std::string& name,
+                         const std::string& origin) {
+  if (section.IsNull()) return;  // every key commented out: all defaults
+  if (!section.IsMap())
+    type_error(cat(origin, ": ", name), cat("a mapping of ", name, " keys"), section);
+  std::set<std::string> seen;
+  for (auto it = section.begin(); it != section.end(); ++it) {
+    const std::string path = cat(name, ".", name_of(it->first, origin));
+    if (!find_key(path)) throw UserError(unknown_key(origin, path));
+    // yaml-cpp keeps both copies of a repeated key; which one wins would be a guess.
+    if (!seen.insert(path).second) {
+      throw UserError(cat(origin, ": ", path, ": given twice; expected each key once"));
+    }
+  }
+}
+
+// Every name must be in the key table: a typo must stop the run, not leave a default in place.
+void check_names(const YAML::Node& root, const std::string& origin) {
+  if (root.IsNull()) return;
+  if (!root.IsMap()) type_error(origin, "a mapping of sections (run:, model:, ...)", root);
+  std::set<std::string> seen;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string name = name_of(it->first, origin);
+    if (!is_section(name)) throw UserError(unknown_section(origin, name));
+    if (!seen.insert(name).second) {
+      throw UserError(
+          cat(origin, ": section ", quote(name), " given twice; expected each section once"));
+    }
+    check_section_names(it->second, name, origin);
+  }
+}
+
+// The value as a YAML scalar (so "3e-4" is a number and "'5'" a string), or else the text itself:
+// a shell user writing --set model.pattern=*-*- means a string, not a YAML alias.
+YAML::Node override_value(const std::string& text) {
+  try {
+    YAML::Node value = YAML::Load(text);
+    if (value.IsScalar() || value.IsNull()) return value;
+  } catch (const YAML::Exception&) {
+  }
+  return YAML::Node(text);
+}
+
+void apply_override(YAML::Node& root, const std::string& item, Sources& sources) {
+  const size_t equals = item.find('=');
+  if (equals == std::string::npos) {
+    throw UserError(cat("--set ", quote(item), ": expected key.path=value"));
+  }
+  const std::string path = item.substr(0, equals);
+  const KeyDef* key = find_key(path);
+  if (!key) throw UserError(unknown_key("--set", path));
+
+  const YAML::Node value = override_value(item.substr(equals + 1));
+  if (!root.IsMap()) root = YAML::Node(YAML::NodeType::Map);
+  YAML::Node section = root[std::string(key->section)];
+  if (!section.IsMap()) section = YAML::Node(YAML::NodeType::Map);
+  section[std::string(key->name)] = value;
+  sources.overridden.insert(path);
+}
+
+// ---- Typed values ----------------------------------------------------------------------------
+
+// Only plain (unquoted) scalars are numbers or booleans in YAML.
+std::optional<std::string> plain_scalar(const YAML::Node& node) {
+  if (!node.IsScalar() || node.Tag() == "!") return std::nullopt;
+  return node.Scalar();
+}
+
+template <class T>
+std::optional<T> parse_number(std::string_view text) {
+  // YAML allows a leading '+'; from_chars does not.
+  if (text.size() > 1 && text[0] == '+' && text[1] != '-') text.remove_prefix(1);
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc() || stop != end) return std::nullopt;
+  return value;
+}
+
+std::optional<bool> parse_bool(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (text == "true" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "no" || text == "off") return false;
+  return std::nullopt;
+}
+
+void read_value(const YAML::Node& node, int64_t& out, const std::string& where) {
+  const std::optional<std::string> text = plain_scalar(node);
+  const std::optional<int64_t> value = text ? parse_number<int64_t>(*text) : std::nullopt;
+  if (!value) type_error(where, "an integer", node);
+  out = *value;
+}
+
+void read_value(const YAML::Node& node, double& out, const std::string& where) {
+  const std::optional<std::string> text = plain_scalar(node);
+  const std::optional<double> value = text ? parse_number<double>(*text) : std::nullopt;
+  if (!value) type_error(where, "a number", node);
+  if (!std::isfinite(*value)) {
+    throw UserError(cat(where, ": ", quote(*text), " is not finite; expected a finite number"));
+  }
+  out = *value;
+}
+
+void read_value(const YAML::Node& node, bool& out, const std::string& where) {
+  const std::optional<std::string> text = plain_scalar(node);
+  const std::optional<bool> value = text ? parse_bool(*text) : std::nullopt;
+  if (!value) type_error(where, "true or false", node);
+  out = *value;
+}
+
+void read_value(const YAML::Node& node, std::string& out, const std::string& where) {
+  if (!node.IsScalar()) type_error(where, "a string", node);
+  out = node.Scalar();
+}
+
+// A present child of a mapping; nullopt when the key (or the mapping itself) is absent.
+std::optional<YAML::Node> child(const YAML::Node& map, std::string_view name) {
+  if (!map.IsDefined() || !map.IsMap()) return std::nullopt;
+  const YAML::Node node = map[std::string(name)];
+  if (!node.IsDefined()) return std::nullopt;
+  return node;
+}
+
+// Keys the document leaves out keep the defaults of recipe.h.
+Recipe read_recipe(const YAML::Node& root, const Sources& sources) {
+  Recipe recipe;
+  for (const KeyDef& key : keys()) {
+    const std::optional<YAML::Node> section = child(root, key.section);
+    const std::optional<YAML::Node> node = section ? child(*section, key.name) : std::nullopt;
+    if (!node) continue;
+    std::visit([&](auto* field) { read_value(*node, *field, sources.at(key.path())); },
+               key.field(recipe));
+  }
+  return recipe;
+}
+
+// ---- Value checks ----------------------------------------------------------------------------
+
+constexpr double kAboveZero = std::numeric_limits<double>::denorm_min();
+constexpr double kBelowOne = 1.0 - std::numeric_limits<double>::epsilon() / 2;
+// Token ids are int32, and resolve() computes 8 * d_model: sizes above this are typos anyway.
+constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxCount = std::numeric_limits<int64_t>::max();
+
+class Validator {
+ public:
+  explicit Validator(const Sources& sources) : sources_(sources) {}
+
+  [[noreturn]] void fail(std::string_view path, const std::string& message) const {
+    throw UserError(cat(sources_.at(path), ": ", message));
+  }
+
+  void require(bool ok, std::string_view path, const std::string& message) const {
+    if (!ok) fail(path, message);
+  }
+
+  // lo <= value <= hi; `expected` says the rule in the user's terms.
+  template <class T>
+  void range(std::string_view path, T value, std::type_identity_t<T> lo, std::type_identity_t<T> hi,
+             std::string_view expected) const {
+    if (value < lo) {
+      const char* problem = value < 0 && lo >= 0 ? " is negative" : " is too small";
+      fail(path, cat(show(value), problem, "; expected ", expected));
+    }
+    if (value > hi) fail(path, cat(show(value), " is too large; expected ", expected));
+  }
+
+ private:
+  const Sources& sources_;
+};
+
+void check_run(const Validator& v, const RunSection& run) {
+  v.require(!run.name.empty(), "run.name",
+            "empty; expected a name for the run directory runs/<name>");
+  const bool plain = run.name.find('/') == std::string::npos && run.name != "." && run.name != "..";
+  v.require(plain, "run.name",
+            cat(quote(run.name),
+                " is not a plain name; expected a name without '/' (it names the "
+                "directory runs/<name>)"));
+  v.range("run.seed", run.seed, 0, kMaxCount, "a seed >= 0");
+}
+
+void check_pattern(const Validator& v, const std::string& pattern) {
+  const std::string valid = "valid symbols: '*' (attention), '-' (SwiGLU MLP)";
+  v.require(!pattern.empty(), "model.pattern",
+            cat("empty; expected one symbol per layer, e.g. '*-*-'; ", valid));
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char symbol = pattern[i];
+    if (symbol == '*' || symbol == '-') continue;
+    if (symbol == 'M' || symbol == 'G') {
+      v.fail("model.pattern", cat("symbol '", symbol, "' (", symbol == 'M' ? "Mamba-2" : "GLA",
+                                  ") is not available yet; ", valid));
+    }
+    v.fail("model.pattern", cat("unknown symbol ", quote(pattern.substr(i, 1)), " at position ",
+                                i + 1, "; ", valid));
+  }
+}
+
+// The model as written, before resolve() fills the zeros.
+void check_model(const Validator& v, const ModelConfig& m) {
+  check_pattern(v, m.pattern);
+  v.range("model.vocab_size", m.vocab_size, 2, kMaxSize, "2 <= vocab_size <= 2147483647");
+  v.range("model.d_model", m.d_model, 1, kMaxSize, "1 <= d_model <= 2147483647");
+  v.range("model.heads", m.heads, 1, kMaxSize, "1 <= heads <= 2147483647");
+  v.range("model.kv_heads", m.kv_heads, 0, kMaxSize, "a divisor of model.heads, or 0 for heads");
+  v.range("model.head_dim", m.head_dim, 0, kMaxSize, "an even size, or 0 for d_model / heads");
+  v.range("model.mlp_hidden", m.mlp_hidden, 0, kMaxSize,
+          "a width >= 1, or 0 for 8/3 d_model rounded up to 64");
+  v.range("model.rope_theta", m.rope_theta, kAboveZero, HUGE_VAL, "a base > 0");
+  v.range("model.norm_eps", m.norm_eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
+  v.range("model.init_std", m.init_std, kAboveZero, HUGE_VAL, "a standard deviation > 0");
+  if (m.head_dim == 0) {
+    v.require(m.d_model % m.heads == 0, "model.d_model",
+              cat(m.d_model, " is not divisible by model.heads ", m.heads,
+                  "; expected a multiple of heads, or an explicit model.head_dim"));
+  }
+}
+
+void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_dim_derived) {
+  v.require(m.heads % m.kv_heads == 0, "model.kv_heads",
+            cat(m.kv_heads, " does not divide model.heads ", m.heads,
+                "; expected a divisor of heads (query heads share kv heads in equal groups)"));
+  v.require(m.head_dim % 2 == 0, "model.head_dim",
+            cat(m.head_dim, head_dim_derived ? " (d_model / heads)" : "",
+                " is odd; expected an even size (RoPE rotates pairs of dimensions)"));
+}
+
+void check_data(const Validator& v, const DataSection& data) {
+  v.require(!data.corpus.empty(), "data.corpus",
+            "missing; expected the path of an HDF5 corpus made by 'ringtrain data import'");
+  v.require(data.mode == "concat_chunk", "data.mode",
+            cat(quote(data.mode), " is not a known mode; expected one of: concat_chunk"));
+  v.range("data.seq_len", data.seq_len, 2, kMaxCount, "at least 2 tokens per sequence");
+}
+
+void check_parallel(const Validator& v, const ParallelSection& parallel) {
+  v.range("parallel.sp", parallel.sp, 1, kMaxCount, "a power of two >= 1");
+  v.require(std::has_single_bit(static_cast<uint64_t>(parallel.sp)), "parallel.sp",
+            cat(parallel.sp, " is not a power of two; expected 1, 2, 4, 8, ..."));
+}
+
+void check_optim(const Validator& v, const OptimSection& optim) {
+  v.range("optim.lr", optim.lr, kAboveZero, HUGE_VAL, "a learning rate > 0");
+  v.range("optim.beta1", optim.beta1, 0.0, kBelowOne, "0 <= beta1 < 1");
+  v.range("optim.beta2", optim.beta2, 0.0, kBelowOne, "0 <= beta2 < 1");
+  v.range("optim.eps", optim.eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
+  v.range("optim.weight_decay", optim.weight_decay, 0.0, HUGE_VAL, "a decay >= 0 (0 disables it)");
+  v.range("optim.grad_clip", optim.grad_clip, 0.0, HUGE_VAL, "a norm >= 0 (0 disables clipping)");
+}
+
+void check_schedule(const Validator& v, const ScheduleSection& schedule) {
+  const bool known =
+      schedule.kind == "cosine" || schedule.kind == "linear" || schedule.kind == "constant";
+  v.require(known, "schedule.kind",
+            cat(quote(schedule.kind),
+                " is not a known schedule; expected one of: cosine, linear, constant"));
+  v.range("schedule.warmup_steps", schedule.warmup_steps, 0, kMaxCount, "a step count >= 0");
+  v.range("schedule.min_lr_ratio", schedule.min_lr_ratio, 0.0, 1.0, "0 <= min_lr_ratio <= 1");
+}
+
+void check_counts(const Validator& v, const Recipe& r) {
+  v.range("train.steps", r.train.steps, 1, kMaxCount, "at least 1 step");
+  v.range("train.micro_tokens", r.train.micro_tokens, 0, kMaxCount,
+          "a multiple of data.seq_len, or 0 for the whole step at once");
+  v.range("checkpoint.every", r.checkpoint.every, 0, kMaxCount,
+          "a step count >= 0 (0 = only at the end)");
+  v.range("checkpoint.keep_last", r.checkpoint.keep_last, 1, kMaxCount,
+          "at least 1 checkpoint kept");
+  v.range("log.every", r.log.every, 1, kMaxCount, "a step count >= 1");
+  v.range("log.peak_gflops", r.log.peak_gflops, 0.0, HUGE_VAL,
+          "GFLOP/s >= 0 (0 = measure at start)");
+  v.range("eval.every", r.eval.every, 0, kMaxCount, "a step count >= 0 (0 = never)");
+  v.range("eval.batches", r.eval.batches, 1, kMaxCount, "at least 1 batch");
+}
+
+// Rules that tie keys of different sections together; each names the key most likely wrong.
+void check_relations(const Validator& v, const Recipe& r) {
+  const int64_t seq_len = r.data.seq_len;
+  const int64_t sp = r.parallel.sp;
+  // The zigzag layout cuts each sequence into 2 * sp chunks, two per rank.
+  v.require(sp <= seq_len / 2, "parallel.sp",
+            cat(sp, " is too large for data.seq_len ", seq_len, "; expected at most seq_len / 2 = ",
+                seq_len / 2, " (each rank holds two chunks of a sequence)"));
+  v.require(
+      seq_len % (2 * sp) == 0, "data.seq_len",
+      cat(seq_len, " is not a multiple of 2 * parallel.sp = ", 2 * sp, "; expected a multiple of ",
+          2 * sp, " (the zigzag layout cuts a sequence into 2 * sp chunks)"));
+
+  const int64_t tokens = r.train.tokens_per_step;
+  v.require(
+      tokens >= seq_len, "train.tokens_per_step",
+      cat(tokens, " is less than data.seq_len ", seq_len, "; expected at least one sequence"));
+  v.require(tokens % seq_len == 0, "train.tokens_per_step",
+            cat(tokens, " is not a multiple of data.seq_len ", seq_len,
+                "; expected a whole number of sequences"));
+  const int64_t micro = r.train.micro_tokens;
+  v.require(micro % seq_len == 0, "train.micro_tokens",
+            cat(micro, " is not a multiple of data.seq_len ", seq_len,
+                "; expected a whole number of sequences, or 0"));
+
+  v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
+            cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
+                "; expected at most train.steps"));
+  v.require(r.eval.every == 0 || !r.data.val_corpus.empty(), "data.val_corpus",
+            cat("missing while eval.every is ", r.eval.every,
+                "; expected the path of a held-out HDF5 corpus, or eval.every: 0"));
+}
+
+void validate_and_resolve(Recipe& recipe, const Sources& sources) {
+  const Validator v(sources);
+  check_run(v, recipe.run);
+  check_model(v, recipe.model);
+  check_data(v, recipe.data);
+  check_parallel(v, recipe.parallel);
+  check_optim(v, recipe.optim);
+  check_schedule(v, recipe.schedule);
+  check_counts(v, recipe);
+  check_relations(v, recipe);
+
+  const bool head_dim_derived = recipe.model.head_dim == 0;
+  recipe.model.resolve();
+  check_resolved_model(v, recipe.model, head_dim_derived);
+  if (recipe.run.out_dir.empty()) recipe.run.out_dir = "runs/" + recipe.run.name;
+}
+
+// ---- Files and emission ----------------------------------------------------------------------
+
+std::string read_file(const std::string& path) {
+  struct Closer {
+    void operator()(std::FILE* file) const { std::fclose(file); }
+  };
+  std::unique_ptr<std::FILE, Closer> file(std::fopen(path.c_str(), "rb"));
+  if (!file) throw UserError(cat(path, ": cannot read recipe: ", std::strerror(errno)));
+  std::string text;
+  char buffer[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, n);
+  // A directory opens fine and fails on the first read (EISDIR).
+  if (std::ferror(file.get()))
+    throw UserError(cat(path, ": cannot read recipe: ", std::strerror(errno)));
+  return text;
+}
+
+std::string format_value(const FieldRef& field) {
+  struct Formatter {
+    std::string operator()(const int64_t* v) const { return show(*v); }
+    std::string operator()(const double* v) const { return show(*v); }
+    std::string operator()(const bool* v) const { return *v ? "true" : "false"; }
+    std::string operator()(const std::string* v) const { return yaml_string(*v); }
+  };
+  return std::visit(Formatter{}, field);
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& yaml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides) {
+  Sources sources{origin, {}};
+  YAML::Node root = load_document(yaml_text, origin);
+  check_names(root, origin);
+  for (const std::string& item : overrides) apply_override(root, item, sources);
+  Recipe recipe = read_recipe(root, sources);
+  validate_and_resolve(recipe, sources);
+  recipe.origin = origin;
+  return recipe;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_recipe(read_file(path), path, overrides);
+}
+
+std::string recipe_to_yaml(const Recipe& recipe) {
+  Recipe copy = recipe;  // the table's accessors take a mutable recipe; this only reads
+  std::string out;
+  std::string_view section;
+  for (const KeyDef& key : keys()) {
+    if (key.section != section) {
+      section = key.section;
+      out += cat(section, ":\n");
+    }
+    out += cat("  ", key.name, ": ", format_value(key.field(copy)), "\n");
+  }
+  return out;
+}
+
+std::vector<std::string> recipe_keys() {
+  std::vector<std::string> paths;
+  for (const KeyDef& key : keys()) paths.push_back(key.path());
+  return paths;
+}
+
+}  // namespace rt

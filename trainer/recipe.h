@@ -1,0 +1,109 @@
+// Recipe: the YAML file that describes a run, as a typed and validated struct.
+// Loading is the only place user configuration is checked: every later stage may trust it.
+// A bad recipe raises rt::UserError with one line naming the key path, the value, and what
+// would be valid (e.g. "recipe.yaml: optim.lr: -0.001 is negative; expected a value > 0").
+//
+// Sections and keys (defaults in the struct initialisers below):
+//   run:        name, out_dir, seed
+//   model:      see model/config.h
+//   data:       corpus, val_corpus, mode, seq_len
+//   parallel:   sp
+//   optim:      lr, beta1, beta2, eps, weight_decay, grad_clip
+//   schedule:   kind (cosine|linear|constant), warmup_steps, min_lr_ratio
+//   train:      steps, tokens_per_step, micro_tokens, recompute
+//   checkpoint: every, keep_last
+//   log:        every, peak_gflops
+//   eval:       every, batches
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace rt {
+
+struct RunSection {
+  std::string name = "ringtrain";
+  std::string out_dir;  // "" resolves to "runs/<name>"
+  int64_t seed = 1234;
+};
+
+struct DataSection {
+  std::string corpus;      // HDF5 corpus (ringtrain data import); required
+  std::string val_corpus;  // optional held-out corpus for eval; "" = no eval data
+  std::string mode = "concat_chunk";  // the only mode until dataset decomposition lands
+  int64_t seq_len = 256;   // tokens per sequence (inputs; targets are shifted by one)
+};
+
+struct ParallelSection {
+  int64_t sp = 1;  // sequence-parallel ranks per group; dp = world size / sp
+};
+
+struct OptimSection {
+  double lr = 3e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;  // max global grad norm; 0 disables clipping
+};
+
+struct ScheduleSection {
+  std::string kind = "cosine";  // cosine | linear | constant (after warmup)
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * optim.lr (cosine, linear)
+};
+
+struct TrainSection {
+  int64_t steps = 100;
+  int64_t tokens_per_step = 8192;  // global: over all dp groups
+  int64_t micro_tokens = 0;        // per-rank tokens per forward/backward; 0 = all at once
+  bool recompute = false;          // keep only layer inputs; recompute layers in backward
+};
+
+struct CheckpointSection {
+  int64_t every = 0;      // steps between checkpoints; 0 = only at the end (and on SIGTERM)
+  int64_t keep_last = 3;  // older step checkpoints are deleted
+};
+
+struct LogSection {
+  int64_t every = 1;         // console line every N steps (the JSONL log gets every step)
+  double peak_gflops = 0.0;  // MFU denominator per rank; 0 = measure sgemm at start
+};
+
+struct EvalSection {
+  int64_t every = 0;    // steps between validation passes; 0 = never
+  int64_t batches = 8;  // batches of tokens_per_step tokens per validation pass
+};
+
+struct Recipe {
+  RunSection run;
+  ModelConfig model;
+  DataSection data;
+  ParallelSection parallel;
+  OptimSection optim;
+  ScheduleSection schedule;
+  TrainSection train;
+  CheckpointSection checkpoint;
+  LogSection log;
+  EvalSection eval;
+
+  std::string origin;  // file name (or "<string>") used in error messages
+};
+
+// Parses YAML text, applies "--set a.b=c" overrides (the value is read as a YAML scalar),
+// validates everything that does not depend on the world size, resolves derived values
+// (model.resolve(), run.out_dir). Throws UserError.
+Recipe parse_recipe(const std::string& yaml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
+// Reads the file (a missing or unreadable file is a UserError) and parses it.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+// The resolved recipe as YAML: every section and key, derived values filled. parse_recipe of
+// this text gives back an equal recipe. Printed at start and stored in every checkpoint.
+std::string recipe_to_yaml(const Recipe& recipe);
+// Every valid key path ("optim.lr", ...), for messages and for tests.
+std::vector<std::string> recipe_keys();
+
+}  // namespace rt
