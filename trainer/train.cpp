@@ -126,18 +126,17 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --resume alone: this run's checkpoints; --resume=PATH: a checkpoint file, a checkpoint
+// directory or a run directory (its checkpoints/).
 std::string resolve_resume_path(const TrainOptions& opt, const std::string& checkpoint_dir) {
-  std::string path = opt.resume_path;
-  if (path.empty()) path = checkpoint_dir;
-  if (fs::is_directory(path)) {
-    const std::string dir = fs::exists(fs::path(path) / "latest") ? path : (fs::path(path) / "checkpoints").string();
-    const std::string latest = latest_checkpoint(dir);
-    if (latest.empty())
-      throw UserError(cat("--resume: no checkpoint in ", dir,
-                          " (no 'latest' file); start without --resume to train from scratch"));
-    return latest;
-  }
-  return path;
+  if (!opt.resume_path.empty() && !fs::is_directory(opt.resume_path)) return opt.resume_path;
+  fs::path dir = opt.resume_path.empty() ? checkpoint_dir : opt.resume_path;
+  if (!fs::exists(dir / "latest") && fs::is_directory(dir / "checkpoints")) dir /= "checkpoints";
+  const std::string latest = latest_checkpoint(dir.string());
+  if (latest.empty())
+    throw UserError(cat("--resume: no checkpoint in ", dir.string(),
+                        " (no 'latest' file); start without --resume to train from scratch"));
+  return latest;
 }
 
 // Test aid: RINGTRAIN_FAIL_CHECKPOINT="STEP:N" makes the checkpoint of step STEP fail after N

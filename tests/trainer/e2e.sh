@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
+#   e2e.sh RINGTRAIN_BINARY CASE
+# Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, errors, errors_mpi,
+#        dry_run_and_inspect
+set -uo pipefail
+
+bin=$(readlink -f "$1")
+case_name=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-e2e-$case_name.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun=(mpirun --oversubscribe -np 2)
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+check() { if ! eval "$1"; then fail "$2"; fi; }
+
+# A small corpus with structure to learn: repeated sentences with counters.
+make_corpus() {
+  for i in $(seq 1 600); do
+    echo "the quick brown fox number $((i % 17)) jumps over the lazy dog $((i % 5)) times."
+  done >text1.txt
+  for i in $(seq 1 300); do
+    printf '{"text": "record %d: alpha beta gamma delta %d\\nend of record"}\n' "$i" $((i % 7))
+  done >text2.jsonl
+  "$bin" data import --out corpus.h5 text1.txt text2.jsonl >/dev/null || fail "data import"
+}
+
+write_recipe() {
+  cat >recipe.yaml <<EOF
+run:
+  name: e2e
+  out_dir: $work/run
+  seed: 7
+model:
+  pattern: "*-*-"
+  d_model: 64
+  heads: 4
+  kv_heads: 2
+data:
+  corpus: $work/corpus.h5
+  seq_len: 64
+optim:
+  lr: 0.003
+schedule:
+  warmup_steps: 3
+train:
+  steps: 30
+  tokens_per_step: 1024
+  micro_tokens: 512
+checkpoint:
+  every: 10
+  keep_last: 5
+log:
+  every: 10
+  peak_gflops: 100
+EOF
+}
+
+# The "loss" field of every step record, one per line, in full precision.
+losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
+
+# Runs a command that must fail with exit code 2 and exactly one stderr line containing $2.
+expect_user_error() {
+  local what=$1 expected=$2
+  shift 2
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  [ "$rc" -eq 2 ] || { fail "$what: exit code $rc, expected 2 ($(head -c 300 err.txt))"; return; }
+  [ "$(wc -l <err.txt)" -eq 1 ] || { fail "$what: stderr has $(wc -l <err.txt) lines, expected 1: $(cat err.txt)"; return; }
+  grep -qF -- "$expected" err.txt || fail "$what: stderr lacks '$expected': $(cat err.txt)"
+}
+
+make_corpus
+write_recipe
+
+case $case_name in
+loss_falls)
+  "$bin" train recipe.yaml >log.txt 2>&1 || fail "training exited with $?"
+  losses run/metrics.jsonl >l.txt
+  check '[ "$(wc -l <l.txt)" -eq 30 ]' "30 step records"
+  first=$(head -3 l.txt | awk '{s+=$1} END {print s/NR}')
+  last=$(tail -5 l.txt | awk '{s+=$1} END {print s/NR}')
+  echo "mean loss of steps 1-3: $first, of steps 26-30: $last"
+  check "awk -v a=$first -v b=$last 'BEGIN {exit !(b < a - 1.5)}'" "loss fell by less than 1.5 nats ($first -> $last)"
+  check 'grep -q "MFU" log.txt && grep -q "ETA" log.txt && grep -q "tok/s" log.txt' "progress line fields"
+  check '[ -f run/checkpoints/step-0000030.h5 ] && [ "$(cat run/checkpoints/latest)" = step-0000030.h5 ]' "final checkpoint and latest"
+  ;;
+
+resume | resume_mpi)
+  launcher=()
+  [ "$case_name" = resume_mpi ] && launcher=("${mpirun[@]}")
+  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/full" >full.log 2>&1 || fail "30-step run"
+  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --stop-at=20 >part.log 2>&1 || fail "20-step run"
+  check '[ "$(losses part/metrics.jsonl | wc -l)" -eq 20 ]' "the interrupted run stopped after 20 steps"
+  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --resume >resume.log 2>&1 || fail "resume: $(tail -3 resume.log)"
+  check 'grep -q "resumed from .*step-0000020.h5 at step 20" resume.log' "resume message"
+  losses full/metrics.jsonl >a.txt
+  losses part/metrics.jsonl >b.txt
+  check '[ "$(wc -l <a.txt)" -eq 30 ] && cmp -s a.txt b.txt' "20 steps + resume 10 differ from 30 steps: $(diff a.txt b.txt | head -4)"
+  if [ "$case_name" = resume_mpi ]; then
+    check 'grep -q "world 2 = dp 2 x sp 1" full.log' "ran with dp=2"
+  fi
+  ;;
+
+sigterm)
+  "$bin" train recipe.yaml --set train.steps=100000 --set checkpoint.every=0 >log.txt 2>&1 &
+  pid=$!
+  for _ in $(seq 1 200); do
+    [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
+    sleep 0.1
+  done
+  kill -TERM $pid
+  wait $pid
+  rc=$?
+  check '[ $rc -eq 0 ]' "SIGTERM exit code $rc, expected 0"
+  check 'grep -q "stop signal received" log.txt' "stop message"
+  step=$(losses run/metrics.jsonl | wc -l)
+  check '[ "$(cat run/checkpoints/latest)" = "$(printf "step-%07d.h5" "$step")" ]' "checkpoint after the last step ($step)"
+  "$bin" train recipe.yaml --set train.steps=$((step + 2)) --resume >resume.log 2>&1 || fail "resume after SIGTERM"
+  check '[ "$(losses run/metrics.jsonl | wc -l)" -eq $((step + 2)) ]' "two more steps after the resume"
+  ;;
+
+checkpoint_failure)
+  RINGTRAIN_FAIL_CHECKPOINT=20:3 "$bin" train recipe.yaml >log.txt 2>err.txt
+  rc=$?
+  check '[ $rc -eq 1 ]' "a failed checkpoint write exits 1 (got $rc)"
+  check 'grep -q "step-0000020.h5 not written: injected failure" err.txt' "message names the failed file: $(cat err.txt)"
+  check 'grep -q "the last good checkpoint is .*step-0000010.h5" err.txt' "message names the last good checkpoint"
+  check '[ "$(cat run/checkpoints/latest)" = step-0000010.h5 ] && [ ! -e run/checkpoints/step-0000020.h5 ] && [ ! -e run/checkpoints/step-0000020.h5.tmp ]' "latest still points at step 10, no partial file"
+  "$bin" train recipe.yaml --resume >resume.log 2>&1 || fail "resume from the previous checkpoint: $(tail -2 resume.log)"
+  check 'grep -q "resumed from .*step-0000010.h5 at step 10" resume.log' "resumed from step 10"
+  check '[ "$(cat run/checkpoints/latest)" = step-0000030.h5 ]' "the resumed run finished"
+  ;;
+
+errors)
+  "$bin" train recipe.yaml --stop-at=2 >/dev/null 2>&1 || fail "baseline run for the checkpoint cases"
+  sed 's/^  lr: 0.003/  lr_max: 0.003/' recipe.yaml >unknown.yaml
+  expect_user_error "unknown key" "unknown key 'optim.lr_max' (did you mean 'optim.lr'?)" "$bin" train unknown.yaml
+  sed 's/d_model: 64/d_model: sixty-four/' recipe.yaml >type.yaml
+  expect_user_error "wrong type" "model.d_model: expected an integer, got 'sixty-four'" "$bin" train type.yaml
+  expect_user_error "negative lr" "optim.lr: -0.001 is negative" "$bin" train recipe.yaml --set optim.lr=-0.001
+  expect_user_error "missing corpus" "data.corpus: corpus file '$work/absent.h5' does not exist" \
+    "$bin" train recipe.yaml --set data.corpus="$work/absent.h5"
+  expect_user_error "wrong format attribute" "format is 'ringtrain-checkpoint', expected 'ringtrain-corpus'" \
+    "$bin" train recipe.yaml --set data.corpus="$work/run/checkpoints/step-0000002.h5"
+  head -c $(($(stat -c %s corpus.h5) / 2)) corpus.h5 >truncated.h5
+  expect_user_error "truncated HDF5" "truncated.h5: not a readable HDF5 file" \
+    "$bin" train recipe.yaml --set data.corpus="$work/truncated.h5"
+  head -c 20000 /dev/urandom >garbage.h5
+  expect_user_error "garbage HDF5" "garbage.h5: not a readable HDF5 file" \
+    "$bin" train recipe.yaml --set data.corpus="$work/garbage.h5"
+  expect_user_error "checkpoint shapes" "parameter 'embed.weight' has shape [258, 64], the recipe's model expects [258, 96]" \
+    "$bin" train recipe.yaml --resume --set model.d_model=96
+  expect_user_error "missing recipe" "absent.yaml: cannot read recipe" "$bin" train absent.yaml
+  expect_user_error "unknown command" "unknown command 'trian'" "$bin" trian recipe.yaml
+  expect_user_error "unknown option" "unknown option '--resum'" "$bin" train recipe.yaml --resum
+  expect_user_error "corpus vocabulary" "model.vocab_size: 100 is smaller than the vocabulary" \
+    "$bin" train recipe.yaml --set model.vocab_size=100
+  expect_user_error "resume without checkpoint" "--resume: no checkpoint in" \
+    "$bin" train recipe.yaml --resume --set run.out_dir="$work/fresh"
+  ;;
+
+errors_mpi)
+  # Both ranks see the bad corpus: one error line (rank 0), exit code 2, nobody hangs.
+  timeout 60 "${mpirun[@]}" "$bin" train recipe.yaml --set data.corpus="$work/absent.h5" >out.txt 2>err.txt
+  rc=$?
+  check '[ $rc -eq 2 ]' "mpirun exit code $rc, expected 2"
+  check '[ "$(grep -c "^error: " err.txt)" -eq 1 ]' "exactly one error line: $(cat err.txt)"
+  # dp must divide the sequences of a step.
+  timeout 60 mpirun --oversubscribe -np 3 "$bin" train recipe.yaml >out.txt 2>err.txt
+  rc=$?
+  check '[ $rc -eq 2 ]' "dp=3 exit code $rc, expected 2"
+  check 'grep -q "cannot be split over dp = 3 groups" err.txt' "dp split message: $(cat err.txt)"
+  ;;
+
+dry_run_and_inspect)
+  "$bin" train recipe.yaml --dry-run >dry.txt 2>&1 || fail "dry run exited $?"
+  check 'grep -q "dry run: recipe, corpus and layout are valid" dry.txt' "dry-run verdict"
+  check 'grep -q "MFLOP/token" dry.txt && grep -q "activations ~" dry.txt && grep -q "parameters" dry.txt' "dry-run plan lines"
+  check 'grep -q "^  pattern: \"\*-\*-\"" dry.txt' "resolved recipe printed"
+  check '[ ! -e run ]' "a dry run writes nothing"
+  "$bin" train recipe.yaml --stop-at=3 >/dev/null 2>&1 || fail "short run"
+  "$bin" inspect run/checkpoints/step-0000003.h5 >inspect.txt 2>&1 || fail "inspect exited $?"
+  check 'grep -q "^step 3 " inspect.txt' "inspect shows the step"
+  check 'grep -q "layers.0.attn.wq *64 x 64" inspect.txt' "inspect lists parameter shapes: $(head -20 inspect.txt)"
+  check 'grep -q "^  d_model: 64" inspect.txt' "inspect prints the stored recipe"
+  ;;
+
+*)
+  echo "unknown case $case_name" >&2
+  exit 2
+  ;;
+esac
+
+if [ $failures -gt 0 ]; then
+  echo "$case_name: $failures check(s) failed" >&2
+  exit 1
+fi
+echo "$case_name: ok"
