@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
-# Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, errors, errors_mpi,
-#        dry_run_and_inspect
+# Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
+#        errors_mpi, dry_run_and_inspect
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -79,7 +79,8 @@ write_recipe
 
 case $case_name in
 loss_falls)
-  "$bin" train recipe.yaml >log.txt 2>&1 || fail "training exited with $?"
+  "$bin" train recipe.yaml --set data.val_corpus="$work/corpus.h5" --set eval.every=10 \
+    --set eval.batches=2 >log.txt 2>&1 || fail "training exited with $?"
   losses run/metrics.jsonl >l.txt
   check '[ "$(wc -l <l.txt)" -eq 30 ]' "30 step records"
   first=$(head -3 l.txt | awk '{s+=$1} END {print s/NR}')
@@ -87,6 +88,7 @@ loss_falls)
   echo "mean loss of steps 1-3: $first, of steps 26-30: $last"
   check "awk -v a=$first -v b=$last 'BEGIN {exit !(b < a - 1.5)}'" "loss fell by less than 1.5 nats ($first -> $last)"
   check 'grep -q "MFU" log.txt && grep -q "ETA" log.txt && grep -q "tok/s" log.txt' "progress line fields"
+  check '[ "$(grep -c "\"val_loss\"" run/metrics.jsonl)" -eq 3 ] && grep -q "eval after step 30 | val loss" log.txt' "validation every 10 steps"
   check '[ -f run/checkpoints/step-0000030.h5 ] && [ "$(cat run/checkpoints/latest)" = step-0000030.h5 ]' "final checkpoint and latest"
   ;;
 
@@ -162,6 +164,16 @@ errors)
     "$bin" train recipe.yaml --set model.vocab_size=100
   expect_user_error "resume without checkpoint" "--resume: no checkpoint in" \
     "$bin" train recipe.yaml --resume --set run.out_dir="$work/fresh"
+  ;;
+
+diverged)
+  # Weights of 1e30 overflow the backward pass: the step must stop before the update.
+  "$bin" train recipe.yaml --set model.init_std=1e30 >log.txt 2>err.txt
+  rc=$?
+  check '[ $rc -eq 3 ]' "non-finite step exit code $rc, expected 3"
+  check 'grep -q "^error: step 1: loss is .* and the gradient norm is .*nan; stopped before the update" err.txt' "message: $(cat err.txt)"
+  check '[ "$(wc -l <err.txt)" -eq 1 ]' "one error line"
+  check '[ ! -e run/checkpoints/latest ]' "no checkpoint of a diverged state"
   ;;
 
 errors_mpi)
