@@ -5,7 +5,11 @@
 // backward 2.5x the forward (five GEMMs against two).
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "bench/bench_common.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/ops.h"
 
 namespace rt {
@@ -71,4 +75,16 @@ BENCHMARK(BM_AttentionForwardBackward) ATTENTION_SIZES->Unit(benchmark::kMillise
 }  // namespace
 }  // namespace rt
 
-BENCHMARK_MAIN();
+// RINGTRAIN_ATTENTION_TILES=Q,K overrides the kernel's tile sizes (for tuning).
+int main(int argc, char** argv) {
+  if (const char* tiles = std::getenv("RINGTRAIN_ATTENTION_TILES")) {
+    long q = 0, k = 0;
+    if (std::sscanf(tiles, "%ld,%ld", &q, &k) == 2 && q > 0 && k > 0) rt::cpu::attention_tiles() = {q, k};
+  }
+  std::printf("attention tiles: %lld x %lld\n", static_cast<long long>(rt::cpu::attention_tiles().q),
+              static_cast<long long>(rt::cpu::attention_tiles().k));
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -13,7 +13,10 @@ inline float fast_exp(float x) {
   float t = x * kLog2e;
   t = t < -127.0f ? -127.0f : t;  // 2^-127 and below become exactly 0 (exponent field 0)
   t = t > 127.0f ? 127.0f : t;
-  float n = std::floor(t + 0.5f);
+  // Round to nearest by adding and removing 1.5 * 2^23 (|t| <= 127 here): unlike std::floor,
+  // which GCC leaves as a libm call, this keeps the loops around fast_exp vectorised.
+  constexpr float kRound = 12582912.0f;
+  float n = (t + kRound) - kRound;
   float f = t - n;  // in [-0.5, 0.5]
   // 2^f by its Taylor series in f*ln2, degree 7: truncation error < 6e-9 on this interval.
   float p = 1.5252733804059840e-05f;
