@@ -292,7 +292,9 @@ int run_train(const TrainOptions& opt) {
                         recipe.log.peak_gflops > 0 ? "log.peak_gflops" : "measured sgemm");
 
   install_stop_handlers();
-  Arena arena;
+  // One block of the estimated size from the start: no regrowth (and fresh page faults) later.
+  Arena arena(Device::CPU, static_cast<size_t>(model.activation_bytes(
+                               plan.micro_seqs * layout.local_len, recipe.train.recompute)));
   const double flops_per_token = model.flops_per_token(plan.seq_len);
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = state.step;
