@@ -12,6 +12,7 @@
 #include "data/jsonl.h"
 #include "data/tokenizer.h"
 #include "kernels/check.h"
+#include "kernels/hash.h"
 
 namespace rt {
 
@@ -123,10 +124,7 @@ std::vector<uint64_t> Corpus::doc_offsets() const {
   return impl_->file.read_all<uint64_t>("/doc_offsets");
 }
 
-void Fingerprint::add_bytes(const void* data, size_t n) {
-  const unsigned char* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
-}
+void Fingerprint::add_bytes(const void* data, size_t n) { h_ = fnv1a64(data, n, h_); }
 
 std::string Fingerprint::str() const {
   char buf[40];

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/hash.h"
+
 namespace rt {
 
 inline constexpr const char* kCorpusFormat = "ringtrain-corpus";
@@ -71,7 +73,7 @@ class Fingerprint {
   std::string str() const;  // "fnv1a64:0123456789abcdef"
 
  private:
-  uint64_t h_ = 1469598103934665603ull;
+  uint64_t h_ = kFnv1aSeed;
 };
 
 }  // namespace rt

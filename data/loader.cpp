@@ -1,17 +1,9 @@
 #include "data/loader.h"
 
 #include "kernels/check.h"
+#include "kernels/hash.h"
 
 namespace rt {
-
-namespace {
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-}  // namespace
 
 SeededPermutation::SeededPermutation(uint64_t n, uint64_t seed) : n_(n) {
   RT_CHECK(n >= 1, "permutation of an empty range");
@@ -19,7 +11,7 @@ SeededPermutation::SeededPermutation(uint64_t n, uint64_t seed) : n_(n) {
   while (bits < 64 && (uint64_t(1) << bits) < n) bits += 2;
   half_bits_ = bits / 2;
   half_mask_ = (uint64_t(1) << half_bits_) - 1;
-  for (int r = 0; r < 4; ++r) keys_[r] = mix(seed * 4 + r + 0x5bd1e995ull);
+  for (int r = 0; r < 4; ++r) keys_[r] = splitmix64(seed * 4 + r + 0x5bd1e995ull);
 }
 
 uint64_t SeededPermutation::operator()(uint64_t i) const {
@@ -28,7 +20,7 @@ uint64_t SeededPermutation::operator()(uint64_t i) const {
   do {  // cycle-walk: at most a few rounds since the domain is < 4n
     uint64_t left = x >> half_bits_, right = x & half_mask_;
     for (uint64_t key : keys_) {
-      const uint64_t next = left ^ (mix(right ^ key) & half_mask_);
+      const uint64_t next = left ^ (splitmix64(right ^ key) & half_mask_);
       left = right;
       right = next;
     }
@@ -45,7 +37,7 @@ int64_t ConcatChunkSampler::sequence_start(int64_t step, int64_t j, int64_t seqs
   const int64_t global = step * seqs_per_step + j;
   const int64_t epoch = global / num_sequences_, index = global % num_sequences_;
   const SeededPermutation perm(static_cast<uint64_t>(num_sequences_),
-                               mix(seed_) ^ mix(static_cast<uint64_t>(epoch) + 1));
+                               splitmix64(seed_) ^ splitmix64(static_cast<uint64_t>(epoch) + 1));
   return static_cast<int64_t>(perm(static_cast<uint64_t>(index))) * seq_len_;
 }
 

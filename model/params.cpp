@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/hash.h"
 #include "kernels/ops.h"
 
 namespace rt {
@@ -37,20 +38,10 @@ int ParameterSet::find(const std::string& name) const {
 }
 
 namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 double uniform01(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53; }
 }  // namespace
 
-uint64_t hash_name(const std::string& name) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
+uint64_t hash_name(const std::string& name) { return fnv1a64(name.data(), name.size()); }
 
 void init_normal(const Tensor& x, double stddev, uint64_t seed, uint64_t stream) {
   float* p = x.f32();
