@@ -13,7 +13,7 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& tokens) {
     if (t >= 0 && t < 256) s.push_back(static_cast<char>(t));
     else if (t == kEos) s += "<eos>";
     else if (t == kPad) s += "<pad>";
-    else s += "<" + std::to_string(t) + ">";
+    else s.append("<").append(std::to_string(t)).append(">");  // not "<" + ...: GCC 12 -Wrestrict false positive
   }
   return s;
 }
