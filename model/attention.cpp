@@ -56,8 +56,13 @@ int64_t AttentionLayer::saved_floats(int64_t T) const {
   return T * (2 * H_ * D_ + 2 * Hkv_ * D_ + H_);  // q, out, k, v, lse
 }
 
-int64_t AttentionLayer::backward_floats(int64_t T) const {
-  return T * (2 * H_ * D_ + 2 * Hkv_ * D_ + H_);  // dout, dq, dk, dv, delta
+int64_t AttentionLayer::forward_floats(int64_t T, const SequenceLayout& layout) const {
+  return ring_attention_forward_floats(layout, T, H_, Hkv_, D_);
+}
+
+int64_t AttentionLayer::backward_floats(int64_t T, const SequenceLayout& layout) const {
+  return T * (2 * H_ * D_ + 2 * Hkv_ * D_) +  // dout, dq, dk, dv
+         ring_attention_backward_floats(layout, T, H_, Hkv_, D_);
 }
 
 double AttentionLayer::forward_flops_per_token(int64_t seq_len) const {

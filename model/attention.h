@@ -16,7 +16,8 @@ class AttentionLayer final : public Layer {
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
   int64_t saved_floats(int64_t T) const override;
-  int64_t backward_floats(int64_t T) const override;
+  int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
+  int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;
   double forward_flops_per_token(int64_t seq_len) const override;
 
   int wq, wk, wv, wo;  // parameter ids

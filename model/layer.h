@@ -30,10 +30,12 @@ class Layer {
   // dx [T, C] is overwritten; parameter gradients accumulate. Runs after forward on the same x.
   virtual void backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
                         const LayerContext& ctx, Arena& arena) = 0;
-  // Floats this layer keeps from forward to backward, and the extra floats its backward needs,
-  // for T tokens: the activation-memory estimate of `ringtrain train --dry-run`.
+  // For T tokens laid out by `layout`: floats this layer keeps from forward to backward, the
+  // floats its forward uses only while it runs, and the extra floats its backward needs.
+  // The activation-memory estimate of `ringtrain train --dry-run` is built from these.
   virtual int64_t saved_floats(int64_t T) const = 0;
-  virtual int64_t backward_floats(int64_t T) const = 0;
+  virtual int64_t forward_floats(int64_t T, const SequenceLayout& layout) const = 0;
+  virtual int64_t backward_floats(int64_t T, const SequenceLayout& layout) const = 0;
   // Forward FLOPs per token of this layer's GEMMs and attention, for MFU accounting.
   virtual double forward_flops_per_token(int64_t seq_len) const = 0;
 };

@@ -15,7 +15,8 @@ class MlpLayer final : public Layer {
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
   int64_t saved_floats(int64_t T) const override { return T * 3 * F_; }
-  int64_t backward_floats(int64_t T) const override { return T * 3 * F_; }
+  int64_t forward_floats(int64_t, const SequenceLayout&) const override { return 0; }
+  int64_t backward_floats(int64_t T, const SequenceLayout&) const override { return T * 3 * F_; }
   double forward_flops_per_token(int64_t) const override { return 2.0 * 3 * C_ * F_; }
 
   int w_gate_up, w_down;  // parameter ids

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -137,18 +138,20 @@ double Model::flops_per_token(int64_t seq_len) const {
   return 3.0 * forward;
 }
 
-int64_t Model::activation_bytes(int64_t T, bool recompute) const {
-  const int64_t C = config_.d_model, L = blocks_.size();
+int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,
+                                bool recompute) const {
+  const int64_t T = n_seqs * layout.local_len, C = config_.d_model, L = blocks_.size();
   // Mirrors forward_backward: the step-long tensors, then per layer what forward keeps (xn,
-  // rstd, the layer's own) and what its backward adds on top (dxn and the layer's own).
-  int64_t base = (L + 1) * T * C + T * config_.head_dim + 3 * T * C + T;
+  // rstd, the layer's own) and what its forward and backward use on top while they run.
+  const int64_t base = (L + 1) * T * C + T * config_.head_dim + 3 * T * C + T;
   // Backward of layer i runs with layers 0..i still kept (no recompute) or alone (recompute).
   int64_t kept_below = 0, peak = 0;
   for (const Block& b : blocks_) {
     const int64_t saved = T * C + T + b.layer->saved_floats(T);
-    const int64_t backward = T * C + b.layer->backward_floats(T);
+    const int64_t forward = b.layer->forward_floats(T, layout);
+    const int64_t backward = T * C + b.layer->backward_floats(T, layout);
     kept_below = recompute ? saved : kept_below + saved;
-    peak = std::max(peak, kept_below + backward);
+    peak = std::max({peak, kept_below + forward, kept_below + backward});
   }
   return 4 * (base + peak);
 }

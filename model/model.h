@@ -40,8 +40,9 @@ class Model {
   int64_t num_params() const;
   // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted.
   double flops_per_token(int64_t seq_len) const;
-  // Arena bytes one forward_backward of T tokens peaks at (the dry run's estimate).
-  int64_t activation_bytes(int64_t T, bool recompute) const;
+  // Arena bytes one forward_backward of n_seqs sequences laid out by `layout` peaks at (the
+  // dry run's estimate; the tests hold it to the measured peak).
+  int64_t activation_bytes(int64_t n_seqs, const SequenceLayout& layout, bool recompute) const;
 
  private:
   struct Block {

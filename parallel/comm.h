@@ -1,31 +1,49 @@
 // Communicator: the collective and point-to-point operations ranks use, whatever carries them
 // (MPI between CPU processes today; NCCL between GPUs with the CUDA backend).
-// Buffers are host memory for the MPI backend.
+// Buffers are host memory for the MPI backend. Every blocking call runs under the watchdog
+// (parallel/watchdog.h) with the operation name given, so a dead peer ends the job with a
+// message instead of a hang.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace rt {
 
 class Communicator {
  public:
+  // A pending isend/irecv; finished by wait().
+  struct Request {
+    int64_t id = -1;
+  };
+
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
   // In-place sums over every rank of the communicator. Results are bit-identical on every rank
   // and from run to run for the same sizes (the reduction order is fixed by the algorithm).
-  virtual void allreduce_sum(float* data, int64_t count) = 0;
-  virtual void allreduce_sum(double* data, int64_t count) = 0;
-  virtual void allreduce_max(double* data, int64_t count) = 0;
-  // out holds size() * count elements: rank r's block lands at r * count.
-  virtual void allgather(const void* in, void* out, int64_t bytes_per_rank) = 0;
-  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
-  virtual void barrier() = 0;
+  virtual void allreduce_sum(float* data, int64_t count, const char* what = "allreduce") = 0;
+  virtual void allreduce_sum(double* data, int64_t count, const char* what = "allreduce") = 0;
+  virtual void allreduce_max(double* data, int64_t count, const char* what = "allreduce") = 0;
+  // out holds size() * bytes_per_rank bytes: rank r's block lands at r * bytes_per_rank.
+  virtual void allgather(const void* in, void* out, int64_t bytes_per_rank,
+                         const char* what = "allgather") = 0;
+  virtual void broadcast(void* data, int64_t bytes, int root, const char* what = "broadcast") = 0;
+  virtual void barrier(const char* what = "barrier") = 0;
   // Ends every process of the job with this exit code, whatever they are doing.
   [[noreturn]] virtual void abort(int exit_code) = 0;
+
+  // Non-blocking point to point (any size; large messages travel in pieces).
+  virtual Request isend(const void* data, int64_t bytes, int dest, int tag) = 0;
+  virtual Request irecv(void* data, int64_t bytes, int source, int tag) = 0;
+  // Completes the requests; `what` names the wait for the watchdog.
+  virtual void wait(std::vector<Request>& requests, const char* what) = 0;
+
+  // Bytes this rank has handed to isend since construction (for the benchmarks).
+  virtual int64_t bytes_sent() const = 0;
 
   // Ranks with the same color form a new communicator, ordered by key.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
@@ -37,7 +55,7 @@ class Communicator {
 std::unique_ptr<Communicator> mpi_world();
 
 // Where this process sits on its node, from the launcher's environment
-// (OMPI_COMM_WORLD_LOCAL_RANK/_SIZE, then SLURM_LOCALID/SLURM_NTASKS_PER_NODE); 0 of 1 without.
+// (OMPI_COMM_WORLD_LOCAL_RANK/_SIZE, then SLURM_LOCALID/SLURM_STEP_TASKS_PER_NODE); 0 of 1 without.
 struct LocalPlacement {
   int local_rank = 0;
   int local_size = 1;

@@ -2,9 +2,11 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <unordered_map>
 
 #include "kernels/check.h"
 #include "parallel/comm.h"
+#include "parallel/watchdog.h"
 
 namespace rt {
 
@@ -53,24 +55,26 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  void allreduce_sum(float* data, int64_t count) override {
-    reduce(data, count, MPI_FLOAT, MPI_SUM);
+  void allreduce_sum(float* data, int64_t count, const char* what) override {
+    reduce(data, count, MPI_FLOAT, MPI_SUM, what);
   }
-  void allreduce_sum(double* data, int64_t count) override {
-    reduce(data, count, MPI_DOUBLE, MPI_SUM);
+  void allreduce_sum(double* data, int64_t count, const char* what) override {
+    reduce(data, count, MPI_DOUBLE, MPI_SUM, what);
   }
-  void allreduce_max(double* data, int64_t count) override {
-    reduce(data, count, MPI_DOUBLE, MPI_MAX);
+  void allreduce_max(double* data, int64_t count, const char* what) override {
+    reduce(data, count, MPI_DOUBLE, MPI_MAX, what);
   }
 
-  void allgather(const void* in, void* out, int64_t bytes_per_rank) override {
+  void allgather(const void* in, void* out, int64_t bytes_per_rank, const char* what) override {
     RT_CHECK(bytes_per_rank <= INT32_MAX, "allgather of more than 2 GiB per rank");
+    Watchdog::Blocking guard(what);
     check_mpi(MPI_Allgather(in, static_cast<int>(bytes_per_rank), MPI_BYTE, out,
                             static_cast<int>(bytes_per_rank), MPI_BYTE, comm_),
               "MPI_Allgather");
   }
 
-  void broadcast(void* data, int64_t bytes, int root) override {
+  void broadcast(void* data, int64_t bytes, int root, const char* what) override {
+    Watchdog::Blocking guard(what);
     char* p = static_cast<char*>(data);
     for (int64_t off = 0; off < bytes; off += kMaxCount) {
       int n = static_cast<int>(std::min<int64_t>(kMaxCount, bytes - off));
@@ -78,7 +82,36 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
-  void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier(const char* what) override {
+    Watchdog::Blocking guard(what);
+    check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
+  }
+
+  Request isend(const void* data, int64_t bytes, int dest, int tag) override {
+    bytes_sent_ += bytes;
+    return post(const_cast<void*>(data), bytes, dest, tag, true);
+  }
+
+  Request irecv(void* data, int64_t bytes, int source, int tag) override {
+    return post(data, bytes, source, tag, false);
+  }
+
+  void wait(std::vector<Request>& requests, const char* what) override {
+    std::vector<MPI_Request> all;
+    for (Request& r : requests) {
+      auto it = pending_.find(r.id);
+      RT_CHECK(it != pending_.end(), "wait on an unknown or finished request ", r.id);
+      all.insert(all.end(), it->second.begin(), it->second.end());
+      pending_.erase(it);
+      r.id = -1;
+    }
+    requests.clear();
+    Watchdog::Blocking guard(what);
+    check_mpi(MPI_Waitall(static_cast<int>(all.size()), all.data(), MPI_STATUSES_IGNORE),
+              "MPI_Waitall");
+  }
+
+  int64_t bytes_sent() const override { return bytes_sent_; }
 
   [[noreturn]] void abort(int exit_code) override {
     MPI_Abort(comm_, exit_code);
@@ -97,9 +130,27 @@ class MpiCommunicator final : public Communicator {
  private:
   static constexpr int64_t kMaxCount = int64_t(1) << 30;  // MPI counts are int
 
+  // One MPI message per piece of at most kMaxCount bytes; the pieces share the tag (MPI keeps
+  // their order between a pair of ranks).
+  Request post(void* data, int64_t bytes, int peer, int tag, bool send) {
+    std::vector<MPI_Request>& reqs = pending_[next_id_];
+    char* p = static_cast<char*>(data);
+    for (int64_t off = 0; off < bytes || (bytes == 0 && off == 0); off += kMaxCount) {
+      const int n = static_cast<int>(std::min<int64_t>(kMaxCount, bytes - off));
+      MPI_Request r;
+      check_mpi(send ? MPI_Isend(p + off, n, MPI_BYTE, peer, tag, comm_, &r)
+                     : MPI_Irecv(p + off, n, MPI_BYTE, peer, tag, comm_, &r),
+                send ? "MPI_Isend" : "MPI_Irecv");
+      reqs.push_back(r);
+      if (bytes == 0) break;
+    }
+    return Request{next_id_++};
+  }
+
   template <class T>
-  void reduce(T* data, int64_t count, MPI_Datatype type, MPI_Op op) {
+  void reduce(T* data, int64_t count, MPI_Datatype type, MPI_Op op, const char* what) {
     if (size_ == 1) return;
+    Watchdog::Blocking guard(what);
     for (int64_t off = 0; off < count; off += kMaxCount) {
       int n = static_cast<int>(std::min<int64_t>(kMaxCount, count - off));
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + off, n, type, op, comm_), "MPI_Allreduce");
@@ -109,6 +160,9 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+  int64_t bytes_sent_ = 0;
+  int64_t next_id_ = 0;
+  std::unordered_map<int64_t, std::vector<MPI_Request>> pending_;
 };
 
 int env_int(const char* name, int fallback) {

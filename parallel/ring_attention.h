@@ -7,8 +7,8 @@
 //   q, out, dout, dq [n_seqs * local_len, H, D];  k, v, dk, dv [n_seqs * local_len, Hkv, D]
 //   lse [n_seqs * local_len, H]; rows of sequence b start at b * local_len.
 //
-// This build runs the ring of one rank (every KV chunk local). The K/V transfers between
-// ranks for sp > 1 are the sequence-parallelism issue; asking for them is a bug until then.
+// sp_group may be null for a group of one. The K/V transfers of step s are posted before the
+// blocks of step s are computed and waited for after (communication overlaps compute).
 #pragma once
 
 #include <cstdint>
@@ -30,5 +30,11 @@ void ring_attention_backward(const SequenceLayout& layout, int64_t n_seqs,
                              const Tensor& v, const Tensor& out, const Tensor& dout,
                              const Tensor& lse, const Tensor& dq, const Tensor& dk,
                              const Tensor& dv, Arena& arena);
+
+// Arena floats the calls use on top of their arguments (for the activation estimate).
+int64_t ring_attention_forward_floats(const SequenceLayout& layout, int64_t T, int64_t H,
+                                      int64_t Hkv, int64_t D);
+int64_t ring_attention_backward_floats(const SequenceLayout& layout, int64_t T, int64_t H,
+                                       int64_t Hkv, int64_t D);
 
 }  // namespace rt

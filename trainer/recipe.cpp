@@ -70,6 +70,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(data, mode),
       RT_KEY(data, seq_len),
       RT_KEY(parallel, sp),
+      RT_KEY(parallel, timeout_s),
       RT_KEY(optim, lr),
       RT_KEY(optim, beta1),
       RT_KEY(optim, beta2),
@@ -523,6 +524,8 @@ void check_parallel(const Validator& v, const ParallelSection& parallel) {
   v.range("parallel.sp", parallel.sp, 1, kMaxCount, "a power of two >= 1");
   v.require(std::has_single_bit(static_cast<uint64_t>(parallel.sp)), "parallel.sp",
             cat(parallel.sp, " is not a power of two; expected 1, 2, 4, 8, ..."));
+  v.range("parallel.timeout_s", parallel.timeout_s, kAboveZero, HUGE_VAL,
+          "seconds > 0 (how long a rank waits for a peer before the job is ended)");
 }
 
 void check_optim(const Validator& v, const OptimSection& optim) {

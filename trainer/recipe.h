@@ -7,7 +7,7 @@
 //   run:        name, out_dir, seed
 //   model:      see model/config.h
 //   data:       corpus, val_corpus, mode, seq_len
-//   parallel:   sp
+//   parallel:   sp, timeout_s
 //   optim:      lr, beta1, beta2, eps, weight_decay, grad_clip
 //   schedule:   kind (cosine|linear|constant), warmup_steps, min_lr_ratio
 //   train:      steps, tokens_per_step, micro_tokens, recompute
@@ -38,7 +38,8 @@ struct DataSection {
 };
 
 struct ParallelSection {
-  int64_t sp = 1;  // sequence-parallel ranks per group; dp = world size / sp
+  int64_t sp = 1;           // sequence-parallel ranks per group; dp = world size / sp
+  double timeout_s = 600;   // longest wait for a peer rank before the job is ended
 };
 
 struct OptimSection {

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "parallel/grid.h"
+#include "parallel/watchdog.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collective.h"
 #include "trainer/metrics.h"
@@ -31,23 +31,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-volatile std::sig_atomic_t g_stop_signal = 0;
+// How long a rank still waits for its peers once a stop signal has arrived (parallel/watchdog.h).
+constexpr double kStopGraceSeconds = 10;
+
 // The world lives until the process ends: main() reports errors after run_train unwound.
 std::unique_ptr<Communicator> g_world;
-
-void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
-}
-
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-}
 
 // One process per core group: with OMP_NUM_THREADS unset, a rank takes the cores it is bound
 // to, or its share of the machine when the launcher did not bind it.
@@ -168,7 +156,7 @@ void print_header(const Recipe& r, const Grid& g, int threads, const Model& mode
               static_cast<long long>(plan.micro_seqs));
   const double state_mib = 4.0 * 4 * model.params().numel() / (1 << 20);  // params, grads, m, v
   std::printf("memory per rank: activations ~%.1f MiB (arena estimate, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
-              model.activation_bytes(plan.micro_seqs * layout.local_len, r.train.recompute) / 1048576.0,
+              model.activation_bytes(plan.micro_seqs, layout, r.train.recompute) / 1048576.0,
               r.train.recompute ? "on" : "off", state_mib);
   std::fflush(stdout);
 }
@@ -194,11 +182,8 @@ int run_train(const TrainOptions& opt) {
     if (world.size() % sp != 0)
       throw UserError(cat(recipe.origin, ": parallel.sp: ", sp, " does not divide the ",
                           world.size(), " ranks; expected a divisor of the world size"));
-    if (sp > 1)
-      throw UserError(cat(recipe.origin, ": parallel.sp: ", sp,
-                          " needs sequence parallelism across ranks, which this build does not "
-                          "have yet; expected 1 (use the ranks for data parallelism)"));
   });
+  Watchdog::start({recipe.parallel.timeout_s, kStopGraceSeconds, world.rank()});
   Grid grid = Grid::create(mpi_world(), static_cast<int>(recipe.parallel.sp));
   const SequenceLayout layout =
       SequenceLayout::zigzag(recipe.data.seq_len, grid.sp, grid.sp_rank);
@@ -291,10 +276,10 @@ int run_train(const TrainOptions& opt) {
                         world.size() == 1 ? "" : "s",
                         recipe.log.peak_gflops > 0 ? "log.peak_gflops" : "measured sgemm");
 
-  install_stop_handlers();
+  Watchdog::install_signal_handlers();
   // One block of the estimated size from the start: no regrowth (and fresh page faults) later.
-  Arena arena(Device::CPU, static_cast<size_t>(model.activation_bytes(
-                               plan.micro_seqs * layout.local_len, recipe.train.recompute)));
+  Arena arena(Device::CPU, static_cast<size_t>(model.activation_bytes(plan.micro_seqs, layout,
+                                                                      recipe.train.recompute)));
   const double flops_per_token = model.flops_per_token(plan.seq_len);
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = state.step;
@@ -317,16 +302,17 @@ int run_train(const TrainOptions& opt) {
         sums[0] += model.forward_loss(mb.view(layout, sp_group), arena);
         sums[1] += static_cast<double>(mb.target_count());
       }
-    world.allreduce_sum(sums, 2);
+    world.allreduce_sum(sums, 2, "allreduce(validation loss)");
     if (metrics) metrics->eval(after_step, sums[0] / sums[1], seconds_since(t0));
   };
 
   for (int64_t step = first_step; step < recipe.train.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    Watchdog::set_context(cat("step ", step + 1));
     std::vector<OwnedBatch> micro = fetch_step(corpus, *sampler, plan, grid, layout, step);
     double targets = 0;
     for (const OwnedBatch& mb : micro) targets += static_cast<double>(mb.target_count());
-    world.allreduce_sum(&targets, 1);
+    world.allreduce_sum(&targets, 1, "allreduce(target count)");
     const float grad_scale = static_cast<float>(1.0 / targets);
 
     ops::fill(params.flat_grads(), 0.0f);
@@ -337,10 +323,10 @@ int run_train(const TrainOptions& opt) {
                                          recipe.train.recompute, arena);
       arena.reset();
     }
-    world.allreduce_sum(params.flat_grads().f32(), params.numel());
-    double stop = g_stop_signal ? 1.0 : 0.0;
-    world.allreduce_sum(&loss_sum, 1);
-    world.allreduce_max(&stop, 1);
+    world.allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
+    double stop = Watchdog::stop_signal() ? 1.0 : 0.0;
+    world.allreduce_sum(&loss_sum, 1, "allreduce(loss)");
+    world.allreduce_max(&stop, 1, "allreduce(stop flag)");
 
     const double loss = loss_sum / targets;
     const double norm = grad_norm(params);
