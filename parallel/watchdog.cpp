@@ -78,10 +78,10 @@ void watch() {
       reported_signal_op = op;
       reported_signal_start = start;
       std::fprintf(stderr,
-                   "rank %d: %s received while waiting in %s at %s (blocked %.1f s); the step "
-                   "ends when every rank arrives\n",
+                   "rank %d: %s while waiting in %s at %s, blocked for %.1f s (a peer rank that "
+                   "died would explain it); giving up in %.0f s\n",
                    opt.rank, g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", op, context.c_str(),
-                   blocked);
+                   blocked, opt.grace_s);
       std::fflush(stderr);
     }
     const double since_signal = static_cast<double>(now - std::max(start, s.signal_seen_ns.load())) * 1e-9;

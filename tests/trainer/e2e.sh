@@ -2,7 +2,7 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -174,6 +174,54 @@ diverged)
   check 'grep -q "^error: step 1: loss is .* and the gradient norm is .*nan; stopped before the update" err.txt' "message: $(cat err.txt)"
   check '[ "$(wc -l <err.txt)" -eq 1 ]' "one error line"
   check '[ ! -e run/checkpoints/latest ]' "no checkpoint of a diverged state"
+  ;;
+
+layouts)
+  # The same global batch on other grids gives the same losses (f32: rel 1e-5, not bitwise).
+  "$bin" train recipe.yaml --set train.steps=5 --set run.out_dir="$work/ref" >/dev/null 2>&1 || fail "sp=1 run"
+  losses ref/metrics.jsonl >ref.txt
+  for grid in 2:2 4:2 4:4 8:4 8:1 8:8; do
+    np=${grid%:*} sp=${grid#*:}
+    timeout 240 mpirun --oversubscribe -np "$np" "$bin" train recipe.yaml --set train.steps=5 \
+      --set parallel.sp="$sp" --set run.out_dir="$work/g$np-$sp" >"g$np-$sp.log" 2>&1 ||
+      { fail "np=$np sp=$sp run: $(tail -3 "g$np-$sp.log")"; continue; }
+    losses "g$np-$sp/metrics.jsonl" >"g$np-$sp.txt"
+    worst=$(paste ref.txt "g$np-$sp.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    echo "np=$np sp=$sp (dp=$((np / sp))): largest relative loss difference over 5 steps $worst"
+    check "[ \"\$(wc -l <g$np-$sp.txt)\" -eq 5 ] && awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" \
+      "np=$np sp=$sp losses differ from sp=1 by $worst"
+  done
+  ;;
+
+rank_killed | rank_hangs)
+  # A rank dies (SIGKILL) or stops answering (SIGSTOP) mid-run: every other rank must exit
+  # non-zero within 60 s, saying which rank, which operation and which step.
+  setsid mpirun --oversubscribe -np 2 "$bin" train recipe.yaml --set train.steps=1000000 \
+    --set checkpoint.every=0 --set parallel.timeout_s=5 >out.txt 2>err.txt &
+  launcher=$!
+  for _ in $(seq 1 300); do
+    [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
+    sleep 0.1
+  done
+  victim=$(pgrep -P "$(pgrep -x mpirun -s "$(ps -o sid= -p $launcher | tr -d ' ')")" | tail -1)
+  [ -n "$victim" ] || fail "no rank process found"
+  start=$(date +%s)
+  if [ "$case_name" = rank_killed ]; then kill -KILL "$victim"; else kill -STOP "$victim"; fi
+  for _ in $(seq 1 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $launcher 2>/dev/null; then
+    fail "the job still runs 60 s after the rank was $case_name"
+    kill -KILL -- -"$(ps -o sid= -p $launcher | tr -d ' ')" 2>/dev/null
+  fi
+  wait $launcher
+  rc=$?
+  echo "job ended after $(($(date +%s) - start)) s with exit code $rc"
+  check '[ $rc -ne 0 ]' "the job exited 0 after a rank was lost"
+  if [ "$case_name" = rank_killed ]; then
+    check 'grep -qE "^rank 0: SIGTERM while waiting in allreduce\([a-z ]+\) at step [0-9]+" err.txt' "survivor message: $(grep rank err.txt)"
+  else
+    check 'grep -qE "^rank 0: no answer in allreduce\([a-z ]+\) at step [0-9]+ after 5 s" err.txt' "survivor message: $(grep rank err.txt)"
+    check '[ $rc -eq 4 ]' "exit code $rc, expected 4 (communication failure)"
+  fi
   ;;
 
 errors_mpi)

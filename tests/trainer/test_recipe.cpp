@@ -153,7 +153,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 38u);
+  ASSERT_EQ(keys.size(), 39u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.batches");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
@@ -264,6 +264,7 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"data.seq_len=1", "data.seq_len: 1 is too small; expected at least 2 tokens"},
       {"parallel.sp=0", "parallel.sp: 0 is too small; expected a power of two"},
       {"parallel.sp=3", "parallel.sp: 3 is not a power of two; expected 1, 2, 4, 8"},
+      {"parallel.timeout_s=0", "parallel.timeout_s: 0 is too small; expected seconds > 0"},
       {"parallel.sp=256", "parallel.sp: 256 is too large for data.seq_len 256; expected at most"},
       {"data.seq_len=255", "data.seq_len: 255 is not a multiple of 2 * parallel.sp = 2; expected"},
       {"optim.lr=0", "optim.lr: 0 is too small; expected a learning rate > 0"},
