@@ -42,8 +42,10 @@ class Communicator {
   // Completes the requests; `what` names the wait for the watchdog.
   virtual void wait(std::vector<Request>& requests, const char* what) = 0;
 
-  // Bytes this rank has handed to isend since construction (for the benchmarks).
+  // Bytes this rank has handed to isend, and seconds it has spent inside wait(), since
+  // construction: the traffic and the communication time compute did not hide (benchmarks).
   virtual int64_t bytes_sent() const = 0;
+  virtual double wait_seconds() const = 0;
 
   // Ranks with the same color form a new communicator, ordered by key.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;

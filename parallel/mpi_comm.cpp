@@ -107,11 +107,14 @@ class MpiCommunicator final : public Communicator {
     }
     requests.clear();
     Watchdog::Blocking guard(what);
+    const double t0 = MPI_Wtime();
     check_mpi(MPI_Waitall(static_cast<int>(all.size()), all.data(), MPI_STATUSES_IGNORE),
               "MPI_Waitall");
+    wait_seconds_ += MPI_Wtime() - t0;
   }
 
   int64_t bytes_sent() const override { return bytes_sent_; }
+  double wait_seconds() const override { return wait_seconds_; }
 
   [[noreturn]] void abort(int exit_code) override {
     MPI_Abort(comm_, exit_code);
@@ -161,6 +164,7 @@ class MpiCommunicator final : public Communicator {
   bool owned_;
   int rank_ = 0, size_ = 1;
   int64_t bytes_sent_ = 0;
+  double wait_seconds_ = 0;
   int64_t next_id_ = 0;
   std::unordered_map<int64_t, std::vector<MPI_Request>> pending_;
 };

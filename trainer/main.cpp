@@ -17,7 +17,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage:\n"
-    "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH]\n"
+    "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | --resume=auto]\n"
     "                  [--stop-at=N] [--dry-run]\n"
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain inspect CHECKPOINT.h5\n"

@@ -38,15 +38,19 @@ constexpr double kStopGraceSeconds = 10;
 std::unique_ptr<Communicator> g_world;
 
 // One process per core group: with OMP_NUM_THREADS unset, a rank takes the cores it is bound
-// to, or its share of the machine when the launcher did not bind it.
-int configure_threads(const LocalPlacement& placement) {
-  if (!std::getenv("OMP_NUM_THREADS")) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int bound = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : hw;
+// to, or its share of the machine when the launcher did not bind it. Returns the thread count
+// and, in `warning`, what is wrong with an explicit OMP_NUM_THREADS.
+int configure_threads(const LocalPlacement& placement, std::string& warning) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int bound = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : hw;
+  if (!std::getenv("OMP_NUM_THREADS"))
     set_cpu_threads(std::max(1, bound < hw ? bound : hw / placement.local_size));
-  }
+  if (cpu_threads() > bound)
+    warning = cat("warning: ", cpu_threads(), " threads per rank but the launcher bound this "
+                  "rank to ", bound, " core", bound == 1 ? "" : "s",
+                  "; they will share it (mpirun --bind-to none, or --map-by slot:PE=N)");
   return cpu_threads();
 }
 
@@ -115,8 +119,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // --resume alone: this run's checkpoints; --resume=PATH: a checkpoint file, a checkpoint
-// directory or a run directory (its checkpoints/).
+// directory or a run directory (its checkpoints/); --resume=auto: this run's checkpoints if
+// there are any (returns "" when there are none: start from scratch).
 std::string resolve_resume_path(const TrainOptions& opt, const std::string& checkpoint_dir) {
+  if (opt.resume_path == "auto") return latest_checkpoint(checkpoint_dir);
   if (!opt.resume_path.empty() && !fs::is_directory(opt.resume_path)) return opt.resume_path;
   fs::path dir = opt.resume_path.empty() ? checkpoint_dir : opt.resume_path;
   if (!fs::exists(dir / "latest") && fs::is_directory(dir / "checkpoints")) dir /= "checkpoints";
@@ -172,8 +178,10 @@ void abort_job_if_parallel(int code) {
 int run_train(const TrainOptions& opt) {
   if (!g_world) g_world = mpi_world();
   Communicator& world = *g_world;
-  const int threads = configure_threads(local_placement());
+  std::string thread_warning;
+  const int threads = configure_threads(local_placement(), thread_warning);
   const bool root = world.rank() == 0;
+  if (root && !thread_warning.empty()) std::fprintf(stderr, "%s\n", thread_warning.c_str());
 
   Recipe recipe;
   on_every_rank(world, [&] {
@@ -236,6 +244,10 @@ int run_train(const TrainOptions& opt) {
   if (opt.resume) {
     on_root(world, [&] {
       const std::string path = resolve_resume_path(opt, checkpoint_dir);
+      if (path.empty()) {  // --resume=auto without a checkpoint
+        std::printf("no checkpoint in %s: starting from step 0\n", checkpoint_dir.c_str());
+        return;
+      }
       const CheckpointState loaded = load_checkpoint(path, params, optim);
       if (loaded.corpus_fingerprint != state.corpus_fingerprint)
         throw UserError(cat(path, ": written for the corpus ", loaded.corpus_fingerprint,

@@ -11,7 +11,8 @@ struct TrainOptions {
   std::string recipe_path;
   std::vector<std::string> overrides;  // --set a.b=c
   bool resume = false;                 // --resume: continue from a checkpoint
-  std::string resume_path;             // --resume=PATH (a file or a run/checkpoint directory)
+  std::string resume_path;             // --resume=PATH (a file or a run/checkpoint directory),
+                                       // or "auto": resume when a checkpoint exists
   bool dry_run = false;                // validate, print the plan, exit
   int64_t stop_at = 0;                 // --stop-at=N: save and exit after step N (0 = no)
 };

@@ -96,9 +96,11 @@ resume | resume_mpi)
   launcher=()
   [ "$case_name" = resume_mpi ] && launcher=("${mpirun[@]}")
   "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/full" >full.log 2>&1 || fail "30-step run"
-  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --stop-at=20 >part.log 2>&1 || fail "20-step run"
+  # --resume=auto starts fresh when there is no checkpoint, and resumes when there is one.
+  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --resume=auto --stop-at=20 >part.log 2>&1 || fail "20-step run"
+  check 'grep -q "no checkpoint in .*: starting from step 0" part.log' "--resume=auto without a checkpoint starts fresh"
   check '[ "$(losses part/metrics.jsonl | wc -l)" -eq 20 ]' "the interrupted run stopped after 20 steps"
-  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --resume >resume.log 2>&1 || fail "resume: $(tail -3 resume.log)"
+  "${launcher[@]}" "$bin" train recipe.yaml --set run.out_dir="$work/part" --resume=auto >resume.log 2>&1 || fail "resume: $(tail -3 resume.log)"
   check 'grep -q "resumed from .*step-0000020.h5 at step 20" resume.log' "resume message"
   losses full/metrics.jsonl >a.txt
   losses part/metrics.jsonl >b.txt
