@@ -91,6 +91,21 @@ double max_fd_error(const std::function<double(const ref::Vec&)>& f, const ref::
   return worst;
 }
 
+ModelConfig tiny_model_config(const std::string& pattern, bool tied_embeddings) {
+  ModelConfig c;
+  c.pattern = pattern;
+  c.vocab_size = 23;
+  c.d_model = 32;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 8;
+  c.mlp_hidden = 48;
+  c.tied_embeddings = tied_embeddings;
+  c.init_std = 0.3;
+  c.resolve();
+  return c;
+}
+
 int run_command(const std::string& command) {
   int status = std::system(command.c_str());
   if (status == -1) return -1;

@@ -15,18 +15,7 @@ namespace {
 using testing::random_ints;
 
 ModelConfig tiny_config(const std::string& pattern, bool tied) {
-  ModelConfig c;
-  c.pattern = pattern;
-  c.vocab_size = 23;
-  c.d_model = 32;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 8;
-  c.mlp_hidden = 48;
-  c.tied_embeddings = tied;
-  c.init_std = 0.3;  // large weights: gradients well above f32 rounding of the loss
-  c.resolve();
-  return c;
+  return testing::tiny_model_config(pattern, tied);
 }
 
 // n_seqs sequences of seq_len tokens; targets are the next token, the last one ignored.

@@ -13,21 +13,9 @@
 namespace rt {
 namespace {
 
-constexpr int64_t kSeqLen = 64, kGlobalSeqs = 8, kVocab = 23;
+constexpr int64_t kSeqLen = 64, kGlobalSeqs = 8;
 
-ModelConfig config() {
-  ModelConfig c;
-  c.pattern = "*-*-";
-  c.vocab_size = kVocab;
-  c.d_model = 32;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 8;
-  c.mlp_hidden = 48;
-  c.init_std = 0.3;
-  c.resolve();
-  return c;
-}
+ModelConfig config() { return testing::tiny_model_config("*-*-"); }
 
 struct Rows {
   std::vector<int32_t> tokens, targets, positions;
@@ -37,7 +25,7 @@ struct Rows {
 std::vector<std::vector<int32_t>> global_batch() {
   std::vector<std::vector<int32_t>> seqs;
   for (int64_t s = 0; s < kGlobalSeqs; ++s)
-    seqs.push_back(testing::random_ints(kSeqLen + 1, 0, kVocab, 100 + s));
+    seqs.push_back(testing::random_ints(kSeqLen + 1, 0, static_cast<int32_t>(config().vocab_size), 100 + s));
   return seqs;
 }
 
