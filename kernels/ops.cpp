@@ -270,6 +270,91 @@ void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                                 mask == Mask::Causal);
 }
 
+namespace {
+cpu::GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const Tensor& g, float scale, int64_t chunk) {
+  RT_CHECK(v.ndim() == 3, op, ": v must be [T, H, dv], got ", v.shape().str());
+  const int64_t T = v.size(0), H = v.size(1), dv = v.size(2);
+  const Tensor& qk = q.defined() ? q : k;
+  RT_CHECK(qk.ndim() == 3 && qk.size(0) == T, op, ": q/k must be [T, Hg, dk], got ", qk.shape().str());
+  const int64_t Hg = qk.size(1), dk = qk.size(2);
+  RT_CHECK(Hg > 0 && H % Hg == 0, op, ": ", H, " heads are not a multiple of ", Hg, " q/k groups");
+  if (q.defined()) expect(op, "q", q, {T, Hg, dk});
+  if (k.defined()) expect(op, "k", k, {T, Hg, dk});
+  const bool vector_decay = g.ndim() == 3;
+  if (vector_decay) {
+    expect(op, "g", g, {T, H, dk});
+    RT_CHECK(Hg == H, op, ": a per-channel decay needs one q/k group per head");
+  } else {
+    expect(op, "g", g, {T, H});
+  }
+  RT_CHECK(chunk >= 1 && chunk <= 1024, op, ": chunk ", chunk, " outside 1..1024");
+  return {T, H, Hg, dk, dv, vector_decay, chunk, scale};
+}
+
+int64_t glr_chunks(const cpu::GlrDims& d) { return (d.T + d.chunk - 1) / d.chunk; }
+
+float* optional_f32(const char* op, const char* name, const Tensor& t, Shape shape) {
+  if (!t.defined()) return nullptr;
+  expect(op, name, t, shape);
+  return t.f32();
+}
+}  // namespace
+
+void glr_forward(const Tensor& o, const Tensor& h_final, const Tensor& states, const Tensor& q,
+                 const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& h0, float scale,
+                 int64_t chunk) {
+  const char* op = "glr_forward";
+  device_of(op, v, o, h_final, states, q, k, g, h0);
+  RT_CHECK(k.defined() && (q.defined() || !o.defined()), op, ": needs k, and q for outputs");
+  const auto d = glr_dims(op, q, k, v, g, scale, chunk);
+  const Shape state{d.H, d.dk, d.dv};
+  cpu::glr_forward(optional_f32(op, "o", o, {d.T, d.H, d.dv}),
+                   optional_f32(op, "h_final", h_final, state),
+                   optional_f32(op, "states", states, {glr_chunks(d) + 1, d.H, d.dk, d.dv}),
+                   q.defined() ? q.f32() : nullptr, k.f32(), v.f32(), g.f32(),
+                   optional_f32(op, "h0", h0, state), d);
+}
+
+void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dg,
+                  const Tensor& dh0, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& g, const Tensor& states, const Tensor& dout,
+                  const Tensor& dh_final, float scale, int64_t chunk) {
+  const char* op = "glr_backward";
+  device_of(op, v, dq, dk, dv, dg, dh0, q, k, g, states, dout, dh_final);
+  const auto d = glr_dims(op, q, k, v, g, scale, chunk);
+  const Shape state{d.H, d.dk, d.dv};
+  expect(op, "dq", dq, q.shape());
+  expect(op, "dk", dk, k.shape());
+  expect(op, "dv", dv, v.shape());
+  expect(op, "dg", dg, g.shape());
+  expect(op, "dout", dout, v.shape());
+  expect(op, "states", states, {glr_chunks(d) + 1, d.H, d.dk, d.dv});
+  cpu::glr_backward(dq.f32(), dk.f32(), dv.f32(), dg.f32(), optional_f32(op, "dh0", dh0, state),
+                    q.f32(), k.f32(), v.f32(), g.f32(), states.f32(), dout.f32(),
+                    optional_f32(op, "dh_final", dh_final, state), d);
+}
+
+void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k,
+                       const Tensor& v, const Tensor& g, int64_t chunk) {
+  const char* op = "glr_chunk_summary";
+  device_of(op, v, s_loc, gamma, k, g);
+  const auto d = glr_dims(op, Tensor(), k, v, g, 1.0f, chunk);
+  expect(op, "s_loc", s_loc, {d.H, d.dk, d.dv});
+  if (d.vector_decay) expect(op, "gamma", gamma, {d.H, d.dk});
+  else expect(op, "gamma", gamma, {d.H});
+  cpu::glr_chunk_summary(s_loc.f32(), gamma.f32(), k.f32(), v.f32(), g.f32(), d);
+}
+
+void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, const Tensor& dout,
+                        float scale, int64_t chunk) {
+  const char* op = "glr_state_gradient";
+  device_of(op, dout, ds, q, g);
+  const auto d = glr_dims(op, q, Tensor(), dout, g, scale, chunk);
+  expect(op, "ds", ds, {d.H, d.dk, d.dv});
+  cpu::glr_state_gradient(ds.f32(), q.f32(), g.f32(), dout.f32(), d);
+}
+
 double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
                     const Tensor& dh, const Tensor& dweight, float grad_scale,
                     const Tensor& token_losses) {

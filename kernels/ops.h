@@ -93,6 +93,33 @@ void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
 enum class BlockKind { Skip, Full, Causal };
 BlockKind classify_block(int64_t q_pos0, int64_t q_len, int64_t k_pos0, int64_t k_len);
 
+// ---- gated linear recurrence (GLA, Mamba-2) -----------------------------------------------
+// Per head h, for one sequence (DESIGN §3):
+//   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t,  S_{-1} = h0
+//   q, k [T, Hg, dk]: heads h of a group (h / (H / Hg)) share q and k (Mamba-2's B and C);
+//   v, o [T, H, dv]; g <= 0: [T, H, dk] per-channel decay (GLA, needs Hg == H) or [T, H] one
+//   decay per head (Mamba-2, a faster path); h0, h_final [H, dk, dv] (undefined h0 = zeros).
+//   chunk: tokens per chunk, 16..256 (results agree to rounding for any chunk).
+// Forward: o (undefined = state only), h_final, and states [ceil(T/chunk) + 1, H, dk, dv] (the
+// state entering each chunk and the final one: what backward needs), each optional.
+void glr_forward(const Tensor& o, const Tensor& h_final, const Tensor& states, const Tensor& q,
+                 const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& h0, float scale,
+                 int64_t chunk);
+// Gradients of sum(o * dout) + sum(h_final * dh_final) (undefined dh_final = zeros), with the
+// forward's states. dq, dk, dv, dg are overwritten; dh0 is optional.
+void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dg,
+                  const Tensor& dh0, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& g, const Tensor& states, const Tensor& dout,
+                  const Tensor& dh_final, float scale, int64_t chunk);
+// A sequence piece as an affine map of its incoming state, S_out = Diag(e^gamma) S_in + s_loc:
+// s_loc [H, dk, dv] (its final state from zero), gamma [H, dk] or [H] (its total decay).
+void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k,
+                       const Tensor& v, const Tensor& g, int64_t chunk);
+// The gradient of sum(o * dout) with respect to h0 through the piece's own outputs,
+// scale * sum_t (q_t e^{B_t})^T dout_t: the local term of the state-passing backward.
+void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, const Tensor& dout,
+                        float scale, int64_t chunk);
+
 // ---- LM head + cross entropy, fused -----------------------------------------------------
 // logits = h[T,C] weight[V,C]^T, computed in token blocks; the [T,V] logits never exist.
 // targets i32 [T]; a target < 0 is ignored. Returns sum over kept tokens of

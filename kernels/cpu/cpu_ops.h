@@ -67,6 +67,23 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
                               const float* delta, const AttentionDims& d, int64_t q_pos0,
                               int64_t k_pos0, bool causal);
 
+// glr.cpp
+struct GlrDims {
+  int64_t T, H, Hg, dk, dv;
+  bool vector_decay;  // g [T, H, dk] (GLA) or [T, H] (Mamba-2)
+  int64_t chunk;
+  float scale;
+};
+void glr_forward(float* o, float* h_final, float* states, const float* q, const float* k,
+                 const float* v, const float* g, const float* h0, const GlrDims& d);
+void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const float* q,
+                  const float* k, const float* v, const float* g, const float* states,
+                  const float* dout, const float* dh_final, const GlrDims& d);
+void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* v, const float* g,
+                       const GlrDims& d);
+void glr_state_gradient(float* ds, const float* q, const float* g, const float* dout,
+                        const GlrDims& d);
+
 // lm_head.cpp
 double lm_head_loss(const float* h, const float* weight, const int32_t* targets, float* dh,
                     float* dweight, float grad_scale, float* token_losses, int64_t T,

@@ -50,4 +50,20 @@ double lm_head_loss(const Vec& h, const Vec& w, const std::vector<int32_t>& targ
 void lm_head_loss_backward(const Vec& h, const Vec& w, const std::vector<int32_t>& targets, int T,
                            int C, int V, Vec& dh, Vec& dw);
 
+// Gated linear recurrence, token by token (DESIGN §3), per head h (query/key group hg):
+//   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t,  S_{-1} = h0
+// q, k [T, Hg, dk]; v, o [T, H, dv]; g [T, H, dk] (vector decay) or [T, H] (scalar decay,
+// vector_decay = false); h0, h_final [H, dk, dv].
+struct GlrShape {
+  int T, H, Hg, dk, dv;
+  bool vector_decay = true;
+  double scale = 1.0;
+};
+void glr(const Vec& q, const Vec& k, const Vec& v, const Vec& g, const Vec& h0, const GlrShape& s,
+         Vec& o, Vec& h_final);
+// Gradients of sum(o * dout) + sum(h_final * dh_final).
+void glr_backward(const Vec& q, const Vec& k, const Vec& v, const Vec& g, const Vec& h0,
+                  const Vec& dout, const Vec& dh_final, const GlrShape& s, Vec& dq, Vec& dk,
+                  Vec& dv, Vec& dg, Vec& dh0);
+
 }  // namespace rt::ref

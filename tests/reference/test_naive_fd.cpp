@@ -2,6 +2,8 @@
 // forward, for the scalar loss L = sum(forward(x) * R) with a random R.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tests/reference/naive.h"
 #include "tests/testing.h"
 
@@ -93,6 +95,31 @@ TEST(NaiveFD, LMHeadLoss) {
   EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(x, w, tg, T, C, V); }, h, dh), kTol);
   EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(h, x, tg, T, C, V); }, w, dw), kTol);
 }
+
+// The gated linear recurrence: every input, h0 included, through sum(o R) + sum(h_final Rh).
+void check_glr(const ref::GlrShape& s, uint64_t seed) {
+  const size_t nq = size_t(s.T) * s.Hg * s.dk, nv = size_t(s.T) * s.H * s.dv,
+               ng = size_t(s.T) * s.H * (s.vector_decay ? s.dk : 1), ns = size_t(s.H) * s.dk * s.dv;
+  Vec q = random_vec(nq, seed), k = random_vec(nq, seed + 1), v = random_vec(nv, seed + 2),
+      g = random_vec(ng, seed + 3), h0 = random_vec(ns, seed + 4), R = random_vec(nv, seed + 5),
+      Rh = random_vec(ns, seed + 6);
+  for (auto& x : g) x = -std::log1p(std::exp(-x)) / 4;  // logsigmoid / 4: a decay <= 0
+  Vec dq, dk, dv, dg, dh0;
+  ref::glr_backward(q, k, v, g, h0, R, Rh, s, dq, dk, dv, dg, dh0);
+  auto loss = [&](const Vec& qq, const Vec& kk, const Vec& vv, const Vec& gg, const Vec& hh) {
+    Vec o, hf;
+    ref::glr(qq, kk, vv, gg, hh, s, o, hf);
+    return dot(o, R) + dot(hf, Rh);
+  };
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(x, k, v, g, h0); }, q, dq), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, x, v, g, h0); }, k, dk), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, k, x, g, h0); }, v, dv), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, k, v, x, h0); }, g, dg), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return loss(q, k, v, g, x); }, h0, dh0), kTol);
+}
+
+TEST(NaiveFD, GlrVectorDecay) { check_glr({7, 2, 2, 3, 4, true, 0.5}, 60); }
+TEST(NaiveFD, GlrScalarDecayWithGroups) { check_glr({6, 4, 2, 3, 2, false, 1.0}, 70); }
 
 }  // namespace
 }  // namespace rt
