@@ -27,6 +27,12 @@ void expect(const char* op, const char* name, const Tensor& t, Shape shape,
            dtype_name(dtype));
 }
 
+float* optional_f32(const char* op, const char* name, const Tensor& t, Shape shape) {
+  if (!t.defined()) return nullptr;
+  expect(op, name, t, shape);
+  return t.f32();
+}
+
 void expect_f32(const char* op, const char* name, const Tensor& t) {
   RT_CHECK(t.defined() && t.dtype() == DType::F32, op, ": ", name, " must be a defined f32 tensor");
 }
@@ -126,27 +132,34 @@ void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor
   cpu::embedding_backward(dtable.f32(), tokens.i32(), dout.f32(), T, C);
 }
 
+namespace {
+Shape rstd_shape(int64_t T, int64_t groups) { return groups == 1 ? Shape{T} : Shape{T, groups}; }
+}  // namespace
+
 void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
-                     const Tensor& weight, float eps) {
+                     const Tensor& weight, float eps, int64_t groups) {
   device_of("rmsnorm_forward", out, rstd, inp, weight);
   const int64_t T = inp.size(0), C = inp.size(1);
+  RT_CHECK(groups >= 1 && C % groups == 0, "rmsnorm: ", C, " channels in ", groups, " groups");
   expect("rmsnorm_forward", "out", out, {T, C});
-  expect("rmsnorm_forward", "rstd", rstd, {T});
+  expect("rmsnorm_forward", "rstd", rstd, rstd_shape(T, groups));
   expect("rmsnorm_forward", "weight", weight, {C});
-  cpu::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), T, C, eps);
+  cpu::rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), weight.f32(), T, C, groups, eps);
 }
 
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      int64_t groups) {
   device_of("rmsnorm_backward", dinp, dweight, dout, inp, weight, rstd);
   const int64_t T = inp.size(0), C = inp.size(1);
+  RT_CHECK(groups >= 1 && C % groups == 0, "rmsnorm: ", C, " channels in ", groups, " groups");
   expect("rmsnorm_backward", "dinp", dinp, {T, C});
   expect("rmsnorm_backward", "dout", dout, {T, C});
   expect("rmsnorm_backward", "dweight", dweight, {C});
   expect("rmsnorm_backward", "weight", weight, {C});
-  expect("rmsnorm_backward", "rstd", rstd, {T});
+  expect("rmsnorm_backward", "rstd", rstd, rstd_shape(T, groups));
   cpu::rmsnorm_backward(dinp.f32(), dweight.f32(), dout.f32(), inp.f32(), weight.f32(),
-                        rstd.f32(), T, C);
+                        rstd.f32(), T, C, groups);
 }
 
 void silu_forward(const Tensor& out, const Tensor& inp) {
@@ -176,6 +189,141 @@ void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& g
   expect("swiglu_backward", "dgate_up", dgate_up, gate_up.shape());
   expect("swiglu_backward", "dout", dout, {T, F});
   cpu::swiglu_backward(dgate_up.f32(), dout.f32(), gate_up.f32(), T, F);
+}
+
+void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate) {
+  device_of("silu_gate_forward", out, a, gate);
+  expect("silu_gate_forward", "a", a, out.shape());
+  expect("silu_gate_forward", "gate", gate, out.shape());
+  cpu::silu_gate_forward(out.f32(), a.f32(), gate.f32(), out.numel());
+}
+
+void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout,
+                        const Tensor& a, const Tensor& gate) {
+  const char* op = "silu_gate_backward";
+  device_of(op, da, dgate, dout, a, gate);
+  for (const Tensor* t : {&dgate, &dout, &a, &gate}) expect(op, "tensor", *t, da.shape());
+  cpu::silu_gate_backward(da.f32(), dgate.f32(), dout.f32(), a.f32(), gate.f32(), da.numel());
+}
+
+void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, float scale) {
+  device_of("logsigmoid_forward", out, x, bias);
+  RT_CHECK(x.ndim() == 2, "logsigmoid: x must be [T, C]");
+  expect("logsigmoid_forward", "out", out, x.shape());
+  expect("logsigmoid_forward", "bias", bias, {x.size(1)});
+  cpu::logsigmoid_forward(out.f32(), x.f32(), bias.f32(), scale, x.size(0), x.size(1));
+}
+
+void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout,
+                         const Tensor& x, const Tensor& bias, float scale) {
+  device_of("logsigmoid_backward", dx, dbias, dout, x, bias);
+  RT_CHECK(x.ndim() == 2, "logsigmoid: x must be [T, C]");
+  expect("logsigmoid_backward", "dx", dx, x.shape());
+  expect("logsigmoid_backward", "dout", dout, x.shape());
+  expect("logsigmoid_backward", "bias", bias, {x.size(1)});
+  expect("logsigmoid_backward", "dbias", dbias, {x.size(1)});
+  cpu::logsigmoid_backward(dx.f32(), dbias.f32(), dout.f32(), x.f32(), bias.f32(), scale,
+                           x.size(0), x.size(1));
+}
+
+void conv1d_causal_forward(const Tensor& out, const Tensor& x, const Tensor& weight,
+                           const Tensor& bias, const Tensor& halo) {
+  const char* op = "conv1d_causal_forward";
+  device_of(op, out, x, weight, bias, halo);
+  RT_CHECK(x.ndim() == 2 && weight.ndim() == 2, op, ": x [T, C], weight [C, W]");
+  const int64_t T = x.size(0), C = x.size(1), W = weight.size(1);
+  expect(op, "out", out, {T, C});
+  expect(op, "weight", weight, {C, W});
+  cpu::conv1d_causal_forward(out.f32(), x.f32(), weight.f32(),
+                             optional_f32(op, "bias", bias, {C}),
+                             optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
+}
+
+void conv1d_causal_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                            const Tensor& dhalo, const Tensor& dout, const Tensor& x,
+                            const Tensor& weight, const Tensor& halo) {
+  const char* op = "conv1d_causal_backward";
+  device_of(op, dx, dweight, dbias, dhalo, dout, x, weight, halo);
+  RT_CHECK(x.ndim() == 2 && weight.ndim() == 2, op, ": x [T, C], weight [C, W]");
+  const int64_t T = x.size(0), C = x.size(1), W = weight.size(1);
+  expect(op, "dx", dx, {T, C});
+  expect(op, "dout", dout, {T, C});
+  expect(op, "weight", weight, {C, W});
+  expect(op, "dweight", dweight, {C, W});
+  cpu::conv1d_causal_backward(dx.f32(), dweight.f32(), optional_f32(op, "dbias", dbias, {C}),
+                              optional_f32(op, "dhalo", dhalo, {W - 1, C}), dout.f32(), x.f32(),
+                              weight.f32(), optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
+}
+
+void mamba_dt_forward(const Tensor& dt, const Tensor& g, const Tensor& dt_raw,
+                      const Tensor& dt_bias, const Tensor& a_log) {
+  const char* op = "mamba_dt_forward";
+  device_of(op, dt, g, dt_raw, dt_bias, a_log);
+  RT_CHECK(dt_raw.ndim() == 2, op, ": dt_raw must be [T, H]");
+  const int64_t T = dt_raw.size(0), H = dt_raw.size(1);
+  expect(op, "dt", dt, {T, H});
+  expect(op, "g", g, {T, H});
+  expect(op, "dt_bias", dt_bias, {H});
+  expect(op, "a_log", a_log, {H});
+  cpu::mamba_dt_forward(dt.f32(), g.f32(), dt_raw.f32(), dt_bias.f32(), a_log.f32(), T, H);
+}
+
+void mamba_dt_backward(const Tensor& ddt_raw, const Tensor& ddt_bias, const Tensor& da_log,
+                       const Tensor& ddt, const Tensor& dg, const Tensor& dt_raw,
+                       const Tensor& dt_bias, const Tensor& a_log) {
+  const char* op = "mamba_dt_backward";
+  device_of(op, ddt_raw, ddt_bias, da_log, ddt, dg, dt_raw, dt_bias, a_log);
+  RT_CHECK(dt_raw.ndim() == 2, op, ": dt_raw must be [T, H]");
+  const int64_t T = dt_raw.size(0), H = dt_raw.size(1);
+  for (const Tensor* t : {&ddt_raw, &ddt, &dg}) expect(op, "[T, H] tensor", *t, {T, H});
+  for (const Tensor* t : {&ddt_bias, &da_log, &dt_bias, &a_log}) expect(op, "[H] tensor", *t, {H});
+  cpu::mamba_dt_backward(ddt_raw.f32(), ddt_bias.f32(), da_log.f32(), ddt.f32(), dg.f32(),
+                         dt_raw.f32(), dt_bias.f32(), a_log.f32(), T, H);
+}
+
+namespace {
+void expect_heads(const char* op, const Tensor& x, const Tensor& per_head, bool per_token) {
+  RT_CHECK(x.ndim() == 3, op, ": x must be [T, H, P], got ", x.shape().str());
+  if (per_token) expect(op, "s", per_head, {x.size(0), x.size(1)});
+  else expect(op, "d", per_head, {x.size(1)});
+}
+}  // namespace
+
+void scale_heads_forward(const Tensor& out, const Tensor& x, const Tensor& s) {
+  device_of("scale_heads_forward", out, x, s);
+  expect_heads("scale_heads_forward", x, s, true);
+  expect("scale_heads_forward", "out", out, x.shape());
+  cpu::scale_heads_forward(out.f32(), x.f32(), s.f32(), x.size(0), x.size(1), x.size(2));
+}
+
+void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout,
+                          const Tensor& x, const Tensor& s) {
+  device_of("scale_heads_backward", dx, ds, dout, x, s);
+  expect_heads("scale_heads_backward", x, s, true);
+  expect("scale_heads_backward", "dx", dx, x.shape());
+  expect("scale_heads_backward", "dout", dout, x.shape());
+  expect("scale_heads_backward", "ds", ds, s.shape());
+  cpu::scale_heads_backward(dx.f32(), ds.f32(), dout.f32(), x.f32(), s.f32(), x.size(0),
+                            x.size(1), x.size(2));
+}
+
+void skip_heads_forward(const Tensor& y, const Tensor& o, const Tensor& x, const Tensor& d) {
+  device_of("skip_heads_forward", y, o, x, d);
+  expect_heads("skip_heads_forward", x, d, false);
+  expect("skip_heads_forward", "y", y, x.shape());
+  expect("skip_heads_forward", "o", o, x.shape());
+  cpu::skip_heads_forward(y.f32(), o.f32(), x.f32(), d.f32(), x.size(0), x.size(1), x.size(2));
+}
+
+void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, const Tensor& x,
+                         const Tensor& d) {
+  device_of("skip_heads_backward", dx, dd, dy, x, d);
+  expect_heads("skip_heads_backward", x, d, false);
+  expect("skip_heads_backward", "dx", dx, x.shape());
+  expect("skip_heads_backward", "dy", dy, x.shape());
+  expect("skip_heads_backward", "dd", dd, d.shape());
+  cpu::skip_heads_backward(dx.f32(), dd.f32(), dy.f32(), x.f32(), d.f32(), x.size(0),
+                           x.size(1), x.size(2));
 }
 
 void rope_table(const Tensor& table, const Tensor& positions, float theta) {
@@ -294,11 +442,6 @@ cpu::GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Te
 
 int64_t glr_chunks(const cpu::GlrDims& d) { return (d.T + d.chunk - 1) / d.chunk; }
 
-float* optional_f32(const char* op, const char* name, const Tensor& t, Shape shape) {
-  if (!t.defined()) return nullptr;
-  expect(op, name, t, shape);
-  return t.f32();
-}
 }  // namespace
 
 void glr_forward(const Tensor& o, const Tensor& h_final, const Tensor& states, const Tensor& q,

@@ -43,12 +43,14 @@ void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& ta
 void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor& dout);
 
 // ---- RMSNorm ----------------------------------------------------------------------------
-// out[T,C] = inp * rstd * weight, rstd[T] = 1/sqrt(mean(inp^2) + eps)
+// out[T,C] = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps) over each of `groups`
+// groups of C/groups channels: rstd [T] (groups = 1) or [T, groups].
 void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
-                     const Tensor& weight, float eps);
+                     const Tensor& weight, float eps, int64_t groups = 1);
 // dinp[T,C] += ..., dweight[C] += ... (both accumulate: dinp is the residual stream's gradient)
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd);
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      int64_t groups = 1);
 
 // ---- activations ------------------------------------------------------------------------
 // silu(x) = x * sigmoid(x)
@@ -57,6 +59,45 @@ void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);  
 // gate_up[T,2F] = [gate | up]; out[T,F] = silu(gate) * up
 void swiglu_forward(const Tensor& out, const Tensor& gate_up);
 void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& gate_up);
+
+// out = a * silu(gate), element by element (same shapes); backward overwrites da and dgate.
+void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate);
+void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout,
+                        const Tensor& a, const Tensor& gate);
+// out[T,C] = scale * logsigmoid(x + bias[c]) (a decay <= 0, GLA's gate); dx overwritten,
+// dbias [C] accumulates.
+void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, float scale);
+void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout,
+                         const Tensor& x, const Tensor& bias, float scale);
+
+// ---- causal depthwise convolution -------------------------------------------------------
+// out[t, c] = bias[c] + sum_{i<W} weight[c, i] * x[t + i - (W-1), c]   x, out [T, C],
+// weight [C, W], bias [C] (optional); rows before the first come from halo [W-1, C] (the
+// previous rows of the sequence) or are zero when halo is undefined.
+void conv1d_causal_forward(const Tensor& out, const Tensor& x, const Tensor& weight,
+                           const Tensor& bias, const Tensor& halo);
+// dx overwritten; dweight, dbias accumulate; dhalo [W-1, C] (optional) overwritten with the
+// gradient of the halo rows (to be sent back to their owner).
+void conv1d_causal_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                            const Tensor& dhalo, const Tensor& dout, const Tensor& x,
+                            const Tensor& weight, const Tensor& halo);
+
+// ---- Mamba-2's element-wise pieces ------------------------------------------------------
+// dt [T,H] = softplus(dt_raw + dt_bias), g [T,H] = -exp(A_log) * dt (the decay, <= 0)
+void mamba_dt_forward(const Tensor& dt, const Tensor& g, const Tensor& dt_raw,
+                      const Tensor& dt_bias, const Tensor& a_log);
+// From ddt (reaching dt directly) and dg: ddt_raw overwritten, ddt_bias and da_log accumulate.
+void mamba_dt_backward(const Tensor& ddt_raw, const Tensor& ddt_bias, const Tensor& da_log,
+                       const Tensor& ddt, const Tensor& dg, const Tensor& dt_raw,
+                       const Tensor& dt_bias, const Tensor& a_log);
+// out[t,h,:] = s[t,h] * x[t,h,:]   x, out [T,H,P], s [T,H]; backward: dx += s dout, ds = sum_p
+void scale_heads_forward(const Tensor& out, const Tensor& x, const Tensor& s);
+void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout,
+                          const Tensor& x, const Tensor& s);
+// y[t,h,:] = o[t,h,:] + d[h] * x[t,h,:]; backward: dx += d dy, dd [H] += sum_{t,p} dy x
+void skip_heads_forward(const Tensor& y, const Tensor& o, const Tensor& x, const Tensor& d);
+void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, const Tensor& x,
+                         const Tensor& d);
 
 // ---- rotary position embedding ----------------------------------------------------------
 // table[T, D/2, 2] = (cos, sin) of positions[t] * theta^(-2i/D), angles computed in double so

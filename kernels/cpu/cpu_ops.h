@@ -26,10 +26,12 @@ void embedding_backward(float* dtable, const int32_t* tokens, const float* dout,
                         int64_t C);
 
 // norm.cpp
+// Each row of C channels is normalised in `groups` groups of C / groups channels.
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
-                     int64_t C, float eps);
+                     int64_t C, int64_t groups, float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                      const float* weight, const float* rstd, int64_t T, int64_t C);
+                      const float* weight, const float* rstd, int64_t T, int64_t C,
+                      int64_t groups);
 
 // activation.cpp
 void silu_forward(float* out, const float* inp, int64_t n);
@@ -37,6 +39,33 @@ void silu_backward(float* dinp, const float* dout, const float* inp, int64_t n);
 void swiglu_forward(float* out, const float* gate_up, int64_t T, int64_t F);
 void swiglu_backward(float* dgate_up, const float* dout, const float* gate_up, int64_t T,
                      int64_t F);
+void silu_gate_forward(float* out, const float* a, const float* gate, int64_t n);
+void silu_gate_backward(float* da, float* dgate, const float* dout, const float* a,
+                        const float* gate, int64_t n);
+void logsigmoid_forward(float* out, const float* x, const float* bias, float scale, int64_t T,
+                        int64_t C);
+void logsigmoid_backward(float* dx, float* dbias, const float* dout, const float* x,
+                         const float* bias, float scale, int64_t T, int64_t C);
+
+// ssm.cpp: the causal depthwise convolution and Mamba-2's element-wise pieces
+void conv1d_causal_forward(float* out, const float* x, const float* weight, const float* bias,
+                           const float* halo, int64_t T, int64_t C, int64_t W);
+void conv1d_causal_backward(float* dx, float* dweight, float* dbias, float* dhalo,
+                            const float* dout, const float* x, const float* weight,
+                            const float* halo, int64_t T, int64_t C, int64_t W);
+void mamba_dt_forward(float* dt, float* g, const float* dt_raw, const float* dt_bias,
+                      const float* a_log, int64_t T, int64_t H);
+void mamba_dt_backward(float* ddt_raw, float* ddt_bias, float* da_log, const float* ddt,
+                       const float* dg, const float* dt_raw, const float* dt_bias,
+                       const float* a_log, int64_t T, int64_t H);
+void scale_heads_forward(float* out, const float* x, const float* s, int64_t T, int64_t H,
+                         int64_t P);
+void scale_heads_backward(float* dx, float* ds, const float* dout, const float* x,
+                          const float* s, int64_t T, int64_t H, int64_t P);
+void skip_heads_forward(float* y, const float* o, const float* x, const float* d, int64_t T,
+                        int64_t H, int64_t P);
+void skip_heads_backward(float* dx, float* dd, const float* dy, const float* x, const float* d,
+                         int64_t T, int64_t H, int64_t P);
 
 // rope.cpp
 void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D, float theta);

@@ -1,5 +1,7 @@
-// RMSNorm (Llama): out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps).
-//   inp, out, dinp [T, C]; weight, dweight [C]; rstd [T]
+// RMSNorm (Llama): out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps), over each
+// of `groups` groups of C / groups channels of a row (1: the whole row; Mamba-2's gated norm
+// uses ngroups).
+//   inp, out, dinp [T, C]; weight, dweight [C]; rstd [T, groups]
 #include <cmath>
 #include <vector>
 
@@ -14,42 +16,52 @@ constexpr int64_t kRowBlock = 256;
 }
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
-                     int64_t C, float eps) {
+                     int64_t C, int64_t groups, float eps) {
+  const int64_t G = C / groups;
 #pragma omp parallel for schedule(static) if (T * C > (1 << 15))
   for (int64_t t = 0; t < T; ++t) {
-    const float* x = inp + t * C;
-    float ss = 0.0f;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const float* x = inp + t * C + gi * G;
+      const float* w = weight + gi * G;
+      float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
-    for (int64_t c = 0; c < C; ++c) ss += x[c] * x[c];
-    float r = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
-    rstd[t] = r;
-    float* y = out + t * C;
+      for (int64_t c = 0; c < G; ++c) ss += x[c] * x[c];
+      float r = 1.0f / std::sqrt(ss / static_cast<float>(G) + eps);
+      rstd[t * groups + gi] = r;
+      float* y = out + t * C + gi * G;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * r * weight[c];
+      for (int64_t c = 0; c < G; ++c) y[c] = x[c] * r * w[c];
+    }
   }
 }
 
 // With g = dout * weight:  dinp = rstd * g - rstd^3 / C * inp * sum(g * inp)
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                      const float* weight, const float* rstd, int64_t T, int64_t C) {
+                      const float* weight, const float* rstd, int64_t T, int64_t C,
+                      int64_t groups) {
+  const int64_t G = C / groups;
   int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
   std::vector<float> partial(static_cast<size_t>(blocks * C), 0.0f);
 #pragma omp parallel for schedule(static) if (T * C > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b) {
-    float* dw = partial.data() + b * C;
     for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t) {
-      const float* x = inp + t * C;
-      const float* dy = dout + t * C;
-      float r = rstd[t];
-      float dot = 0.0f;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t c0 = gi * G;
+        const float* x = inp + t * C + c0;
+        const float* dy = dout + t * C + c0;
+        const float* w = weight + c0;
+        float* dw = partial.data() + b * C + c0;
+        float r = rstd[t * groups + gi];
+        float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t c = 0; c < C; ++c) dot += dy[c] * weight[c] * x[c];
-      float k = r * r * r * dot / static_cast<float>(C);
-      float* dx = dinp + t * C;
+        for (int64_t c = 0; c < G; ++c) dot += dy[c] * w[c] * x[c];
+        float k = r * r * r * dot / static_cast<float>(G);
+        float* dx = dinp + t * C + c0;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        dx[c] += r * dy[c] * weight[c] - k * x[c];
-        dw[c] += dy[c] * x[c] * r;
+        for (int64_t c = 0; c < G; ++c) {
+          dx[c] += r * dy[c] * w[c] - k * x[c];
+          dw[c] += dy[c] * x[c] * r;
+        }
       }
     }
   }

@@ -42,33 +42,37 @@ Vec embedding_backward(const std::vector<int32_t>& tokens, const Vec& dy, int V,
   return dt;
 }
 
-Vec rmsnorm(const Vec& x, const Vec& w, int T, int C, double eps) {
+Vec rmsnorm(const Vec& x, const Vec& w, int T, int C, double eps, int groups) {
   Vec y(x.size());
-  for (int t = 0; t < T; ++t) {
-    double ms = 0;
-    for (int c = 0; c < C; ++c) ms += x[t * C + c] * x[t * C + c];
-    double r = 1.0 / std::sqrt(ms / C + eps);
-    for (int c = 0; c < C; ++c) y[t * C + c] = x[t * C + c] * r * w[c];
-  }
+  const int G = C / groups;
+  for (int t = 0; t < T; ++t)
+    for (int g0 = 0; g0 < C; g0 += G) {
+      double ms = 0;
+      for (int c = g0; c < g0 + G; ++c) ms += x[t * C + c] * x[t * C + c];
+      double r = 1.0 / std::sqrt(ms / G + eps);
+      for (int c = g0; c < g0 + G; ++c) y[t * C + c] = x[t * C + c] * r * w[c];
+    }
   return y;
 }
 
 void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps,
-                      Vec& dx, Vec& dw) {
+                      Vec& dx, Vec& dw, int groups) {
   dx.assign(x.size(), 0.0);
   dw.assign(C, 0.0);
-  for (int t = 0; t < T; ++t) {
-    double ms = 0;
-    for (int c = 0; c < C; ++c) ms += x[t * C + c] * x[t * C + c];
-    double r = 1.0 / std::sqrt(ms / C + eps);
-    // y_c = x_c r w_c, dr/dx_j = -r^3 x_j / C
-    double dot = 0;
-    for (int c = 0; c < C; ++c) dot += dy[t * C + c] * w[c] * x[t * C + c];
-    for (int j = 0; j < C; ++j) {
-      dx[t * C + j] = dy[t * C + j] * w[j] * r - dot * r * r * r * x[t * C + j] / C;
-      dw[j] += dy[t * C + j] * x[t * C + j] * r;
+  const int G = C / groups;
+  for (int t = 0; t < T; ++t)
+    for (int g0 = 0; g0 < C; g0 += G) {
+      double ms = 0;
+      for (int c = g0; c < g0 + G; ++c) ms += x[t * C + c] * x[t * C + c];
+      double r = 1.0 / std::sqrt(ms / G + eps);
+      // y_c = x_c r w_c, dr/dx_j = -r^3 x_j / G
+      double dot = 0;
+      for (int c = g0; c < g0 + G; ++c) dot += dy[t * C + c] * w[c] * x[t * C + c];
+      for (int j = g0; j < g0 + G; ++j) {
+        dx[t * C + j] = dy[t * C + j] * w[j] * r - dot * r * r * r * x[t * C + j] / G;
+        dw[j] += dy[t * C + j] * x[t * C + j] * r;
+      }
     }
-  }
 }
 
 namespace {
@@ -109,6 +113,105 @@ Vec swiglu_backward(const Vec& dy, const Vec& gu, int T, int F) {
       d[t * 2 * F + F + f] = dy[t * F + f] * g * s;
     }
   return d;
+}
+
+Vec silu_gate(const Vec& a, const Vec& gate) {
+  Vec y(a.size());
+  for (size_t i = 0; i < a.size(); ++i) y[i] = a[i] * gate[i] * sigmoid(gate[i]);
+  return y;
+}
+
+void silu_gate_backward(const Vec& dy, const Vec& a, const Vec& gate, Vec& da, Vec& dgate) {
+  da.resize(a.size());
+  dgate.resize(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double s = sigmoid(gate[i]);
+    da[i] = dy[i] * gate[i] * s;
+    dgate[i] = dy[i] * a[i] * (s + gate[i] * s * (1 - s));
+  }
+}
+
+Vec logsigmoid(const Vec& x, const Vec& bias, int T, int C, double scale) {
+  Vec y(x.size());
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < C; ++c) y[t * C + c] = scale * std::log(sigmoid(x[t * C + c] + bias[c]));
+  return y;
+}
+
+void logsigmoid_backward(const Vec& dy, const Vec& x, const Vec& bias, int T, int C,
+                         double scale, Vec& dx, Vec& dbias) {
+  dx.assign(x.size(), 0.0);
+  dbias.assign(C, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < C; ++c) {
+      dx[t * C + c] = dy[t * C + c] * scale * (1 - sigmoid(x[t * C + c] + bias[c]));
+      dbias[c] += dx[t * C + c];
+    }
+}
+
+namespace {
+double conv_in(const Vec& x, const Vec& halo, int p, int c, int C, int W) {
+  if (p >= 0) return x[p * C + c];
+  return halo.empty() ? 0.0 : halo[(W - 1 + p) * C + c];
+}
+}  // namespace
+
+Vec conv1d_causal(const Vec& x, const Vec& w, const Vec& bias, const Vec& halo, int T, int C,
+                  int W) {
+  Vec y(size_t(T) * C);
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < C; ++c) {
+      double acc = bias.empty() ? 0.0 : bias[c];
+      for (int i = 0; i < W; ++i) acc += w[c * W + i] * conv_in(x, halo, t + i - (W - 1), c, C, W);
+      y[t * C + c] = acc;
+    }
+  return y;
+}
+
+void conv1d_causal_backward(const Vec& dy, const Vec& x, const Vec& w, const Vec& halo, int T,
+                            int C, int W, Vec& dx, Vec& dw, Vec& dbias, Vec& dhalo) {
+  dx.assign(x.size(), 0.0);
+  dw.assign(w.size(), 0.0);
+  dbias.assign(C, 0.0);
+  dhalo.assign(size_t(W - 1) * C, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < C; ++c) {
+      dbias[c] += dy[t * C + c];
+      for (int i = 0; i < W; ++i) {
+        const int p = t + i - (W - 1);
+        dw[c * W + i] += dy[t * C + c] * conv_in(x, halo, p, c, C, W);
+        if (p >= 0) dx[p * C + c] += dy[t * C + c] * w[c * W + i];
+        else dhalo[(W - 1 + p) * C + c] += dy[t * C + c] * w[c * W + i];
+      }
+    }
+}
+
+void mamba_dt(const Vec& dt_raw, const Vec& dt_bias, const Vec& a_log, int T, int H, Vec& dt,
+              Vec& g) {
+  dt.resize(dt_raw.size());
+  g.resize(dt_raw.size());
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h) {
+      dt[t * H + h] = std::log1p(std::exp(dt_raw[t * H + h] + dt_bias[h]));
+      g[t * H + h] = -std::exp(a_log[h]) * dt[t * H + h];
+    }
+}
+
+void mamba_dt_backward(const Vec& ddt, const Vec& dg, const Vec& dt_raw, const Vec& dt_bias,
+                       const Vec& a_log, int T, int H, Vec& ddt_raw, Vec& ddt_bias,
+                       Vec& da_log) {
+  ddt_raw.assign(dt_raw.size(), 0.0);
+  ddt_bias.assign(H, 0.0);
+  da_log.assign(H, 0.0);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < H; ++h) {
+      const double z = dt_raw[t * H + h] + dt_bias[h], a = -std::exp(a_log[h]);
+      const double dt = std::log1p(std::exp(z));
+      const double total = ddt[t * H + h] + dg[t * H + h] * a;
+      ddt_raw[t * H + h] = total * sigmoid(z);
+      ddt_bias[h] += ddt_raw[t * H + h];
+      da_log[h] += dg[t * H + h] * a * dt;
+    }
 }
 
 namespace {

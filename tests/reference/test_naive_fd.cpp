@@ -96,6 +96,60 @@ TEST(NaiveFD, LMHeadLoss) {
   EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(h, x, tg, T, C, V); }, w, dw), kTol);
 }
 
+TEST(NaiveFD, GroupRMSNorm) {
+  const int T = 3, C = 12, groups = 3;
+  Vec x = random_vec(T * C, 80), w = random_vec(C, 81), R = random_vec(T * C, 82);
+  Vec dx, dw;
+  ref::rmsnorm_backward(R, x, w, T, C, 1e-5, dx, dw, groups);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, 1e-5, groups), R); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, 1e-5, groups), R); }, w, dw), kTol);
+}
+
+TEST(NaiveFD, SiluGateAndLogsigmoid) {
+  Vec a = random_vec(30, 83), gate = random_vec(30, 84, 2.0), R = random_vec(30, 85);
+  Vec da, dgate;
+  ref::silu_gate_backward(R, a, gate, da, dgate);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(x, gate), R); }, a, da), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(a, x), R); }, gate, dgate), kTol);
+  const int T = 5, C = 6;
+  Vec x = random_vec(T * C, 86, 3.0), b = random_vec(C, 87), Ry = random_vec(T * C, 88);
+  Vec dx, db;
+  ref::logsigmoid_backward(Ry, x, b, T, C, 1.0 / 16, dx, db);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(v, b, T, C, 1.0 / 16), Ry); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(x, v, T, C, 1.0 / 16), Ry); }, b, db), kTol);
+}
+
+TEST(NaiveFD, Conv1dCausalWithHalo) {
+  const int T = 7, C = 3, W = 4;
+  Vec x = random_vec(T * C, 89), w = random_vec(C * W, 90), b = random_vec(C, 91),
+      halo = random_vec((W - 1) * C, 92), R = random_vec(T * C, 93);
+  Vec dx, dw, db, dh;
+  ref::conv1d_causal_backward(R, x, w, halo, T, C, W, dx, dw, db, dh);
+  auto f = [&](const Vec& xx, const Vec& ww, const Vec& bb, const Vec& hh) {
+    return dot(ref::conv1d_causal(xx, ww, bb, hh, T, C, W), R);
+  };
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(v, w, b, halo); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(x, v, b, halo); }, w, dw), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(x, w, v, halo); }, b, db), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(x, w, b, v); }, halo, dh), kTol);
+}
+
+TEST(NaiveFD, MambaDt) {
+  const int T = 4, H = 3;
+  Vec raw = random_vec(T * H, 94), bias = random_vec(H, 95), a_log = random_vec(H, 96, 0.5),
+      Rd = random_vec(T * H, 97), Rg = random_vec(T * H, 98);
+  Vec draw, dbias, dalog;
+  ref::mamba_dt_backward(Rd, Rg, raw, bias, a_log, T, H, draw, dbias, dalog);
+  auto f = [&](const Vec& r, const Vec& b, const Vec& a) {
+    Vec dt, g;
+    ref::mamba_dt(r, b, a, T, H, dt, g);
+    return dot(dt, Rd) + dot(g, Rg);
+  };
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(v, bias, a_log); }, raw, draw), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(raw, v, a_log); }, bias, dbias), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& v) { return f(raw, bias, v); }, a_log, dalog), kTol);
+}
+
 // The gated linear recurrence: every input, h0 included, through sum(o R) + sum(h_final Rh).
 void check_glr(const ref::GlrShape& s, uint64_t seed) {
   const size_t nq = size_t(s.T) * s.Hg * s.dk, nv = size_t(s.T) * s.H * s.dv,
