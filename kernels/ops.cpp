@@ -498,6 +498,18 @@ void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, cons
   cpu::glr_state_gradient(ds.f32(), q.f32(), g.f32(), dout.f32(), d);
 }
 
+void glr_state_scan(const Tensor& out, const Tensor& s_loc, const Tensor& gamma, bool reverse) {
+  const char* op = "glr_state_scan";
+  device_of(op, out, s_loc, gamma);
+  RT_CHECK(s_loc.ndim() == 4, op, ": s_loc must be [n, H, dk, dv], got ", s_loc.shape().str());
+  const int64_t n = s_loc.size(0), H = s_loc.size(1), dk = s_loc.size(2), dv = s_loc.size(3);
+  expect(op, "out", out, {n + 1, H, dk, dv});
+  const bool vector_decay = gamma.ndim() == 3;
+  if (vector_decay) expect(op, "gamma", gamma, {n, H, dk});
+  else expect(op, "gamma", gamma, {n, H});
+  cpu::glr_state_scan(out.f32(), s_loc.f32(), gamma.f32(), n, H, dk, dv, vector_decay, reverse);
+}
+
 double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
                     const Tensor& dh, const Tensor& dweight, float grad_scale,
                     const Tensor& token_losses) {

@@ -161,6 +161,13 @@ void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k
 void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, const Tensor& dout,
                         float scale, int64_t chunk);
 
+// Scan of the pieces of a sequence, each an affine map S_out = Diag(e^gamma_c) S_in + s_loc_c:
+//   forward: out[0] = 0, out[c+1] = Diag(e^gamma_c) out[c] + s_loc[c]     (states entering)
+//   reverse: out[n] = 0, out[c] = s_loc[c] + Diag(e^gamma_c) out[c+1]     (gradients: s_loc
+//            holds each piece's local state gradient)
+// out [n+1, H, dk, dv], s_loc [n, H, dk, dv], gamma [n, H, dk] or [n, H].
+void glr_state_scan(const Tensor& out, const Tensor& s_loc, const Tensor& gamma, bool reverse);
+
 // ---- LM head + cross entropy, fused -----------------------------------------------------
 // logits = h[T,C] weight[V,C]^T, computed in token blocks; the [T,V] logits never exist.
 // targets i32 [T]; a target < 0 is ignored. Returns sum over kept tokens of

@@ -52,7 +52,7 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& 
   ops::linear_backward(dx, p.grad(wv), dv.view({T, Hkv_ * D_}), x, p.value(wv), true);
 }
 
-int64_t AttentionLayer::saved_floats(int64_t T) const {
+int64_t AttentionLayer::saved_floats(int64_t T, const SequenceLayout&) const {
   return T * (2 * H_ * D_ + 2 * Hkv_ * D_ + H_);  // q, out, k, v, lse
 }
 
@@ -71,6 +71,12 @@ double AttentionLayer::forward_flops_per_token(int64_t seq_len) const {
   // per multiply-add each.
   const double attention = 4.0 * H_ * D_ * (seq_len + 1) / 2.0;
   return projections + attention;
+}
+
+void AttentionLayer::init_parameters(const ParameterSet& params, uint64_t seed, double std,
+                                     double residual_std) const {
+  for (int id : {wq, wk, wv}) init_param_normal(params, id, std, seed);
+  init_param_normal(params, wo, residual_std, seed);
 }
 
 }  // namespace rt

@@ -15,10 +15,12 @@ class AttentionLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
-  int64_t saved_floats(int64_t T) const override;
+  int64_t saved_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;
   double forward_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const ParameterSet& params, uint64_t seed, double std,
+                       double residual_std) const override;
 
   int wq, wk, wv, wo;  // parameter ids
 

@@ -33,11 +33,15 @@ class Layer {
   // For T tokens laid out by `layout`: floats this layer keeps from forward to backward, the
   // floats its forward uses only while it runs, and the extra floats its backward needs.
   // The activation-memory estimate of `ringtrain train --dry-run` is built from these.
-  virtual int64_t saved_floats(int64_t T) const = 0;
+  virtual int64_t saved_floats(int64_t T, const SequenceLayout& layout) const = 0;
   virtual int64_t forward_floats(int64_t T, const SequenceLayout& layout) const = 0;
   virtual int64_t backward_floats(int64_t T, const SequenceLayout& layout) const = 0;
   // Forward FLOPs per token of this layer's GEMMs and attention, for MFU accounting.
   virtual double forward_flops_per_token(int64_t seq_len) const = 0;
+  // Initial values: input projections N(0, std), the projection back into the residual stream
+  // N(0, residual_std), and whatever the layer's own parameters need. A function of the seed.
+  virtual void init_parameters(const ParameterSet& params, uint64_t seed, double std,
+                               double residual_std) const = 0;
 };
 
 }  // namespace rt

@@ -14,10 +14,15 @@ class MlpLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
-  int64_t saved_floats(int64_t T) const override { return T * 3 * F_; }
+  int64_t saved_floats(int64_t T, const SequenceLayout&) const override { return T * 3 * F_; }
   int64_t forward_floats(int64_t, const SequenceLayout&) const override { return 0; }
   int64_t backward_floats(int64_t T, const SequenceLayout&) const override { return T * 3 * F_; }
   double forward_flops_per_token(int64_t) const override { return 2.0 * 3 * C_ * F_; }
+  void init_parameters(const ParameterSet& params, uint64_t seed, double std,
+                       double residual_std) const override {
+    init_param_normal(params, w_gate_up, std, seed);
+    init_param_normal(params, w_down, residual_std, seed);
+  }
 
   int w_gate_up, w_down;  // parameter ids
 

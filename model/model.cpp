@@ -5,6 +5,8 @@
 
 #include "kernels/ops.h"
 #include "model/attention.h"
+#include "model/gla.h"
+#include "model/mamba2.h"
 #include "model/mlp.h"
 
 namespace rt {
@@ -19,6 +21,8 @@ Model::Model(const ModelConfig& config) : config_(config) {
     switch (config_.pattern[i]) {
       case '*': b.layer = std::make_unique<AttentionLayer>(prefix + ".attn", config_, params_); break;
       case '-': b.layer = std::make_unique<MlpLayer>(prefix + ".mlp", config_, params_); break;
+      case 'G': b.layer = std::make_unique<GlaLayer>(prefix + ".gla", config_, params_); break;
+      case 'M': b.layer = std::make_unique<Mamba2Layer>(prefix + ".mamba", config_, params_); break;
       default: RT_CHECK(false, "pattern symbol '", config_.pattern[i], "' reached the model");
     }
     blocks_.push_back(std::move(b));
@@ -30,15 +34,12 @@ Model::Model(const ModelConfig& config) : config_(config) {
 
 void Model::init_weights(uint64_t seed) {
   const double residual_std = config_.init_std / std::sqrt(static_cast<double>(blocks_.size()));
-  for (size_t id = 0; id < params_.all().size(); ++id) {
-    const Parameter& p = params_.all()[id];
-    Tensor w = params_.value(static_cast<int>(id));
-    if (p.shape.ndim == 1) {
-      ops::fill(w, 1.0f);  // norm weights
-      continue;
-    }
-    const bool residual_out = p.name.ends_with(".wo") || p.name.ends_with(".w_down");
-    init_normal(w, residual_out ? residual_std : config_.init_std, seed, hash_name(p.name));
+  init_param_normal(params_, embed_, config_.init_std, seed);
+  if (lm_head_ >= 0) init_param_normal(params_, lm_head_, config_.init_std, seed);
+  ops::fill(params_.value(final_norm_), 1.0f);
+  for (const Block& b : blocks_) {
+    ops::fill(params_.value(b.norm), 1.0f);
+    b.layer->init_parameters(params_, seed, config_.init_std, residual_std);
   }
 }
 
@@ -147,7 +148,7 @@ int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,
   // Backward of layer i runs with layers 0..i still kept (no recompute) or alone (recompute).
   int64_t kept_below = 0, peak = 0;
   for (const Block& b : blocks_) {
-    const int64_t saved = T * C + T + b.layer->saved_floats(T);
+    const int64_t saved = T * C + T + b.layer->saved_floats(T, layout);
     const int64_t forward = b.layer->forward_floats(T, layout);
     const int64_t backward = T * C + b.layer->backward_floats(T, layout);
     kept_below = recompute ? saved : kept_below + saved;

@@ -59,4 +59,17 @@ void init_normal(const Tensor& x, double stddev, uint64_t seed, uint64_t stream)
   }
 }
 
+void init_uniform(const Tensor& x, double lo, double hi, uint64_t seed, uint64_t stream) {
+  float* p = x.f32();
+  const int64_t n = x.numel();
+  const uint64_t key = splitmix64(seed ^ splitmix64(stream));
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i)
+    p[i] = static_cast<float>(lo + (hi - lo) * uniform01(splitmix64(key + static_cast<uint64_t>(i))));
+}
+
+void init_param_normal(const ParameterSet& params, int id, double stddev, uint64_t seed) {
+  init_normal(params.value(id), stddev, seed, hash_name(params.all().at(id).name));
+}
+
 }  // namespace rt

@@ -40,6 +40,10 @@ class ParameterSet {
 // Fills x with N(0, std^2) values that depend only on (seed, stream, index): the same on every
 // rank and for any thread count.
 void init_normal(const Tensor& x, double stddev, uint64_t seed, uint64_t stream);
+// U(lo, hi), likewise counter-based.
+void init_uniform(const Tensor& x, double lo, double hi, uint64_t seed, uint64_t stream);
+// init_normal with the stream taken from the parameter's name.
+void init_param_normal(const ParameterSet& params, int id, double stddev, uint64_t seed);
 uint64_t hash_name(const std::string& name);
 
 }  // namespace rt

@@ -102,6 +102,12 @@ ModelConfig tiny_model_config(const std::string& pattern, bool tied_embeddings) 
   c.mlp_hidden = 48;
   c.tied_embeddings = tied_embeddings;
   c.init_std = 0.3;
+  // GLA: 4 heads of dk 4, dv 8; Mamba-2: 4 heads of 16 in 2 groups, d_state 8; chunks of 16
+  // so that a 32-token sequence spans two.
+  c.mamba_d_state = 8;
+  c.mamba_headdim = 16;
+  c.mamba_ngroups = 2;
+  c.glr_chunk = 16;
   c.resolve();
   return c;
 }

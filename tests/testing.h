@@ -37,7 +37,8 @@ double max_fd_error(const std::function<double(const ref::Vec&)>& f, const ref::
 int run_command(const std::string& command);
 
 // The small model of the model and parallel suites: vocabulary 23, d_model 32, 4 heads (2 kv
-// heads) of 8, MLP 48, and init std 0.3 so that gradients stand well above f32 rounding.
+// heads) of 8, MLP 48, small GLA and Mamba-2 layers, and init std 0.3 so that gradients stand
+// well above f32 rounding.
 ModelConfig tiny_model_config(const std::string& pattern, bool tied_embeddings = true);
 
 }  // namespace rt::testing

@@ -65,6 +65,15 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(model, norm_eps),
       RT_KEY(model, tied_embeddings),
       RT_KEY(model, init_std),
+      RT_KEY(model, gla_heads),
+      RT_KEY(model, gla_expand_k),
+      RT_KEY(model, gla_expand_v),
+      RT_KEY(model, mamba_d_state),
+      RT_KEY(model, mamba_headdim),
+      RT_KEY(model, mamba_expand),
+      RT_KEY(model, mamba_ngroups),
+      RT_KEY(model, mamba_conv_width),
+      RT_KEY(model, glr_chunk),
       RT_KEY(data, corpus),
       RT_KEY(data, val_corpus),
       RT_KEY(data, mode),
@@ -468,16 +477,12 @@ void check_run(const Validator& v, const RunSection& run) {
 }
 
 void check_pattern(const Validator& v, const std::string& pattern) {
-  const std::string valid = "valid symbols: '*' (attention), '-' (SwiGLU MLP)";
+  const std::string valid =
+      "valid symbols: '*' (attention), '-' (SwiGLU MLP), 'G' (GLA), 'M' (Mamba-2)";
   v.require(!pattern.empty(), "model.pattern",
             cat("empty; expected one symbol per layer, e.g. '*-*-'; ", valid));
   for (size_t i = 0; i < pattern.size(); ++i) {
-    const char symbol = pattern[i];
-    if (symbol == '*' || symbol == '-') continue;
-    if (symbol == 'M' || symbol == 'G') {
-      v.fail("model.pattern", cat("symbol '", symbol, "' (", symbol == 'M' ? "Mamba-2" : "GLA",
-                                  ") is not available yet; ", valid));
-    }
+    if (std::string_view("*-GM").find(pattern[i]) != std::string_view::npos) continue;
     v.fail("model.pattern", cat("unknown symbol ", quote(pattern.substr(i, 1)), " at position ",
                                 i + 1, "; ", valid));
   }
@@ -496,6 +501,15 @@ void check_model(const Validator& v, const ModelConfig& m) {
   v.range("model.rope_theta", m.rope_theta, kAboveZero, HUGE_VAL, "a base > 0");
   v.range("model.norm_eps", m.norm_eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
   v.range("model.init_std", m.init_std, kAboveZero, HUGE_VAL, "a standard deviation > 0");
+  v.range("model.gla_heads", m.gla_heads, 0, kMaxSize, "a head count >= 1, or 0 for model.heads");
+  v.range("model.gla_expand_k", m.gla_expand_k, kAboveZero, 64.0, "a factor > 0 (keys = d_model * expand_k)");
+  v.range("model.gla_expand_v", m.gla_expand_v, kAboveZero, 64.0, "a factor > 0 (values = d_model * expand_v)");
+  v.range("model.mamba_d_state", m.mamba_d_state, 1, kMaxSize, "a state size >= 1 (64 to 128 usual)");
+  v.range("model.mamba_headdim", m.mamba_headdim, 1, kMaxSize, "a head size >= 1 (64 usual)");
+  v.range("model.mamba_expand", m.mamba_expand, 1, 64, "a factor >= 1 (d_inner = expand * d_model)");
+  v.range("model.mamba_ngroups", m.mamba_ngroups, 1, kMaxSize, "a group count >= 1");
+  v.range("model.mamba_conv_width", m.mamba_conv_width, 2, 64, "a width >= 2 (4 usual)");
+  v.range("model.glr_chunk", m.glr_chunk, 16, 256, "16 <= glr_chunk <= 256 tokens");
   if (m.head_dim == 0) {
     v.require(m.d_model % m.heads == 0, "model.d_model",
               cat(m.d_model, " is not divisible by model.heads ", m.heads,
@@ -504,6 +518,31 @@ void check_model(const Validator& v, const ModelConfig& m) {
 }
 
 void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_dim_derived) {
+  if (m.pattern.find('G') != std::string::npos) {
+    const double key_dim = static_cast<double>(m.d_model) * m.gla_expand_k;
+    const double value_dim = static_cast<double>(m.d_model) * m.gla_expand_v;
+    v.require(key_dim == std::floor(key_dim) && static_cast<int64_t>(key_dim) % m.gla_heads == 0 &&
+                  key_dim >= static_cast<double>(m.gla_heads),
+              "model.gla_expand_k",
+              cat("d_model ", m.d_model, " x gla_expand_k ", format_double(m.gla_expand_k), " = ",
+                  format_double(key_dim), " keys do not split into ", m.gla_heads,
+                  " GLA heads; expected a whole multiple of model.gla_heads"));
+    v.require(value_dim == std::floor(value_dim) &&
+                  static_cast<int64_t>(value_dim) % m.gla_heads == 0 && value_dim >= static_cast<double>(m.gla_heads),
+              "model.gla_expand_v",
+              cat("d_model ", m.d_model, " x gla_expand_v ", format_double(m.gla_expand_v), " = ",
+                  format_double(value_dim), " values do not split into ", m.gla_heads,
+                  " GLA heads; expected a whole multiple of model.gla_heads"));
+  }
+  if (m.pattern.find('M') != std::string::npos) {
+    const int64_t d_inner = m.mamba_d_inner();
+    v.require(d_inner % m.mamba_headdim == 0, "model.mamba_headdim",
+              cat(m.mamba_headdim, " does not divide d_inner = mamba_expand x d_model = ", d_inner,
+                  "; expected a divisor of ", d_inner));
+    v.require(m.mamba_heads() % m.mamba_ngroups == 0, "model.mamba_ngroups",
+              cat(m.mamba_ngroups, " does not divide the ", m.mamba_heads(),
+                  " Mamba-2 heads; expected a divisor of the head count"));
+  }
   v.require(m.heads % m.kv_heads == 0, "model.kv_heads",
             cat(m.kv_heads, " does not divide model.heads ", m.heads,
                 "; expected a divisor of heads (query heads share kv heads in equal groups)"));
@@ -574,6 +613,13 @@ void check_relations(const Validator& v, const Recipe& r) {
       seq_len % (2 * sp) == 0, "data.seq_len",
       cat(seq_len, " is not a multiple of 2 * parallel.sp = ", 2 * sp, "; expected a multiple of ",
           2 * sp, " (the zigzag layout cuts a sequence into 2 * sp chunks)"));
+
+  if (r.model.pattern.find('M') != std::string::npos)
+    v.require(r.model.mamba_conv_width - 1 <= seq_len / (2 * sp), "model.mamba_conv_width",
+              cat(r.model.mamba_conv_width, " needs ", r.model.mamba_conv_width - 1,
+                  " rows before each chunk, more than the ", seq_len / (2 * sp),
+                  " tokens of a chunk (data.seq_len / (2 * parallel.sp)); expected a narrower "
+                  "conv or longer chunks"));
 
   const int64_t tokens = r.train.tokens_per_step;
   v.require(

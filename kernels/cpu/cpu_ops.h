@@ -112,6 +112,8 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
                        const GlrDims& d);
 void glr_state_gradient(float* ds, const float* q, const float* g, const float* dout,
                         const GlrDims& d);
+void glr_state_scan(float* out, const float* s_loc, const float* gamma, int64_t n, int64_t H,
+                    int64_t dk, int64_t dv, bool vector_decay, bool reverse);
 
 // lm_head.cpp
 double lm_head_loss(const float* h, const float* weight, const int32_t* targets, float* dh,

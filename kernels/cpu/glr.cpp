@@ -384,4 +384,24 @@ void glr_state_gradient(float* ds, const float* q, const float* g, const float* 
   }
 }
 
+void glr_state_scan(float* out, const float* s_loc, const float* gamma, int64_t n, int64_t H,
+                    int64_t dk, int64_t dv, bool vector_decay, bool reverse) {
+  const int64_t SS = H * dk * dv, GW = vector_decay ? dk : 1;
+  float* first = out + (reverse ? n : 0) * SS;
+  std::fill(first, first + SS, 0.0f);
+  for (int64_t step = 0; step < n; ++step) {
+    const int64_t c = reverse ? n - 1 - step : step;
+    const float* from = out + (reverse ? c + 1 : c) * SS;
+    float* to = out + (reverse ? c : c + 1) * SS;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < dk; ++i) {
+        const float a = fast_exp(gamma[(c * H + h) * GW + (vector_decay ? i : 0)]);
+        for (int64_t j = 0; j < dv; ++j) {
+          const int64_t e = (h * dk + i) * dv + j;
+          to[e] = a * from[e] + s_loc[c * SS + e];
+        }
+      }
+  }
+}
+
 }  // namespace rt::cpu

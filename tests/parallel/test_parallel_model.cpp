@@ -1,6 +1,7 @@
-// The attention+MLP model on a dp x sp grid: the loss and every parameter gradient, summed
-// over the world, equal the single-rank run on the same global batch (f32, rel 1e-5), for
-// every sp that divides the world size (dp = world / sp), with and without recompute.
+// Models on a dp x sp grid: the loss and every parameter gradient, summed over the world,
+// equal the single-rank run on the same global batch (f32, rel 1e-5), for every sp that
+// divides the world size (dp = world / sp), with and without recompute: attention+MLP (the
+// ring), GLA and Mamba-2 (state passing, conv halos), and hybrids of all four.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,7 +16,9 @@ namespace {
 
 constexpr int64_t kSeqLen = 64, kGlobalSeqs = 8;
 
-ModelConfig config() { return testing::tiny_model_config("*-*-"); }
+ModelConfig config(const std::string& pattern = "*-*-") {
+  return testing::tiny_model_config(pattern);
+}
 
 struct Rows {
   std::vector<int32_t> tokens, targets, positions;
@@ -53,21 +56,35 @@ Batch batch_of(Rows& r, const SequenceLayout& layout, int64_t n_seqs, Communicat
   return b;
 }
 
-void check_grid(int sp, bool recompute) {
+void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-") {
   Grid grid = Grid::create(mpi_world(), sp);
   const auto seqs = global_batch();
   const float scale = 1.0f / static_cast<float>(kGlobalSeqs * kSeqLen);
 
-  // Single-rank reference, computed by every rank on the whole batch.
-  Model reference(config());
+  // Single-rank reference, computed by every rank on the whole batch. Two more single-rank runs
+  // measure how far f32 summation order alone moves each gradient: one sequence per
+  // micro-batch, and the recurrence cut into chunks of 32 instead of 16 (as state passing cuts
+  // it at the units). For most tensors that is ~2e-6, but the per-head scalars of Mamba-2
+  // (dt_bias, A_log) are sums over tokens with heavy cancellation and move by up to ~2e-5.
+  // A grid must match the reference within 1e-5, or within twice that floor where it is higher.
+  ModelConfig rechunked_config = config(pattern);
+  rechunked_config.glr_chunk = 32;
+  Model reference(config(pattern)), reordered(config(pattern)), rechunked(rechunked_config);
   reference.init_weights(5);
+  reordered.init_weights(5);
+  rechunked.init_weights(5);
   Arena arena;
   const SequenceLayout whole = SequenceLayout::zigzag(kSeqLen, 1, 0);
   Rows all = rows_of(seqs, 0, kGlobalSeqs, whole);
   const double want_loss = reference.forward_backward(batch_of(all, whole, kGlobalSeqs, nullptr),
                                                       scale, recompute, arena);
+  for (int64_t s = 0; s < kGlobalSeqs; ++s) {
+    Rows one = rows_of(seqs, s, 1, whole);
+    reordered.forward_backward(batch_of(one, whole, 1, nullptr), scale, recompute, arena);
+  }
+  rechunked.forward_backward(batch_of(all, whole, kGlobalSeqs, nullptr), scale, recompute, arena);
 
-  Model model(config());
+  Model model(config(pattern));
   model.init_weights(5);
   const SequenceLayout layout = SequenceLayout::zigzag(kSeqLen, grid.sp, grid.sp_rank);
   const int64_t per_group = kGlobalSeqs / grid.dp;
@@ -84,15 +101,17 @@ void check_grid(int sp, bool recompute) {
   const Tensor g = model.params().flat_grads();
   grid.world->allreduce_sum(g.f32(), g.numel());
 
-  const std::string where = cat("dp ", grid.dp, " x sp ", grid.sp, " rank ", grid.world_rank,
-                                recompute ? " recompute" : "");
+  const std::string where = cat(pattern, " dp ", grid.dp, " x sp ", grid.sp, " rank ",
+                                grid.world_rank, recompute ? " recompute" : "");
   EXPECT_NEAR(loss, want_loss, 1e-5 * want_loss) << where;
   for (size_t id = 0; id < model.params().all().size(); ++id) {
     const Parameter& p = model.params().all()[id];
-    EXPECT_LT(testing::rel_rms_error(model.params().grad(static_cast<int>(id)),
-                                     testing::to_vec(reference.params().grad(static_cast<int>(id)))),
-              1e-5)
-        << p.name << " " << where;
+    const int i = static_cast<int>(id);
+    const ref::Vec want = testing::to_vec(reference.params().grad(i));
+    const double floor = std::max(testing::rel_rms_error(reordered.params().grad(i), want),
+                                  testing::rel_rms_error(rechunked.params().grad(i), want));
+    EXPECT_LT(testing::rel_rms_error(model.params().grad(i), want), std::max(1e-5, 2 * floor))
+        << p.name << " " << where << " (single-rank reordering moves it by " << floor << ")";
   }
 }
 
@@ -104,9 +123,17 @@ TEST(ParallelModel, EveryGridGivesTheSingleRankGradients) {
   }
 }
 
+TEST(ParallelModel, GlaAndMamba2OnEveryGrid) {
+  const int world = mpi_world()->size();
+  for (const char* pattern : {"G-", "M-", "M*G-"})
+    for (int sp = 1; sp <= world; sp *= 2)
+      if (world % sp == 0) check_grid(sp, false, pattern);
+}
+
 TEST(ParallelModel, RecomputeOnTheGrid) {
   const int world = mpi_world()->size();
   check_grid(world, true);  // all ranks in one sp group
+  check_grid(world, true, "MG*-");
 }
 
 }  // namespace

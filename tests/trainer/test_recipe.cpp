@@ -153,7 +153,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 39u);
+  ASSERT_EQ(keys.size(), 48u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.batches");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
@@ -228,13 +228,26 @@ TEST(Recipe, NegativeLearningRate) {
 }
 
 TEST(Recipe, PatternSymbols) {
-  const std::string valid = "valid symbols: '*' (attention), '-' (SwiGLU MLP)";
-  EXPECT_EQ(error_of(kMinimal, {"model.pattern=*M*-"}),
-            "--set: model.pattern: symbol 'M' (Mamba-2) is not available yet; " + valid);
-  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=G-"}),
-                  "symbol 'G' (GLA) is not available yet");
+  const std::string valid =
+      "valid symbols: '*' (attention), '-' (SwiGLU MLP), 'G' (GLA), 'M' (Mamba-2)";
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"model.pattern=M-G-*-"}).model.pattern, "M-G-*-");
   EXPECT_EQ(error_of(kMinimal, {"model.pattern=*-x-"}),
             "--set: model.pattern: unknown symbol 'x' at position 3; " + valid);
+}
+
+TEST(Recipe, HybridLayerShapes) {
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=G-", "model.gla_heads=3"}),
+                  "model.gla_expand_k: d_model 256 x gla_expand_k 0.5 = 128 keys do not split into 3 GLA heads");
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "model.mamba_headdim=100"}),
+                  "model.mamba_headdim: 100 does not divide d_inner = mamba_expand x d_model = 512");
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "model.mamba_ngroups=3"}),
+                  "model.mamba_ngroups: 3 does not divide the 8 Mamba-2 heads");
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.glr_chunk=8"}), "model.glr_chunk: 8 is too small");
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "data.seq_len=8", "train.tokens_per_step=8",
+                                      "parallel.sp=4"}),
+                  "model.mamba_conv_width: 4 needs 3 rows before each chunk, more than the 1 tokens");
+  // The same shapes without a G or an M are not checked: those layers do not exist.
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"model.gla_heads=3"}).model.gla_heads, 3);
 }
 
 // Every value rule: the override that breaks it, and what the message must say.
