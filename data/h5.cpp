@@ -289,6 +289,19 @@ int64_t File::attr_int(const std::string& object, const std::string& name) const
   return v;
 }
 
+double File::attr_double(const std::string& object, const std::string& name) const {
+  Handle obj = open_object(object);
+  if (H5Aexists(obj.id(), name.c_str()) <= 0) throw Error("missing attribute " + name);
+  Handle attr(check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
+              H5Aclose);
+  Handle type(check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.id());
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw Error("attribute " + name + " is not a number");
+  double v = 0;
+  check_status(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), "cannot read attribute " + name);
+  return v;
+}
+
 void File::flush() { check_status(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_); }
 
 void File::close() {

@@ -86,6 +86,7 @@ class File {
   bool has_attr(const std::string& object, const std::string& name) const;
   std::string attr_string(const std::string& object, const std::string& name) const;
   int64_t attr_int(const std::string& object, const std::string& name) const;
+  double attr_double(const std::string& object, const std::string& name) const;  // int or float
 
   void flush();
   void close();

@@ -56,8 +56,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   dt_ = arena.alloc({T, NH_});
   g_ = arena.alloc({T, NH_});
   v_ = arena.alloc({T, NH_, P_});
-  o_ = arena.alloc({T, NH_, P_});
-  y_ = arena.alloc({T, NH_, P_});
+  y_ = arena.alloc({T, NH_, P_});  // first o, then y = o + D x in place (backward never reads o)
   gated_ = arena.alloc({T, DI_});
   normed_ = arena.alloc({T, DI_});
   rstd_ = G_ == 1 ? arena.alloc({T}) : arena.alloc({T, G_});
@@ -84,8 +83,8 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   ops::mamba_dt_forward(dt_, g_, dt_raw_, p.value(dt_bias), p.value(a_log));
   ops::scale_heads_forward(v_, xs, dt_);
   glr_sequences_forward(*seq.layout, seq.n_seqs, seq.sp_group, act_[2].view({T, G_, N_}),
-                        act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, o_, glr_, arena);
-  ops::skip_heads_forward(y_, o_, xs, p.value(d_skip));
+                        act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, y_, glr_, arena);
+  ops::skip_heads_forward(y_, y_, xs, p.value(d_skip));
   ops::silu_gate_forward(gated_, y_.view({T, DI_}), z_);
   ops::rmsnorm_forward(normed_, rstd_, gated_, p.value(norm), eps_, G_);
   if (y.defined()) ops::linear_forward(y, normed_, p.value(out_proj));
@@ -97,12 +96,13 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   const ParameterSet& p = ctx.params;
   const SequenceContext& seq = ctx.seq;
   const Tensor w_in = p.value(in_proj), dw_in = p.grad(in_proj);
+  // dy reuses dnormed's buffer (dead once dgated exists); each part's conv gradient overwrites
+  // its activation gradient in place.
   Tensor dnormed = arena.alloc({T, DI_}), dgated = arena.zeros({T, DI_});
-  Tensor dyy = arena.alloc({T, NH_, P_}), dz = arena.alloc({T, DI_});
-  Tensor dact[3], dconv[3], dpre[3], dhalo[3];
+  Tensor dyy = dnormed.view({T, NH_, P_}), dz = arena.alloc({T, DI_});
+  Tensor dact[3], dpre[3], dhalo[3];
   for (int i = 0; i < 3; ++i) {
     dact[i] = arena.zeros({T, part(i).width});
-    dconv[i] = arena.alloc({T, part(i).width});
     dpre[i] = arena.alloc({T, part(i).width});
     dhalo[i] = arena.alloc(halo_[i].shape());
   }
@@ -125,7 +125,8 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   const int64_t n_pieces = static_cast<int64_t>(seq.layout->chunks.size());
   for (int i = 0; i < 3; ++i) {
     const Part pt = part(i);
-    ops::silu_backward(dconv[i], dact[i], conv_[i]);
+    const Tensor dconv = dact[i];
+    ops::silu_backward(dconv, dact[i], conv_[i]);
     for (int64_t b = 0; b < seq.n_seqs; ++b)
       for (int64_t k = 0; k < n_pieces; ++k) {
         const Chunk& c = seq.layout->chunks[k];
@@ -134,7 +135,7 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
         ops::conv1d_causal_backward(dpre[i].rows(row, c.length), dcw.rows(pt.row, pt.width),
                                     dcb.rows(pt.row, pt.width),
                                     dhalo[i].rows(b * n_pieces + k, 1).view({W_ - 1, pt.width}),
-                                    dconv[i].rows(row, c.length), pre_[i].rows(row, c.length),
+                                    dconv.rows(row, c.length), pre_[i].rows(row, c.length),
                                     cw.rows(pt.row, pt.width), h);
       }
     // The halo rows' gradients go back to the rows (and ranks) they came from.
@@ -152,8 +153,8 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
 
 int64_t Mamba2Layer::saved_floats(int64_t T, const SequenceLayout& layout) const {
   const int64_t conv_dim = DI_ + 2 * G_ * N_;
-  // z | pre, conv, act of x, B, C | halos | dt_raw, dt, g | v, o, y | gated, normed | rstd
-  return T * (DI_ + 3 * conv_dim + 3 * NH_ + 3 * DI_ + 2 * DI_ + G_) +
+  // z | pre, conv, act of x, B, C | halos | dt_raw, dt, g | v, y | gated, normed | rstd
+  return T * (DI_ + 3 * conv_dim + 3 * NH_ + 2 * DI_ + 2 * DI_ + G_) +
          pieces(layout, T) * (W_ - 1) * conv_dim +
          glr_sequences_saved_floats(layout, T / layout.local_len, NH_, N_, P_, false, chunk_);
 }
@@ -166,8 +167,8 @@ int64_t Mamba2Layer::forward_floats(int64_t T, const SequenceLayout& layout) con
 
 int64_t Mamba2Layer::backward_floats(int64_t T, const SequenceLayout& layout) const {
   const int64_t conv_dim = DI_ + 2 * G_ * N_, n_seqs = T / layout.local_len;
-  // dnormed, dgated, dyy, dz | dact, dconv, dpre of x, B, C | dhalos | dv | dg, ddt, ddt_raw
-  const int64_t own = T * (4 * DI_ + 3 * conv_dim + DI_ + 3 * NH_) + pieces(layout, T) * (W_ - 1) * conv_dim;
+  // dnormed (= dy), dgated, dz | dact (= dconv), dpre of x, B, C | dhalos | dv | dg, ddt, ddt_raw
+  const int64_t own = T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + pieces(layout, T) * (W_ - 1) * conv_dim;
   return own + std::max(glr_sequences_backward_floats(layout, n_seqs, NH_, N_, P_),
                         conv_halos_floats(layout, n_seqs, W_, DI_));
 }

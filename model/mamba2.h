@@ -42,7 +42,7 @@ class Mamba2Layer final : public Layer {
   int64_t C_, DI_, NH_, P_, N_, G_, W_, chunk_;
   float eps_;
   // Saved by forward.
-  Tensor z_, pre_[3], halo_[3], conv_[3], act_[3], dt_raw_, dt_, g_, v_, o_, y_, gated_, normed_, rstd_;
+  Tensor z_, pre_[3], halo_[3], conv_[3], act_[3], dt_raw_, dt_, g_, v_, y_, gated_, normed_, rstd_;
   GlrSaved glr_;
 };
 

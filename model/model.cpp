@@ -11,7 +11,7 @@
 
 namespace rt {
 
-Model::Model(const ModelConfig& config) : config_(config) {
+Model::Model(const ModelConfig& config, bool allocate) : config_(config) {
   const int64_t V = config_.vocab_size, C = config_.d_model;
   embed_ = params_.add("embed.weight", {V, C}, true);
   for (size_t i = 0; i < config_.pattern.size(); ++i) {
@@ -29,7 +29,7 @@ Model::Model(const ModelConfig& config) : config_(config) {
   }
   final_norm_ = params_.add("final_norm.weight", {C}, false);
   if (!config_.tied_embeddings) lm_head_ = params_.add("lm_head.weight", {V, C}, true);
-  params_.allocate();
+  if (allocate) params_.allocate();
 }
 
 void Model::init_weights(uint64_t seed) {

@@ -19,7 +19,9 @@ namespace rt {
 
 class Model {
  public:
-  explicit Model(const ModelConfig& config);  // config must be resolved and validated
+  // config must be resolved and validated. Without `allocate` only the shapes exist (a dry run
+  // of a model larger than this machine); params().allocate() adds the storage later.
+  explicit Model(const ModelConfig& config, bool allocate = true);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 

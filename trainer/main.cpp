@@ -10,6 +10,7 @@
 #include "kernels/device.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collective.h"
+#include "trainer/op_command.h"
 #include "trainer/train.h"
 
 namespace rt {
@@ -21,6 +22,7 @@ constexpr const char* kUsage =
     "                  [--stop-at=N] [--dry-run]\n"
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain inspect CHECKPOINT.h5\n"
+    "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
     "  ringtrain --version | --help\n"
     "Run under mpirun/srun for several ranks: mpirun -np 4 ringtrain train recipe.yaml\n";
 
@@ -118,6 +120,24 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_op(const std::vector<std::string>& args) {
+  std::string name, in, out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if ((args[i] == "--in" || args[i] == "--out") && i + 1 < args.size()) {
+      (args[i] == "--in" ? in : out) = args[i + 1];
+      ++i;
+    } else if (args[i].rfind("--", 0) == 0) {
+      usage_error(cat("op: unknown option '", args[i], "' (valid: --in FILE, --out FILE)"));
+    } else if (name.empty()) {
+      name = args[i];
+    } else {
+      usage_error(cat("op: a second op name '", args[i], "'"));
+    }
+  }
+  if (name.empty() || in.empty() || out.empty()) usage_error("op: expected NAME --in IN.h5 --out OUT.h5");
+  return run_op(name, in, out);
+}
+
 int dispatch(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, stdout);
@@ -130,12 +150,13 @@ int dispatch(const std::vector<std::string>& args) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "train") return cmd_train(rest);
   if (args[0] == "inspect") return cmd_inspect(rest);
+  if (args[0] == "op") return cmd_op(rest);
   if (args[0] == "data") {
     if (!rest.empty() && rest[0] == "import")
       return cmd_data_import(std::vector<std::string>(rest.begin() + 1, rest.end()));
     usage_error("data: expected 'data import'");
   }
-  usage_error(cat("unknown command '", args[0], "' (valid: train, data import, inspect)"));
+  usage_error(cat("unknown command '", args[0], "' (valid: train, data import, inspect, op)"));
 }
 
 }  // namespace

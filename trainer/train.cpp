@@ -221,13 +221,14 @@ int run_train(const TrainOptions& opt) {
       open(recipe.data.val_corpus, "data.val_corpus", val_corpus, val_sampler);
   });
 
-  Model model(recipe.model);
+  Model model(recipe.model, /*allocate=*/false);
   if (root) print_header(recipe, grid, threads, model, corpus.info(), plan, layout);
   if (opt.dry_run) {
     if (root) std::printf("dry run: recipe, corpus and layout are valid; nothing was trained\n");
     return 0;
   }
 
+  model.params().allocate();
   model.init_weights(static_cast<uint64_t>(recipe.run.seed));
   ParameterSet& params = model.params();
   AdamWOptimizer optim(params, recipe.optim);

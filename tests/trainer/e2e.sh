@@ -2,7 +2,7 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -192,6 +192,34 @@ layouts)
     echo "np=$np sp=$sp (dp=$((np / sp))): largest relative loss difference over 5 steps $worst"
     check "[ \"\$(wc -l <g$np-$sp.txt)\" -eq 5 ] && awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" \
       "np=$np sp=$sp losses differ from sp=1 by $worst"
+  done
+  ;;
+
+hybrid)
+  # A Mamba-2 / GLA / attention hybrid: the loss falls, 20 steps + resume 10 reproduce 30 steps
+  # bit for bit, and sp = 2 and 4 give the sp = 1 losses (5 steps, rel 1e-5).
+  hybrid=(--set model.pattern=M-G-*- --set model.mamba_d_state=16 --set model.mamba_headdim=32
+          --set model.glr_chunk=16)
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/full" >full.log 2>&1 || fail "30-step run: $(tail -2 full.log)"
+  losses full/metrics.jsonl >a.txt
+  first=$(head -3 a.txt | awk '{s+=$1} END {print s/NR}')
+  last=$(tail -5 a.txt | awk '{s+=$1} END {print s/NR}')
+  echo "hybrid mean loss of steps 1-3: $first, of steps 26-30: $last"
+  check "awk -v a=$first -v b=$last 'BEGIN {exit !(b < a - 1.0)}'" "hybrid loss fell by less than 1 nat ($first -> $last)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/part" --stop-at=20 >part.log 2>&1 || fail "20-step run"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/part" --resume >resume.log 2>&1 || fail "resume: $(tail -2 resume.log)"
+  losses part/metrics.jsonl >b.txt
+  check 'cmp -s a.txt b.txt' "hybrid 20 steps + resume 10 differ from 30 steps: $(diff a.txt b.txt | head -4)"
+  head -5 a.txt >ref5.txt
+  for grid in 2:2 4:4 4:2; do
+    np=${grid%:*} sp=${grid#*:}
+    timeout 240 mpirun --oversubscribe -np "$np" "$bin" train recipe.yaml "${hybrid[@]}" --set train.steps=5 \
+      --set parallel.sp="$sp" --set run.out_dir="$work/g$np-$sp" >"g$np-$sp.log" 2>&1 ||
+      { fail "np=$np sp=$sp: $(tail -3 "g$np-$sp.log")"; continue; }
+    losses "g$np-$sp/metrics.jsonl" >"g$np-$sp.txt"
+    worst=$(paste ref5.txt "g$np-$sp.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    echo "hybrid np=$np sp=$sp: largest relative loss difference over 5 steps $worst"
+    check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "hybrid np=$np sp=$sp losses differ by $worst"
   done
   ;;
 
