@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "parallel/comm.h"
 #include "parallel/ring_attention.h"
+#include "parallel/state_passing.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 
@@ -121,6 +122,31 @@ int run(int argc, char** argv) {
   const double kv_bytes = 2.0 * T * Hkv * D * 4;
   const double analytic_fwd = (sp - 1) * kv_bytes, analytic_bwd = sp == 1 ? 0 : (2 * sp - 1) * kv_bytes;
 
+  // One GLA layer's state passing (a GLR of the GLA shape), measured the same way.
+  double sp_fwd = 0, sp_bwd = 0, sp_fwd_analytic = 0, sp_bwd_analytic = 0;
+  if (cfg.pattern.find('G') != std::string::npos) {
+    const int64_t GH = cfg.gla_heads, gk = cfg.gla_key_dim() / GH, gv = cfg.gla_value_dim() / GH;
+    Tensor gq = bench::random_tensor({T, GH, gk}, 5), gkk = bench::random_tensor({T, GH, gk}, 6),
+           gvv = bench::random_tensor({T, GH, gv}, 7), gdo = bench::random_tensor({T, GH, gv}, 8);
+    Tensor gg = Tensor::empty({T, GH, gk}), go = Tensor::empty({T, GH, gv});
+    ops::fill(gg, -0.05f);
+    Tensor dgq = Tensor::empty(gq.shape()), dgk = Tensor::empty(gkk.shape()),
+           dgv = Tensor::empty(gvv.shape()), dgg = Tensor::empty(gg.shape());
+    GlrSaved saved;
+    const Arena::Mark mark = arena.mark();
+    const int64_t c0 = world->bytes_sent();
+    glr_sequences_forward(layout, 1, world.get(), gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, go, saved, arena);
+    const int64_t c1 = world->bytes_sent();
+    glr_sequences_backward(layout, 1, world.get(), gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, gdo, saved,
+                           dgq, dgk, dgv, dgg, arena);
+    sp_fwd = static_cast<double>(c1 - c0);
+    sp_bwd = static_cast<double>(world->bytes_sent() - c1);
+    arena.release(mark);
+    // Two units per rank, each (S_loc, Gamma) forward and dS backward, to the sp - 1 others.
+    sp_fwd_analytic = (sp - 1) * 2.0 * GH * (gk * gv + gk) * 4;
+    sp_bwd_analytic = (sp - 1) * 2.0 * GH * gk * gv * 4;
+  }
+
   double peaks[3] = {static_cast<double>(arena.peak()) / 1048576.0, peak_rss_mib(),
                      waited / static_cast<double>(times.size())};
   world->allreduce_max(peaks, 3, "allreduce(peaks)");
@@ -133,6 +159,9 @@ int run(int argc, char** argv) {
         static_cast<long long>(args.seq_len), sp, cpu_threads(), median, times.size(), peaks[2],
         static_cast<double>(args.seq_len) / median, peaks[0], peaks[1],
         static_cast<double>(b1 - b0), analytic_fwd, static_cast<double>(b2 - b1), analytic_bwd);
+    if (sp_fwd_analytic > 0 || cfg.pattern.find('G') != std::string::npos)
+      std::printf("   GLA state passing bytes/rank/layer: fwd %.0f (analytic %.0f) bwd %.0f (analytic %.0f)\n",
+                  sp_fwd, sp_fwd_analytic, sp_bwd, sp_bwd_analytic);
   }
   return 0;
 }

@@ -42,8 +42,9 @@ class Communicator {
   // Completes the requests; `what` names the wait for the watchdog.
   virtual void wait(std::vector<Request>& requests, const char* what) = 0;
 
-  // Bytes this rank has handed to isend, and seconds it has spent inside wait(), since
-  // construction: the traffic and the communication time compute did not hide (benchmarks).
+  // Bytes this rank has sent through isend and allgather (its block to each of the other
+  // ranks, what a ring all-gather sends), and seconds spent inside wait(), since construction:
+  // the traffic and the communication time compute did not hide (benchmarks).
   virtual int64_t bytes_sent() const = 0;
   virtual double wait_seconds() const = 0;
 

@@ -67,6 +67,7 @@ class MpiCommunicator final : public Communicator {
 
   void allgather(const void* in, void* out, int64_t bytes_per_rank, const char* what) override {
     RT_CHECK(bytes_per_rank <= INT32_MAX, "allgather of more than 2 GiB per rank");
+    bytes_sent_ += bytes_per_rank * (size_ - 1);
     Watchdog::Blocking guard(what);
     check_mpi(MPI_Allgather(in, static_cast<int>(bytes_per_rank), MPI_BYTE, out,
                             static_cast<int>(bytes_per_rank), MPI_BYTE, comm_),

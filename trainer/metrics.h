@@ -18,8 +18,8 @@ struct StepRecord {
   double seconds = 0;
   double tokens_per_s = 0;
   double mfu = 0;            // fraction of the peak
-  double peak_rss_mib = 0;   // this process, high-water mark
-  double arena_peak_mib = 0;
+  double peak_rss_mib = 0;   // the largest rank's high-water mark
+  double arena_peak_mib = 0;  // the largest rank's activation arena peak
   double eta_seconds = 0;
 };
 

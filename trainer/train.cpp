@@ -337,9 +337,11 @@ int run_train(const TrainOptions& opt) {
       arena.reset();
     }
     world.allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
-    double stop = Watchdog::stop_signal() ? 1.0 : 0.0;
+    // The stop flag travels with the memory figures: every rank learns the largest of each.
+    double flags[3] = {Watchdog::stop_signal() ? 1.0 : 0.0, peak_rss_mib(), arena.peak() / 1048576.0};
     world.allreduce_sum(&loss_sum, 1, "allreduce(loss)");
-    world.allreduce_max(&stop, 1, "allreduce(stop flag)");
+    world.allreduce_max(flags, 3, "allreduce(stop flag, memory)");
+    const double stop = flags[0];
 
     const double loss = loss_sum / targets;
     const double norm = grad_norm(params);
@@ -368,8 +370,8 @@ int run_train(const TrainOptions& opt) {
       rec.seconds = seconds;
       rec.tokens_per_s = plan.tokens_per_step / seconds;
       rec.mfu = flops_per_token * rec.tokens_per_s / (peak_gflops * 1e9);
-      rec.peak_rss_mib = peak_rss_mib();
-      rec.arena_peak_mib = arena.peak() / 1048576.0;
+      rec.peak_rss_mib = flags[1];
+      rec.arena_peak_mib = flags[2];
       const double per_step = seconds_since(run_start) / static_cast<double>(state.step - first_step);
       rec.eta_seconds = per_step * static_cast<double>(recipe.train.steps - state.step);
       const bool print = state.step % recipe.log.every == 0 || state.step == recipe.train.steps ||

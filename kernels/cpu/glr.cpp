@@ -135,14 +135,23 @@ class HeadChunks {
         reference_pair(R, rn, J);
         // dq_R += e^{b_R - b_m} * (dP_RJ Kt_J)
         gemm(false, false, rn, K, kSub, 1.0f, &p_[R * C + J], C, &kt_[J * K], K, 0.0f, tmp_.data(), K);
-        for (int64_t r = 0; r < rn; ++r)
-          for (int64_t i = 0; i < K; ++i)
-            dq_c[(R + r) * K + i] += tmp_[r * K + i] * decay(b(R + r, i), b(m, i));
+        const double* bm = &b_[m * K];
+        for (int64_t r = 0; r < rn; ++r) {
+          const double* br = &b_[(R + r) * K];
+          float* dqr = &dq_c[(R + r) * K];
+          const float* t = &tmp_[r * K];
+#pragma omp simd
+          for (int64_t i = 0; i < K; ++i) dqr[i] += t[i] * fast_exp(static_cast<float>(br[i] - bm[i]));
+        }
         // dk_J += e^{b_m - b_J} * (dP_RJ^T Qt_R)
         gemm(true, false, kSub, K, rn, 1.0f, &p_[R * C + J], C, qt_.data(), K, 0.0f, tmp_.data(), K);
-        for (int64_t j = 0; j < kSub; ++j)
-          for (int64_t i = 0; i < K; ++i)
-            dk_c[(J + j) * K + i] += tmp_[j * K + i] * decay(b(m, i), b(J + j, i));
+        for (int64_t j = 0; j < kSub; ++j) {
+          const double* bj = &b_[(J + j) * K];
+          float* dkj = &dk_c[(J + j) * K];
+          const float* t = &tmp_[j * K];
+#pragma omp simd
+          for (int64_t i = 0; i < K; ++i) dkj[i] += t[i] * fast_exp(static_cast<float>(bm[i] - bj[i]));
+        }
       }
     }
   }
@@ -155,36 +164,61 @@ class HeadChunks {
 
  private:
   // qt = q_R * e^{b_R - b_m} and kt_J = k_J * e^{b_m - b_J}, m the last row of sub-block J.
+  // (Vector decay only: plain pointer loops so that they vectorise.)
   void reference_pair(int64_t R, int64_t rn, int64_t J) {
-    const int64_t K = d_.dk, m = J + kSub - 1;
-    for (int64_t r = 0; r < rn; ++r)
-      for (int64_t i = 0; i < K; ++i) qt_[r * K + i] = q_[(R + r) * K + i] * decay(b(R + r, i), b(m, i));
-    for (int64_t j = 0; j < kSub; ++j)
-      for (int64_t i = 0; i < K; ++i)
-        kt_[(J + j) * K + i] = k_[(J + j) * K + i] * decay(b(m, i), b(J + j, i));
+    const int64_t K = d_.dk;
+    const double* bm = &b_[(J + kSub - 1) * K];
+    for (int64_t r = 0; r < rn; ++r) {
+      const double* br = &b_[(R + r) * K];
+      const float* qr = &q_[(R + r) * K];
+      float* out = &qt_[r * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) out[i] = qr[i] * fast_exp(static_cast<float>(br[i] - bm[i]));
+    }
+    for (int64_t j = 0; j < kSub; ++j) {
+      const double* bj = &b_[(J + j) * K];
+      const float* kj = &k_[(J + j) * K];
+      float* out = &kt_[(J + j) * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) out[i] = kj[i] * fast_exp(static_cast<float>(bm[i] - bj[i]));
+    }
   }
 
   void diagonal_scores(int64_t R, int64_t rn) {
     const int64_t C = d_.chunk, K = d_.dk;
-    for (int64_t r = R; r < R + rn; ++r)
+    for (int64_t r = R; r < R + rn; ++r) {
+      const double* br = &b_[r * K];
+      const float* qr = &q_[r * K];
       for (int64_t j = R; j <= r; ++j) {
+        const double* bj = &b_[j * K];
+        const float* kj = &k_[j * K];
         float s = 0.0f;
-        for (int64_t i = 0; i < K; ++i) s += q_[r * K + i] * k_[j * K + i] * decay(b(r, i), b(j, i));
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < K; ++i) s += qr[i] * kj[i] * fast_exp(static_cast<float>(br[i] - bj[i]));
         p_[r * C + j] = s;
       }
+    }
   }
 
   void diagonal_backward(int64_t R, int64_t rn, float* dq_c, float* dk_c) {
     const int64_t C = d_.chunk, K = d_.dk;
-    for (int64_t r = R; r < R + rn; ++r)
+    for (int64_t r = R; r < R + rn; ++r) {
+      const double* br = &b_[r * K];
+      const float* qr = &q_[r * K];
+      float* dqr = &dq_c[r * K];
       for (int64_t j = R; j <= r; ++j) {
+        const double* bj = &b_[j * K];
+        const float* kj = &k_[j * K];
+        float* dkj = &dk_c[j * K];
         const float dp = p_[r * C + j];
+#pragma omp simd
         for (int64_t i = 0; i < K; ++i) {
-          const float w = dp * decay(b(r, i), b(j, i));
-          dq_c[r * K + i] += w * k_[j * K + i];
-          dk_c[j * K + i] += w * q_[r * K + i];
+          const float w = dp * fast_exp(static_cast<float>(br[i] - bj[i]));
+          dqr[i] += w * kj[i];
+          dkj[i] += w * qr[i];
         }
       }
+    }
   }
 
   const GlrDims& d_;
