@@ -227,26 +227,26 @@ class HeadChunks {
   std::vector<double> b_, gamma_;
 };
 
-// S = Diag(e^gamma) S + kd^T V  for the loaded chunk.
-void advance_state(HeadChunks& hc, const GlrDims& d, const float* v, int64_t c, float* S) {
-  const int64_t n = hc.rows(c);
+// S = Diag(e^gamma) S + alpha * x^T y over the loaded chunk's rows: the state moving forward
+// (x = k e^{gamma - b}, y = v, alpha = 1) and its gradient moving backward (x = q e^b,
+// y = dout, alpha = scale).
+void decay_and_accumulate(HeadChunks& hc, const GlrDims& d, float* S, const float* x,
+                          const float* y_rows, float alpha, int64_t n) {
   for (int64_t i = 0; i < d.dk; ++i) {
     const float a = HeadChunks::decay(hc.gamma(i), 0.0);
     for (int64_t j = 0; j < d.dv; ++j) S[i * d.dv + j] *= a;
   }
-  hc.decayed_k(n);
-  gemm(true, false, d.dk, d.dv, n, 1.0f, hc.kd(), d.dk, hc.v_rows(v, c), hc.v_ld(), 1.0f, S, d.dv);
+  gemm(true, false, d.dk, d.dv, n, alpha, x, d.dk, y_rows, hc.v_ld(), 1.0f, S, d.dv);
 }
 
-// dS = Diag(e^gamma) dS + scale (q * e^b)^T dO  for the loaded chunk.
+void advance_state(HeadChunks& hc, const GlrDims& d, const float* v, int64_t c, float* S) {
+  hc.decayed_k(hc.rows(c));
+  decay_and_accumulate(hc, d, S, hc.kd(), hc.v_rows(v, c), 1.0f, hc.rows(c));
+}
+
 void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* dout, int64_t c, float* dS) {
-  const int64_t n = hc.rows(c);
-  for (int64_t i = 0; i < d.dk; ++i) {
-    const float a = HeadChunks::decay(hc.gamma(i), 0.0);
-    for (int64_t j = 0; j < d.dv; ++j) dS[i * d.dv + j] *= a;
-  }
-  hc.decayed_q(n);
-  gemm(true, false, d.dk, d.dv, n, d.scale, hc.qd(), d.dk, hc.v_rows(dout, c), hc.v_ld(), 1.0f, dS, d.dv);
+  hc.decayed_q(hc.rows(c));
+  decay_and_accumulate(hc, d, dS, hc.qd(), hc.v_rows(dout, c), d.scale, hc.rows(c));
 }
 
 int64_t state_size(const GlrDims& d) { return d.dk * d.dv; }
