@@ -142,104 +142,122 @@ bool is_jsonl_name(const std::string& path) {
   return false;
 }
 
-// Writes tokens to the appendable /tokens in large pieces and keeps the fingerprint.
-class TokenWriter {
- public:
-  explicit TokenWriter(h5::File& f) : f_(f) { f_.create_appendable<uint16_t>("/tokens", kTokenChunk); }
-  void document(const std::vector<int32_t>& tokens) {
-    for (int32_t t : tokens) {
-      buf_.push_back(static_cast<uint16_t>(t));
-      const uint32_t wide = static_cast<uint32_t>(t);
-      fp_.add_bytes(&wide, sizeof wide);
-    }
-    count_ += static_cast<int64_t>(tokens.size());
-    offsets_.push_back(static_cast<uint64_t>(count_));
-    if (buf_.size() >= kTokenChunk) flush();
-  }
-  void flush() {
-    f_.append("/tokens", buf_.data(), buf_.size());
-    buf_.clear();
-  }
-  const std::vector<uint64_t>& offsets() const { return offsets_; }
-  Fingerprint& fingerprint() { return fp_; }
-  int64_t count() const { return count_; }
+}  // namespace
 
- private:
-  h5::File& f_;
-  std::vector<uint16_t> buf_;
-  std::vector<uint64_t> offsets_{0};
-  Fingerprint fp_;
-  int64_t count_ = 0;
+struct CorpusWriter::Impl {
+  std::string out, tmp;
+  h5::File file;
+  std::vector<uint16_t> buf;
+  std::vector<uint64_t> offsets{0};
+  Fingerprint fp;
+  int64_t count = 0, documents = 0;
+  bool finished = false;
+
+  void flush() {
+    file.append("/tokens", buf.data(), buf.size());
+    buf.clear();
+  }
 };
 
-}  // namespace
+CorpusWriter::CorpusWriter(const std::string& out_path) : impl_(new Impl) {
+  static_assert(ByteTokenizer::kVocabSize <= 65536, "byte tokens are stored as u16");
+  impl_->out = out_path;
+  impl_->tmp = out_path + ".tmp";
+  try {
+    impl_->file = h5::File::create(impl_->tmp);
+    impl_->file.create_appendable<uint16_t>("/tokens", kTokenChunk);
+  } catch (const h5::Error& e) {
+    delete impl_;
+    throw UserError(cat("--out ", out_path, ": cannot create ", out_path, ".tmp: ", std::strerror(errno)));
+  }
+}
+
+CorpusWriter::~CorpusWriter() {
+  if (!impl_->finished) {
+    impl_->file = h5::File();
+    std::remove(impl_->tmp.c_str());
+  }
+  delete impl_;
+}
+
+void CorpusWriter::add(const std::vector<int32_t>& document) {
+  for (int32_t t : document) {
+    impl_->buf.push_back(static_cast<uint16_t>(t));
+    const uint32_t wide = static_cast<uint32_t>(t);
+    impl_->fp.add_bytes(&wide, sizeof wide);
+  }
+  impl_->count += static_cast<int64_t>(document.size());
+  impl_->offsets.push_back(static_cast<uint64_t>(impl_->count));
+  ++impl_->documents;
+  if (impl_->buf.size() >= kTokenChunk) impl_->flush();
+}
+
+ImportStats CorpusWriter::finish() {
+  if (impl_->documents == 0) throw UserError("the input holds no non-empty document");
+  Impl& w = *impl_;
+  w.flush();
+  w.file.write_vector("/doc_offsets", w.offsets);
+  for (uint64_t o : w.offsets) w.fp.add_bytes(&o, sizeof o);
+  ImportStats stats;
+  stats.documents = w.documents;
+  stats.tokens = w.count;
+  stats.fingerprint = w.fp.str();
+  w.file.set_attr("/", "format", std::string(kCorpusFormat));
+  w.file.set_attr("/", "version", kCorpusVersion);
+  w.file.set_attr("/", "vocab_size", int64_t(ByteTokenizer::kVocabSize));
+  w.file.set_attr("/", "eos_id", int64_t(ByteTokenizer::kEos));
+  w.file.set_attr("/", "tokenizer", std::string(ByteTokenizer::kName));
+  w.file.set_attr("/", "fingerprint", stats.fingerprint);
+  w.file.close();
+  if (std::rename(w.tmp.c_str(), w.out.c_str()) != 0)
+    throw UserError(cat("--out ", w.out, ": cannot rename ", w.tmp, ": ", std::strerror(errno)));
+  w.finished = true;
+  return stats;
+}
 
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
                           ImportFormat format) {
-  static_assert(ByteTokenizer::kVocabSize <= 65536, "byte tokens are stored as u16");
   if (files.empty()) throw UserError("data import: no input files; expected FILE... after the options");
-  const std::string tmp = out_path + ".tmp";
-  ImportStats stats;
-  {
-    h5::File f;
-    try {
-      f = h5::File::create(tmp);
-    } catch (const h5::Error& e) {
-      throw UserError(cat("--out ", out_path, ": cannot create ", tmp, ": ", std::strerror(errno)));
+  CorpusWriter writer(out_path);
+  int64_t empty = 0;
+  std::vector<int32_t> doc;
+  auto add_document = [&](std::string_view text) {
+    if (text.empty()) {
+      ++empty;
+      return;
     }
-    TokenWriter writer(f);
-    std::vector<int32_t> doc;
-    auto add_document = [&](std::string_view text) {
-      if (text.empty()) {
-        ++stats.empty_skipped;
-        return;
-      }
-      doc.clear();
-      ByteTokenizer::encode(text, doc);
-      doc.push_back(ByteTokenizer::kEos);
-      writer.document(doc);
-      ++stats.documents;
-    };
-
-    for (const std::string& path : files) {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw UserError(cat(path, ": cannot read input file: ", std::strerror(errno)));
-      const bool jsonl = format == ImportFormat::Jsonl || (format == ImportFormat::Auto && is_jsonl_name(path));
-      if (!jsonl) {
-        std::ostringstream s;
-        s << in.rdbuf();
-        add_document(s.str());
-        continue;
-      }
-      std::string line, error;
-      for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        auto text = jsonl_text_field(line, error);
-        if (!text)
-          throw UserError(cat(path, ":", lineno, ": ", error,
-                              "; expected one JSON object per line with a \"text\" string"));
-        add_document(*text);
-      }
+    doc.clear();
+    ByteTokenizer::encode(text, doc);
+    doc.push_back(ByteTokenizer::kEos);
+    writer.add(doc);
+  };
+  for (const std::string& path : files) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UserError(cat(path, ": cannot read input file: ", std::strerror(errno)));
+    const bool jsonl = format == ImportFormat::Jsonl || (format == ImportFormat::Auto && is_jsonl_name(path));
+    if (!jsonl) {
+      std::ostringstream s;
+      s << in.rdbuf();
+      add_document(s.str());
+      continue;
     }
-    if (stats.documents == 0) {
-      std::remove(tmp.c_str());
-      throw UserError(cat("data import: the input files hold no non-empty document"));
+    std::string line, error;
+    for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto text = jsonl_text_field(line, error);
+      if (!text)
+        throw UserError(cat(path, ":", lineno, ": ", error,
+                            "; expected one JSON object per line with a \"text\" string"));
+      add_document(*text);
     }
-    writer.flush();
-    f.write_vector("/doc_offsets", writer.offsets());
-    for (uint64_t o : writer.offsets()) writer.fingerprint().add_bytes(&o, sizeof o);
-    stats.tokens = writer.count();
-    stats.fingerprint = writer.fingerprint().str();
-    f.set_attr("/", "format", std::string(kCorpusFormat));
-    f.set_attr("/", "version", kCorpusVersion);
-    f.set_attr("/", "vocab_size", int64_t(ByteTokenizer::kVocabSize));
-    f.set_attr("/", "eos_id", int64_t(ByteTokenizer::kEos));
-    f.set_attr("/", "tokenizer", std::string(ByteTokenizer::kName));
-    f.set_attr("/", "fingerprint", stats.fingerprint);
-    f.close();
   }
-  if (std::rename(tmp.c_str(), out_path.c_str()) != 0)
-    throw UserError(cat("--out ", out_path, ": cannot rename ", tmp, ": ", std::strerror(errno)));
+  ImportStats stats;
+  try {
+    stats = writer.finish();
+  } catch (const UserError&) {
+    throw UserError("data import: the input files hold no non-empty document");
+  }
+  stats.empty_skipped = empty;
   return stats;
 }
 

@@ -66,6 +66,22 @@ struct ImportStats {
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
                           ImportFormat format);
 
+// Writes a corpus document by document: to out_path.tmp, renamed to out_path by finish() (a
+// writer destroyed unfinished removes its temporary file). Tokens are byte-tokenizer ids.
+class CorpusWriter {
+ public:
+  explicit CorpusWriter(const std::string& out_path);
+  ~CorpusWriter();
+  CorpusWriter(const CorpusWriter&) = delete;
+  CorpusWriter& operator=(const CorpusWriter&) = delete;
+  void add(const std::vector<int32_t>& document);  // the caller ends it with <eos>
+  ImportStats finish();                            // UserError when no document was added
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
 // Incremental FNV-1a (64 bit), the corpus fingerprint.
 class Fingerprint {
  public:

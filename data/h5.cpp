@@ -68,6 +68,21 @@ File File::open_read(const std::string& path) {
   return f;
 }
 
+File File::open_write(const std::string& path) {
+  silence_hdf5();
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    throw Error("not a readable HDF5 file (truncated, corrupt or another format)");
+  File f;
+  f.path_ = path;
+  f.file_ = Handle(check(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "cannot open for writing"),
+                   H5Fclose);
+  return f;
+}
+
+void File::remove(const std::string& object) {
+  if (exists(object)) check_status(H5Ldelete(file_.id(), object.c_str(), H5P_DEFAULT), "cannot remove " + object);
+}
+
 bool File::exists(const std::string& object) const {
   if (object == "/") return true;
   // H5Lexists needs every intermediate link to exist: walk them one by one.

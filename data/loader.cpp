@@ -54,4 +54,51 @@ void read_sequence(const Corpus& corpus, int64_t start, const SequenceLayout& la
   }
 }
 
+ConcatChunkSource::ConcatChunkSource(int64_t num_tokens, int64_t seq_len, int64_t tokens_per_step,
+                                     uint64_t seed)
+    : sampler_(num_tokens, seq_len, seed), seq_len_(seq_len), per_step_(tokens_per_step / seq_len) {}
+
+StepSequences ConcatChunkSource::at(int64_t step) const {
+  StepSequences s{seq_len_, {}};
+  for (int64_t j = 0; j < per_step_; ++j) s.starts.push_back(sampler_.sequence_start(step, j, per_step_));
+  return s;
+}
+
+std::string ConcatChunkSource::describe() const {
+  return cat("concat-and-chunk: ", per_step_, " x ", seq_len_, " tokens per step, ",
+             sampler_.num_sequences(), " sequences");
+}
+
+std::vector<int64_t> DecomposedSource::usable_sizes(const Buckets& b, int64_t tokens_per_step) {
+  std::vector<int64_t> sizes;
+  for (int k = b.min_log2; k <= b.max_log2; ++k)
+    sizes.push_back((int64_t(1) << k) <= tokens_per_step ? static_cast<int64_t>(b.of(k).size()) : 0);
+  return sizes;
+}
+
+DecomposedSource::DecomposedSource(Buckets buckets, int64_t tokens_per_step,
+                                   const CurriculumSpec& spec, uint64_t seed)
+    : buckets_(std::move(buckets)),
+      schedule_(usable_sizes(buckets_, tokens_per_step), buckets_.min_log2, tokens_per_step, spec, seed) {}
+
+StepSequences DecomposedSource::at(int64_t step) const {
+  const CurriculumSchedule::Draw d = schedule_.at(step);
+  StepSequences s{int64_t(1) << d.log2_len, {}};
+  const std::vector<uint64_t>& starts = buckets_.of(d.log2_len);
+  for (int64_t id : schedule_.sequences(d)) s.starts.push_back(static_cast<int64_t>(starts[id]));
+  return s;
+}
+
+std::vector<int64_t> DecomposedSource::seq_lens() const {
+  std::vector<int64_t> lens;
+  for (int k = buckets_.min_log2; k <= buckets_.max_log2; ++k)
+    if (schedule_.batches(k) > 0) lens.push_back(int64_t(1) << k);
+  return lens;
+}
+
+std::string DecomposedSource::describe() const {
+  return cat("dataset decomposition: buckets 2^", buckets_.min_log2, "..2^", buckets_.max_log2, ", ",
+             schedule_.steps_per_epoch(), " steps per epoch in ", schedule_.cycles(), " cycles");
+}
+
 }  // namespace rt

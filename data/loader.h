@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "data/corpus.h"
+#include "data/curriculum.h"
+#include "data/decompose.h"
 #include "parallel/layout.h"
 
 namespace rt {
@@ -36,6 +38,52 @@ class ConcatChunkSampler {
  private:
   int64_t seq_len_, num_sequences_;
   uint64_t seed_;
+};
+
+// What a step trains on, for the whole world: sequences of seq_len + 1 tokens at `starts`.
+struct StepSequences {
+  int64_t seq_len = 0;
+  std::vector<int64_t> starts;
+};
+
+// The global batches of a run, a pure function of (seed, step).
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual StepSequences at(int64_t step) const = 0;
+  // Every sequence length a step can have (the checks and the memory plan cover each).
+  virtual std::vector<int64_t> seq_lens() const = 0;
+  virtual std::string describe() const = 0;
+};
+
+// Fixed-length sequences of the concatenated corpus (ConcatChunkSampler).
+class ConcatChunkSource final : public BatchSource {
+ public:
+  ConcatChunkSource(int64_t num_tokens, int64_t seq_len, int64_t tokens_per_step, uint64_t seed);
+  StepSequences at(int64_t step) const override;
+  std::vector<int64_t> seq_lens() const override { return {seq_len_}; }
+  std::string describe() const override;
+  int64_t num_sequences() const { return sampler_.num_sequences(); }
+
+ private:
+  ConcatChunkSampler sampler_;
+  int64_t seq_len_, per_step_;
+};
+
+// Dataset decomposition: one bucket per step on the curriculum (data/curriculum.h).
+class DecomposedSource final : public BatchSource {
+ public:
+  DecomposedSource(Buckets buckets, int64_t tokens_per_step, const CurriculumSpec& spec,
+                   uint64_t seed);
+  StepSequences at(int64_t step) const override;
+  std::vector<int64_t> seq_lens() const override;
+  std::string describe() const override;
+  const CurriculumSchedule& schedule() const { return schedule_; }
+
+ private:
+  static std::vector<int64_t> usable_sizes(const Buckets& b, int64_t tokens_per_step);
+  Buckets buckets_;
+  CurriculumSchedule schedule_;
 };
 
 // This rank's rows of one sequence starting at corpus offset `start`: for each chunk of the

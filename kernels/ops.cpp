@@ -532,6 +532,14 @@ double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets
                            token_losses.defined() ? token_losses.f32() : nullptr, T, C, V);
 }
 
+void lm_head_argmax(const Tensor& out, const Tensor& h, const Tensor& weight) {
+  device_of("lm_head_argmax", out, h, weight);
+  const int64_t T = h.size(0), C = h.size(1), V = weight.size(0);
+  expect("lm_head_argmax", "weight", weight, {V, C});
+  expect("lm_head_argmax", "out", out, {T}, DType::I32);
+  cpu::lm_head_argmax(out.i32(), h.f32(), weight.f32(), T, C, V);
+}
+
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                   const AdamW& hp, bool decay) {
   device_of("adamw_update", param, grad, m, v);

@@ -179,6 +179,9 @@ double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets
                     const Tensor& dh, const Tensor& dweight, float grad_scale,
                     const Tensor& token_losses = Tensor());
 
+// argmax over the vocabulary of h[T,C] weight[V,C]^T for each token, in token blocks: out i32 [T].
+void lm_head_argmax(const Tensor& out, const Tensor& h, const Tensor& weight);
+
 // ---- optimizer --------------------------------------------------------------------------
 struct AdamW {
   float lr, beta1, beta2, eps, weight_decay;

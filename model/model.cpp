@@ -105,26 +105,39 @@ double Model::forward_backward(const Batch& batch, float grad_scale, bool recomp
   return loss;
 }
 
-double Model::forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses) {
+Tensor Model::forward_hidden(const Batch& batch, Arena& arena) {
   const int64_t T = batch.tokens.size(0), C = config_.d_model;
-  const Arena::Mark start = arena.mark();
+  Tensor hn = arena.alloc({T, C});
+  const Arena::Mark mark = arena.mark();
   Tensor h_in = arena.alloc({T, C}), h_out = arena.alloc({T, C});
   Tensor rope = arena.alloc({T, config_.head_dim / 2, 2});
   embed(batch, h_in, rope);
   const LayerContext ctx{config_, params_, rope, batch.seq};
   for (size_t i = 0; i < blocks_.size(); ++i) {
-    const Arena::Mark mark = arena.mark();
+    const Arena::Mark layer = arena.mark();
     block_forward(i, h_in, h_out, arena.alloc({T, C}), arena.alloc({T}), ctx, arena);
-    arena.release(mark);
+    arena.release(layer);
     std::swap(h_in, h_out);
   }
-  Tensor hn = arena.alloc({T, C}), rstd = arena.alloc({T});
-  ops::rmsnorm_forward(hn, rstd, h_in, params_.value(final_norm_),
-                       static_cast<float>(config_.norm_eps));
+  Tensor rstd = arena.alloc({T});
+  ops::rmsnorm_forward(hn, rstd, h_in, params_.value(final_norm_), static_cast<float>(config_.norm_eps));
+  arena.release(mark);  // hn was allocated before the mark and stays
+  return hn;
+}
+
+double Model::forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses) {
+  const Arena::Mark start = arena.mark();
+  const Tensor hn = forward_hidden(batch, arena);
   const double loss = ops::lm_head_loss(hn, params_.value(head()), batch.targets, Tensor(),
                                         Tensor(), 1.0f, token_losses);
   arena.release(start);
   return loss;
+}
+
+void Model::predict(const Batch& batch, Arena& arena, const Tensor& argmax) {
+  const Arena::Mark start = arena.mark();
+  ops::lm_head_argmax(argmax, forward_hidden(batch, arena), params_.value(head()));
+  arena.release(start);
 }
 
 int64_t Model::num_params() const {
@@ -137,6 +150,14 @@ double Model::flops_per_token(int64_t seq_len) const {
   double forward = 2.0 * config_.vocab_size * config_.d_model;  // LM head
   for (const Block& b : blocks_) forward += b.layer->forward_flops_per_token(seq_len);
   return 3.0 * forward;
+}
+
+double Model::attention_flops_per_token(int64_t seq_len) const {
+  // 4 H D (L + 1) / 2 per attention layer forward (see AttentionLayer), times 3.
+  double n = 0;
+  for (char c : config_.pattern)
+    if (c == '*') n += 4.0 * config_.heads * config_.head_dim * (seq_len + 1) / 2.0;
+  return 3.0 * n;
 }
 
 int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,

@@ -38,10 +38,14 @@ class Model {
   double forward_backward(const Batch& batch, float grad_scale, bool recompute, Arena& arena);
   // Loss sum only (validation); token_losses [T] receives each token's loss when defined.
   double forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses = Tensor());
+  // The most likely next token at every position, i32 [T] (evaluation, teacher forced).
+  void predict(const Batch& batch, Arena& arena, const Tensor& argmax);
 
   int64_t num_params() const;
-  // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted.
+  // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted,
+  // and the part of them in attention scores (QK^T and PV over the causal context).
   double flops_per_token(int64_t seq_len) const;
+  double attention_flops_per_token(int64_t seq_len) const;
   // Arena bytes one forward_backward of n_seqs sequences laid out by `layout` peaks at (the
   // dry run's estimate; the tests hold it to the measured peak).
   int64_t activation_bytes(int64_t n_seqs, const SequenceLayout& layout, bool recompute) const;
@@ -53,6 +57,8 @@ class Model {
   };
   // Fills h[0] and the rope table; returns the loss-stage inputs.
   void embed(const Batch& batch, const Tensor& h0, const Tensor& rope);
+  // The final hidden states hn [T, C] of a forward pass without gradients (in the arena).
+  Tensor forward_hidden(const Batch& batch, Arena& arena);
   void block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,
                      const Tensor& rstd, const LayerContext& ctx, Arena& arena);
   int head() const { return config_.tied_embeddings ? embed_ : lm_head_; }

@@ -188,7 +188,7 @@ CheckpointState read_checkpoint_state(const std::string& path,
 }
 
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
-                                AdamWOptimizer& optim) {
+                                AdamWOptimizer* optim) {
   h5::File f = open_checkpoint(path);
   try {
     CheckpointState s = read_state(f);
@@ -207,8 +207,10 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
                             "(ringtrain inspect ", path, ")"));
       const int64_t n = p.shape.numel();
       f.read_into<float>(name, params.flat_values().rows(p.offset, n).f32(), n);
-      f.read_into<float>("/optim/" + p.name + "/m", optim.m().rows(p.offset, n).f32(), n);
-      f.read_into<float>("/optim/" + p.name + "/v", optim.v().rows(p.offset, n).f32(), n);
+      if (optim) {
+        f.read_into<float>("/optim/" + p.name + "/m", optim->m().rows(p.offset, n).f32(), n);
+        f.read_into<float>("/optim/" + p.name + "/v", optim->v().rows(p.offset, n).f32(), n);
+      }
     }
     return s;
   } catch (const h5::Error& e) {

@@ -56,9 +56,10 @@ std::string latest_checkpoint(const std::string& dir);
 CheckpointState read_checkpoint_state(const std::string& path,
                                       std::vector<CheckpointParam>* params = nullptr);
 
-// Loads parameters and moments into params/optim, which must have exactly the checkpoint's
-// parameter names and shapes (else a UserError naming the first mismatch). Returns the header.
+// Loads parameters (and the moments, when optim is given) into params/optim, which must have
+// exactly the checkpoint's parameter names and shapes (else a UserError naming the first
+// mismatch). Returns the header.
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
-                                AdamWOptimizer& optim);
+                                AdamWOptimizer* optim);
 
 }  // namespace rt

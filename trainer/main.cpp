@@ -6,10 +6,17 @@
 #include <string>
 #include <vector>
 
+#include <algorithm>
+#include <bit>
+#include <map>
+
 #include "data/corpus.h"
+#include "data/decompose.h"
+#include "data/synth.h"
 #include "kernels/device.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collective.h"
+#include "trainer/eval_command.h"
 #include "trainer/op_command.h"
 #include "trainer/train.h"
 
@@ -21,6 +28,11 @@ constexpr const char* kUsage =
     "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | --resume=auto]\n"
     "                  [--stop-at=N] [--dry-run]\n"
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
+    "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
+    "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] [--max-len N]\n"
+    "                       [--length-dist log_uniform|uniform|fixed] [--seed N]\n"
+    "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
+    "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5\n"
     "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
     "  ringtrain --version | --help\n"
@@ -93,6 +105,108 @@ int cmd_data_import(const std::vector<std::string>& args) {
   return 0;
 }
 
+// --key value pairs and positional arguments of a subcommand; unknown keys are an error.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> values;
+  Args(const std::string& command, const std::vector<std::string>& args,
+       const std::vector<std::string>& keys) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i].rfind("--", 0) != 0) {
+        positional.push_back(args[i]);
+        continue;
+      }
+      if (std::find(keys.begin(), keys.end(), args[i]) == keys.end()) {
+        std::string valid;
+        for (const auto& k : keys) valid += (valid.empty() ? "" : ", ") + k;
+        usage_error(cat(command, ": unknown option '", args[i], "' (valid: ", valid, ")"));
+      }
+      if (i + 1 >= args.size()) usage_error(cat(command, ": ", args[i], " needs a value"));
+      values[args[i]] = args[i + 1];
+      ++i;
+    }
+  }
+  std::string get(const std::string& key, const std::string& fallback = "") const {
+    auto it = values.find(key);
+    return it == values.end() ? fallback : it->second;
+  }
+  int64_t number(const std::string& command, const std::string& key, int64_t fallback) const {
+    auto it = values.find(key);
+    return it == values.end() ? fallback : parse_length(it->second, cat(command, " ", key));
+  }
+};
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    if (end > pos) items.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return items;
+}
+
+int cmd_data_decompose(const std::vector<std::string>& raw) {
+  const Args a("data decompose", raw, {"--min-len", "--max-len"});
+  if (a.positional.size() != 1) usage_error("data decompose: expected one CORPUS.h5");
+  const int64_t min_len = a.number("data decompose", "--min-len", 256);
+  const int64_t max_len = a.number("data decompose", "--max-len", int64_t(1) << 20);
+  auto log2_of = [](const char* key, int64_t n) {
+    if (n < 2 || (n & (n - 1)) != 0)
+      throw UserError(cat("data decompose: ", key, " ", n, " is not a power of two >= 2"));
+    return static_cast<int>(std::countr_zero(static_cast<uint64_t>(n)));
+  };
+  const int lo = log2_of("--min-len", min_len), hi = log2_of("--max-len", max_len);
+  if (lo > hi) throw UserError(cat("data decompose: --min-len ", min_len, " is above --max-len ", max_len));
+  // The offsets are read and the file closed again before the buckets are written into it.
+  const std::vector<uint64_t> offsets = Corpus::open(a.positional[0], "data decompose").doc_offsets();
+  const Buckets buckets = decompose_documents(offsets, lo, hi);
+  write_buckets(a.positional[0], buckets);
+  std::printf("%s: buckets 2^%d..2^%d\n%s", a.positional[0].c_str(), lo, hi, bucket_table(buckets).c_str());
+  return 0;
+}
+
+int cmd_data_synth(const std::vector<std::string>& raw) {
+  const Args a("data synth", raw, {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist", "--seed"});
+  if (!a.positional.empty() || a.get("--out").empty())
+    usage_error("data synth: expected --task passkey|mqar --out CORPUS.h5 [options], no positional arguments");
+  SynthSpec spec;
+  spec.task = a.get("--task", spec.task);
+  spec.documents = a.number("data synth", "--docs", spec.documents);
+  spec.min_len = a.number("data synth", "--min-len", spec.min_len);
+  spec.max_len = a.number("data synth", "--max-len", spec.max_len);
+  spec.length_dist = a.get("--length-dist", spec.length_dist);
+  spec.seed = static_cast<uint64_t>(a.number("data synth", "--seed", static_cast<int64_t>(spec.seed)));
+  const ImportStats s = synth_corpus(spec, a.get("--out"));
+  std::printf("wrote %s: %lld %s documents, %lld tokens, %s\n", a.get("--out").c_str(),
+              static_cast<long long>(s.documents), spec.task.c_str(), static_cast<long long>(s.tokens),
+              s.fingerprint.c_str());
+  return 0;
+}
+
+int cmd_eval(const std::vector<std::string>& raw) {
+  const Args a("eval", raw, {"--task", "--lengths", "--depths", "--samples", "--seed", "--out"});
+  if (a.positional.size() != 1) usage_error("eval: expected one CHECKPOINT.h5");
+  EvalOptions opt;
+  opt.checkpoint = a.positional[0];
+  opt.task = a.get("--task", opt.task);
+  for (const std::string& l : split_commas(a.get("--lengths"))) opt.lengths.push_back(parse_length(l, "eval --lengths"));
+  if (!a.get("--depths").empty()) {
+    opt.depths.clear();
+    for (const std::string& d : split_commas(a.get("--depths"))) {
+      char* end = nullptr;
+      const double x = std::strtod(d.c_str(), &end);
+      if (*end != '\0' || x < 0 || x > 1) usage_error(cat("eval: --depths: '", d, "' is not a depth in [0, 1]"));
+      opt.depths.push_back(x);
+    }
+  }
+  opt.samples = a.number("eval", "--samples", opt.samples);
+  opt.seed = static_cast<uint64_t>(a.number("eval", "--seed", static_cast<int64_t>(opt.seed)));
+  opt.out_json = a.get("--out");
+  return run_eval(opt);
+}
+
 int cmd_inspect(const std::vector<std::string>& args) {
   if (args.size() != 1) usage_error("inspect takes one checkpoint file");
   std::vector<CheckpointParam> params;
@@ -151,12 +265,15 @@ int dispatch(const std::vector<std::string>& args) {
   if (args[0] == "train") return cmd_train(rest);
   if (args[0] == "inspect") return cmd_inspect(rest);
   if (args[0] == "op") return cmd_op(rest);
+  if (args[0] == "eval") return cmd_eval(rest);
   if (args[0] == "data") {
-    if (!rest.empty() && rest[0] == "import")
-      return cmd_data_import(std::vector<std::string>(rest.begin() + 1, rest.end()));
-    usage_error("data: expected 'data import'");
+    const std::vector<std::string> more(rest.empty() ? rest.end() : rest.begin() + 1, rest.end());
+    if (!rest.empty() && rest[0] == "import") return cmd_data_import(more);
+    if (!rest.empty() && rest[0] == "decompose") return cmd_data_decompose(more);
+    if (!rest.empty() && rest[0] == "synth") return cmd_data_synth(more);
+    usage_error("data: expected 'data import', 'data decompose' or 'data synth'");
   }
-  usage_error(cat("unknown command '", args[0], "' (valid: train, data import, inspect, op)"));
+  usage_error(cat("unknown command '", args[0], "' (valid: train, data, eval, inspect, op)"));
 }
 
 }  // namespace

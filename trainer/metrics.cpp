@@ -50,11 +50,12 @@ void MetricsLog::step(const StepRecord& r, bool print) {
   std::fprintf(file_,
                "{\"step\":%lld,\"seq_len\":%lld,\"sequences\":%lld,\"tokens\":%.0f,"
                "\"loss\":%.17g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.3f,"
-               "\"tokens_per_s\":%.1f,\"mfu\":%.5f,\"peak_rss_mib\":%.1f,"
-               "\"arena_peak_mib\":%.1f}\n",
+               "\"tokens_per_s\":%.1f,\"mfu\":%.5f,\"model_gflop\":%.3f,\"attention_gflop\":%.3f,"
+               "\"peak_rss_mib\":%.1f,\"arena_peak_mib\":%.1f}\n",
                static_cast<long long>(r.step), static_cast<long long>(r.seq_len),
                static_cast<long long>(r.sequences), tokens, r.loss, r.lr, r.grad_norm,
-               r.seconds * 1e3, r.tokens_per_s, r.mfu, r.peak_rss_mib, r.arena_peak_mib);
+               r.seconds * 1e3, r.tokens_per_s, r.mfu, r.model_gflop, r.attention_gflop,
+               r.peak_rss_mib, r.arena_peak_mib);
   std::fflush(file_);
   if (!print) return;
   const int width = static_cast<int>(std::to_string(r.total_steps).size());

@@ -78,6 +78,9 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(data, val_corpus),
       RT_KEY(data, mode),
       RT_KEY(data, seq_len),
+      RT_KEY(data, curriculum),
+      RT_KEY(data, curriculum_odds),
+      RT_KEY(data, cycles),
       RT_KEY(parallel, sp),
       RT_KEY(parallel, timeout_s),
       RT_KEY(optim, lr),
@@ -551,11 +554,40 @@ void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_di
                 " is odd; expected an even size (RoPE rotates pairs of dimensions)"));
 }
 
+}  // namespace
+
+std::optional<std::vector<double>> parse_odds(const std::string& text) {
+  std::vector<double> odds;
+  if (text.empty()) return odds;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(':', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    char* stop = nullptr;
+    const double x = std::strtod(item.c_str(), &stop);
+    if (item.empty() || *stop != '\0' || !(x > 0) || !std::isfinite(x)) return std::nullopt;
+    odds.push_back(x);
+    pos = end + 1;
+  }
+  return odds;
+}
+
+namespace {
+
 void check_data(const Validator& v, const DataSection& data) {
   v.require(!data.corpus.empty(), "data.corpus",
             "missing; expected the path of an HDF5 corpus made by 'ringtrain data import'");
-  v.require(data.mode == "concat_chunk", "data.mode",
-            cat(quote(data.mode), " is not a known mode; expected one of: concat_chunk"));
+  v.require(data.mode == "concat_chunk" || data.mode == "decomposed", "data.mode",
+            cat(quote(data.mode), " is not a known mode; expected one of: concat_chunk, decomposed"));
+  const bool known_curriculum = data.curriculum == "uniform" || data.curriculum == "natural" ||
+                                data.curriculum == "grow_linear" || data.curriculum == "grow_p2";
+  v.require(known_curriculum, "data.curriculum",
+            cat(quote(data.curriculum), " is not a known curriculum; expected one of: uniform, "
+                "natural, grow_linear, grow_p2"));
+  v.require(parse_odds(data.curriculum_odds).has_value(), "data.curriculum_odds",
+            cat(quote(data.curriculum_odds), " is not a list of odds; expected numbers > 0 separated "
+                "by ':', one per bucket, shortest first (e.g. \"32:16:8:4:2:1\"), or empty"));
+  v.range("data.cycles", data.cycles, 1, kMaxCount, "at least 1 cycle per epoch");
   v.range("data.seq_len", data.seq_len, 2, kMaxCount, "at least 2 tokens per sequence");
 }
 

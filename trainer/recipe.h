@@ -6,7 +6,7 @@
 // Sections and keys (defaults in the struct initialisers below):
 //   run:        name, out_dir, seed
 //   model:      see model/config.h
-//   data:       corpus, val_corpus, mode, seq_len
+//   data:       corpus, val_corpus, mode, seq_len, curriculum, curriculum_odds, cycles
 //   parallel:   sp, timeout_s
 //   optim:      lr, beta1, beta2, eps, weight_decay, grad_clip
 //   schedule:   kind (cosine|linear|constant), warmup_steps, min_lr_ratio
@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,8 +34,13 @@ struct RunSection {
 struct DataSection {
   std::string corpus;      // HDF5 corpus (ringtrain data import); required
   std::string val_corpus;  // optional held-out corpus for eval; "" = no eval data
-  std::string mode = "concat_chunk";  // the only mode until dataset decomposition lands
-  int64_t seq_len = 256;   // tokens per sequence (inputs; targets are shifted by one)
+  // concat_chunk: fixed seq_len sequences of the concatenated corpus; decomposed: one 2^k
+  // bucket per step on a curriculum (ringtrain data decompose makes the buckets)
+  std::string mode = "concat_chunk";
+  int64_t seq_len = 256;   // tokens per sequence (concat_chunk; validation in both modes)
+  std::string curriculum = "grow_p2";  // uniform | natural | grow_linear | grow_p2
+  std::string curriculum_odds;         // "32:16:8:..." one per bucket, shortest first; overrides
+  int64_t cycles = 8;                  // curriculum cycles per epoch
 };
 
 struct ParallelSection {
@@ -106,5 +112,7 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 std::string recipe_to_yaml(const Recipe& recipe);
 // Every valid key path ("optim.lr", ...), for messages and for tests.
 std::vector<std::string> recipe_keys();
+// data.curriculum_odds as numbers ("" gives none); nullopt when it is not a list of odds > 0.
+std::optional<std::vector<double>> parse_odds(const std::string& text);
 
 }  // namespace rt

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "data/corpus.h"
+#include "data/decompose.h"
 #include "data/loader.h"
 #include "kernels/arena.h"
 #include "kernels/device.h"
@@ -19,6 +20,7 @@
 #include "model/model.h"
 #include "parallel/grid.h"
 #include "parallel/watchdog.h"
+#include "trainer/batching.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collective.h"
 #include "trainer/metrics.h"
@@ -54,66 +56,6 @@ int configure_threads(const LocalPlacement& placement, std::string& warning) {
   return cpu_threads();
 }
 
-// What every step of the run looks like, fixed at start.
-struct StepPlan {
-  int64_t seq_len = 0, seqs_per_step = 0, seqs_per_rank = 0, micro_seqs = 0;
-  int64_t tokens_per_step = 0;
-};
-
-StepPlan plan_steps(const Recipe& r, const Grid& g) {
-  StepPlan p;
-  p.seq_len = r.data.seq_len;
-  p.seqs_per_step = r.train.tokens_per_step / r.data.seq_len;
-  p.tokens_per_step = r.train.tokens_per_step;
-  if (p.seqs_per_step % g.dp != 0)
-    throw UserError(cat(r.origin, ": train.tokens_per_step: ", r.train.tokens_per_step, " = ",
-                        p.seqs_per_step, " sequences of data.seq_len ", r.data.seq_len,
-                        " cannot be split over dp = ", g.dp,
-                        " groups; expected a multiple of ", g.dp * r.data.seq_len, " tokens"));
-  p.seqs_per_rank = p.seqs_per_step / g.dp;
-  p.micro_seqs = r.train.micro_tokens > 0
-                     ? std::min(p.seqs_per_rank, r.train.micro_tokens / r.data.seq_len)
-                     : p.seqs_per_rank;
-  return p;
-}
-
-// A micro-batch with its own storage.
-struct OwnedBatch {
-  std::vector<int32_t> tokens, targets, positions;
-  int64_t n_seqs = 0;
-  Batch view(const SequenceLayout& layout, Communicator* sp_group) {
-    Batch b;
-    const int64_t T = static_cast<int64_t>(tokens.size());
-    b.tokens = Tensor::wrap(tokens.data(), {T}, DType::I32);
-    b.targets = Tensor::wrap(targets.data(), {T}, DType::I32);
-    b.positions = Tensor::wrap(positions.data(), {T}, DType::I32);
-    b.seq = {&layout, n_seqs, sp_group};
-    return b;
-  }
-  int64_t target_count() const {
-    int64_t n = 0;
-    for (int32_t t : targets) n += t >= 0;
-    return n;
-  }
-};
-
-// This rank's micro-batches of global step `step` (or of validation batch `step`).
-std::vector<OwnedBatch> fetch_step(const Corpus& corpus, const ConcatChunkSampler& sampler,
-                                   const StepPlan& plan, const Grid& grid,
-                                   const SequenceLayout& layout, int64_t step) {
-  std::vector<OwnedBatch> micro;
-  for (int64_t first = 0; first < plan.seqs_per_rank; first += plan.micro_seqs) {
-    OwnedBatch& b = micro.emplace_back();
-    b.n_seqs = std::min(plan.micro_seqs, plan.seqs_per_rank - first);
-    for (int64_t j = 0; j < b.n_seqs; ++j) {
-      const int64_t global_j = grid.dp_rank * plan.seqs_per_rank + first + j;
-      read_sequence(corpus, sampler.sequence_start(step, global_j, plan.seqs_per_step), layout,
-                    b.tokens, b.targets, b.positions);
-    }
-  }
-  return micro;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -147,24 +89,58 @@ CheckpointFaultHook fault_hook_for(int64_t step) {
 }
 
 void print_header(const Recipe& r, const Grid& g, int threads, const Model& model,
-                  const CorpusInfo& corpus, const StepPlan& plan, const SequenceLayout& layout) {
+                  const CorpusInfo& corpus, const BatchSource& source, StepBatcher& batcher) {
   std::printf("# resolved recipe (%s)\n%s", r.origin.c_str(), recipe_to_yaml(r).c_str());
   std::printf("world %d = dp %d x sp %d | %d CPU thread%s per rank | MPI\n", g.world_size, g.dp,
               g.sp, threads, threads == 1 ? "" : "s");
-  std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training)\n",
+  const std::vector<int64_t> lens = source.seq_lens();
+  std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
               r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),
               r.model.pattern.size(), model.num_params() / 1e6,
-              model.flops_per_token(plan.seq_len) / 1e6);
-  std::printf("data: %s | %lld tokens, %lld documents, %s | %lld x %lld tokens per step, micro-batch %lld sequences per rank\n",
+              model.flops_per_token(lens.back()) / 1e6, static_cast<long long>(lens.back()));
+  std::printf("data: %s | %lld tokens, %lld documents, %s | %s | %lld tokens per step\n",
               corpus.path.c_str(), static_cast<long long>(corpus.num_tokens),
               static_cast<long long>(corpus.num_docs), corpus.fingerprint.c_str(),
-              static_cast<long long>(plan.seqs_per_step), static_cast<long long>(plan.seq_len),
-              static_cast<long long>(plan.micro_seqs));
+              source.describe().c_str(), static_cast<long long>(r.train.tokens_per_step));
+  for (int64_t len : lens)
+    std::printf("  sequences of %lld: %lld per step, micro-batches of %lld per dp group\n",
+                static_cast<long long>(len), static_cast<long long>(r.train.tokens_per_step / len),
+                static_cast<long long>(batcher.micro_seqs(len)));
   const double state_mib = 4.0 * 4 * model.params().numel() / (1 << 20);  // params, grads, m, v
-  std::printf("memory per rank: activations ~%.1f MiB (arena estimate, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
-              model.activation_bytes(plan.micro_seqs, layout, r.train.recompute) / 1048576.0,
+  std::printf("memory per rank: activations ~%.1f MiB (arena estimate, the largest micro-batch, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
+              batcher.max_activation_bytes(model, r.train.recompute) / 1048576.0,
               r.train.recompute ? "on" : "off", state_mib);
   std::fflush(stdout);
+}
+
+// The batches of the run: concat-and-chunk or the dataset-decomposition curriculum.
+std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) {
+  const uint64_t seed = static_cast<uint64_t>(r.run.seed);
+  if (r.data.mode == "concat_chunk") {
+    auto s = std::make_unique<ConcatChunkSource>(corpus.info().num_tokens, r.data.seq_len,
+                                                 r.train.tokens_per_step, seed);
+    if (s->num_sequences() < 1)
+      throw UserError(cat("data.corpus: ", corpus.info().path, " holds ", corpus.info().num_tokens,
+                          " tokens, fewer than one sequence of data.seq_len + 1 = ", r.data.seq_len + 1));
+    return s;
+  }
+  Buckets buckets = read_buckets(corpus.info().path, "data.corpus");
+  for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
+    if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
+      throw UserError(cat(r.origin, ": train.tokens_per_step: ", r.train.tokens_per_step,
+                          " is less than the bucket of 2^", k, " = ", int64_t(1) << k,
+                          " tokens in data.corpus (", buckets.of(k).size(),
+                          " sequences); expected at least ", int64_t(1) << k,
+                          " x dp, or decompose with a smaller --max-len"));
+  CurriculumSpec spec;
+  spec.kind = r.data.curriculum;
+  spec.odds = *parse_odds(r.data.curriculum_odds);
+  spec.cycles = r.data.cycles;
+  if (!spec.odds.empty() && static_cast<int>(spec.odds.size()) != buckets.buckets())
+    throw UserError(cat(r.origin, ": data.curriculum_odds: ", spec.odds.size(),
+                        " odds for the ", buckets.buckets(), " buckets 2^", buckets.min_log2, "..2^",
+                        buckets.max_log2, " of data.corpus; expected one per bucket, shortest first"));
+  return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec, seed);
 }
 
 }  // namespace
@@ -193,36 +169,45 @@ int run_train(const TrainOptions& opt) {
   });
   Watchdog::start({recipe.parallel.timeout_s, kStopGraceSeconds, world.rank()});
   Grid grid = Grid::create(mpi_world(), static_cast<int>(recipe.parallel.sp));
-  const SequenceLayout layout =
-      SequenceLayout::zigzag(recipe.data.seq_len, grid.sp, grid.sp_rank);
   Communicator* sp_group = grid.sp_group.get();
 
-  StepPlan plan;
   Corpus corpus, val_corpus;
-  std::unique_ptr<ConcatChunkSampler> sampler, val_sampler;
+  std::unique_ptr<BatchSource> source, val_source;
+  std::unique_ptr<StepBatcher> batcher, val_batcher;
+  const int64_t conv_halo =
+      recipe.model.pattern.find('M') != std::string::npos ? recipe.model.mamba_conv_width - 1 : 0;
   on_every_rank(world, [&] {
-    plan = plan_steps(recipe, grid);
-    auto open = [&](const std::string& path, const std::string& key, Corpus& c,
-                    std::unique_ptr<ConcatChunkSampler>& s) {
-      c = Corpus::open(path, key);
+    auto open = [&](const std::string& path, const std::string& key) {
+      Corpus c = Corpus::open(path, key);
       if (c.info().vocab_size > recipe.model.vocab_size)
         throw UserError(cat(recipe.origin, ": model.vocab_size: ", recipe.model.vocab_size,
                             " is smaller than the vocabulary of ", path, " (",
                             c.info().vocab_size, "); expected >= ", c.info().vocab_size));
-      s = std::make_unique<ConcatChunkSampler>(c.info().num_tokens, recipe.data.seq_len,
-                                               static_cast<uint64_t>(recipe.run.seed));
-      if (s->num_sequences() < 1)
-        throw UserError(cat(key, ": ", path, " holds ", c.info().num_tokens,
-                            " tokens, fewer than one sequence of data.seq_len + 1 = ",
-                            recipe.data.seq_len + 1));
+      return c;
     };
-    open(recipe.data.corpus, "data.corpus", corpus, sampler);
-    if (!recipe.data.val_corpus.empty())
-      open(recipe.data.val_corpus, "data.val_corpus", val_corpus, val_sampler);
+    corpus = open(recipe.data.corpus, "data.corpus");
+    source = make_source(recipe, corpus);
+    batcher = std::make_unique<StepBatcher>(*source, corpus, grid, recipe.train.tokens_per_step,
+                                            recipe.train.micro_tokens);
+    batcher->check(recipe.origin, conv_halo);
+    if (!recipe.data.val_corpus.empty()) {
+      // Validation always reads fixed data.seq_len sequences, so that runs of either data mode
+      // are measured on the same batches.
+      val_corpus = open(recipe.data.val_corpus, "data.val_corpus");
+      val_source = std::make_unique<ConcatChunkSource>(val_corpus.info().num_tokens, recipe.data.seq_len,
+                                                       recipe.train.tokens_per_step,
+                                                       static_cast<uint64_t>(recipe.run.seed));
+      if (static_cast<const ConcatChunkSource&>(*val_source).num_sequences() < 1)
+        throw UserError(cat("data.val_corpus: ", recipe.data.val_corpus, " holds fewer than data.seq_len + 1 = ",
+                            recipe.data.seq_len + 1, " tokens"));
+      val_batcher = std::make_unique<StepBatcher>(*val_source, val_corpus, grid,
+                                                  recipe.train.tokens_per_step, recipe.train.micro_tokens);
+      val_batcher->check(recipe.origin, conv_halo);
+    }
   });
 
   Model model(recipe.model, /*allocate=*/false);
-  if (root) print_header(recipe, grid, threads, model, corpus.info(), plan, layout);
+  if (root) print_header(recipe, grid, threads, model, corpus.info(), *source, *batcher);
   if (opt.dry_run) {
     if (root) std::printf("dry run: recipe, corpus and layout are valid; nothing was trained\n");
     return 0;
@@ -249,7 +234,7 @@ int run_train(const TrainOptions& opt) {
         std::printf("no checkpoint in %s: starting from step 0\n", checkpoint_dir.c_str());
         return;
       }
-      const CheckpointState loaded = load_checkpoint(path, params, optim);
+      const CheckpointState loaded = load_checkpoint(path, params, &optim);
       if (loaded.corpus_fingerprint != state.corpus_fingerprint)
         throw UserError(cat(path, ": written for the corpus ", loaded.corpus_fingerprint,
                             ", but data.corpus ", recipe.data.corpus, " is ",
@@ -291,9 +276,9 @@ int run_train(const TrainOptions& opt) {
 
   Watchdog::install_signal_handlers();
   // One block of the estimated size from the start: no regrowth (and fresh page faults) later.
-  Arena arena(Device::CPU, static_cast<size_t>(model.activation_bytes(plan.micro_seqs, layout,
-                                                                      recipe.train.recompute)));
-  const double flops_per_token = model.flops_per_token(plan.seq_len);
+  int64_t arena_bytes = batcher->max_activation_bytes(model, recipe.train.recompute);
+  if (val_batcher) arena_bytes = std::max(arena_bytes, val_batcher->max_activation_bytes(model, false));
+  Arena arena(Device::CPU, static_cast<size_t>(arena_bytes));
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = state.step;
   std::string last_checkpoint = opt.resume ? "(the one resumed from)" : "(none yet)";
@@ -311,8 +296,8 @@ int run_train(const TrainOptions& opt) {
     const auto t0 = std::chrono::steady_clock::now();
     double sums[2] = {0, 0};  // loss sum, target count
     for (int64_t b = 0; b < recipe.eval.batches; ++b)
-      for (OwnedBatch& mb : fetch_step(val_corpus, *val_sampler, plan, grid, layout, b)) {
-        sums[0] += model.forward_loss(mb.view(layout, sp_group), arena);
+      for (OwnedBatch& mb : val_batcher->fetch(b).micro) {
+        sums[0] += model.forward_loss(mb.view(sp_group), arena);
         sums[1] += static_cast<double>(mb.target_count());
       }
     world.allreduce_sum(sums, 2, "allreduce(validation loss)");
@@ -322,18 +307,17 @@ int run_train(const TrainOptions& opt) {
   for (int64_t step = first_step; step < recipe.train.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     Watchdog::set_context(cat("step ", step + 1));
-    std::vector<OwnedBatch> micro = fetch_step(corpus, *sampler, plan, grid, layout, step);
+    RankStep batch = batcher->fetch(step);
     double targets = 0;
-    for (const OwnedBatch& mb : micro) targets += static_cast<double>(mb.target_count());
+    for (const OwnedBatch& mb : batch.micro) targets += static_cast<double>(mb.target_count());
     world.allreduce_sum(&targets, 1, "allreduce(target count)");
     const float grad_scale = static_cast<float>(1.0 / targets);
 
     ops::fill(params.flat_grads(), 0.0f);
     arena.reset_peak();
     double loss_sum = 0;
-    for (OwnedBatch& mb : micro) {
-      loss_sum += model.forward_backward(mb.view(layout, sp_group), grad_scale,
-                                         recipe.train.recompute, arena);
+    for (OwnedBatch& mb : batch.micro) {
+      loss_sum += model.forward_backward(mb.view(sp_group), grad_scale, recipe.train.recompute, arena);
       arena.reset();
     }
     world.allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
@@ -355,21 +339,23 @@ int run_train(const TrainOptions& opt) {
     const double lr = learning_rate(recipe.optim, recipe.schedule, recipe.train.steps, step);
     optim.update(params, lr, step);
     state.step = step + 1;
-    state.tokens_seen += plan.tokens_per_step;
+    state.tokens_seen += recipe.train.tokens_per_step;
 
     const double seconds = seconds_since(t0);
     if (metrics) {
       StepRecord rec;
       rec.step = state.step;
       rec.total_steps = recipe.train.steps;
-      rec.seq_len = plan.seq_len;
-      rec.sequences = plan.seqs_per_step;
+      rec.seq_len = batch.seq_len;
+      rec.sequences = batch.sequences;
       rec.loss = loss;
       rec.lr = lr;
       rec.grad_norm = norm;
       rec.seconds = seconds;
-      rec.tokens_per_s = plan.tokens_per_step / seconds;
-      rec.mfu = flops_per_token * rec.tokens_per_s / (peak_gflops * 1e9);
+      rec.tokens_per_s = static_cast<double>(recipe.train.tokens_per_step) / seconds;
+      rec.model_gflop = model.flops_per_token(batch.seq_len) * recipe.train.tokens_per_step / 1e9;
+      rec.attention_gflop = model.attention_flops_per_token(batch.seq_len) * recipe.train.tokens_per_step / 1e9;
+      rec.mfu = rec.model_gflop / seconds / peak_gflops;
       rec.peak_rss_mib = flags[1];
       rec.arena_peak_mib = flags[2];
       const double per_step = seconds_since(run_start) / static_cast<double>(state.step - first_step);
@@ -378,7 +364,7 @@ int run_train(const TrainOptions& opt) {
                          step == first_step;
       metrics->step(rec, print);
     }
-    if (val_sampler && recipe.eval.every > 0 && state.step % recipe.eval.every == 0)
+    if (val_batcher && recipe.eval.every > 0 && state.step % recipe.eval.every == 0)
       validate(state.step);
 
     const bool last = state.step == recipe.train.steps;

@@ -120,6 +120,9 @@ double lm_head_loss(const float* h, const float* weight, const int32_t* targets,
                     float* dweight, float grad_scale, float* token_losses, int64_t T,
                     int64_t C, int64_t V);
 
+void lm_head_argmax(int32_t* out, const float* h, const float* weight, int64_t T, int64_t C,
+                    int64_t V);
+
 // adamw.cpp
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int64_t step,

@@ -62,4 +62,18 @@ double lm_head_loss(const float* h, const float* weight, const int32_t* targets,
   return total;
 }
 
+void lm_head_argmax(int32_t* out, const float* h, const float* weight, int64_t T, int64_t C,
+                    int64_t V) {
+  const int64_t block = std::clamp<int64_t>((int64_t(4) << 20) / std::max<int64_t>(V, 1), 64, 2048);
+  std::vector<float> logits(static_cast<size_t>(std::min(block, T) * V));
+  for (int64_t t0 = 0; t0 < T; t0 += block) {
+    const int64_t bt = std::min(block, T - t0);
+    gemm(false, true, bt, V, C, 1.0f, h + t0 * C, C, weight, C, 0.0f, logits.data(), V);
+    for (int64_t r = 0; r < bt; ++r) {
+      const float* row = logits.data() + r * V;
+      out[t0 + r] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    }
+  }
+}
+
 }  // namespace rt::cpu

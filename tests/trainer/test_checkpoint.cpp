@@ -74,7 +74,7 @@ TEST_F(CheckpointTest, RoundTripIsExact) {
   Fixture b;
   b.model->init_weights(99);
   ops::fill(b.optim->m(), 0.0f);
-  const CheckpointState s = load_checkpoint(path, b.model->params(), *b.optim);
+  const CheckpointState s = load_checkpoint(path, b.model->params(), b.optim.get());
   EXPECT_EQ(s.step, 7);
   EXPECT_EQ(s.tokens_seen, 700);
   EXPECT_EQ(s.recipe_yaml, "run:\n  name: \"x\"\n");
@@ -120,7 +120,7 @@ TEST_F(CheckpointTest, AFailedWriteLeavesThePreviousCheckpoint) {
 
   Fixture c;
   c.model->init_weights(3);
-  EXPECT_EQ(load_checkpoint(latest_checkpoint(dir()), c.model->params(), *c.optim).step, 10);
+  EXPECT_EQ(load_checkpoint(latest_checkpoint(dir()), c.model->params(), c.optim.get()).step, 10);
   EXPECT_TRUE(same(a.model->params().flat_values(), c.model->params().flat_values()));
 }
 
@@ -129,7 +129,7 @@ TEST_F(CheckpointTest, ShapeMismatchIsAUserErrorNamingTheParameter) {
   const std::string path = save_checkpoint(dir(), state(1), a.model->params(), *a.optim, 3);
   Fixture wider(48);
   try {
-    load_checkpoint(path, wider.model->params(), *wider.optim);
+    load_checkpoint(path, wider.model->params(), wider.optim.get());
     FAIL() << "no error";
   } catch (const UserError& e) {
     const std::string msg = e.what();
@@ -144,7 +144,7 @@ TEST_F(CheckpointTest, NotACheckpointIsAUserError) {
   const std::string junk = dir() + "/junk.h5";
   std::ofstream(junk) << std::string(3000, 'x');
   Fixture a;
-  EXPECT_THROW(load_checkpoint(junk, a.model->params(), *a.optim), UserError);
+  EXPECT_THROW(load_checkpoint(junk, a.model->params(), a.optim.get()), UserError);
   EXPECT_THROW(read_checkpoint_state(dir() + "/absent.h5"), UserError);
 }
 

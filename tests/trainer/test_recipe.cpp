@@ -153,7 +153,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 48u);
+  ASSERT_EQ(keys.size(), 51u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.batches");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));

@@ -1,0 +1,130 @@
+#include "data/synth.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "data/tokenizer.h"
+#include "kernels/check.h"
+#include "kernels/hash.h"
+
+namespace rt {
+
+namespace {
+
+// A counter-based stream of random numbers.
+class Random {
+ public:
+  explicit Random(uint64_t seed) : state_(splitmix64(seed)) {}
+  uint64_t next() { return splitmix64(state_++); }
+  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
+  double unit() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+
+ private:
+  uint64_t state_;
+};
+
+const char* const kFiller[] = {"The grass is green.",         "The sky is blue.",
+                               "The sun is yellow.",          "Here we go.",
+                               "There and back again.",       "The river flows to the sea.",
+                               "Birds sing in the morning.",  "The night is calm."};
+
+// Exactly n characters of filler sentences.
+std::string filler(int64_t n, Random& rng) {
+  std::string s;
+  while (static_cast<int64_t>(s.size()) < n) {
+    s += kFiller[rng.below(8)];
+    s += ' ';
+  }
+  s.resize(static_cast<size_t>(n));
+  return s;
+}
+
+SynthDocument finish(const std::string& text, const std::vector<int64_t>& answers) {
+  SynthDocument d;
+  ByteTokenizer::encode(text, d.tokens);
+  d.tokens.push_back(ByteTokenizer::kEos);
+  d.answers = answers;
+  return d;
+}
+
+}  // namespace
+
+SynthDocument passkey_document(int64_t length, double depth, uint64_t seed) {
+  RT_CHECK(length >= kSynthMinLength, "passkey document of ", length, " tokens");
+  Random rng(seed);
+  std::string key;
+  for (int i = 0; i < 5; ++i) key += static_cast<char>('0' + rng.below(10));
+  const std::string needle = " The pass key is " + key + ". Remember it. " + key + " is the pass key. ";
+  const std::string question = " What is the pass key? The pass key is " + key + ".";
+  const int64_t room = length - 1 - static_cast<int64_t>(needle.size() + question.size());
+  std::string text = filler(room, rng);
+  // The key goes at the depth, moved back to the end of a sentence when there is one.
+  size_t at = static_cast<size_t>(std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(room)));
+  const size_t sentence_end = text.rfind(". ", at);
+  if (sentence_end != std::string::npos && at - sentence_end < 40) at = sentence_end + 1;
+  text.insert(at, needle);
+  text += question;
+  const int64_t first = static_cast<int64_t>(text.size()) - 6;  // the five digits before "."
+  return finish(text, {first, first + 1, first + 2, first + 3, first + 4});
+}
+
+SynthDocument mqar_document(int64_t length, uint64_t seed) {
+  RT_CHECK(length >= kSynthMinLength, "mqar document of ", length, " tokens");
+  Random rng(seed);
+  // "abc=17 " (7 bytes) per pair, "abc?17 " per query; half the pairs are queried.
+  const int64_t pairs = std::max<int64_t>(4, (length - 12) / 11);
+  std::vector<std::string> keys, values;
+  while (static_cast<int64_t>(keys.size()) < pairs) {
+    std::string k;
+    for (int i = 0; i < 3; ++i) k += static_cast<char>('a' + rng.below(26));
+    if (std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
+    keys.push_back(k);
+    values.push_back(std::string(1, static_cast<char>('0' + rng.below(10))) +
+                     static_cast<char>('0' + rng.below(10)));
+  }
+  std::string text = "kv: ";
+  for (int64_t i = 0; i < pairs; ++i) text += keys[i] + "=" + values[i] + " ";
+  text += "| ";
+  std::vector<int64_t> answers;
+  for (int64_t q = 0; q < pairs / 2; ++q) {
+    const int64_t i = rng.below(pairs);
+    if (static_cast<int64_t>(text.size() + 7) > length - 1) break;
+    text += keys[i] + "?";
+    answers.push_back(static_cast<int64_t>(text.size()));
+    answers.push_back(static_cast<int64_t>(text.size()) + 1);
+    text += values[i] + " ";
+  }
+  if (static_cast<int64_t>(text.size()) > length - 1) text.resize(static_cast<size_t>(length - 1));
+  text += std::string(static_cast<size_t>(length - 1 - static_cast<int64_t>(text.size())), '.');
+  return finish(text, answers);
+}
+
+ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
+  if (spec.task != "passkey" && spec.task != "mqar")
+    throw UserError(cat("data synth: --task '", spec.task, "' is not one of passkey, mqar"));
+  if (spec.documents < 1) throw UserError(cat("data synth: --docs ", spec.documents, "; expected at least 1"));
+  if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len)
+    throw UserError(cat("data synth: lengths ", spec.min_len, "..", spec.max_len, "; expected ",
+                        kSynthMinLength, " <= --min-len <= --max-len"));
+  if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" && spec.length_dist != "fixed")
+    throw UserError(cat("data synth: --length-dist '", spec.length_dist,
+                        "' is not one of log_uniform, uniform, fixed"));
+  CorpusWriter writer(out_path);
+  Random rng(spec.seed ^ 0x9e3779b97f4a7c15ull);
+  for (int64_t d = 0; d < spec.documents; ++d) {
+    const double u = rng.unit();
+    int64_t length = spec.max_len;
+    if (spec.length_dist == "uniform")
+      length = spec.min_len + static_cast<int64_t>(u * static_cast<double>(spec.max_len - spec.min_len + 1));
+    else if (spec.length_dist == "log_uniform")
+      length = static_cast<int64_t>(std::exp(std::log(static_cast<double>(spec.min_len)) +
+                                             u * std::log(static_cast<double>(spec.max_len) / spec.min_len)));
+    length = std::clamp(length, spec.min_len, spec.max_len);
+    const uint64_t doc_seed = rng.next();
+    writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed).tokens
+                                      : mqar_document(length, doc_seed).tokens);
+  }
+  return writer.finish();
+}
+
+}  // namespace rt

@@ -1,0 +1,39 @@
+// Synthetic long-context corpora with a dependency across the whole document (byte tokens):
+//   passkey: filler text with "The pass key is 71432. Remember it. 71432 is the pass key."
+//            at a random depth, ending "What is the pass key? The pass key is 71432."
+//   mqar:    multi-query associative recall: "kv: abc=17 qxz=03 ... | qxz?03 abc?17 ..."
+// A document of exactly `length` tokens records where its answers are: the tokens a model must
+// predict from the far context (the 5 key digits; the 2 digits of each recalled value).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/corpus.h"
+
+namespace rt {
+
+struct SynthDocument {
+  std::vector<int32_t> tokens;    // exactly the requested length, ending with <eos>
+  std::vector<int64_t> answers;   // positions of the answer tokens in `tokens`
+};
+
+// depth in [0, 1]: where the key sits in the filler (0 = start, 1 = just before the question).
+SynthDocument passkey_document(int64_t length, double depth, uint64_t seed);
+SynthDocument mqar_document(int64_t length, uint64_t seed);
+// The shortest length either task can fill.
+inline constexpr int64_t kSynthMinLength = 160;
+
+struct SynthSpec {
+  std::string task = "passkey";          // passkey | mqar
+  int64_t documents = 1000;
+  int64_t min_len = 256, max_len = 4096;  // document lengths in tokens
+  std::string length_dist = "log_uniform";  // log_uniform | uniform | fixed (max_len)
+  uint64_t seed = 1;
+};
+
+// Writes a corpus of spec.documents documents; bad specs are a UserError.
+ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path);
+
+}  // namespace rt

@@ -1,0 +1,203 @@
+// Dataset decomposition and its curriculum, as properties: every (input, target) pair of every
+// document lands in exactly one bucket sequence or in the dropped count, no sequence crosses a
+// document, lengths are powers of two within [min, max]; the sampler drains each bucket's share
+// per cycle, uses every sequence each epoch, and is a pure function of (seed, step).
+// Also the synthetic documents.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "data/curriculum.h"
+#include "data/decompose.h"
+#include "data/synth.h"
+#include "data/tokenizer.h"
+
+namespace rt {
+namespace {
+
+std::vector<uint64_t> random_offsets(int docs, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> off{0};
+  for (int d = 0; d < docs; ++d) {
+    const int kind = static_cast<int>(rng() % 6);
+    uint64_t n = kind == 0 ? rng() % 3                      // empty or a single pair
+                 : kind == 1 ? (uint64_t(1) << (rng() % 12)) + 1  // exactly 2^k pairs
+                 : kind == 2 ? 5000 + rng() % 20000              // above max_len
+                             : 1 + rng() % 3000;
+    off.push_back(off.back() + n);
+  }
+  return off;
+}
+
+TEST(Decompose, EveryPairOnceOrDropped) {
+  for (uint64_t seed : {1, 2, 3}) {
+    const std::vector<uint64_t> off = random_offsets(300, seed);
+    const int lo = 4, hi = 11;
+    const Buckets b = decompose_documents(off, lo, hi);
+    // covered[p]: how many sequences use the pair (token p -> token p + 1).
+    std::vector<int> covered(off.back(), 0);
+    std::map<uint64_t, size_t> doc_of;  // first token -> document
+    for (size_t d = 0; d + 1 < off.size(); ++d) doc_of[off[d]] = d;
+    int64_t pairs_in_buckets = 0;
+    for (int k = lo; k <= hi; ++k)
+      for (uint64_t start : b.of(k)) {
+        const uint64_t len = uint64_t(1) << k;
+        // The sequence tokens[start : start + len + 1] lies inside one document.
+        auto it = std::prev(doc_of.upper_bound(start));
+        const uint64_t doc_end = off[it->second + 1];
+        ASSERT_LE(start + len + 1, doc_end) << "crosses a document boundary";
+        for (uint64_t p = start; p < start + len; ++p) ++covered[p];
+        pairs_in_buckets += static_cast<int64_t>(len);
+      }
+    int64_t total = 0;
+    for (size_t d = 0; d + 1 < off.size(); ++d) {
+      const uint64_t n = off[d + 1] - off[d];
+      if (n >= 2) total += static_cast<int64_t>(n - 1);
+      if (n >= 1) EXPECT_EQ(covered[off[d + 1] - 1], 0) << "the last token of a document has no pair";
+    }
+    for (int c : covered) ASSERT_LE(c, 1) << "a pair used twice";
+    EXPECT_EQ(b.total_pairs, total);
+    EXPECT_EQ(pairs_in_buckets + b.dropped_pairs, total);
+    // What was dropped is always a remainder below min_len.
+    EXPECT_LT(b.dropped_pairs, static_cast<int64_t>(off.size()) << lo);
+  }
+}
+
+TEST(Decompose, PiecesFollowTheSetBitsLargestFirst) {
+  // One document of 1 + (2*2048 + 1024 + 8 + 3) pairs, buckets 2^3..2^11.
+  const uint64_t m = 2 * 2048 + 1024 + 8 + 3;
+  const Buckets b = decompose_documents({0, m + 1}, 3, 11);
+  EXPECT_EQ(b.of(11), (std::vector<uint64_t>{0, 2048}));
+  EXPECT_EQ(b.of(10), (std::vector<uint64_t>{4096}));
+  EXPECT_EQ(b.of(3), (std::vector<uint64_t>{5120}));
+  EXPECT_EQ(b.dropped_pairs, 3);
+}
+
+CurriculumSchedule make(const std::string& kind, int64_t cycles, uint64_t seed = 5) {
+  // Buckets 2^4..2^7 with 100, 37, 21 and 5 sequences; 128 tokens per step.
+  CurriculumSpec spec;
+  spec.kind = kind;
+  spec.cycles = cycles;
+  return CurriculumSchedule({100, 37, 21, 5}, 4, 128, spec, seed);
+}
+
+TEST(Curriculum, DrainsEachBucketsShareOfEveryCycle) {
+  for (const char* kind : {"uniform", "natural", "grow_linear", "grow_p2"}) {
+    const CurriculumSchedule s = make(kind, 3);
+    // batches: ceil(100/8) = 13, ceil(37/4) = 10, ceil(21/2) = 11, ceil(5/1) = 5
+    EXPECT_EQ(s.steps_per_epoch(), 13 + 10 + 11 + 5) << kind;
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      std::map<int, std::set<int64_t>> batches;
+      int64_t step = epoch * s.steps_per_epoch();
+      for (int64_t cycle = 0; cycle < 3; ++cycle) {
+        std::map<int, int64_t> drawn;
+        int64_t len = 0;
+        for (int k = 4; k <= 7; ++k) len += s.cycle_share(k, cycle);
+        for (int64_t i = 0; i < len; ++i, ++step) {
+          const auto d = s.at(step);
+          EXPECT_EQ(d.epoch, epoch);
+          ++drawn[d.log2_len];
+          EXPECT_TRUE(batches[d.log2_len].insert(d.batch).second) << "batch drawn twice";
+        }
+        for (int k = 4; k <= 7; ++k) EXPECT_EQ(drawn[k], s.cycle_share(k, cycle)) << kind << " bucket " << k;
+      }
+      for (int k = 4; k <= 7; ++k) EXPECT_EQ(static_cast<int64_t>(batches[k].size()), s.batches(k));
+    }
+  }
+}
+
+TEST(Curriculum, EverySequenceEveryEpoch) {
+  const CurriculumSchedule s = make("grow_p2", 1);
+  const std::vector<int64_t> sizes = {100, 37, 21, 5};
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    std::map<int, std::map<int64_t, int>> uses;
+    for (int64_t step = epoch * s.steps_per_epoch(); step < (epoch + 1) * s.steps_per_epoch(); ++step) {
+      const auto d = s.at(step);
+      const std::vector<int64_t> ids = s.sequences(d);
+      EXPECT_EQ(static_cast<int64_t>(ids.size()), s.per_step(d.log2_len));
+      for (int64_t id : ids) ++uses[d.log2_len][id];
+    }
+    for (int k = 4; k <= 7; ++k) {
+      const int64_t n = sizes[k - 4];
+      EXPECT_EQ(static_cast<int64_t>(uses[k].size()), n) << "bucket " << k << ": a sequence was never used";
+      // Only the last batch wraps around: n mod per_step sequences at most are used twice.
+      int64_t twice = 0;
+      for (auto [id, count] : uses[k]) {
+        EXPECT_LE(count, 2);
+        twice += count == 2;
+      }
+      EXPECT_EQ(twice, s.batches(k) * s.per_step(k) - n);
+    }
+  }
+}
+
+TEST(Curriculum, IsAPureFunctionOfSeedAndStep) {
+  const CurriculumSchedule a = make("grow_p2", 4), b = make("grow_p2", 4), c = make("grow_p2", 4, 6);
+  int differ = 0;
+  for (int64_t step = 0; step < 3 * a.steps_per_epoch(); ++step) {
+    // A fresh schedule asked about a late step first (a resume) agrees with one walked in order.
+    const CurriculumSchedule resumed = make("grow_p2", 4);
+    const auto x = a.at(step), y = resumed.at(step);
+    EXPECT_EQ(x.log2_len, y.log2_len);
+    EXPECT_EQ(x.batch, y.batch);
+    EXPECT_EQ(a.sequences(x), b.sequences(b.at(step)));
+    differ += a.at(step).log2_len != c.at(step).log2_len;
+  }
+  EXPECT_GT(differ, 5);  // another seed, another schedule
+}
+
+TEST(Curriculum, GrowP2LengthensWithinACycle) {
+  // Many equal buckets: with odds 8:4:2:1 short buckets run out first in every cycle.
+  CurriculumSpec spec;
+  spec.kind = "grow_p2";
+  spec.cycles = 2;
+  const CurriculumSchedule s({800, 400, 200, 100}, 4, 128, spec, 9);
+  const int64_t per_cycle = s.steps_per_epoch() / 2;
+  for (int64_t cycle = 0; cycle < 2; ++cycle) {
+    double first = 0, second = 0;
+    for (int64_t i = 0; i < per_cycle; ++i) (i < per_cycle / 2 ? first : second) += s.at(cycle * per_cycle + i).log2_len;
+    EXPECT_LT(first, second) << "cycle " << cycle;
+  }
+  EXPECT_EQ(curriculum_odds("grow_p2", 4), (std::vector<double>{8, 4, 2, 1}));
+  EXPECT_EQ(curriculum_odds("grow_linear", 3), (std::vector<double>{3, 2, 1}));
+}
+
+TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
+  for (int64_t length : {160, 256, 1000, 4096})
+    for (double depth : {0.0, 0.5, 1.0}) {
+      const SynthDocument d = passkey_document(length, depth, static_cast<uint64_t>(length) + 7);
+      ASSERT_EQ(static_cast<int64_t>(d.tokens.size()), length);
+      EXPECT_EQ(d.tokens.back(), ByteTokenizer::kEos);
+      const std::string text = ByteTokenizer::decode(d.tokens);
+      ASSERT_EQ(d.answers.size(), 5u);
+      std::string key;
+      for (int64_t p : d.answers) key += static_cast<char>(d.tokens[p]);
+      EXPECT_NE(text.find("The pass key is " + key + ". Remember it."), std::string::npos) << text;
+      EXPECT_NE(text.find("What is the pass key? The pass key is " + key + ".<eos>"), std::string::npos);
+      // The key sits at the requested depth of the filler (moved back at most 40 characters
+      // to the end of a sentence).
+      const double filler = static_cast<double>(length - 1) - static_cast<double>(
+          std::string(" The pass key is 12345. Remember it. 12345 is the pass key. ").size() +
+          std::string(" What is the pass key? The pass key is 12345.").size());
+      const double at = static_cast<double>(text.find(" The pass key is "));
+      EXPECT_LE(at, depth * filler + 1) << length;
+      EXPECT_GE(at, depth * filler - 41) << length;
+    }
+}
+
+TEST(Synth, MqarAnswersAreTheRecalledValues) {
+  const SynthDocument d = mqar_document(512, 3);
+  ASSERT_EQ(d.tokens.size(), 512u);
+  const std::string text = ByteTokenizer::decode(d.tokens);
+  ASSERT_GT(d.answers.size(), 4u);
+  for (size_t a = 0; a < d.answers.size(); a += 2) {
+    const size_t p = static_cast<size_t>(d.answers[a]);
+    const std::string key = text.substr(p - 4, 3), value = text.substr(p, 2);
+    EXPECT_NE(text.find(key + "=" + value + " "), std::string::npos) << key << " " << value;
+  }
+}
+
+}  // namespace
+}  // namespace rt

@@ -1,0 +1,143 @@
+#include "trainer/eval_command.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "data/synth.h"
+#include "kernels/arena.h"
+#include "kernels/check.h"
+#include "model/model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/recipe.h"
+
+namespace rt {
+
+int64_t parse_length(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  const long long n = std::strtoll(text.c_str(), &end, 10);
+  int64_t scale = 1;
+  if (end && (*end == 'k' || *end == 'K')) scale = 1024, ++end;
+  else if (end && (*end == 'm' || *end == 'M')) scale = 1 << 20, ++end;
+  if (end == text.c_str() || *end != '\0' || n <= 0)
+    throw UserError(cat(what, ": '", text, "' is not a length; expected e.g. 1k, 4096 or 1m"));
+  return n * scale;
+}
+
+namespace {
+
+struct Cell {
+  int64_t correct = 0, total = 0;
+  double accuracy() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
+};
+
+// One batch of documents of the same length: answers right among the given ones.
+Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, bool per_document) {
+  const int64_t L = static_cast<int64_t>(docs[0].tokens.size()), n = static_cast<int64_t>(docs.size());
+  std::vector<int32_t> tokens, targets, positions;
+  for (const SynthDocument& d : docs)
+    for (int64_t t = 0; t < L; ++t) {
+      tokens.push_back(d.tokens[t]);
+      targets.push_back(-1);
+      positions.push_back(static_cast<int32_t>(t));
+    }
+  const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
+  Batch batch;
+  batch.tokens = Tensor::wrap(tokens.data(), {n * L}, DType::I32);
+  batch.targets = Tensor::wrap(targets.data(), {n * L}, DType::I32);
+  batch.positions = Tensor::wrap(positions.data(), {n * L}, DType::I32);
+  batch.seq = {&layout, n, nullptr};
+  Tensor argmax = Tensor::empty({n * L}, DType::I32);
+  model.predict(batch, arena, argmax);
+  Cell cell;
+  for (int64_t i = 0; i < n; ++i) {
+    const SynthDocument& d = docs[i];
+    // Position p is predicted by the output at p - 1. Per document (passkey: every digit of
+    // the key) or per query (mqar: the two digits of each value).
+    const size_t group = per_document ? d.answers.size() : 2;
+    for (size_t a = 0; a < d.answers.size(); a += group) {
+      bool ok = true;
+      for (size_t j = a; j < a + group && j < d.answers.size(); ++j)
+        ok &= argmax.i32()[i * L + d.answers[j] - 1] == d.tokens[d.answers[j]];
+      cell.correct += ok;
+      ++cell.total;
+    }
+  }
+  return cell;
+}
+
+std::string percent(double x) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%5.1f%%", 100.0 * x);
+  return buf;
+}
+
+}  // namespace
+
+int run_eval(const EvalOptions& opt) {
+  if (opt.task != "passkey" && opt.task != "mqar")
+    throw UserError(cat("eval: --task '", opt.task, "' is not one of passkey, mqar"));
+  if (opt.lengths.empty()) throw UserError("eval: --lengths is required (e.g. --lengths 1k,4k)");
+  for (int64_t L : opt.lengths)
+    if (L < kSynthMinLength)
+      throw UserError(cat("eval: --lengths: ", L, " is shorter than a task document (", kSynthMinLength, ")"));
+  if (opt.samples < 1) throw UserError(cat("eval: --samples ", opt.samples, "; expected at least 1"));
+
+  const CheckpointState state = read_checkpoint_state(opt.checkpoint);
+  const Recipe recipe = parse_recipe(state.recipe_yaml, opt.checkpoint + " (its recipe)");
+  Model model(recipe.model);
+  load_checkpoint(opt.checkpoint, model.params(), nullptr);
+  Arena arena;
+
+  const bool passkey = opt.task == "passkey";
+  const std::vector<double> depths = passkey ? opt.depths : std::vector<double>{-1.0};
+  std::vector<std::vector<Cell>> table(opt.lengths.size(), std::vector<Cell>(depths.size()));
+  uint64_t doc_seed = opt.seed;
+  for (size_t li = 0; li < opt.lengths.size(); ++li)
+    for (size_t di = 0; di < depths.size(); ++di) {
+      std::vector<SynthDocument> docs;
+      for (int64_t s = 0; s < opt.samples; ++s)
+        docs.push_back(passkey ? passkey_document(opt.lengths[li], depths[di], ++doc_seed)
+                               : mqar_document(opt.lengths[li], ++doc_seed));
+      table[li][di] = score(model, arena, docs, passkey);
+    }
+
+  std::printf("%s accuracy of %s (step %lld), %lld %s per cell\n", opt.task.c_str(),
+              opt.checkpoint.c_str(), static_cast<long long>(state.step),
+              static_cast<long long>(opt.samples), passkey ? "documents" : "documents (scored per query)");
+  std::printf("%10s", passkey ? "length \\ depth" : "length");
+  if (passkey)
+    for (double d : depths) std::printf(" %7.2f", d);
+  std::printf(" %7s\n", "all");
+  for (size_t li = 0; li < opt.lengths.size(); ++li) {
+    std::printf("%14lld", static_cast<long long>(opt.lengths[li]));
+    Cell all;
+    for (const Cell& c : table[li]) {
+      if (passkey) std::printf(" %s", percent(c.accuracy()).c_str());
+      all.correct += c.correct;
+      all.total += c.total;
+    }
+    std::printf(" %s\n", percent(all.accuracy()).c_str());
+  }
+
+  if (!opt.out_json.empty()) {
+    std::ofstream out(opt.out_json);
+    out << "{\"task\": \"" << opt.task << "\", \"checkpoint\": \"" << opt.checkpoint
+        << "\", \"step\": " << state.step << ", \"samples\": " << opt.samples << ", \"lengths\": [";
+    for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
+    out << "], \"depths\": [";
+    if (passkey)
+      for (size_t i = 0; i < depths.size(); ++i) out << (i ? ", " : "") << depths[i];
+    out << "], \"accuracy\": [";
+    for (size_t li = 0; li < table.size(); ++li) {
+      out << (li ? ", " : "") << "[";
+      for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].accuracy();
+      out << "]";
+    }
+    out << "]}\n";
+    if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
+    std::printf("wrote %s\n", opt.out_json.c_str());
+  }
+  return 0;
+}
+
+}  // namespace rt

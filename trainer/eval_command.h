@@ -1,0 +1,27 @@
+// `ringtrain eval CKPT --task passkey|mqar --lengths 1k,4k,...`: retrieval accuracy of a
+// checkpoint on fresh synthetic documents (data/synth.h), teacher forced: the most likely next
+// token at every answer position must be the answer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rt {
+
+struct EvalOptions {
+  std::string checkpoint;
+  std::string task = "passkey";
+  std::vector<int64_t> lengths;
+  std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // passkey only
+  int64_t samples = 10;                                       // documents per cell
+  uint64_t seed = 20261126;
+  std::string out_json;  // "" = no file
+};
+
+int run_eval(const EvalOptions& options);
+
+// "1k" = 1024, "4k", "1m" = 2^20, or a plain number; UserError otherwise.
+int64_t parse_length(const std::string& text, const std::string& what);
+
+}  // namespace rt
