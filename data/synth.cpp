@@ -54,8 +54,11 @@ SynthDocument passkey_document(int64_t length, double depth, uint64_t seed) {
   Random rng(seed);
   std::string key;
   for (int i = 0; i < 5; ++i) key += static_cast<char>('0' + rng.below(10));
-  const std::string needle = " The pass key is " + key + ". Remember it. " + key + " is the pass key. ";
-  const std::string question = " What is the pass key? The pass key is " + key + ".";
+  // ':' comes right before the key and nowhere else (the filler has no ':' and no digits), so
+  // one byte finds it; the needle repeats the key at once: a short copy in every document
+  // teaches the long one.
+  const std::string needle = " The pass key is:" + key + ". Remember it:" + key + ". ";
+  const std::string question = " What is the pass key? The pass key is:" + key + ".";
   const int64_t room = length - 1 - static_cast<int64_t>(needle.size() + question.size());
   std::string text = filler(room, rng);
   // The key goes at the depth, moved back to the end of a sentence when there is one.

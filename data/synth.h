@@ -1,6 +1,6 @@
 // Synthetic long-context corpora with a dependency across the whole document (byte tokens):
-//   passkey: filler text with "The pass key is 71432. Remember it. 71432 is the pass key."
-//            at a random depth, ending "What is the pass key? The pass key is 71432."
+//   passkey: filler text (no digits, no ':') with "The pass key is:71432. Remember it:71432."
+//            at a random depth, ending "What is the pass key? The pass key is:71432."
 //   mqar:    multi-query associative recall: "kv: abc=17 qxz=03 ... | qxz?03 abc?17 ..."
 // A document of exactly `length` tokens records where its answers are: the tokens a model must
 // predict from the far context (the 5 key digits; the 2 digits of each recalled value).

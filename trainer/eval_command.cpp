@@ -27,6 +27,7 @@ namespace {
 
 struct Cell {
   int64_t correct = 0, total = 0;
+  std::string example;  // the first document's answers: "expected 71432, predicted 71402"
   double accuracy() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
 };
 
@@ -49,6 +50,13 @@ Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, b
   Tensor argmax = Tensor::empty({n * L}, DType::I32);
   model.predict(batch, arena, argmax);
   Cell cell;
+  std::string expected, predicted;
+  for (int64_t p : docs[0].answers) {
+    expected += static_cast<char>(docs[0].tokens[p]);
+    const int32_t guess = argmax.i32()[p - 1];
+    predicted += guess >= 32 && guess < 127 ? static_cast<char>(guess) : '?';
+  }
+  cell.example = "expected " + expected + ", predicted " + predicted;
   for (int64_t i = 0; i < n; ++i) {
     const SynthDocument& d = docs[i];
     // Position p is predicted by the output at p - 1. Per document (passkey: every digit of
@@ -104,7 +112,7 @@ int run_eval(const EvalOptions& opt) {
   std::printf("%s accuracy of %s (step %lld), %lld %s per cell\n", opt.task.c_str(),
               opt.checkpoint.c_str(), static_cast<long long>(state.step),
               static_cast<long long>(opt.samples), passkey ? "documents" : "documents (scored per query)");
-  std::printf("%10s", passkey ? "length \\ depth" : "length");
+  std::printf("%14s", passkey ? "length \\ depth" : "length");
   if (passkey)
     for (double d : depths) std::printf(" %7.2f", d);
   std::printf(" %7s\n", "all");
@@ -116,7 +124,7 @@ int run_eval(const EvalOptions& opt) {
       all.correct += c.correct;
       all.total += c.total;
     }
-    std::printf(" %s\n", percent(all.accuracy()).c_str());
+    std::printf(" %s   e.g. %s\n", percent(all.accuracy()).c_str(), table[li][0].example.c_str());
   }
 
   if (!opt.out_json.empty()) {

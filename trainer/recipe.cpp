@@ -102,6 +102,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(log, peak_gflops),
       RT_KEY(eval, every),
       RT_KEY(eval, batches),
+      RT_KEY(eval, seq_len),
   };
   return table;
 }
@@ -631,6 +632,7 @@ void check_counts(const Validator& v, const Recipe& r) {
           "GFLOP/s >= 0 (0 = measure at start)");
   v.range("eval.every", r.eval.every, 0, kMaxCount, "a step count >= 0 (0 = never)");
   v.range("eval.batches", r.eval.batches, 1, kMaxCount, "at least 1 batch");
+  v.range("eval.seq_len", r.eval.seq_len, 0, kMaxCount, "a length >= 2, or 0 for data.seq_len");
 }
 
 // Rules that tie keys of different sections together; each names the key most likely wrong.
@@ -668,6 +670,11 @@ void check_relations(const Validator& v, const Recipe& r) {
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
                 "; expected at most train.steps"));
+  const int64_t val_len = r.eval.seq_len ? r.eval.seq_len : seq_len;
+  v.require(val_len >= 2 && val_len % (2 * sp) == 0 && r.train.tokens_per_step % val_len == 0,
+            "eval.seq_len",
+            cat(val_len, " does not fit; expected a length >= 2 that is a multiple of 2 * parallel.sp = ",
+                2 * sp, " and divides train.tokens_per_step ", r.train.tokens_per_step));
   v.require(r.eval.every == 0 || !r.data.val_corpus.empty(), "data.val_corpus",
             cat("missing while eval.every is ", r.eval.every,
                 "; expected the path of a held-out HDF5 corpus, or eval.every: 0"));

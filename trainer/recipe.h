@@ -13,7 +13,7 @@
 //   train:      steps, tokens_per_step, micro_tokens, recompute
 //   checkpoint: every, keep_last
 //   log:        every, peak_gflops
-//   eval:       every, batches
+//   eval:       every, batches, seq_len
 #pragma once
 
 #include <cstdint>
@@ -37,7 +37,7 @@ struct DataSection {
   // concat_chunk: fixed seq_len sequences of the concatenated corpus; decomposed: one 2^k
   // bucket per step on a curriculum (ringtrain data decompose makes the buckets)
   std::string mode = "concat_chunk";
-  int64_t seq_len = 256;   // tokens per sequence (concat_chunk; validation in both modes)
+  int64_t seq_len = 256;   // tokens per sequence (concat_chunk)
   std::string curriculum = "grow_p2";  // uniform | natural | grow_linear | grow_p2
   std::string curriculum_odds;         // "32:16:8:..." one per bucket, shortest first; overrides
   int64_t cycles = 8;                  // curriculum cycles per epoch
@@ -83,6 +83,7 @@ struct LogSection {
 struct EvalSection {
   int64_t every = 0;    // steps between validation passes; 0 = never
   int64_t batches = 8;  // batches of tokens_per_step tokens per validation pass
+  int64_t seq_len = 0;  // validation sequence length; 0 = data.seq_len
 };
 
 struct Recipe {

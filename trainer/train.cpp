@@ -191,15 +191,16 @@ int run_train(const TrainOptions& opt) {
                                             recipe.train.micro_tokens);
     batcher->check(recipe.origin, conv_halo);
     if (!recipe.data.val_corpus.empty()) {
-      // Validation always reads fixed data.seq_len sequences, so that runs of either data mode
+      // Validation reads fixed-length sequences (eval.seq_len), so that runs of either data mode
       // are measured on the same batches.
+      const int64_t val_len = recipe.eval.seq_len ? recipe.eval.seq_len : recipe.data.seq_len;
       val_corpus = open(recipe.data.val_corpus, "data.val_corpus");
-      val_source = std::make_unique<ConcatChunkSource>(val_corpus.info().num_tokens, recipe.data.seq_len,
+      val_source = std::make_unique<ConcatChunkSource>(val_corpus.info().num_tokens, val_len,
                                                        recipe.train.tokens_per_step,
                                                        static_cast<uint64_t>(recipe.run.seed));
       if (static_cast<const ConcatChunkSource&>(*val_source).num_sequences() < 1)
-        throw UserError(cat("data.val_corpus: ", recipe.data.val_corpus, " holds fewer than data.seq_len + 1 = ",
-                            recipe.data.seq_len + 1, " tokens"));
+        throw UserError(cat("data.val_corpus: ", recipe.data.val_corpus, " holds fewer than eval.seq_len + 1 = ",
+                            val_len + 1, " tokens"));
       val_batcher = std::make_unique<StepBatcher>(*val_source, val_corpus, grid,
                                                   recipe.train.tokens_per_step, recipe.train.micro_tokens);
       val_batcher->check(recipe.origin, conv_halo);

@@ -174,14 +174,15 @@ TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
       ASSERT_EQ(d.answers.size(), 5u);
       std::string key;
       for (int64_t p : d.answers) key += static_cast<char>(d.tokens[p]);
-      EXPECT_NE(text.find("The pass key is " + key + ". Remember it."), std::string::npos) << text;
-      EXPECT_NE(text.find("What is the pass key? The pass key is " + key + ".<eos>"), std::string::npos);
+      EXPECT_NE(text.find("The pass key is:" + key + ". Remember it:" + key + "."), std::string::npos) << text;
+      EXPECT_NE(text.find("What is the pass key? The pass key is:" + key + ".<eos>"), std::string::npos);
+      EXPECT_EQ(text.find_first_of("0123456789:"), text.find("The pass key is:") + 15);
       // The key sits at the requested depth of the filler (moved back at most 40 characters
       // to the end of a sentence).
       const double filler = static_cast<double>(length - 1) - static_cast<double>(
-          std::string(" The pass key is 12345. Remember it. 12345 is the pass key. ").size() +
-          std::string(" What is the pass key? The pass key is 12345.").size());
-      const double at = static_cast<double>(text.find(" The pass key is "));
+          std::string(" The pass key is:12345. Remember it:12345. ").size() +
+          std::string(" What is the pass key? The pass key is:12345.").size());
+      const double at = static_cast<double>(text.find(" The pass key is:"));
       EXPECT_LE(at, depth * filler + 1) << length;
       EXPECT_GE(at, depth * filler - 41) << length;
     }

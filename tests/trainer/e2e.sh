@@ -2,7 +2,7 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, decomposed
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -221,6 +221,49 @@ hybrid)
     echo "hybrid np=$np sp=$sp: largest relative loss difference over 5 steps $worst"
     check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "hybrid np=$np sp=$sp losses differ by $worst"
   done
+  ;;
+
+decomposed)
+  # Dataset decomposition end to end: synth, decompose, train on the curriculum, resume
+  # bit-exactly, resume onto dp = 2 with the same schedule, start-up checks, eval.
+  "$bin" data synth --task passkey --out pk.h5 --docs 120 --min-len 200 --max-len 1100 --seed 4 >/dev/null || fail "synth"
+  "$bin" data decompose pk.h5 --min-len 64 --max-len 1024 >table.txt || fail "decompose"
+  check 'grep -qE "^ +10 +1024 +[0-9]+" table.txt && grep -q "^dropped: " table.txt' "bucket table: $(cat table.txt)"
+  dd=(--set data.corpus="$work/pk.h5" --set data.mode=decomposed --set data.cycles=2
+      --set train.tokens_per_step=2048 --set train.micro_tokens=1024)
+  "$bin" train recipe.yaml "${dd[@]}" --set run.out_dir="$work/full" >full.log 2>&1 || fail "30 steps: $(tail -2 full.log)"
+  check 'grep -q "dataset decomposition: buckets 2^6..2^10" full.log' "the plan names the buckets"
+  lens=$(grep -o '"seq_len":[0-9]*' full/metrics.jsonl | sort -u | wc -l)
+  check '[ "$lens" -ge 3 ]' "steps of several lengths (got $lens)"
+  "$bin" train recipe.yaml "${dd[@]}" --set run.out_dir="$work/part" --stop-at=20 >part.log 2>&1 || fail "20 steps"
+  cp -r part dp2
+  "$bin" train recipe.yaml "${dd[@]}" --set run.out_dir="$work/part" --resume >resume.log 2>&1 || fail "resume: $(tail -2 resume.log)"
+  losses full/metrics.jsonl >a.txt
+  losses part/metrics.jsonl >b.txt
+  check 'cmp -s a.txt b.txt' "20 + 10 steps differ from 30: $(diff a.txt b.txt | head -3)"
+  # Onto dp = 2: the same sequences in the same steps (the schedule is global); f32 sums
+  # in another order give losses equal to 1e-5, not bitwise.
+  timeout 120 "${mpirun[@]}" "$bin" train recipe.yaml "${dd[@]}" --set run.out_dir="$work/dp2" --resume >dp2.log 2>&1 ||
+    fail "resume onto dp=2: $(tail -3 dp2.log)"
+  check 'grep -q "world 2 = dp 2" dp2.log' "resumed onto dp=2"
+  grep -o '"seq_len":[0-9]*' full/metrics.jsonl >lens_a.txt
+  grep -o '"seq_len":[0-9]*' dp2/metrics.jsonl >lens_b.txt
+  check 'cmp -s lens_a.txt lens_b.txt' "dp=2 resumed with another schedule"
+  losses dp2/metrics.jsonl >c.txt
+  worst=$(paste a.txt c.txt | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "dp=2 losses differ by $worst"
+  expect_user_error "bucket longer than a step" "train.tokens_per_step: 512 is less than the bucket of 2^10" \
+    "$bin" train recipe.yaml "${dd[@]}" --set train.tokens_per_step=512 --set train.micro_tokens=0
+  expect_user_error "no buckets" "has no buckets; run 'ringtrain data decompose" \
+    "$bin" train recipe.yaml --set data.mode=decomposed
+  expect_user_error "odds per bucket" "data.curriculum_odds: 2 odds for the 5 buckets" \
+    "$bin" train recipe.yaml "${dd[@]}" --set data.curriculum_odds=2:1
+  timeout 60 mpirun --oversubscribe -np 4 "$bin" train recipe.yaml "${dd[@]}" --set train.tokens_per_step=1024 \
+    --set train.micro_tokens=0 >out.txt 2>err.txt
+  check 'grep -q "cannot be split over dp = 4 groups; expected a multiple of 2048 tokens" err.txt' "dp split check: $(cat err.txt)"
+  "$bin" eval part/checkpoints/step-0000030.h5 --task passkey --lengths 256,512 --samples 2 --out eval.json >eval.txt 2>&1 ||
+    fail "eval: $(cat eval.txt)"
+  check 'grep -q "length \\\\ depth" eval.txt && grep -q "\"accuracy\": \[\[" eval.json' "eval table and JSON: $(cat eval.txt)"
   ;;
 
 rank_killed | rank_hangs)

@@ -153,9 +153,9 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 51u);
+  ASSERT_EQ(keys.size(), 52u);
   EXPECT_EQ(keys.front(), "run.name");
-  EXPECT_EQ(keys.back(), "eval.batches");
+  EXPECT_EQ(keys.back(), "eval.seq_len");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
   size_t position = 0;
   for (const std::string& key : keys) {
