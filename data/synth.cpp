@@ -109,9 +109,16 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len)
     throw UserError(cat("data synth: lengths ", spec.min_len, "..", spec.max_len, "; expected ",
                         kSynthMinLength, " <= --min-len <= --max-len"));
-  if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" && spec.length_dist != "fixed")
+  if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" && spec.length_dist != "fixed" &&
+      spec.length_dist != "pow2")
     throw UserError(cat("data synth: --length-dist '", spec.length_dist,
-                        "' is not one of log_uniform, uniform, fixed"));
+                        "' is not one of log_uniform, uniform, fixed, pow2"));
+  // pow2: 2^k (input, target) pairs, k uniform over the powers of two in [min_len, max_len].
+  int lo2 = 0, hi2 = -1;
+  while ((int64_t{1} << lo2) < spec.min_len) ++lo2;
+  while ((int64_t{1} << (hi2 + 1)) <= spec.max_len) ++hi2;
+  if (spec.length_dist == "pow2" && lo2 > hi2)
+    throw UserError(cat("data synth: --length-dist pow2: no power of two in ", spec.min_len, "..", spec.max_len));
   CorpusWriter writer(out_path);
   Random rng(spec.seed ^ 0x9e3779b97f4a7c15ull);
   for (int64_t d = 0; d < spec.documents; ++d) {
@@ -123,6 +130,7 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
       length = static_cast<int64_t>(std::exp(std::log(static_cast<double>(spec.min_len)) +
                                              u * std::log(static_cast<double>(spec.max_len) / spec.min_len)));
     length = std::clamp(length, spec.min_len, spec.max_len);
+    if (spec.length_dist == "pow2") length = (int64_t{1} << (lo2 + static_cast<int>(u * (hi2 - lo2 + 1)))) + 1;
     const uint64_t doc_seed = rng.next();
     writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed).tokens
                                       : mqar_document(length, doc_seed).tokens);

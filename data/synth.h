@@ -29,7 +29,9 @@ struct SynthSpec {
   std::string task = "passkey";          // passkey | mqar
   int64_t documents = 1000;
   int64_t min_len = 256, max_len = 4096;  // document lengths in tokens
-  std::string length_dist = "log_uniform";  // log_uniform | uniform | fixed (max_len)
+  // log_uniform | uniform | fixed (max_len) | pow2: 2^k + 1 tokens, so that dataset
+  // decomposition keeps every document whole in one sequence of its 2^k bucket.
+  std::string length_dist = "log_uniform";
   uint64_t seed = 1;
 };
 

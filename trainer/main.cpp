@@ -30,7 +30,7 @@ constexpr const char* kUsage =
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
     "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] [--max-len N]\n"
-    "                       [--length-dist log_uniform|uniform|fixed] [--seed N]\n"
+    "                       [--length-dist log_uniform|uniform|fixed|pow2] [--seed N]\n"
     "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5\n"

@@ -5,14 +5,18 @@
 // Also the synthetic documents.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <random>
 #include <set>
+#include <unistd.h>
 
+#include "data/corpus.h"
 #include "data/curriculum.h"
 #include "data/decompose.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
+#include "kernels/check.h"
 
 namespace rt {
 namespace {
@@ -55,7 +59,9 @@ TEST(Decompose, EveryPairOnceOrDropped) {
     for (size_t d = 0; d + 1 < off.size(); ++d) {
       const uint64_t n = off[d + 1] - off[d];
       if (n >= 2) total += static_cast<int64_t>(n - 1);
-      if (n >= 1) EXPECT_EQ(covered[off[d + 1] - 1], 0) << "the last token of a document has no pair";
+      if (n >= 1) {
+        EXPECT_EQ(covered[off[d + 1] - 1], 0) << "the last token of a document has no pair";
+      }
     }
     for (int c : covered) ASSERT_LE(c, 1) << "a pair used twice";
     EXPECT_EQ(b.total_pairs, total);
@@ -186,6 +192,31 @@ TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
       EXPECT_LE(at, depth * filler + 1) << length;
       EXPECT_GE(at, depth * filler - 41) << length;
     }
+}
+
+TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5")).string();
+  SynthSpec spec;
+  spec.documents = 60;
+  spec.min_len = 200;  // the powers of two 256..2048
+  spec.max_len = 3000;
+  spec.length_dist = "pow2";
+  synth_corpus(spec, path);
+  const std::vector<uint64_t> off = Corpus::open(path, "data.corpus").doc_offsets();
+  std::filesystem::remove(path);
+  std::set<uint64_t> lengths;
+  for (size_t d = 0; d + 1 < off.size(); ++d) lengths.insert(off[d + 1] - off[d]);
+  EXPECT_EQ(lengths, (std::set<uint64_t>{257, 513, 1025, 2049}));
+  const Buckets b = decompose_documents(off, 8, 11);
+  EXPECT_EQ(b.dropped_pairs, 0);
+  size_t sequences = 0;
+  for (int k = 8; k <= 11; ++k) sequences += b.of(k).size();
+  EXPECT_EQ(sequences, off.size() - 1);  // one sequence per document
+
+  spec.min_len = 300;
+  spec.max_len = 500;
+  EXPECT_THROW(synth_corpus(spec, path), UserError);
 }
 
 TEST(Synth, MqarAnswersAreTheRecalledValues) {
