@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The synthetic passkey corpora of recipes/passkey-*.yaml: 4000 training documents of 2^k + 1
+# The synthetic passkey corpora of recipes/passkey-*.yaml: 6000 training documents of 2^k + 1
 # tokens, k = 8..12 (pow2: dataset decomposition keeps each document whole, key and question in
 # one sequence), decomposed into buckets 2^8..2^12, and 100 validation documents of 2^10..2^12
 # pairs:  bench/make_passkey_corpus.sh [DIR=runs/passkey]
@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 dir=${1:-runs/passkey}
 bin=${RINGTRAIN_BIN:-build/ringtrain}
 mkdir -p "$dir"
-"$bin" data synth --task passkey --out "$dir/train.h5" --docs 4000 --min-len 256 --max-len 4096 --length-dist pow2 --seed 1
+"$bin" data synth --task passkey --out "$dir/train.h5" --docs 6000 --min-len 256 --max-len 4096 --length-dist pow2 --seed 1
 "$bin" data synth --task passkey --out "$dir/val.h5" --docs 100 --min-len 1024 --max-len 4096 --length-dist pow2 --seed 2
 "$bin" data decompose "$dir/train.h5" --min-len 256 --max-len 4096

@@ -23,17 +23,23 @@ class Random {
   uint64_t state_;
 };
 
-const char* const kFiller[] = {"The grass is green.",         "The sky is blue.",
-                               "The sun is yellow.",          "Here we go.",
-                               "There and back again.",       "The river flows to the sea.",
-                               "Birds sing in the morning.",  "The night is calm."};
-
-// Exactly n characters of filler sentences.
+// Filler in a lexicon of its own per document: sentences of 4 to 9 words drawn from 12
+// random lowercase words. The words of one document recur, so most of its filler can only be
+// predicted by copying from earlier in the same document: the in-context copying (induction)
+// that retrieving the key needs is rewarded on every word, not only on the 5 key digits. A
+// fixed filler (Mohtashami & Jaggi's "The grass is green...") is learned by heart instead and
+// leaves the key as the only retrieval signal in thousands of tokens. No digits, no ':'.
 std::string filler(int64_t n, Random& rng) {
+  std::vector<std::string> lexicon(12);
+  for (std::string& word : lexicon) {
+    const int64_t letters = 2 + rng.below(6);
+    for (int64_t i = 0; i < letters; ++i) word += static_cast<char>('a' + rng.below(26));
+  }
   std::string s;
   while (static_cast<int64_t>(s.size()) < n) {
-    s += kFiller[rng.below(8)];
-    s += ' ';
+    const int64_t words = 4 + rng.below(6);
+    for (int64_t w = 0; w < words; ++w) s += (w ? " " : "") + lexicon[static_cast<size_t>(rng.below(12))];
+    s += ". ";
   }
   s.resize(static_cast<size_t>(n));
   return s;
@@ -55,9 +61,9 @@ SynthDocument passkey_document(int64_t length, double depth, uint64_t seed) {
   std::string key;
   for (int i = 0; i < 5; ++i) key += static_cast<char>('0' + rng.below(10));
   // ':' comes right before the key and nowhere else (the filler has no ':' and no digits), so
-  // one byte finds it; the needle repeats the key at once: a short copy in every document
-  // teaches the long one.
-  const std::string needle = " The pass key is:" + key + ". Remember it:" + key + ". ";
+  // one byte finds it. The key is said once: a copy at a fixed offset would be learned as a
+  // positional shortcut instead of retrieval.
+  const std::string needle = " The pass key is:" + key + ". Remember it. ";
   const std::string question = " What is the pass key? The pass key is:" + key + ".";
   const int64_t room = length - 1 - static_cast<int64_t>(needle.size() + question.size());
   std::string text = filler(room, rng);
@@ -113,7 +119,7 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
       spec.length_dist != "pow2")
     throw UserError(cat("data synth: --length-dist '", spec.length_dist,
                         "' is not one of log_uniform, uniform, fixed, pow2"));
-  // pow2: 2^k (input, target) pairs, k uniform over the powers of two in [min_len, max_len].
+  // pow2: 2^k (input, target) pairs, 2^k a power of two in [min_len, max_len].
   int lo2 = 0, hi2 = -1;
   while ((int64_t{1} << lo2) < spec.min_len) ++lo2;
   while ((int64_t{1} << (hi2 + 1)) <= spec.max_len) ++hi2;
@@ -130,7 +136,15 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
       length = static_cast<int64_t>(std::exp(std::log(static_cast<double>(spec.min_len)) +
                                              u * std::log(static_cast<double>(spec.max_len) / spec.min_len)));
     length = std::clamp(length, spec.min_len, spec.max_len);
-    if (spec.length_dist == "pow2") length = (int64_t{1} << (lo2 + static_cast<int>(u * (hi2 - lo2 + 1)))) + 1;
+    if (spec.length_dist == "pow2") {
+      // k with odds 2^-k: every bucket gets the same expected number of tokens, so dataset
+      // decomposition spends as many steps on short sequences as on long ones.
+      const double total = 2.0 - std::ldexp(1.0, lo2 - hi2);  // sum of 2^(lo2-k), k = lo2..hi2
+      double below = 0.0;
+      int k = lo2;
+      while (k < hi2 && u * total > (below += std::ldexp(1.0, lo2 - k))) ++k;
+      length = (int64_t{1} << k) + 1;
+    }
     const uint64_t doc_seed = rng.next();
     writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed).tokens
                                       : mqar_document(length, doc_seed).tokens);

@@ -1,5 +1,6 @@
 // Synthetic long-context corpora with a dependency across the whole document (byte tokens):
-//   passkey: filler text (no digits, no ':') with "The pass key is:71432. Remember it:71432."
+//   passkey: filler in a lexicon of random words of its own (no digits, no ':') with
+//            "The pass key is:71432. Remember it."
 //            at a random depth, ending "What is the pass key? The pass key is:71432."
 //   mqar:    multi-query associative recall: "kv: abc=17 qxz=03 ... | qxz?03 abc?17 ..."
 // A document of exactly `length` tokens records where its answers are: the tokens a model must
@@ -23,14 +24,15 @@ struct SynthDocument {
 SynthDocument passkey_document(int64_t length, double depth, uint64_t seed);
 SynthDocument mqar_document(int64_t length, uint64_t seed);
 // The shortest length either task can fill.
-inline constexpr int64_t kSynthMinLength = 160;
+inline constexpr int64_t kSynthMinLength = 128;
 
 struct SynthSpec {
   std::string task = "passkey";          // passkey | mqar
   int64_t documents = 1000;
   int64_t min_len = 256, max_len = 4096;  // document lengths in tokens
   // log_uniform | uniform | fixed (max_len) | pow2: 2^k + 1 tokens, so that dataset
-  // decomposition keeps every document whole in one sequence of its 2^k bucket.
+  // decomposition keeps every document whole in one sequence of its 2^k bucket, with odds
+  // 2^-k: the same expected tokens in every bucket.
   std::string length_dist = "log_uniform";
   uint64_t seed = 1;
 };

@@ -171,7 +171,7 @@ TEST(Curriculum, GrowP2LengthensWithinACycle) {
 }
 
 TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
-  for (int64_t length : {160, 256, 1000, 4096})
+  for (int64_t length : {128, 256, 1000, 4096})
     for (double depth : {0.0, 0.5, 1.0}) {
       const SynthDocument d = passkey_document(length, depth, static_cast<uint64_t>(length) + 7);
       ASSERT_EQ(static_cast<int64_t>(d.tokens.size()), length);
@@ -180,13 +180,13 @@ TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
       ASSERT_EQ(d.answers.size(), 5u);
       std::string key;
       for (int64_t p : d.answers) key += static_cast<char>(d.tokens[p]);
-      EXPECT_NE(text.find("The pass key is:" + key + ". Remember it:" + key + "."), std::string::npos) << text;
+      EXPECT_NE(text.find("The pass key is:" + key + ". Remember it."), std::string::npos) << text;
       EXPECT_NE(text.find("What is the pass key? The pass key is:" + key + ".<eos>"), std::string::npos);
       EXPECT_EQ(text.find_first_of("0123456789:"), text.find("The pass key is:") + 15);
       // The key sits at the requested depth of the filler (moved back at most 40 characters
       // to the end of a sentence).
       const double filler = static_cast<double>(length - 1) - static_cast<double>(
-          std::string(" The pass key is:12345. Remember it:12345. ").size() +
+          std::string(" The pass key is:12345. Remember it. ").size() +
           std::string(" What is the pass key? The pass key is:12345.").size());
       const double at = static_cast<double>(text.find(" The pass key is:"));
       EXPECT_LE(at, depth * filler + 1) << length;
@@ -198,7 +198,7 @@ TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5")).string();
   SynthSpec spec;
-  spec.documents = 60;
+  spec.documents = 400;
   spec.min_len = 200;  // the powers of two 256..2048
   spec.max_len = 3000;
   spec.length_dist = "pow2";
@@ -213,6 +213,12 @@ TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   size_t sequences = 0;
   for (int k = 8; k <= 11; ++k) sequences += b.of(k).size();
   EXPECT_EQ(sequences, off.size() - 1);  // one sequence per document
+  // Odds 2^-k: every bucket holds about a quarter of the tokens (k uniform would give 1/15 to 8/15).
+  for (int k = 8; k <= 11; ++k) {
+    const double share = static_cast<double>(b.pairs(k)) / static_cast<double>(off.back());
+    EXPECT_GT(share, 0.15) << k;
+    EXPECT_LT(share, 0.35) << k;
+  }
 
   spec.min_len = 300;
   spec.max_len = 500;
