@@ -27,8 +27,12 @@ namespace {
 
 struct Cell {
   int64_t correct = 0, total = 0;
+  int64_t tokens_right = 0, tokens = 0;  // single answer tokens: how near a miss is
   std::string example;  // the first document's answers: "expected 71432, predicted 71402"
   double accuracy() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
+  double token_accuracy() const {
+    return tokens ? static_cast<double>(tokens_right) / static_cast<double>(tokens) : 0.0;
+  }
 };
 
 // One batch of documents of the same length: answers right among the given ones.
@@ -64,8 +68,12 @@ Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, b
     const size_t group = per_document ? d.answers.size() : 2;
     for (size_t a = 0; a < d.answers.size(); a += group) {
       bool ok = true;
-      for (size_t j = a; j < a + group && j < d.answers.size(); ++j)
-        ok &= argmax.i32()[i * L + d.answers[j] - 1] == d.tokens[d.answers[j]];
+      for (size_t j = a; j < a + group && j < d.answers.size(); ++j) {
+        const bool right = argmax.i32()[i * L + d.answers[j] - 1] == d.tokens[d.answers[j]];
+        ok &= right;
+        cell.tokens_right += right;
+        ++cell.tokens;
+      }
       cell.correct += ok;
       ++cell.total;
     }
@@ -115,7 +123,7 @@ int run_eval(const EvalOptions& opt) {
   std::printf("%14s", passkey ? "length \\ depth" : "length");
   if (passkey)
     for (double d : depths) std::printf(" %7.2f", d);
-  std::printf(" %7s\n", "all");
+  std::printf(" %7s %7s\n", "all", "tokens");
   for (size_t li = 0; li < opt.lengths.size(); ++li) {
     std::printf("%14lld", static_cast<long long>(opt.lengths[li]));
     Cell all;
@@ -123,8 +131,11 @@ int run_eval(const EvalOptions& opt) {
       if (passkey) std::printf(" %s", percent(c.accuracy()).c_str());
       all.correct += c.correct;
       all.total += c.total;
+      all.tokens_right += c.tokens_right;
+      all.tokens += c.tokens;
     }
-    std::printf(" %s   e.g. %s\n", percent(all.accuracy()).c_str(), table[li][0].example.c_str());
+    std::printf(" %s  %s   e.g. %s\n", percent(all.accuracy()).c_str(),
+                percent(all.token_accuracy()).c_str(), table[li][0].example.c_str());
   }
 
   if (!opt.out_json.empty()) {
@@ -139,6 +150,12 @@ int run_eval(const EvalOptions& opt) {
     for (size_t li = 0; li < table.size(); ++li) {
       out << (li ? ", " : "") << "[";
       for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].accuracy();
+      out << "]";
+    }
+    out << "], \"token_accuracy\": [";
+    for (size_t li = 0; li < table.size(); ++li) {
+      out << (li ? ", " : "") << "[";
+      for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].token_accuracy();
       out << "]";
     }
     out << "]}\n";

@@ -263,7 +263,7 @@ decomposed)
   check 'grep -q "cannot be split over dp = 4 groups; expected a multiple of 2048 tokens" err.txt' "dp split check: $(cat err.txt)"
   "$bin" eval part/checkpoints/step-0000030.h5 --task passkey --lengths 256,512 --samples 2 --out eval.json >eval.txt 2>&1 ||
     fail "eval: $(cat eval.txt)"
-  check 'grep -q "length \\\\ depth" eval.txt && grep -q "\"accuracy\": \[\[" eval.json' "eval table and JSON: $(cat eval.txt)"
+  check 'grep -q "length \\\\ depth" eval.txt && grep -q "\"accuracy\": \[\[" eval.json && grep -q "\"token_accuracy\": \[\[" eval.json' "eval table and JSON: $(cat eval.txt)"
   ;;
 
 rank_killed | rank_hangs)
