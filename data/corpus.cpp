@@ -192,6 +192,8 @@ void CorpusWriter::add(const std::vector<int32_t>& document) {
   if (impl_->buf.size() >= kTokenChunk) impl_->flush();
 }
 
+int64_t CorpusWriter::documents() const { return impl_->documents; }
+
 ImportStats CorpusWriter::finish() {
   if (impl_->documents == 0) throw UserError("the input holds no non-empty document");
   Impl& w = *impl_;
@@ -251,12 +253,8 @@ ImportStats import_corpus(const std::vector<std::string>& files, const std::stri
       add_document(*text);
     }
   }
-  ImportStats stats;
-  try {
-    stats = writer.finish();
-  } catch (const UserError&) {
-    throw UserError("data import: the input files hold no non-empty document");
-  }
+  if (writer.documents() == 0) throw UserError("data import: the input files hold no non-empty document");
+  ImportStats stats = writer.finish();
   stats.empty_skipped = empty;
   return stats;
 }

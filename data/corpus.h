@@ -75,6 +75,7 @@ class CorpusWriter {
   CorpusWriter(const CorpusWriter&) = delete;
   CorpusWriter& operator=(const CorpusWriter&) = delete;
   void add(const std::vector<int32_t>& document);  // the caller ends it with <eos>
+  int64_t documents() const;                       // added so far
   ImportStats finish();                            // UserError when no document was added
 
  private:

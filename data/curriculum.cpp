@@ -50,16 +50,19 @@ const std::vector<std::pair<int, int64_t>>& CurriculumSchedule::epoch_draws(int6
   for (int64_t cycle = 0; cycle < spec_.cycles; ++cycle) {
     int64_t remaining = 0;
     for (int i = 0; i < n; ++i) remaining += left[i] = cycle_share(min_log2_ + i, cycle);
+    // A bucket's weight in the draw: its odds, or (natural) its batches left; 0 once drained.
+    auto weight = [&](int i) {
+      return left[i] == 0 ? 0.0 : spec_.odds.empty() ? static_cast<double>(left[i]) : spec_.odds[i];
+    };
     for (; remaining > 0; --remaining) {
       double total = 0;
-      for (int i = 0; i < n; ++i)
-        if (left[i] > 0) total += spec_.odds.empty() ? static_cast<double>(left[i]) : spec_.odds[i];
+      for (int i = 0; i < n; ++i) total += weight(i);
       const double u = (static_cast<double>(splitmix64(counter++) >> 11) + 0.5) * 0x1.0p-53 * total;
       int pick = -1;
       double acc = 0;
       for (int i = 0; i < n && pick < 0; ++i) {
         if (left[i] == 0) continue;
-        acc += spec_.odds.empty() ? static_cast<double>(left[i]) : spec_.odds[i];
+        acc += weight(i);
         if (u < acc) pick = i;
       }
       if (pick < 0)  // rounding at the top end: the last bucket with batches left

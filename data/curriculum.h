@@ -30,8 +30,8 @@ struct CurriculumSpec {
 
 class CurriculumSchedule {
  public:
-  // bucket_sizes[i]: sequences in bucket min_log2 + i. Buckets longer than tokens_per_step
-  // cannot form a batch: check_fits() says so before training.
+  // bucket_sizes[i]: sequences in bucket min_log2 + i. A bucket longer than tokens_per_step
+  // forms no batch and is never drawn (the trainer refuses such a corpus at start).
   CurriculumSchedule(std::vector<int64_t> bucket_sizes, int min_log2, int64_t tokens_per_step,
                      const CurriculumSpec& spec, uint64_t seed);
 

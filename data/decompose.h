@@ -22,6 +22,11 @@ struct Buckets {
   int buckets() const { return max_log2 - min_log2 + 1; }
   const std::vector<uint64_t>& of(int k) const { return starts.at(k - min_log2); }
   int64_t pairs(int k) const { return static_cast<int64_t>(of(k).size()) << k; }
+  std::vector<int64_t> sizes() const {  // sequences per bucket, shortest first
+    std::vector<int64_t> n;
+    for (const auto& s : starts) n.push_back(static_cast<int64_t>(s.size()));
+    return n;
+  }
 };
 
 Buckets decompose_documents(const std::vector<uint64_t>& doc_offsets, int min_log2, int max_log2);

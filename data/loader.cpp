@@ -69,17 +69,10 @@ std::string ConcatChunkSource::describe() const {
              sampler_.num_sequences(), " sequences");
 }
 
-std::vector<int64_t> DecomposedSource::usable_sizes(const Buckets& b, int64_t tokens_per_step) {
-  std::vector<int64_t> sizes;
-  for (int k = b.min_log2; k <= b.max_log2; ++k)
-    sizes.push_back((int64_t(1) << k) <= tokens_per_step ? static_cast<int64_t>(b.of(k).size()) : 0);
-  return sizes;
-}
-
 DecomposedSource::DecomposedSource(Buckets buckets, int64_t tokens_per_step,
                                    const CurriculumSpec& spec, uint64_t seed)
     : buckets_(std::move(buckets)),
-      schedule_(usable_sizes(buckets_, tokens_per_step), buckets_.min_log2, tokens_per_step, spec, seed) {}
+      schedule_(buckets_.sizes(), buckets_.min_log2, tokens_per_step, spec, seed) {}
 
 StepSequences DecomposedSource::at(int64_t step) const {
   const CurriculumSchedule::Draw d = schedule_.at(step);

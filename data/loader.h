@@ -81,7 +81,6 @@ class DecomposedSource final : public BatchSource {
   const CurriculumSchedule& schedule() const { return schedule_; }
 
  private:
-  static std::vector<int64_t> usable_sizes(const Buckets& b, int64_t tokens_per_step);
   Buckets buckets_;
   CurriculumSchedule schedule_;
 };

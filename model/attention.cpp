@@ -67,10 +67,13 @@ int64_t AttentionLayer::backward_floats(int64_t T, const SequenceLayout& layout)
 
 double AttentionLayer::forward_flops_per_token(int64_t seq_len) const {
   const double projections = 2.0 * C_ * (2 * H_ * D_ + 2 * Hkv_ * D_);
+  return projections + score_flops_per_token(seq_len);
+}
+
+double AttentionLayer::score_flops_per_token(int64_t seq_len) const {
   // Causal: a token attends to (seq_len + 1) / 2 keys on average; QK^T and PV are 2 FLOPs
   // per multiply-add each.
-  const double attention = 4.0 * H_ * D_ * (seq_len + 1) / 2.0;
-  return projections + attention;
+  return 4.0 * H_ * D_ * (seq_len + 1) / 2.0;
 }
 
 void AttentionLayer::init_parameters(const ParameterSet& params, uint64_t seed, double std,

@@ -19,6 +19,7 @@ class AttentionLayer final : public Layer {
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;
   double forward_flops_per_token(int64_t seq_len) const override;
+  double score_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const ParameterSet& params, uint64_t seed, double std,
                        double residual_std) const override;
 

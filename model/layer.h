@@ -38,6 +38,9 @@ class Layer {
   virtual int64_t backward_floats(int64_t T, const SequenceLayout& layout) const = 0;
   // Forward FLOPs per token of this layer's GEMMs and attention, for MFU accounting.
   virtual double forward_flops_per_token(int64_t seq_len) const = 0;
+  // The part of them in attention scores (QK^T and PV over the causal context); 0 for layers
+  // without softmax attention.
+  virtual double score_flops_per_token(int64_t) const { return 0.0; }
   // Initial values: input projections N(0, std), the projection back into the residual stream
   // N(0, residual_std), and whatever the layer's own parameters need. A function of the seed.
   virtual void init_parameters(const ParameterSet& params, uint64_t seed, double std,

@@ -153,11 +153,9 @@ double Model::flops_per_token(int64_t seq_len) const {
 }
 
 double Model::attention_flops_per_token(int64_t seq_len) const {
-  // 4 H D (L + 1) / 2 per attention layer forward (see AttentionLayer), times 3.
-  double n = 0;
-  for (char c : config_.pattern)
-    if (c == '*') n += 4.0 * config_.heads * config_.head_dim * (seq_len + 1) / 2.0;
-  return 3.0 * n;
+  double forward = 0;
+  for (const Block& b : blocks_) forward += b.layer->score_flops_per_token(seq_len);
+  return 3.0 * forward;
 }
 
 int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,

@@ -28,11 +28,10 @@ StepBatcher::StepBatcher(const BatchSource& source, const Corpus& corpus, const 
       micro_tokens_(micro_tokens) {}
 
 void StepBatcher::check(const std::string& origin, int64_t conv_halo) const {
-  const int64_t tokens_per_step = tokens_per_step_;
   for (int64_t len : source_.seq_lens()) {
-    const int64_t sequences = tokens_per_step / len;
+    const int64_t sequences = tokens_per_step_ / len;
     if (sequences % grid_.dp != 0)
-      throw UserError(cat(origin, ": train.tokens_per_step: ", tokens_per_step, " tokens = ", sequences,
+      throw UserError(cat(origin, ": train.tokens_per_step: ", tokens_per_step_, " tokens = ", sequences,
                           " sequence", sequences == 1 ? "" : "s", " of ", len,
                           " tokens cannot be split over dp = ", grid_.dp,
                           " groups; expected a multiple of ", grid_.dp * len,

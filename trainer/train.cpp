@@ -113,17 +113,23 @@ void print_header(const Recipe& r, const Grid& g, int threads, const Model& mode
   std::fflush(stdout);
 }
 
+// Fixed-length sequences of `corpus` (named by `corpus_key`), seq_len set by `len_key`; a
+// corpus shorter than one sequence is a UserError.
+std::unique_ptr<BatchSource> concat_chunk_source(const Recipe& r, const Corpus& corpus,
+                                                 const std::string& corpus_key, int64_t seq_len,
+                                                 const std::string& len_key) {
+  auto s = std::make_unique<ConcatChunkSource>(corpus.info().num_tokens, seq_len, r.train.tokens_per_step,
+                                               static_cast<uint64_t>(r.run.seed));
+  if (s->num_sequences() < 1)
+    throw UserError(cat(corpus_key, ": ", corpus.info().path, " holds ", corpus.info().num_tokens,
+                        " tokens, fewer than one sequence of ", len_key, " + 1 = ", seq_len + 1));
+  return s;
+}
+
 // The batches of the run: concat-and-chunk or the dataset-decomposition curriculum.
 std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) {
   const uint64_t seed = static_cast<uint64_t>(r.run.seed);
-  if (r.data.mode == "concat_chunk") {
-    auto s = std::make_unique<ConcatChunkSource>(corpus.info().num_tokens, r.data.seq_len,
-                                                 r.train.tokens_per_step, seed);
-    if (s->num_sequences() < 1)
-      throw UserError(cat("data.corpus: ", corpus.info().path, " holds ", corpus.info().num_tokens,
-                          " tokens, fewer than one sequence of data.seq_len + 1 = ", r.data.seq_len + 1));
-    return s;
-  }
+  if (r.data.mode == "concat_chunk") return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
   Buckets buckets = read_buckets(corpus.info().path, "data.corpus");
   for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
     if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
@@ -193,14 +199,10 @@ int run_train(const TrainOptions& opt) {
     if (!recipe.data.val_corpus.empty()) {
       // Validation reads fixed-length sequences (eval.seq_len), so that runs of either data mode
       // are measured on the same batches.
-      const int64_t val_len = recipe.eval.seq_len ? recipe.eval.seq_len : recipe.data.seq_len;
       val_corpus = open(recipe.data.val_corpus, "data.val_corpus");
-      val_source = std::make_unique<ConcatChunkSource>(val_corpus.info().num_tokens, val_len,
-                                                       recipe.train.tokens_per_step,
-                                                       static_cast<uint64_t>(recipe.run.seed));
-      if (static_cast<const ConcatChunkSource&>(*val_source).num_sequences() < 1)
-        throw UserError(cat("data.val_corpus: ", recipe.data.val_corpus, " holds fewer than eval.seq_len + 1 = ",
-                            val_len + 1, " tokens"));
+      val_source = recipe.eval.seq_len
+                       ? concat_chunk_source(recipe, val_corpus, "data.val_corpus", recipe.eval.seq_len, "eval.seq_len")
+                       : concat_chunk_source(recipe, val_corpus, "data.val_corpus", recipe.data.seq_len, "data.seq_len");
       val_batcher = std::make_unique<StepBatcher>(*val_source, val_corpus, grid,
                                                   recipe.train.tokens_per_step, recipe.train.micro_tokens);
       val_batcher->check(recipe.origin, conv_halo);
