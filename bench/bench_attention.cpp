@@ -1,5 +1,5 @@
 // Attention kernel throughput against the machine's measured sgemm throughput.
-//   bench_attention [--benchmark_filter=...]
+//   [RINGTRAIN_BENCH_DEVICE=cuda] bench_attention [--benchmark_filter=...]
 // Causal attention over one sequence of L tokens, H = 8 heads of D = 64 (kv_heads = 8).
 // FLOPs follow FlashAttention's convention: forward 4 * L^2 * D * H / 2 (causal half),
 // backward 2.5x the forward (five GEMMs against two).
@@ -25,20 +25,22 @@ struct AttentionInputs {
         k(bench::random_tensor({L, kHeads, kHeadDim}, 2)),
         v(bench::random_tensor({L, kHeads, kHeadDim}, 3)),
         dout(bench::random_tensor({L, kHeads, kHeadDim}, 4)),
-        out(Tensor::empty({L, kHeads, kHeadDim})),
-        lse(Tensor::empty({L, kHeads})),
-        delta(Tensor::empty({L, kHeads})),
-        dq(Tensor::zeros(q.shape())),
-        dk(Tensor::zeros(k.shape())),
-        dv(Tensor::zeros(v.shape())) {}
+        out(bench::empty({L, kHeads, kHeadDim})),
+        lse(bench::empty({L, kHeads})),
+        delta(bench::empty({L, kHeads})),
+        dq(bench::zeros(q.shape())),
+        dk(bench::zeros(k.shape())),
+        dv(bench::zeros(v.shape())) {}
   Tensor q, k, v, dout, out, lse, delta, dq, dk, dv;
 };
 
 void BM_AttentionForward(benchmark::State& state) {
   const int64_t L = state.range(0);
   AttentionInputs in(L);
-  for (auto _ : state)
+  for (auto _ : state) {
     ops::attention_block_forward(in.out, in.lse, in.q, in.k, in.v, 0, 0, ops::Mask::Causal);
+    bench::sync();
+  }
   bench::set_flops(state, causal_forward_flops(L));
 }
 
@@ -50,6 +52,7 @@ void BM_AttentionBackward(benchmark::State& state) {
     ops::attention_backward_delta(in.delta, in.dout, in.out);
     ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse,
                                   in.delta, 0, 0, ops::Mask::Causal);
+    bench::sync();
   }
   bench::set_flops(state, 2.5 * causal_forward_flops(L));
 }
@@ -62,6 +65,7 @@ void BM_AttentionForwardBackward(benchmark::State& state) {
     ops::attention_backward_delta(in.delta, in.dout, in.out);
     ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse,
                                   in.delta, 0, 0, ops::Mask::Causal);
+    bench::sync();
   }
   bench::set_flops(state, 3.5 * causal_forward_flops(L));
 }

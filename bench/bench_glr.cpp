@@ -1,6 +1,6 @@
 // The chunked gated linear recurrence, forward + backward, from 1K to 1M tokens, both decay
 // kinds, against the sgemm throughput measured in the same run.
-//   bench_glr [--benchmark_filter=...]
+//   [RINGTRAIN_BENCH_DEVICE=cuda] bench_glr [--benchmark_filter=...]
 // GLA-shaped: per-channel decay, 2 heads, dk 64, dv 128. Mamba-2-shaped: one decay per head,
 // 4 heads of dv 64 sharing B and C (1 group), d_state 64. Chunk 64.
 // FLOPs per token and head (algorithmic, C = chunk): forward 4 dk dv + C (dk + dv) (inter-chunk,
@@ -33,16 +33,17 @@ void run(benchmark::State& state, const Shape3& s) {
   const int64_t T = state.range(0);
   Tensor q = bench::random_tensor({T, s.Hg, s.dk}, 1), k = bench::random_tensor({T, s.Hg, s.dk}, 2),
          v = bench::random_tensor({T, s.H, s.dv}, 3), dout = bench::random_tensor({T, s.H, s.dv}, 4);
-  Tensor g = s.vector_decay ? Tensor::empty({T, s.H, s.dk}) : Tensor::empty({T, s.H});
+  Tensor g = s.vector_decay ? bench::empty({T, s.H, s.dk}) : bench::empty({T, s.H});
   ops::fill(g, -0.05f);
-  Tensor o = Tensor::empty({T, s.H, s.dv});
-  Tensor states = Tensor::empty({(T + kChunk - 1) / kChunk + 1, s.H, s.dk, s.dv});
-  Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()), dv = Tensor::empty(v.shape()),
-         dg = Tensor::empty(g.shape());
+  Tensor o = bench::empty({T, s.H, s.dv});
+  Tensor states = bench::empty({(T + kChunk - 1) / kChunk + 1, s.H, s.dk, s.dv});
+  Tensor dq = bench::empty(q.shape()), dk = bench::empty(k.shape()), dv = bench::empty(v.shape()),
+         dg = bench::empty(g.shape());
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.dk));
   auto step = [&] {
     ops::glr_forward(o, Tensor(), states, q, k, v, g, Tensor(), scale, kChunk);
     ops::glr_backward(dq, dk, dv, dg, Tensor(), q, k, v, g, states, dout, Tensor(), scale, kChunk);
+    bench::sync();
   };
   // Warm-up: at 1M tokens the single timed iteration would otherwise include the first touch of
   // ~8 GB of fresh outputs (page faults and zeroing), which a training loop pays once.

@@ -55,8 +55,9 @@ SynthDocument finish(const std::string& text, const std::vector<int64_t>& answer
 
 }  // namespace
 
-SynthDocument passkey_document(int64_t length, double depth, uint64_t seed) {
-  RT_CHECK(length >= kSynthMinLength, "passkey document of ", length, " tokens");
+SynthDocument passkey_document(int64_t length, double depth, uint64_t seed, int64_t questions) {
+  RT_CHECK(length >= kSynthMinLength && questions >= 1, "passkey document of ", length,
+           " tokens and ", questions, " questions");
   Random rng(seed);
   std::string key;
   for (int i = 0; i < 5; ++i) key += static_cast<char>('0' + rng.below(10));
@@ -65,16 +66,35 @@ SynthDocument passkey_document(int64_t length, double depth, uint64_t seed) {
   // positional shortcut instead of retrieval.
   const std::string needle = " The pass key is:" + key + ". Remember it. ";
   const std::string question = " What is the pass key? The pass key is:" + key + ".";
-  const int64_t room = length - 1 - static_cast<int64_t>(needle.size() + question.size());
+  // Questions beyond what the filler has room for are not asked (short documents).
+  int64_t asked = 1;
+  while (asked < questions &&
+         length - 1 - static_cast<int64_t>(needle.size() + (asked + 1) * question.size()) >= 64)
+    ++asked;
+  const int64_t room = length - 1 - static_cast<int64_t>(needle.size() + asked * question.size());
   std::string text = filler(room, rng);
-  // The key goes at the depth, moved back to the end of a sentence when there is one.
-  size_t at = static_cast<size_t>(std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(room)));
-  const size_t sentence_end = text.rfind(". ", at);
-  if (sentence_end != std::string::npos && at - sentence_end < 40) at = sentence_end + 1;
-  text.insert(at, needle);
+  // Moved back to the end of a sentence when there is one close before.
+  auto sentence_start = [&](size_t at) {
+    const size_t end = text.rfind(". ", at);
+    return end != std::string::npos && at - end < 40 ? end + 1 : at;
+  };
+  // The key goes at the depth; the extra questions at random points after it.
+  const size_t key_at = sentence_start(static_cast<size_t>(
+      std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(room))));
+  std::vector<size_t> question_at;
+  for (int64_t q = 1; q < asked; ++q)
+    question_at.push_back(sentence_start(
+        key_at + static_cast<size_t>(rng.unit() * static_cast<double>(text.size() - key_at))));
+  std::sort(question_at.rbegin(), question_at.rend());  // insert from the back: offsets hold
+  for (size_t at : question_at) text.insert(std::max(at, key_at), question);
+  text.insert(key_at, needle);
   text += question;
-  const int64_t first = static_cast<int64_t>(text.size()) - 6;  // the five digits before "."
-  return finish(text, {first, first + 1, first + 2, first + 3, first + 4});
+  std::vector<int64_t> answers;  // the five digits before "." of every question
+  for (size_t at = text.find(question); at != std::string::npos; at = text.find(question, at + 1)) {
+    const int64_t first = static_cast<int64_t>(at + question.size()) - 6;
+    for (int64_t i = 0; i < 5; ++i) answers.push_back(first + i);
+  }
+  return finish(text, answers);
 }
 
 SynthDocument mqar_document(int64_t length, uint64_t seed) {
@@ -111,6 +131,8 @@ SynthDocument mqar_document(int64_t length, uint64_t seed) {
 ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.task != "passkey" && spec.task != "mqar")
     throw UserError(cat("data synth: --task '", spec.task, "' is not one of passkey, mqar"));
+  if (spec.questions < 1 || spec.questions > 64)
+    throw UserError(cat("data synth: --questions ", spec.questions, "; expected 1 to 64"));
   if (spec.documents < 1) throw UserError(cat("data synth: --docs ", spec.documents, "; expected at least 1"));
   if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len)
     throw UserError(cat("data synth: lengths ", spec.min_len, "..", spec.max_len, "; expected ",
@@ -146,7 +168,9 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
       length = (int64_t{1} << k) + 1;
     }
     const uint64_t doc_seed = rng.next();
-    writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed).tokens
+    // Drawn only when asked for, so that corpora of one question stay what they were.
+    const int64_t questions = spec.questions > 1 ? 1 + static_cast<int64_t>(rng.below(spec.questions)) : 1;
+    writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed, questions).tokens
                                       : mqar_document(length, doc_seed).tokens);
   }
   return writer.finish();

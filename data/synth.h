@@ -21,7 +21,10 @@ struct SynthDocument {
 };
 
 // depth in [0, 1]: where the key sits in the filler (0 = start, 1 = just before the question).
-SynthDocument passkey_document(int64_t length, double depth, uint64_t seed);
+// questions >= 1: the question (with its answer) is asked that many times, the last at the
+// end and the others at random sentence ends after the key: more retrieval per token of
+// training text (every answer counts), at every distance up to the key's.
+SynthDocument passkey_document(int64_t length, double depth, uint64_t seed, int64_t questions = 1);
 SynthDocument mqar_document(int64_t length, uint64_t seed);
 // The shortest length either task can fill.
 inline constexpr int64_t kSynthMinLength = 128;
@@ -34,6 +37,8 @@ struct SynthSpec {
   // decomposition keeps every document whole in one sequence of its 2^k bucket, with odds
   // 2^-k: the same expected tokens in every bucket.
   std::string length_dist = "log_uniform";
+  // passkey: each document asks its question 1..questions times (uniform), see passkey_document
+  int64_t questions = 1;
   uint64_t seed = 1;
 };
 

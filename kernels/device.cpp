@@ -57,7 +57,22 @@ void device_copy(Device dst_device, void* dst, Device src_device, const void* sr
   cuda::copy(dst, dst_device == Device::CUDA, src, src_device == Device::CUDA, bytes);
 }
 
+bool is_cuda_pointer(const void* ptr) { return cuda::is_device_pointer(ptr); }
 bool cuda_compiled() { return cuda::compiled(); }
+
+void device_synchronize(Device device) {
+  if (device == Device::CUDA) cuda::synchronize();
+}
+
+int use_cuda_device(int ordinal) {
+  require_cuda_backend();
+  const int count = cuda::device_count();
+  if (count == 0)
+    throw UserError("run.device: cuda, but no CUDA device is visible (nvidia-smi lists the GPUs; "
+                    "check CUDA_VISIBLE_DEVICES), or use run.device: cpu");
+  cuda::set_device(ordinal % count);
+  return ordinal % count;
+}
 int cuda_device_count() { return cuda::device_count(); }
 std::string cuda_device_name(int ordinal) { return cuda::device_name(ordinal); }
 

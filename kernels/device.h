@@ -18,7 +18,17 @@ void device_copy(Device dst_device, void* dst, Device src_device, const void* sr
 void set_cpu_threads(int n);
 int cpu_threads();
 
+// Whether ptr is CUDA device memory (false in a CPU-only build): what a host-memory
+// communicator must stage (parallel/staging_comm.h).
+bool is_cuda_pointer(const void* ptr);
+
 bool cuda_compiled();        // this binary was built with the CUDA backend
+// Makes GPU `ordinal % cuda_device_count()` this process's device (one rank per GPU: the
+// node-local rank's) and returns its ordinal; a UserError when the build or the machine has
+// no GPU.
+int use_cuda_device(int ordinal);
+// Waits for the work queued on `device` (timing; a no-op on the CPU).
+void device_synchronize(Device device);
 int cuda_device_count();     // 0 without a driver/device, or without the CUDA backend
 std::string cuda_device_name(int ordinal);
 

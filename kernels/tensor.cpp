@@ -103,6 +103,13 @@ Tensor Tensor::view(Shape shape) const {
   return t;
 }
 
+Tensor to_device(const Tensor& t, Device device) {
+  if (!t.defined() || t.device() == device) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
+  copy_tensor(out, t);
+  return out;
+}
+
 void copy_tensor(const Tensor& dst, const Tensor& src) {
   RT_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "copy ", src.shape().str(),
            " ", dtype_name(src.dtype()), " into ", dst.shape().str(), " ", dtype_name(dst.dtype()));

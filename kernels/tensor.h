@@ -81,5 +81,7 @@ class Tensor {
 
 // Copies between tensors of the same shape and dtype, on any devices.
 void copy_tensor(const Tensor& dst, const Tensor& src);
+// t itself when it is already on `device`, else a copy of it there (owned storage).
+Tensor to_device(const Tensor& t, Device device);
 
 }  // namespace rt

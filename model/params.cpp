@@ -21,6 +21,11 @@ void ParameterSet::allocate() {
   grads_ = Tensor::zeros({total_});
 }
 
+void ParameterSet::move_to(Device device) {
+  values_ = to_device(values_, device);
+  grads_ = to_device(grads_, device);
+}
+
 Tensor ParameterSet::value(int id) const {
   const Parameter& p = params_.at(id);
   return values_.rows(p.offset, p.shape.numel()).view(p.shape);

@@ -21,7 +21,10 @@ struct Parameter {
 class ParameterSet {
  public:
   int add(const std::string& name, Shape shape, bool decay);
-  void allocate();  // after the last add(); values and grads start at zero
+  void allocate();  // after the last add(); values and grads start at zero (on the CPU)
+  // Moves values and gradients to `device` (after initialisation or a checkpoint load on the
+  // host); views taken before the move keep pointing at the old storage.
+  void move_to(Device device);
 
   const std::vector<Parameter>& all() const { return params_; }
   Tensor value(int id) const;

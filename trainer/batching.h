@@ -24,7 +24,10 @@ struct OwnedBatch {
   int64_t n_seqs = 0;
   const SequenceLayout* layout = nullptr;
 
-  Batch view(Communicator* sp_group);
+  Tensor on_device;  // tokens, targets, positions as i32 [3, T] on the GPU (view() fills it)
+
+  // The batch as the model reads it: views of the vectors on the CPU, of on_device on the GPU.
+  Batch view(Communicator* sp_group, Device device = Device::CPU);
   int64_t target_count() const;
 };
 

@@ -89,15 +89,18 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
       f.set_attr("/data", "seed", state.seed);
       f.set_attr("/data", "step", state.step);
       f.create_groups("/params");
+      // The GPU's tensors are read through host copies, made once for the whole file.
+      const Tensor values = to_device(params.flat_values(), Device::CPU);
+      const Tensor m = to_device(optim.m(), Device::CPU), v = to_device(optim.v(), Device::CPU);
       for (const Parameter& p : params.all()) {
         std::vector<uint64_t> dims(p.shape.dims, p.shape.dims + p.shape.ndim);
         const int64_t n = p.shape.numel();
         const std::string group = "/optim/" + p.name;
-        f.write("/params/" + p.name, params.flat_values().rows(p.offset, n).f32(), dims);
+        f.write("/params/" + p.name, values.rows(p.offset, n).f32(), dims);
         if (fault) fault("/params/" + p.name);
         f.create_groups(group);
-        f.write(group + "/m", optim.m().rows(p.offset, n).f32(), dims);
-        f.write(group + "/v", optim.v().rows(p.offset, n).f32(), dims);
+        f.write(group + "/m", m.rows(p.offset, n).f32(), dims);
+        f.write(group + "/v", v.rows(p.offset, n).f32(), dims);
         if (fault) fault(group);
       }
       f.close();
@@ -189,6 +192,8 @@ CheckpointState read_checkpoint_state(const std::string& path,
 
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
                                 AdamWOptimizer* optim) {
+  RT_CHECK(params.flat_values().device() == Device::CPU,
+           "load_checkpoint reads into host parameters; move them to the GPU after loading");
   h5::File f = open_checkpoint(path);
   try {
     CheckpointState s = read_state(f);

@@ -30,7 +30,7 @@ constexpr const char* kUsage =
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
     "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] [--max-len N]\n"
-    "                       [--length-dist log_uniform|uniform|fixed|pow2] [--seed N]\n"
+    "                       [--length-dist log_uniform|uniform|fixed|pow2] [--questions N] [--seed N]\n"
     "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5\n"
@@ -168,7 +168,7 @@ int cmd_data_decompose(const std::vector<std::string>& raw) {
 }
 
 int cmd_data_synth(const std::vector<std::string>& raw) {
-  const Args a("data synth", raw, {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist", "--seed"});
+  const Args a("data synth", raw, {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist", "--questions", "--seed"});
   if (!a.positional.empty() || a.get("--out").empty())
     usage_error("data synth: expected --task passkey|mqar --out CORPUS.h5 [options], no positional arguments");
   SynthSpec spec;
@@ -176,6 +176,7 @@ int cmd_data_synth(const std::vector<std::string>& raw) {
   spec.documents = a.number("data synth", "--docs", spec.documents);
   spec.min_len = a.number("data synth", "--min-len", spec.min_len);
   spec.max_len = a.number("data synth", "--max-len", spec.max_len);
+  spec.questions = a.number("data synth", "--questions", spec.questions);
   spec.length_dist = a.get("--length-dist", spec.length_dist);
   spec.seed = static_cast<uint64_t>(a.number("data synth", "--seed", static_cast<int64_t>(spec.seed)));
   const ImportStats s = synth_corpus(spec, a.get("--out"));
@@ -258,7 +259,12 @@ int dispatch(const std::vector<std::string>& args) {
     return args.empty() ? kExitUserError : 0;
   }
   if (args[0] == "--version") {
-    std::printf("ringtrain 0.1.0 (CUDA backend %s)\n", cuda_compiled() ? "built" : "not built");
+    if (cuda_compiled()) {
+      const int gpus = cuda_device_count();
+      std::printf("ringtrain 0.1.0 (CUDA backend built, %d GPU%s visible)\n", gpus, gpus == 1 ? "" : "s");
+    } else {
+      std::printf("ringtrain 0.1.0 (CUDA backend not built)\n");
+    }
     return 0;
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());

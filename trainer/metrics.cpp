@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/check.h"
+#include "kernels/device.h"
 #include "kernels/ops.h"
 
 namespace rt {
@@ -79,20 +80,31 @@ void MetricsLog::eval(int64_t step, double val_loss, double seconds) {
   std::fflush(stdout);
 }
 
-double measure_sgemm_gflops() {
+double measure_sgemm_gflops(Device device) {
   const int64_t n = 2048;
-  Tensor a = Tensor::empty({n, n}), b = Tensor::empty({n, n}), c = Tensor::empty({n, n});
+  Tensor a = Tensor::empty({n, n}, DType::F32, device), b = Tensor::empty({n, n}, DType::F32, device);
+  Tensor c = Tensor::empty({n, n}, DType::F32, device);
   ops::fill(a, 0.5f);
   ops::fill(b, 0.25f);
-  ops::matmul(c, a, false, b, true);  // warm-up: thread pool, page faults
+  ops::matmul(c, a, false, b, true);  // warm-up: thread pool, page faults, GPU clocks
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {
+    device_synchronize(device);
     const auto t0 = std::chrono::steady_clock::now();
     ops::matmul(c, a, false, b, true);
+    device_synchronize(device);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 2.0 * n * n * n / s / 1e9);
   }
   return best;
+}
+
+PeakEstimate device_peak_gflops(Device device, int gpu) {
+  if (device == Device::CPU) return {measure_sgemm_gflops(), "measured sgemm"};
+  const std::string name = cuda_device_name(gpu);
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos)
+    return {989.4e3, name + ", dense bf16 peak"};
+  return {measure_sgemm_gflops(device), name + ", measured f32 GEMM (no peak on record)"};
 }
 
 double peak_rss_mib() {

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <string>
 
+#include "kernels/tensor.h"
+
 namespace rt {
 
 struct StepRecord {
@@ -40,9 +42,18 @@ class MetricsLog {
   std::FILE* file_ = nullptr;
 };
 
-// Measured single-precision GEMM throughput of this process with its threads (GFLOP/s):
-// a few 2048^3 sgemm calls through the kernels' GEMM.
-double measure_sgemm_gflops();
+// Measured single-precision GEMM throughput of this process on `device` (GFLOP/s): a few
+// 2048^3 sgemm calls through the kernels' GEMM (with its threads on the CPU).
+double measure_sgemm_gflops(Device device = Device::CPU);
+
+// The MFU denominator of one rank and where it comes from. CPU: the measured sgemm. GPU: the
+// dense bf16 peak of its kind where known (989 TFLOP/s for H100 and H200 SXM, not the sparse
+// figure), else the measured f32 GEMM. gpu: the ordinal in use (run.device: cuda).
+struct PeakEstimate {
+  double gflops = 0;
+  std::string source;
+};
+PeakEstimate device_peak_gflops(Device device, int gpu);
 double peak_rss_mib();
 std::string format_duration(double seconds);  // "2m13s", "1h04m"
 

@@ -13,6 +13,13 @@ double learning_rate(const OptimSection& optim, const ScheduleSection& schedule,
     return peak * static_cast<double>(step + 1) / static_cast<double>(schedule.warmup_steps);
   if (schedule.kind == "constant") return peak;
   const double floor = schedule.min_lr_ratio * peak;
+  if (schedule.kind == "wsd") {  // warmup-stable-decay: linear to the floor over the last steps
+    const int64_t decay_start = total_steps - schedule.decay_steps;
+    if (step < decay_start) return peak;
+    const double progress = static_cast<double>(step - decay_start + 1) /
+                            static_cast<double>(schedule.decay_steps);
+    return peak + (floor - peak) * progress;
+  }
   const int64_t decay_steps = total_steps - schedule.warmup_steps;
   if (decay_steps <= 1) return peak;
   const double progress =
@@ -23,6 +30,11 @@ double learning_rate(const OptimSection& optim, const ScheduleSection& schedule,
 
 AdamWOptimizer::AdamWOptimizer(const ParameterSet& params, const OptimSection& optim)
     : optim_(optim), m_(Tensor::zeros({params.numel()})), v_(Tensor::zeros({params.numel()})) {}
+
+void AdamWOptimizer::move_to(Device device) {
+  m_ = to_device(m_, device);
+  v_ = to_device(v_, device);
+}
 
 void AdamWOptimizer::update(ParameterSet& params, double lr, int64_t step) {
   const ops::AdamW hp{static_cast<float>(lr), static_cast<float>(optim_.beta1),

@@ -54,6 +54,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(run, name),
       RT_KEY(run, out_dir),
       RT_KEY(run, seed),
+      RT_KEY(run, device),
       RT_KEY(model, pattern),
       RT_KEY(model, vocab_size),
       RT_KEY(model, d_model),
@@ -92,6 +93,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(schedule, kind),
       RT_KEY(schedule, warmup_steps),
       RT_KEY(schedule, min_lr_ratio),
+      RT_KEY(schedule, decay_steps),
       RT_KEY(train, steps),
       RT_KEY(train, tokens_per_step),
       RT_KEY(train, micro_tokens),
@@ -478,6 +480,8 @@ void check_run(const Validator& v, const RunSection& run) {
                 " is not a plain name; expected a name without '/' (it names the "
                 "directory runs/<name>)"));
   v.range("run.seed", run.seed, 0, kMaxCount, "a seed >= 0");
+  v.require(run.device == "cpu" || run.device == "cuda", "run.device",
+            cat(quote(run.device), " is not a device; expected cpu or cuda"));
 }
 
 void check_pattern(const Validator& v, const std::string& pattern) {
@@ -611,12 +615,14 @@ void check_optim(const Validator& v, const OptimSection& optim) {
 
 void check_schedule(const Validator& v, const ScheduleSection& schedule) {
   const bool known =
-      schedule.kind == "cosine" || schedule.kind == "linear" || schedule.kind == "constant";
+      schedule.kind == "cosine" || schedule.kind == "linear" || schedule.kind == "constant" ||
+      schedule.kind == "wsd";
   v.require(known, "schedule.kind",
             cat(quote(schedule.kind),
-                " is not a known schedule; expected one of: cosine, linear, constant"));
+                " is not a known schedule; expected one of: cosine, linear, constant, wsd"));
   v.range("schedule.warmup_steps", schedule.warmup_steps, 0, kMaxCount, "a step count >= 0");
   v.range("schedule.min_lr_ratio", schedule.min_lr_ratio, 0.0, 1.0, "0 <= min_lr_ratio <= 1");
+  v.range("schedule.decay_steps", schedule.decay_steps, 0, kMaxCount, "a step count >= 0");
 }
 
 void check_counts(const Validator& v, const Recipe& r) {
@@ -670,6 +676,13 @@ void check_relations(const Validator& v, const Recipe& r) {
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
                 "; expected at most train.steps"));
+  if (r.schedule.kind == "wsd") {
+    const int64_t stable_room = r.train.steps - r.schedule.warmup_steps;
+    v.require(r.schedule.decay_steps >= 1 && r.schedule.decay_steps <= stable_room,
+              "schedule.decay_steps",
+              cat(r.schedule.decay_steps, " does not fit the wsd schedule; expected 1 to train.steps - ",
+                  "schedule.warmup_steps = ", stable_room));
+  }
   const int64_t val_len = r.eval.seq_len ? r.eval.seq_len : seq_len;
   v.require(val_len >= 2 && val_len % (2 * sp) == 0 && r.train.tokens_per_step % val_len == 0,
             "eval.seq_len",

@@ -4,12 +4,12 @@
 // would be valid (e.g. "recipe.yaml: optim.lr: -0.001 is negative; expected a value > 0").
 //
 // Sections and keys (defaults in the struct initialisers below):
-//   run:        name, out_dir, seed
+//   run:        name, out_dir, seed, device
 //   model:      see model/config.h
 //   data:       corpus, val_corpus, mode, seq_len, curriculum, curriculum_odds, cycles
 //   parallel:   sp, timeout_s
 //   optim:      lr, beta1, beta2, eps, weight_decay, grad_clip
-//   schedule:   kind (cosine|linear|constant), warmup_steps, min_lr_ratio
+//   schedule:   kind (cosine|linear|constant|wsd), warmup_steps, min_lr_ratio, decay_steps
 //   train:      steps, tokens_per_step, micro_tokens, recompute
 //   checkpoint: every, keep_last
 //   log:        every, peak_gflops
@@ -29,6 +29,7 @@ struct RunSection {
   std::string name = "ringtrain";
   std::string out_dir;  // "" resolves to "runs/<name>"
   int64_t seed = 1234;
+  std::string device = "cpu";  // cpu | cuda (one GPU per rank: the node-local rank's)
 };
 
 struct DataSection {
@@ -58,9 +59,10 @@ struct OptimSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "cosine";  // cosine | linear | constant (after warmup)
+  std::string kind = "cosine";  // cosine | linear | constant | wsd (after warmup)
   int64_t warmup_steps = 0;
-  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * optim.lr (cosine, linear)
+  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * optim.lr (cosine, linear, wsd)
+  int64_t decay_steps = 0;      // wsd: the peak lr holds until the last decay_steps steps
 };
 
 struct TrainSection {

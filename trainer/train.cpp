@@ -19,6 +19,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "parallel/grid.h"
+#include "parallel/staging_comm.h"
 #include "parallel/watchdog.h"
 #include "trainer/batching.h"
 #include "trainer/checkpoint.h"
@@ -88,11 +89,15 @@ CheckpointFaultHook fault_hook_for(int64_t step) {
   };
 }
 
-void print_header(const Recipe& r, const Grid& g, int threads, const Model& model,
+void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Model& model,
                   const CorpusInfo& corpus, const BatchSource& source, StepBatcher& batcher) {
   std::printf("# resolved recipe (%s)\n%s", r.origin.c_str(), recipe_to_yaml(r).c_str());
-  std::printf("world %d = dp %d x sp %d | %d CPU thread%s per rank | MPI\n", g.world_size, g.dp,
-              g.sp, threads, threads == 1 ? "" : "s");
+  std::string device = cat(threads, " CPU thread", threads == 1 ? "" : "s", " per rank");
+  if (r.run.device == "cuda")
+    device = gpu < 0 ? "one GPU per rank (not opened by a dry run)"
+                     : cat("one GPU per rank: GPU ", gpu, " (", cuda_device_name(gpu), ") on rank 0");
+  std::printf("world %d = dp %d x sp %d | %s | %s\n", g.world_size, g.dp, g.sp, device.c_str(),
+              g.world->backend().c_str());
   const std::vector<int64_t> lens = source.seq_lens();
   std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
               r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),
@@ -174,7 +179,13 @@ int run_train(const TrainOptions& opt) {
                           world.size(), " ranks; expected a divisor of the world size"));
   });
   Watchdog::start({recipe.parallel.timeout_s, kStopGraceSeconds, world.rank()});
-  Grid grid = Grid::create(mpi_world(), static_cast<int>(recipe.parallel.sp));
+  const Device device = recipe.run.device == "cuda" ? Device::CUDA : Device::CPU;
+  int gpu = -1;
+  if (device == Device::CUDA && !opt.dry_run)  // a dry run checks the recipe on any machine
+    on_every_rank(world, [&] { gpu = use_cuda_device(local_placement().local_rank); });
+  // On the GPU the grid's communicators stage device buffers through host memory for MPI.
+  Grid grid = Grid::create(device == Device::CUDA ? staging_communicator(mpi_world()) : mpi_world(),
+                           static_cast<int>(recipe.parallel.sp));
   Communicator* sp_group = grid.sp_group.get();
 
   Corpus corpus, val_corpus;
@@ -210,7 +221,7 @@ int run_train(const TrainOptions& opt) {
   });
 
   Model model(recipe.model, /*allocate=*/false);
-  if (root) print_header(recipe, grid, threads, model, corpus.info(), *source, *batcher);
+  if (root) print_header(recipe, grid, threads, gpu, model, corpus.info(), *source, *batcher);
   if (opt.dry_run) {
     if (root) std::printf("dry run: recipe, corpus and layout are valid; nothing was trained\n");
     return 0;
@@ -256,6 +267,9 @@ int run_train(const TrainOptions& opt) {
     for (const Tensor& t : {params.flat_values(), optim.m(), optim.v()})
       world.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0);
   }
+  // Initialised or loaded on the host, trained where the recipe says.
+  params.move_to(device);
+  optim.move_to(device);
 
   std::unique_ptr<MetricsLog> metrics;
   on_root(world, [&] {
@@ -268,20 +282,22 @@ int run_train(const TrainOptions& opt) {
   // MFU denominator: the whole world's measured sgemm throughput (ranks measure together, so
   // ranks sharing a machine measure their share of it).
   double peak_gflops = recipe.log.peak_gflops;
+  std::string peak_source = "log.peak_gflops";
   if (peak_gflops <= 0) {
     world.barrier();
-    peak_gflops = measure_sgemm_gflops();
+    const PeakEstimate peak = device_peak_gflops(device, gpu);
+    peak_gflops = peak.gflops;
+    peak_source = peak.source;
   }
   world.allreduce_sum(&peak_gflops, 1);
   if (root) std::printf("MFU peak: %.1f GFLOP/s over %d rank%s (%s)\n", peak_gflops, world.size(),
-                        world.size() == 1 ? "" : "s",
-                        recipe.log.peak_gflops > 0 ? "log.peak_gflops" : "measured sgemm");
+                        world.size() == 1 ? "" : "s", peak_source.c_str());
 
   Watchdog::install_signal_handlers();
   // One block of the estimated size from the start: no regrowth (and fresh page faults) later.
   int64_t arena_bytes = batcher->max_activation_bytes(model, recipe.train.recompute);
   if (val_batcher) arena_bytes = std::max(arena_bytes, val_batcher->max_activation_bytes(model, false));
-  Arena arena(Device::CPU, static_cast<size_t>(arena_bytes));
+  Arena arena(device, static_cast<size_t>(arena_bytes));
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = state.step;
   std::string last_checkpoint = opt.resume ? "(the one resumed from)" : "(none yet)";
@@ -300,7 +316,7 @@ int run_train(const TrainOptions& opt) {
     double sums[2] = {0, 0};  // loss sum, target count
     for (int64_t b = 0; b < recipe.eval.batches; ++b)
       for (OwnedBatch& mb : val_batcher->fetch(b).micro) {
-        sums[0] += model.forward_loss(mb.view(sp_group), arena);
+        sums[0] += model.forward_loss(mb.view(sp_group, device), arena);
         sums[1] += static_cast<double>(mb.target_count());
       }
     world.allreduce_sum(sums, 2, "allreduce(validation loss)");
@@ -320,10 +336,11 @@ int run_train(const TrainOptions& opt) {
     arena.reset_peak();
     double loss_sum = 0;
     for (OwnedBatch& mb : batch.micro) {
-      loss_sum += model.forward_backward(mb.view(sp_group), grad_scale, recipe.train.recompute, arena);
+      loss_sum += model.forward_backward(mb.view(sp_group, device), grad_scale, recipe.train.recompute, arena);
       arena.reset();
     }
-    world.allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
+    if (world.size() > 1)  // grid.world stages the GPU's gradients
+      grid.world->allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
     // The stop flag travels with the memory figures: every rank learns the largest of each.
     double flags[3] = {Watchdog::stop_signal() ? 1.0 : 0.0, peak_rss_mib(), arena.peak() / 1048576.0};
     world.allreduce_sum(&loss_sum, 1, "allreduce(loss)");

@@ -14,5 +14,8 @@ void* malloc_device(size_t bytes);
 void free_device(void* ptr);
 void memset_zero(void* ptr, size_t bytes);
 void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+bool is_device_pointer(const void* ptr);
+void set_device(int ordinal);
+void synchronize();
 
 }  // namespace rt::cuda

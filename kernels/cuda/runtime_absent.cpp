@@ -10,6 +10,9 @@ std::string device_name(int) { return ""; }
 void* malloc_device(size_t) { RT_CHECK(false, "CUDA memory requested from a CPU-only build"); }
 void free_device(void*) {}
 void memset_zero(void*, size_t) { RT_CHECK(false, "CUDA memset in a CPU-only build"); }
+bool is_device_pointer(const void*) { return false; }
+void synchronize() {}
+void set_device(int) { RT_CHECK(false, "cudaSetDevice in a CPU-only build"); }
 void copy(void*, bool, const void*, bool, size_t) {
   RT_CHECK(false, "CUDA copy in a CPU-only build");
 }

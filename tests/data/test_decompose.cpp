@@ -194,6 +194,33 @@ TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
     }
 }
 
+TEST(Synth, RepeatedQuestionsFollowTheKeyAndAllCountAsAnswers) {
+  const std::string question = " What is the pass key? The pass key is:";
+  for (int64_t length : {256, 1000, 4096})
+    for (double depth : {0.0, 0.3, 1.0}) {
+      const SynthDocument d = passkey_document(length, depth, static_cast<uint64_t>(length) + 9, 4);
+      ASSERT_EQ(static_cast<int64_t>(d.tokens.size()), length);
+      const std::string text = ByteTokenizer::decode(d.tokens);
+      const size_t key_at = text.find(" The pass key is:");
+      ASSERT_NE(key_at, std::string::npos);
+      const std::string key = text.substr(key_at + 17, 5);
+      size_t asked = 0;
+      for (size_t at = text.find(question); at != std::string::npos; at = text.find(question, at + 1)) {
+        EXPECT_GT(at, key_at) << "a question before the key: " << text;
+        EXPECT_EQ(text.substr(at + question.size(), 6), key + ".");
+        ++asked;
+      }
+      // 256 tokens leave room for three (the filler keeps at least 64 tokens).
+      EXPECT_EQ(asked, length == 256 ? 3u : 4u) << length;
+      ASSERT_EQ(d.answers.size(), 5 * asked);
+      for (size_t i = 0; i < d.answers.size(); ++i)
+        EXPECT_EQ(d.tokens[d.answers[i]], key[i % 5]) << "answer " << i;
+      EXPECT_NE(text.find(question + key + ".<eos>"), std::string::npos);  // the last at the end
+    }
+  // One question is the document it always was.
+  EXPECT_EQ(passkey_document(1000, 0.5, 3, 1).tokens, passkey_document(1000, 0.5, 3).tokens);
+}
+
 TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5")).string();

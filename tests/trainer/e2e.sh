@@ -2,7 +2,8 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, decomposed
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, decomposed,
+#        cuda (exits 77, a skip, without a GPU)
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -221,6 +222,38 @@ hybrid)
     echo "hybrid np=$np sp=$sp: largest relative loss difference over 5 steps $worst"
     check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "hybrid np=$np sp=$sp losses differ by $worst"
   done
+  ;;
+
+cuda)
+  # run.device: cuda against the CPU on the same hybrid recipe: the same losses to f32
+  # rounding (1e-4 relative over 10 steps; the GPU sums in other orders), a resume on the GPU
+  # that reproduces its own losses bit for bit, a checkpoint the CPU can resume from, and
+  # sp = 2 with the GPU buffers staged through MPI.
+  if ! "$bin" --version | grep -q "[1-9][0-9]* GPU"; then
+    echo "SKIP: $("$bin" --version)"
+    exit 77
+  fi
+  hybrid=(--set model.pattern=M-G-*- --set model.mamba_d_state=16 --set model.mamba_headdim=32
+          --set model.glr_chunk=16 --set train.steps=10)
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/cpu" >cpu.log 2>&1 || fail "cpu run: $(tail -2 cpu.log)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set run.out_dir="$work/gpu" >gpu.log 2>&1 || fail "gpu run: $(tail -3 gpu.log)"
+  losses cpu/metrics.jsonl >cpu.txt
+  losses gpu/metrics.jsonl >gpu.txt
+  worst=$(paste cpu.txt gpu.txt | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+  echo "cuda: largest relative loss difference against the CPU over 10 steps: $worst"
+  [ "$(wc -l <gpu.txt)" -eq 10 ] || fail "the GPU run logged $(wc -l <gpu.txt) steps, expected 10"
+  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU losses differ from the CPU's by $worst"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set run.out_dir="$work/gpu2" --stop-at=5 >g5.log 2>&1 || fail "gpu 5 steps"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set run.out_dir="$work/gpu2" --resume >g10.log 2>&1 || fail "gpu resume: $(tail -2 g10.log)"
+  losses gpu2/metrics.jsonl >gpu2.txt
+  check 'cmp -s gpu.txt gpu2.txt' "GPU 5 steps + resume 5 differ from 10 steps: $(diff gpu.txt gpu2.txt | head -4)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/gpu2" --resume --set train.steps=12 >c12.log 2>&1 || fail "CPU resume of a GPU checkpoint: $(tail -2 c12.log)"
+  timeout 240 "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set parallel.sp=2 \
+    --set train.steps=5 --set run.out_dir="$work/sp2" >sp2.log 2>&1 || fail "gpu sp=2: $(tail -3 sp2.log)"
+  losses sp2/metrics.jsonl >sp2.txt
+  worst=$(head -5 cpu.txt | paste - sp2.txt | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+  echo "cuda sp=2: largest relative loss difference against the CPU over 5 steps: $worst"
+  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU sp=2 losses differ from the CPU's by $worst"
   ;;
 
 decomposed)

@@ -165,6 +165,12 @@ TEST(Schedule, WarmupThenCosineLinearConstant) {
   EXPECT_NEAR(learning_rate(o, s, 14, 7), 0.7, 1e-12);  // 1/3 of the way down to 0.1
   s.kind = "constant";
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 13), 1.0);
+  s.kind = "wsd";  // peak until the last 4 steps, then linear down to 0.1 at the last step
+  s.decay_steps = 4;
+  EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 9), 1.0);
+  EXPECT_NEAR(learning_rate(o, s, 14, 10), 1.0 - 0.9 / 4, 1e-12);
+  EXPECT_NEAR(learning_rate(o, s, 14, 12), 1.0 - 0.9 * 3 / 4, 1e-12);
+  EXPECT_NEAR(learning_rate(o, s, 14, 13), 0.1, 1e-12);
 }
 
 TEST(GradClip, ScalesToTheMaximumNorm) {

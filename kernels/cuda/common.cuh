@@ -1,0 +1,101 @@
+// What every CUDA kernel file shares: error checks that name the call and the file:line, the
+// stream the kernels run on, launch sizes, scratch memory and warp/block reductions.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/check.h"
+
+namespace rt::cuda {
+
+// A failed CUDA call is not the user's fault and leaves the device unusable: RunError, exit 1.
+void fail_cuda(cudaError_t e, const char* call, const char* file, int line);
+#define RT_CUDA(call)                                                           \
+  do {                                                                          \
+    cudaError_t rt_cuda_err_ = (call);                                          \
+    if (rt_cuda_err_ != cudaSuccess) ::rt::cuda::fail_cuda(rt_cuda_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+// After a launch: a bad configuration shows up here, a fault in the kernel at the next sync.
+#define RT_CUDA_LAUNCHED() RT_CUDA(cudaGetLastError())
+
+// The stream every op runs on. Communication gets streams of its own (parallel/nccl_comm).
+cudaStream_t compute_stream();
+// Waits for the compute stream: before a result is read on the host.
+void sync_compute();
+
+#ifdef __CUDACC__
+#define RT_HOST_DEVICE __host__ __device__
+#else
+#define RT_HOST_DEVICE
+#endif
+RT_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+constexpr int kThreads = 256;
+// Blocks for a grid-stride loop over n elements: enough to fill the GPU, never zero.
+inline unsigned blocks_for(int64_t n, int threads = kThreads) {
+  const int64_t b = ceil_div(n, threads);
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
+}
+
+// Device memory for the length of one op, from the stream-ordered pool (cudaMallocAsync), so
+// that a kernel's scratch costs no device-wide synchronisation.
+class Scratch {
+ public:
+  explicit Scratch(size_t bytes);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+// Sums over rows run in fixed blocks of kRowBlock rows: each block's partial sums land in
+// partial[blocks, C], then add_block_partials adds them into dst[C] in block order, so the
+// bits do not depend on the launch. (elementwise.cu)
+constexpr int64_t kRowBlock = 256;
+void add_block_partials(float* dst, const float* partial, int64_t blocks, int64_t C);
+// The double version casts each block's partial to float before adding, as the CPU does.
+void add_block_partials(float* dst, const double* partial, int64_t blocks, int64_t C);
+
+#ifdef __CUDACC__
+template <class T>
+__device__ inline T warp_sum(T v) {
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+__device__ inline float warp_max(float v) {
+  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+// Sum over the block, in a fixed order (same bits every run); every thread gets the result.
+// `shared` holds 32 values; blockDim.x is a multiple of 32.
+template <class T>
+__device__ inline T block_sum(T v, T* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // shared may still be read by a previous call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  T total = lane < warps ? shared[lane] : T(0);
+  return warp_sum(total);
+}
+__device__ inline float block_max(float v, float* shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float m = lane < warps ? shared[lane] : -INFINITY;
+  return warp_max(m);
+}
+#define RT_GRID_STRIDE(i, n)                                                               \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n);                \
+       i += int64_t(blockDim.x) * gridDim.x)
+#endif
+
+}  // namespace rt::cuda

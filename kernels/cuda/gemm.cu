@@ -1,0 +1,95 @@
+// Row-major GEMM through cuBLASLt: C[M,N] = alpha op(A) op(B) + beta C.
+// cuBLASLt is column-major, and a row-major matrix is its column-major transpose, so the call
+// computes C^T = op(B)^T op(A)^T: the operands swap places and keep their transpose flags.
+// Compute in f32 without TF32, so that results agree with the CPU's sgemm to rounding.
+#include <cublasLt.h>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace rt::cuda {
+
+namespace {
+
+void check_blas(cublasStatus_t s, const char* call, const char* file, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw RunError(cat(file, ":", line, ": cuBLASLt call ", call, " failed with status ",
+                       static_cast<int>(s)),
+                   1);
+}
+#define RT_BLAS(call) check_blas((call), #call, __FILE__, __LINE__)
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // what cuBLAS suggests for Hopper
+
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  Lt() {
+    RT_BLAS(cublasLtCreate(&handle));
+    RT_CUDA(cudaMalloc(&workspace, kWorkspaceBytes));
+  }
+};
+
+Lt& lt() {
+  static Lt instance;  // one device per process (one rank per GPU)
+  return instance;
+}
+
+// A column-major rows x cols f32 matrix with leading dimension ld.
+struct Layout {
+  cublasLtMatrixLayout_t desc = nullptr;
+  Layout(int64_t rows, int64_t cols, int64_t ld) {
+    RT_BLAS(cublasLtMatrixLayoutCreate(&desc, CUDA_R_32F, rows, cols, ld));
+  }
+  ~Layout() { cublasLtMatrixLayoutDestroy(desc); }
+};
+
+__global__ void scale_matrix_kernel(float* c, int64_t rows, int64_t cols, int64_t ld,
+                                    float beta) {
+  RT_GRID_STRIDE(i, rows * cols) {
+    float* e = c + (i / cols) * ld + i % cols;
+    *e = beta == 0.0f ? 0.0f : beta * *e;  // beta 0 overwrites, even a NaN
+  }
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: cuBLASLt may refuse it
+    scale_matrix_kernel<<<blocks_for(m * n), kThreads, 0, compute_stream()>>>(c, m, n, ldc, beta);
+    RT_CUDA_LAUNCHED();
+    return;
+  }
+  // Column-major problem: C'[n, m] = op'(B') op'(A'), with B' = our b and A' = our a.
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  Layout first(trans_b ? k : n, trans_b ? n : k, ldb);
+  Layout second(trans_a ? m : k, trans_a ? k : m, lda);
+  Layout out(n, m, ldc);
+
+  cublasLtMatmulDesc_t desc = nullptr;
+  RT_BLAS(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  RT_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+                                         sizeof(op_first)));
+  RT_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
+                                         sizeof(op_second)));
+  cublasLtMatmulPreference_t pref = nullptr;
+  RT_BLAS(cublasLtMatmulPreferenceCreate(&pref));
+  RT_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                               &kWorkspaceBytes, sizeof(kWorkspaceBytes)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, first.desc, second.desc, out.desc,
+                                         out.desc, pref, 1, &heuristic, &found));
+  RT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " f32 GEMM");
+  RT_BLAS(cublasLtMatmul(lt().handle, desc, &alpha, b, first.desc, a, second.desc, &beta, c,
+                         out.desc, c, out.desc, &heuristic.algo, lt().workspace,
+                         kWorkspaceBytes, compute_stream()));
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatmulDescDestroy(desc);
+}
+
+}  // namespace rt::cuda
