@@ -36,6 +36,11 @@ class Communicator {
   // Ends every process of the job with this exit code, whatever they are doing.
   [[noreturn]] virtual void abort(int exit_code) = 0;
 
+  // Point-to-point calls between group_start() and group_end() are posted together: NCCL
+  // needs a rank's sends and receives in one group (else two ranks that both send first wait
+  // for each other); MPI posts each call at once and ignores the brackets.
+  virtual void group_start() {}
+  virtual void group_end() {}
   // Non-blocking point to point (any size; large messages travel in pieces).
   virtual Request isend(const void* data, int64_t bytes, int dest, int tag) = 0;
   virtual Request irecv(void* data, int64_t bytes, int source, int tag) = 0;

@@ -42,10 +42,14 @@ struct Ring {
   // Sends a and b to the next rank and receives the previous rank's into ra and rb.
   std::vector<Communicator::Request> exchange(const Tensor& a, const Tensor& b, const Tensor& ra,
                                               const Tensor& rb, int tag_a, int tag_b) const {
-    return {comm->isend(a.data(), static_cast<int64_t>(a.nbytes()), next, tag_a),
-            comm->isend(b.data(), static_cast<int64_t>(b.nbytes()), next, tag_b),
-            comm->irecv(ra.data(), static_cast<int64_t>(ra.nbytes()), prev, tag_a),
-            comm->irecv(rb.data(), static_cast<int64_t>(rb.nbytes()), prev, tag_b)};
+    comm->group_start();
+    std::vector<Communicator::Request> requests = {
+        comm->isend(a.data(), static_cast<int64_t>(a.nbytes()), next, tag_a),
+        comm->isend(b.data(), static_cast<int64_t>(b.nbytes()), next, tag_b),
+        comm->irecv(ra.data(), static_cast<int64_t>(ra.nbytes()), prev, tag_a),
+        comm->irecv(rb.data(), static_cast<int64_t>(rb.nbytes()), prev, tag_b)};
+    comm->group_end();
+    return requests;
   }
 
   Communicator* comm;

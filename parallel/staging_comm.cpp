@@ -64,6 +64,8 @@ class StagingCommunicator final : public Communicator {
     std::abort();  // unreachable: the inner abort does not return
   }
 
+  void group_start() override { inner_->group_start(); }
+  void group_end() override { inner_->group_end(); }
   Request isend(const void* data, int64_t bytes, int dest, int tag) override {
     auto staged = std::make_unique<Staged>(const_cast<void*>(data), bytes);
     const Request inner = inner_->isend(staged->host(true), bytes, dest, tag);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "kernels/check.h"
 
@@ -25,6 +26,7 @@ struct State {
   std::atomic<int64_t> op_start_ns{0};
   std::atomic<int64_t> signal_seen_ns{0};  // when the watchdog first saw the stop flag
   bool started = false;
+  std::vector<std::function<void()>> give_up_hooks;  // guarded by mutex
 };
 
 State& state() {
@@ -42,6 +44,12 @@ void on_stop_signal(int sig) {
 }
 
 [[noreturn]] void give_up(const std::string& message) {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(state().mutex);
+    hooks = state().give_up_hooks;
+  }
+  for (const auto& hook : hooks) hook();
   std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);
   std::fflush(stdout);
@@ -101,6 +109,16 @@ void Watchdog::start(const Options& options) {
   if (s.started) return;
   s.started = true;
   std::thread(watch).detach();
+}
+
+void Watchdog::on_give_up(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  state().give_up_hooks.push_back(std::move(hook));
+}
+
+double Watchdog::timeout_seconds() {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  return state().options.timeout_s;
 }
 
 void Watchdog::set_context(const std::string& context) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 namespace rt {
@@ -29,6 +30,11 @@ class Watchdog {
   static void start(const Options& options);
   // What the process is doing, for messages: "step 17".
   static void set_context(const std::string& context);
+
+  // Runs before the watchdog ends a stuck process: releases what a wait is blocked on (NCCL's
+  // ncclCommAbort, so the GPU's kernels end too). Called from the watchdog's thread.
+  static void on_give_up(std::function<void()> hook);
+  static double timeout_seconds();
 
   // SIGTERM / SIGINT set the stop flag (a second one ends the process at once).
   static void install_signal_handlers();

@@ -50,6 +50,11 @@ else
   echo "gpu-check: no yaml-cpp, HDF5, OpenMPI here and no .gpu-deps/root.tar.xz: run scripts/gpu-deps.sh on a Debian machine and carry .gpu-deps/root.tar.xz" >&2
   exit 2
 fi
+# NCCL: the CUDA toolkit's, else the pip wheel beside PyTorch (nvidia/nccl: include/, lib/).
+if ! ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h >/dev/null 2>&1; then
+  nccl_root=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null) &&
+    cmake_args+=(-DNCCL_ROOT="$nccl_root") && export LD_LIBRARY_PATH=$nccl_root/lib:${LD_LIBRARY_PATH:-}
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent=false
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee "$logs/gpu.txt"
 
@@ -68,7 +73,7 @@ if ! cmake --build "$build" -j"$jobs" >"$logs/build.log" 2>&1; then
   printf '%s\n' "${summary[@]}"
   exit 1
 fi
-note "build with RINGTRAIN_CUDA=ON: ok ($(elapsed)); $("$build/ringtrain" --version)"
+note "build with RINGTRAIN_CUDA=ON: ok ($(elapsed)); $("$build/ringtrain" --version); $(grep -o 'NCCL [A-Z]*' "$logs/configure.log" | head -1)"
 
 # ---- GPU tests ------------------------------------------------------------------------------
 (cd "$build" && ctest -R 'Cuda|e2e_cuda' --output-on-failure -j4 >"$logs/gpu-tests.log" 2>&1)

@@ -84,6 +84,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(data, cycles),
       RT_KEY(parallel, sp),
       RT_KEY(parallel, timeout_s),
+      RT_KEY(parallel, gpu_comm),
       RT_KEY(optim, lr),
       RT_KEY(optim, beta1),
       RT_KEY(optim, beta2),
@@ -602,6 +603,8 @@ void check_parallel(const Validator& v, const ParallelSection& parallel) {
             cat(parallel.sp, " is not a power of two; expected 1, 2, 4, 8, ..."));
   v.range("parallel.timeout_s", parallel.timeout_s, kAboveZero, HUGE_VAL,
           "seconds > 0 (how long a rank waits for a peer before the job is ended)");
+  v.require(parallel.gpu_comm == "auto" || parallel.gpu_comm == "nccl" || parallel.gpu_comm == "staged",
+            "parallel.gpu_comm", cat(quote(parallel.gpu_comm), " is not a GPU communicator; expected auto, nccl or staged"));
 }
 
 void check_optim(const Validator& v, const OptimSection& optim) {

@@ -7,7 +7,7 @@
 //   run:        name, out_dir, seed, device
 //   model:      see model/config.h
 //   data:       corpus, val_corpus, mode, seq_len, curriculum, curriculum_odds, cycles
-//   parallel:   sp, timeout_s
+//   parallel:   sp, timeout_s, gpu_comm
 //   optim:      lr, beta1, beta2, eps, weight_decay, grad_clip
 //   schedule:   kind (cosine|linear|constant|wsd), warmup_steps, min_lr_ratio, decay_steps
 //   train:      steps, tokens_per_step, micro_tokens, recompute
@@ -47,6 +47,9 @@ struct DataSection {
 struct ParallelSection {
   int64_t sp = 1;           // sequence-parallel ranks per group; dp = world size / sp
   double timeout_s = 600;   // longest wait for a peer rank before the job is ended
+  // run.device: cuda: how GPU buffers travel between ranks. auto: NCCL when the build has it;
+  // nccl; staged: through host memory and MPI (any MPI; slower)
+  std::string gpu_comm = "auto";
 };
 
 struct OptimSection {

@@ -19,6 +19,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "parallel/grid.h"
+#include "parallel/nccl_comm.h"
 #include "parallel/staging_comm.h"
 #include "parallel/watchdog.h"
 #include "trainer/batching.h"
@@ -154,6 +155,18 @@ std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) 
   return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec, seed);
 }
 
+// What carries the model's tensors between ranks: MPI for CPU tensors; for GPU tensors NCCL,
+// or MPI with the device buffers staged through host memory.
+std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device, bool dry_run) {
+  if (device == Device::CPU) return mpi_world();
+  const std::string& choice = r.parallel.gpu_comm;
+  if (choice == "nccl" && !nccl_compiled())
+    throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but this ringtrain was built without "
+                        "NCCL; rebuild with NCCL_ROOT set, or use auto or staged"));
+  if (choice == "staged" || !nccl_compiled() || dry_run) return staging_communicator(mpi_world());
+  return nccl_communicator(mpi_world());
+}
+
 }  // namespace
 
 int process_rank() { return g_world ? g_world->rank() : 0; }
@@ -183,8 +196,7 @@ int run_train(const TrainOptions& opt) {
   int gpu = -1;
   if (device == Device::CUDA && !opt.dry_run)  // a dry run checks the recipe on any machine
     on_every_rank(world, [&] { gpu = use_cuda_device(local_placement().local_rank); });
-  // On the GPU the grid's communicators stage device buffers through host memory for MPI.
-  Grid grid = Grid::create(device == Device::CUDA ? staging_communicator(mpi_world()) : mpi_world(),
+  Grid grid = Grid::create(tensor_communicator(recipe, device, opt.dry_run),
                            static_cast<int>(recipe.parallel.sp));
   Communicator* sp_group = grid.sp_group.get();
 

@@ -228,7 +228,7 @@ cuda)
   # run.device: cuda against the CPU on the same hybrid recipe: the same losses to f32
   # rounding (1e-4 relative over 10 steps; the GPU sums in other orders), a resume on the GPU
   # that reproduces its own losses bit for bit, a checkpoint the CPU can resume from, and
-  # sp = 2 with the GPU buffers staged through MPI.
+  # sp = 2 with the GPU buffers staged through MPI (and by NCCL with two GPUs or more).
   if ! "$bin" --version | grep -q "[1-9][0-9]* GPU"; then
     echo "SKIP: $("$bin" --version)"
     exit 77
@@ -248,12 +248,19 @@ cuda)
   losses gpu2/metrics.jsonl >gpu2.txt
   check 'cmp -s gpu.txt gpu2.txt' "GPU 5 steps + resume 5 differ from 10 steps: $(diff gpu.txt gpu2.txt | head -4)"
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/gpu2" --resume --set train.steps=12 >c12.log 2>&1 || fail "CPU resume of a GPU checkpoint: $(tail -2 c12.log)"
-  timeout 240 "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set parallel.sp=2 \
-    --set train.steps=5 --set run.out_dir="$work/sp2" >sp2.log 2>&1 || fail "gpu sp=2: $(tail -3 sp2.log)"
-  losses sp2/metrics.jsonl >sp2.txt
-  worst=$(head -5 cpu.txt | paste - sp2.txt | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
-  echo "cuda sp=2: largest relative loss difference against the CPU over 5 steps: $worst"
-  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU sp=2 losses differ from the CPU's by $worst"
+  # Two ranks on one GPU can only stage through MPI; NCCL needs a GPU per rank.
+  comms=(staged)
+  gpus=$("$bin" --version | grep -o '[0-9]* GPU' | cut -d' ' -f1)
+  [ "${gpus:-0}" -ge 2 ] && comms+=(nccl)
+  for comm in "${comms[@]}"; do
+    timeout 240 "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set parallel.sp=2 \
+      --set parallel.gpu_comm=$comm --set train.steps=5 --set run.out_dir="$work/sp2-$comm" >"sp2-$comm.log" 2>&1 ||
+      { fail "gpu sp=2 $comm: $(tail -3 "sp2-$comm.log")"; continue; }
+    losses "sp2-$comm/metrics.jsonl" >"sp2-$comm.txt"
+    worst=$(head -5 cpu.txt | paste - "sp2-$comm.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    echo "cuda sp=2 ($comm): largest relative loss difference against the CPU over 5 steps: $worst"
+    check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU sp=2 ($comm) losses differ from the CPU's by $worst"
+  done
   ;;
 
 decomposed)

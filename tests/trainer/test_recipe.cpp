@@ -153,7 +153,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 54u);
+  ASSERT_EQ(keys.size(), 55u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.seq_len");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
@@ -288,6 +288,8 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"optim.grad_clip=-1", "optim.grad_clip: -1 is negative; expected a norm >= 0"},
       {"optim.lr=nan", "optim.lr: 'nan' is not finite; expected a finite number"},
       {"run.device=gpu", "run.device: 'gpu' is not a device; expected cpu or cuda"},
+      {"parallel.gpu_comm=gloo",
+       "parallel.gpu_comm: 'gloo' is not a GPU communicator; expected auto, nccl or staged"},
       {"schedule.kind=step",
        "schedule.kind: 'step' is not a known schedule; expected one of: cosine, linear, constant, wsd"},
       {"schedule.kind=wsd", "schedule.decay_steps: 0 does not fit the wsd schedule; expected 1 to"},

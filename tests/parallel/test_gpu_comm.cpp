@@ -1,11 +1,13 @@
-// The staging communicator (parallel/staging_comm.h) against the MPI communicator it wraps:
-// host buffers pass through untouched; GPU buffers (where a GPU is visible) come back with
-// the same values MPI gives host buffers. Run under mpirun for several world sizes.
+// The communicators of GPU ranks against what MPI gives host buffers: the staging one
+// (parallel/staging_comm.h) everywhere for host buffers and where a GPU is visible for device
+// buffers; the NCCL one (parallel/nccl_comm.h) where every rank has a GPU of its own (a world
+// of one on a one-GPU machine: NCCL sends to itself). Run under mpirun for several world sizes.
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "kernels/device.h"
+#include "parallel/nccl_comm.h"
 #include "parallel/staging_comm.h"
 
 namespace rt {
@@ -46,12 +48,13 @@ struct HostBuffer {
   HostBuffer(const HostBuffer&) = delete;
 };
 
+std::unique_ptr<HostBuffer> make_host(std::vector<float> v) { return std::make_unique<HostBuffer>(std::move(v)); }
+std::vector<float> read_host(const std::unique_ptr<HostBuffer>& b) { return b->values; }
+
 TEST(StagingComm, HostBuffersPassThrough) {
   auto comm = staging_communicator(mpi_world());
   EXPECT_NE(comm->backend().find("staged"), std::string::npos);
-  exchange_and_reduce(
-      *comm, [](std::vector<float> v) { return std::make_unique<HostBuffer>(std::move(v)); },
-      [](const std::unique_ptr<HostBuffer>& b) { return b->values; });
+  exchange_and_reduce(*comm, make_host, read_host);
 }
 
 struct DeviceBuffer {
@@ -63,19 +66,35 @@ struct DeviceBuffer {
   }
 };
 
+std::unique_ptr<DeviceBuffer> make_device(std::vector<float> v) { return std::make_unique<DeviceBuffer>(v); }
+std::vector<float> read_device(const std::unique_ptr<DeviceBuffer>& b) {
+  std::vector<float> v(static_cast<size_t>(b->t.numel()));
+  device_copy(Device::CPU, v.data(), Device::CUDA, b->t.data(), v.size() * 4);
+  return v;
+}
+
 TEST(StagingComm, GpuBuffersTravelLikeHostOnes) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   use_cuda_device(0);  // every rank on GPU 0 is fine: MPI carries the bytes
   auto comm = staging_communicator(mpi_world());
   auto split = comm->split(0, comm->rank());  // sub-communicators stage too
   for (Communicator* c : {comm.get(), split.get()})
-    exchange_and_reduce(
-        *c, [](std::vector<float> v) { return std::make_unique<DeviceBuffer>(v); },
-        [](const std::unique_ptr<DeviceBuffer>& b) {
-          std::vector<float> v(static_cast<size_t>(b->t.numel()));
-          device_copy(Device::CPU, v.data(), Device::CUDA, b->t.data(), v.size() * 4);
-          return v;
-        });
+    exchange_and_reduce(*c, make_device, read_device);
+}
+
+TEST(NcclComm, DeviceAndHostBuffersOverNccl) {
+  auto world = mpi_world();
+  if (!nccl_compiled()) GTEST_SKIP() << "built without NCCL";
+  if (cuda_device_count() < world->size())
+    GTEST_SKIP() << world->size() << " ranks need as many GPUs; " << cuda_device_count() << " visible";
+  use_cuda_device(local_placement().local_rank);
+  auto comm = nccl_communicator(std::move(world));
+  EXPECT_NE(comm->backend().find("nccl"), std::string::npos);
+  auto split = comm->split(0, comm->rank());
+  for (Communicator* c : {comm.get(), split.get()}) {
+    exchange_and_reduce(*c, make_device, read_device);
+    exchange_and_reduce(*c, make_host, read_host);  // host buffers go by MPI
+  }
 }
 
 }  // namespace
