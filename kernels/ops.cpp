@@ -358,10 +358,10 @@ void rope_forward(const Tensor& x, const Tensor& table) { rope("rope_forward", x
 void rope_backward(const Tensor& dx, const Tensor& table) { rope("rope_backward", dx, table, true); }
 
 namespace {
-cpu::AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k,
+AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k,
                                   const Tensor& v) {
   RT_CHECK(q.ndim() == 3 && k.ndim() == 3, op, ": q, k, v must be [T, heads, D]");
-  cpu::AttentionDims d{q.size(0), k.size(0), q.size(1), k.size(1), q.size(2)};
+  AttentionDims d{q.size(0), k.size(0), q.size(1), k.size(1), q.size(2)};
   RT_CHECK(d.Hkv > 0 && d.H % d.Hkv == 0, op, ": ", d.H, " query heads are not a multiple of ",
            d.Hkv, " kv heads");
   expect(op, "k", k, {d.Tk, d.Hkv, d.D});
@@ -427,7 +427,7 @@ void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
 }
 
 namespace {
-cpu::GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& g, float scale, int64_t chunk) {
   RT_CHECK(v.ndim() == 3, op, ": v must be [T, H, dv], got ", v.shape().str());
   const int64_t T = v.size(0), H = v.size(1), dv = v.size(2);
@@ -448,7 +448,7 @@ cpu::GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Te
   return {T, H, Hg, dk, dv, vector_decay, chunk, scale};
 }
 
-int64_t glr_chunks(const cpu::GlrDims& d) { return (d.T + d.chunk - 1) / d.chunk; }
+int64_t glr_chunks(const GlrDims& d) { return (d.T + d.chunk - 1) / d.chunk; }
 
 }  // namespace
 

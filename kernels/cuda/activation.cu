@@ -70,12 +70,6 @@ __global__ void column_partial_kernel(float* partial, const float* m, int64_t T,
   }
 }
 
-template <class Kernel, class... Args>
-void launch(Kernel kernel, int64_t n, Args... args) {
-  kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(args...);
-  RT_CUDA_LAUNCHED();
-}
-
 }  // namespace
 
 void silu_forward(float* out, const float* inp, int64_t n) {

@@ -93,6 +93,12 @@ __device__ inline float block_max(float v, float* shared) {
   float m = lane < warps ? shared[lane] : -INFINITY;
   return warp_max(m);
 }
+// Launches a grid-stride kernel over n elements on the compute stream and checks the launch.
+template <class Kernel, class... Args>
+void launch(Kernel kernel, int64_t n, Args... args) {
+  kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(args...);
+  RT_CUDA_LAUNCHED();
+}
 #define RT_GRID_STRIDE(i, n)                                                               \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n);                \
        i += int64_t(blockDim.x) * gridDim.x)

@@ -157,12 +157,6 @@ __global__ void skip_heads_partial_kernel(double* partial, const float* dy, cons
   }
 }
 
-template <class Kernel, class... Args>
-void launch(Kernel kernel, int64_t n, Args... args) {
-  kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(args...);
-  RT_CUDA_LAUNCHED();
-}
-
 }  // namespace
 
 void conv1d_causal_forward(float* out, const float* x, const float* weight, const float* bias,

@@ -26,17 +26,9 @@ using testing::to_vec;
 constexpr double kTol = 1e-5;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-Tensor to_cuda(const Tensor& host) {
-  Tensor dev = Tensor::empty(host.shape(), DType::F32, Device::CUDA);
-  copy_tensor(dev, host);
-  return dev;
-}
-
-Tensor to_host(const Tensor& dev) {
-  Tensor host = Tensor::empty(dev.shape());
-  copy_tensor(host, dev);
-  return host;
-}
+// Copies between the devices: to_device (kernels/tensor.h).
+Tensor to_cuda(const Tensor& t) { return to_device(t, Device::CUDA); }
+Tensor to_host(const Tensor& t) { return to_device(t, Device::CPU); }
 
 // A host copy of a host tensor (the CPU op may then write into it).
 Tensor clone(const Tensor& host) {

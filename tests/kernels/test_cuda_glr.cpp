@@ -13,6 +13,7 @@
 #include "kernels/device.h"
 #include "kernels/ops.h"
 #include "kernels/tensor.h"
+#include "tests/kernels/glr_inputs.h"
 #include "tests/testing.h"
 
 namespace rt {
@@ -28,18 +29,9 @@ constexpr double kTol = 1e-5;
 // in a host emulation); their difference may then exceed 1e-5 by rounding alone.
 constexpr double kStrongDgTol = 1e-4;
 
-Tensor to_cuda(const Tensor& t) {
-  if (!t.defined()) return Tensor();
-  Tensor d = Tensor::empty(t.shape(), DType::F32, Device::CUDA);
-  copy_tensor(d, t);
-  return d;
-}
-
-Tensor to_cpu(const Tensor& t) {
-  Tensor h = Tensor::empty(t.shape());
-  copy_tensor(h, t);
-  return h;
-}
+// Copies between the devices: to_device (kernels/tensor.h).
+Tensor to_cuda(const Tensor& t) { return to_device(t, Device::CUDA); }
+Tensor to_host(const Tensor& t) { return to_device(t, Device::CPU); }
 
 // A CUDA output filled with NaN, so that an entry the op fails to write shows up as an error.
 Tensor poisoned_cuda(Shape shape) {
@@ -49,34 +41,12 @@ Tensor poisoned_cuda(Shape shape) {
 }
 
 void expect_close(const Tensor& got_cuda, const Tensor& want_cpu, double tol, const char* what) {
-  const double err = rel_rms_error(to_cpu(got_cuda), to_vec(want_cpu));
+  const double err = rel_rms_error(to_host(got_cuda), to_vec(want_cpu));
   EXPECT_LT(err, tol) << what;  // NaN (an unwritten entry) fails too
 }
 
-struct GlrCase {
-  int T, H, Hg, dk, dv;
-  bool vector_decay;
-  int64_t chunk;
-  double normalizer;  // g = logsigmoid(x) / normalizer: 16 weak, 1 moderate, 0.1 strong
-  bool with_h0, with_dh_final;
-};
-
-struct GlrInputs {
-  GlrInputs(const GlrCase& c, uint64_t seed) {
-    const int gw = c.vector_decay ? c.dk : 1;
-    q = testing::random_tensor({c.T, c.Hg, c.dk}, seed);
-    k = testing::random_tensor({c.T, c.Hg, c.dk}, seed + 1);
-    v = testing::random_tensor({c.T, c.H, c.dv}, seed + 2);
-    g = c.vector_decay ? Tensor::empty({c.T, c.H, c.dk}) : Tensor::empty({c.T, c.H});
-    const ref::Vec x = testing::random_vec(static_cast<size_t>(c.T) * c.H * gw, seed + 3, 2.0);
-    for (size_t i = 0; i < x.size(); ++i)
-      g.f32()[i] = static_cast<float>(-std::log1p(std::exp(-x[i])) / c.normalizer);
-    if (c.with_h0) h0 = testing::random_tensor({c.H, c.dk, c.dv}, seed + 4);
-    dout = testing::random_tensor({c.T, c.H, c.dv}, seed + 5);
-    if (c.with_dh_final) dh_final = testing::random_tensor({c.H, c.dk, c.dv}, seed + 6);
-  }
-  Tensor q, k, v, g, h0, dout, dh_final;
-};
+using testing::GlrCase;
+using testing::GlrInputs;
 
 // The same inputs on the GPU.
 struct CudaInputs {
@@ -231,9 +201,9 @@ TEST(CudaGlr, BackwardIsDeterministicWithSharedGroups) {
            dv = poisoned_cuda(in.v.shape()), dg = poisoned_cuda(in.g.shape());
     ops::glr_backward(dq, dk, dv, dg, Tensor(), dev.q, dev.k, dev.v, dev.g, states, dev.dout,
                       dev.dh_final, 1.0f, c.chunk);
-    ref::Vec all = to_vec(to_cpu(dq));
+    ref::Vec all = to_vec(to_host(dq));
     for (const Tensor* t : {&dk, &dv, &dg})
-      for (double x : to_vec(to_cpu(*t))) all.push_back(x);
+      for (double x : to_vec(to_host(*t))) all.push_back(x);
     if (run == 0) first = all;
     else EXPECT_EQ(all, first);
   }

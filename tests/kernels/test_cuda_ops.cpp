@@ -22,18 +22,12 @@ using testing::to_vec;
 // f32 on both sides; the GPU's exp and its summation order differ from the CPU's by rounding.
 constexpr double kTol = 1e-5;
 
-Tensor copy_to(const Tensor& t, Device device) {
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
-  copy_tensor(out, t);
-  return out;
-}
-
 // A tensor on the CPU and its copy on the GPU; an op runs on both, then they are compared.
 struct Twin {
   Tensor cpu, gpu;
-  explicit Twin(const Tensor& host) : cpu(host), gpu(copy_to(host, Device::CUDA)) {}
+  explicit Twin(const Tensor& host) : cpu(host), gpu(to_device(host, Device::CUDA)) {}
   Twin(Shape shape, uint64_t seed, float stddev = 1.0f) : Twin(random_tensor(shape, seed, stddev)) {}
-  Tensor gpu_on_host() const { return copy_to(gpu, Device::CPU); }
+  Tensor gpu_on_host() const { return to_device(gpu, Device::CPU); }
   double error() const { return rel_rms_error(gpu_on_host(), to_vec(cpu)); }
   bool identical() const {
     Tensor g = gpu_on_host();

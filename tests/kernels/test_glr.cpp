@@ -8,6 +8,7 @@
 
 #include "kernels/ops.h"
 #include "tests/reference/naive.h"
+#include "tests/kernels/glr_inputs.h"
 #include "tests/testing.h"
 
 namespace rt {
@@ -19,29 +20,8 @@ using testing::to_vec;
 
 constexpr double kTol = 1e-5;
 
-struct GlrCase {
-  int T, H, Hg, dk, dv;
-  bool vector_decay;
-  int64_t chunk;
-  double normalizer;  // g = logsigmoid(x) / normalizer: 16 weak (GLA's), 0.1 strong
-};
-
-struct GlrInputs {
-  GlrInputs(const GlrCase& c, uint64_t seed) {
-    const int gw = c.vector_decay ? c.dk : 1;
-    q = testing::random_tensor({c.T, c.Hg, c.dk}, seed);
-    k = testing::random_tensor({c.T, c.Hg, c.dk}, seed + 1);
-    v = testing::random_tensor({c.T, c.H, c.dv}, seed + 2);
-    g = c.vector_decay ? Tensor::empty({c.T, c.H, c.dk}) : Tensor::empty({c.T, c.H});
-    const Vec x = testing::random_vec(static_cast<size_t>(c.T) * c.H * gw, seed + 3, 2.0);
-    for (size_t i = 0; i < x.size(); ++i)
-      g.f32()[i] = static_cast<float>(-std::log1p(std::exp(-x[i])) / c.normalizer);
-    h0 = testing::random_tensor({c.H, c.dk, c.dv}, seed + 4);
-    dout = testing::random_tensor({c.T, c.H, c.dv}, seed + 5);
-    dh_final = testing::random_tensor({c.H, c.dk, c.dv}, seed + 6);
-  }
-  Tensor q, k, v, g, h0, dout, dh_final;
-};
+using testing::GlrCase;
+using testing::GlrInputs;
 
 ref::GlrShape shape_of(const GlrCase& c, double scale) {
   return {c.T, c.H, c.Hg, c.dk, c.dv, c.vector_decay, scale};
