@@ -35,6 +35,31 @@ Lt& lt() {
   return instance;
 }
 
+// Largest power of two up to 256 dividing the address. cuBLASLt assumes 256-byte aligned
+// operands unless told otherwise, and arena views are only 64-byte aligned (row views less):
+// an algorithm chosen for alignment the pointer lacks fails with NOT_SUPPORTED.
+uint32_t alignment_of(const void* p) {
+  uint32_t a = 256;
+  while (a > 4 && reinterpret_cast<uintptr_t>(p) % a) a /= 2;
+  return a;
+}
+
+// Descriptors that are destroyed also when a call throws.
+struct MatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  MatmulDesc() { RT_BLAS(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F)); }
+  ~MatmulDesc() { cublasLtMatmulDescDestroy(desc); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  Preference() { RT_BLAS(cublasLtMatmulPreferenceCreate(&pref)); }
+  ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
+  template <class T>
+  void set(cublasLtMatmulPreferenceAttributes_t attribute, T value) {
+    RT_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value));
+  }
+};
+
 // A column-major rows x cols f32 matrix with leading dimension ld.
 struct Layout {
   cublasLtMatrixLayout_t desc = nullptr;
@@ -70,26 +95,25 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   Layout second(trans_a ? m : k, trans_a ? k : m, lda);
   Layout out(n, m, ldc);
 
-  cublasLtMatmulDesc_t desc = nullptr;
-  RT_BLAS(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  RT_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+  MatmulDesc desc;
+  RT_BLAS(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
                                          sizeof(op_first)));
-  RT_BLAS(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
+  RT_BLAS(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
                                          sizeof(op_second)));
-  cublasLtMatmulPreference_t pref = nullptr;
-  RT_BLAS(cublasLtMatmulPreferenceCreate(&pref));
-  RT_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                               &kWorkspaceBytes, sizeof(kWorkspaceBytes)));
+  Preference pref;
+  pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kWorkspaceBytes);
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b));  // its A is our b
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(a));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(c));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, first.desc, second.desc, out.desc,
-                                         out.desc, pref, 1, &heuristic, &found));
+  RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc.desc, first.desc, second.desc,
+                                         out.desc, out.desc, pref.pref, 1, &heuristic, &found));
   RT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " f32 GEMM");
-  RT_BLAS(cublasLtMatmul(lt().handle, desc, &alpha, b, first.desc, a, second.desc, &beta, c,
+  RT_BLAS(cublasLtMatmul(lt().handle, desc.desc, &alpha, b, first.desc, a, second.desc, &beta, c,
                          out.desc, c, out.desc, &heuristic.algo, lt().workspace,
                          kWorkspaceBytes, compute_stream()));
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatmulDescDestroy(desc);
 }
 
 }  // namespace rt::cuda

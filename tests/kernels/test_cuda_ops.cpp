@@ -110,7 +110,8 @@ TEST(CudaOps, RMSNormOneAndSeveralGroups) {
   SKIP_WITHOUT_GPU();
   for (int64_t groups : {1, 4}) {
     const int T = 700, C = 96;
-    Twin x({T, C}, 40), w({C}, 41), y({T, C}, 42), rstd({T, groups}, 43), dy({T, C}, 44);
+    Twin x({T, C}, 40), w({C}, 41), y({T, C}, 42), dy({T, C}, 44);
+    Twin rstd(groups == 1 ? Shape{T} : Shape{T, groups}, 43);
     Twin dx({T, C}, 45), dw({C}, 46);
     on_both([&](Side s) { ops::rmsnorm_forward(y.*s, rstd.*s, x.*s, w.*s, 1e-5f, groups); });
     EXPECT_LT(y.error(), kTol);
