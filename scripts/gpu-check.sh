@@ -38,6 +38,7 @@ elif [ -f .gpu-deps/root.tar.xz ]; then
   export PATH=$deps/bin:$deps/usr/bin:$PATH
   export LD_LIBRARY_PATH=$lib:$lib/openmpi/lib:$lib/openblas-openmp:$lib/hdf5/serial:${LD_LIBRARY_PATH:-}
   export OPAL_PREFIX=$deps/usr  # OpenMPI finds its components and help files under its prefix
+  export PMIX_INSTALL_PREFIX=$lib/pmix2 PMIX_MCA_pcompress_base_silence_warning=1
   export PKG_CONFIG_SYSROOT_DIR=$deps PKG_CONFIG_LIBDIR=$lib/pkgconfig:$lib/openblas-openmp/pkgconfig
   cmake_args+=(-DCMAKE_PREFIX_PATH="$deps/usr;$lib/cmake"
                -DPKG_CONFIG_EXECUTABLE="$deps/usr/bin/pkgconf"
@@ -76,7 +77,7 @@ fi
 note "build with RINGTRAIN_CUDA=ON: ok ($(elapsed)); $("$build/ringtrain" --version); $(grep -o 'NCCL [A-Z]*' "$logs/configure.log" | head -1)"
 
 # ---- GPU tests ------------------------------------------------------------------------------
-(cd "$build" && ctest -R 'Cuda|e2e_cuda' --output-on-failure -j4 >"$logs/gpu-tests.log" 2>&1)
+(cd "$build" && ctest -R 'Cuda|NcclComm|gpu_comm|e2e_cuda' --output-on-failure -j4 >"$logs/gpu-tests.log" 2>&1)
 note "GPU tests: $(grep -E 'tests passed|tests failed' "$logs/gpu-tests.log" | tail -1) ($(elapsed))"
 grep -E '^\s+[0-9]+ - .*(Failed|Not Run|Timeout)' "$logs/gpu-tests.log" | head -20 | sed 's/^/   /'
 grep -E '^cuda( sp=2)?: largest' "$build"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/   /'
