@@ -60,6 +60,12 @@ void device_copy(Device dst_device, void* dst, Device src_device, const void* sr
 bool is_cuda_pointer(const void* ptr) { return cuda::is_device_pointer(ptr); }
 bool cuda_compiled() { return cuda::compiled(); }
 
+std::string cuda_device_uuid() {
+  unsigned char bytes[16];
+  cuda::device_uuid(cuda::current_device(), bytes);
+  return std::string(reinterpret_cast<const char*>(bytes), 16);
+}
+
 void device_synchronize(Device device) {
   if (device == Device::CUDA) cuda::synchronize();
 }
@@ -67,9 +73,13 @@ void device_synchronize(Device device) {
 int use_cuda_device(int ordinal) {
   require_cuda_backend();
   const int count = cuda::device_count();
-  if (count == 0)
-    throw UserError("run.device: cuda, but no CUDA device is visible (nvidia-smi lists the GPUs; "
-                    "check CUDA_VISIBLE_DEVICES), or use run.device: cpu");
+  if (count == 0) {
+    const std::string why = cuda::device_count_error();
+    throw UserError(cat("run.device: cuda, but no CUDA device is visible",
+                        why.empty() ? "" : " (" + why + ")",
+                        "; nvidia-smi lists the GPUs, check CUDA_VISIBLE_DEVICES and the driver, "
+                        "or use run.device: cpu"));
+  }
   cuda::set_device(ordinal % count);
   return ordinal % count;
 }

@@ -27,6 +27,9 @@ bool cuda_compiled();        // this binary was built with the CUDA backend
 // node-local rank's) and returns its ordinal; a UserError when the build or the machine has
 // no GPU.
 int use_cuda_device(int ordinal);
+// The 16-byte identity of this process's GPU (after use_cuda_device): ranks that share a GPU
+// have the same one.
+std::string cuda_device_uuid();
 // Waits for the work queued on `device` (timing; a no-op on the CPU).
 void device_synchronize(Device device);
 int cuda_device_count();     // 0 without a driver/device, or without the CUDA backend

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -54,18 +55,30 @@ class NcclCommunicator final : public Communicator {
   }
 
   ~NcclCommunicator() override {
+    bool live = false;  // false: aborted (and freed) by abort_all_live already
     {
       std::lock_guard<std::mutex> lock(g_live_mutex);
-      std::erase(g_live, comm_);
+      live = std::erase(g_live, comm_) > 0;
+    }
+    if (live) {
+      // Finalize waits for the peers; while an exception unwinds they may never come, and a
+      // failed or slow finalize is aborted rather than waited for.
+      bool clean = std::uncaught_exceptions() == 0;
+      if (clean) {
+        ncclResult_t state = ncclCommFinalize(comm_);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (state == ncclInProgress && ncclCommGetAsyncError(comm_, &state) == ncclSuccess &&
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
+                   Watchdog::timeout_seconds())
+          std::this_thread::yield();
+        clean = state == ncclSuccess;
+      }
+      if (clean) ncclCommDestroy(comm_);
+      else ncclCommAbort(comm_);
     }
     for (auto& [event, users] : event_users_) cudaEventDestroy(event);
     cudaEventDestroy(compute_done_);
     cudaStreamDestroy(stream_);
-    if (!comm_) return;
-    // Finalize runs non-blocking too; an error here has nobody to report to.
-    ncclResult_t state = ncclCommFinalize(comm_);
-    while (state == ncclInProgress && ncclCommGetAsyncError(comm_, &state) == ncclSuccess) std::this_thread::yield();
-    ncclCommDestroy(comm_);
   }
 
   int rank() const override { return host_->rank(); }
@@ -114,11 +127,14 @@ class NcclCommunicator final : public Communicator {
     for (int64_t id : group_) pending_[id] = done, ++event_users_[done];
     group_.clear();
   }
+  // Point to point carries the model's tensors only: device buffers (NCCL does not check).
   Request isend(const void* data, int64_t bytes, int dest, int tag) override {
+    RT_CHECK(is_cuda_pointer(data), "NCCL isend of a host buffer; send device buffers");
     bytes_sent_ += bytes;
     return p2p([&] { return ncclSend(data, bytes, ncclUint8, dest, comm_, stream_); });
   }
   Request irecv(void* data, int64_t bytes, int source, int tag) override {
+    RT_CHECK(is_cuda_pointer(data), "NCCL irecv into a host buffer; receive into device buffers");
     return p2p([&] { return ncclRecv(data, bytes, ncclUint8, source, comm_, stream_); });
   }
   void wait(std::vector<Request>& requests, const char* what) override {
@@ -152,20 +168,36 @@ class NcclCommunicator final : public Communicator {
  private:
   void check(ncclResult_t r, const char* call) {
     if (r == ncclSuccess || r == ncclInProgress) return;
-    const std::string message = cat("NCCL ", call, " failed on rank ", rank(), ": ",
-                                    ncclGetErrorString(r), " (", ncclGetLastError(comm_), ")");
+    const std::string message = cat("NCCL ", call, " failed: ", ncclGetErrorString(r), " (",
+                                    ncclGetLastError(comm_), ")");
     abort_all_live();
     fail(message);
   }
 
-  // Non-blocking NCCL: a call may still be in progress when it returns.
+  // Non-blocking NCCL: a call may still be in progress when it returns (connecting to a peer
+  // that may be gone), so this waits like wait_event does: under the watchdog, with a deadline.
   void settle(const char* call) {
+    Watchdog::Blocking blocking(call);
+    const auto t0 = std::chrono::steady_clock::now();
     ncclResult_t state = ncclInProgress;
     while (state == ncclInProgress) {
       check(ncclCommGetAsyncError(comm_, &state), call);
       check(state, call);
-      if (state == ncclInProgress) std::this_thread::yield();
+      if (state == ncclInProgress) {
+        give_up_after(t0, call);
+        std::this_thread::yield();
+      }
     }
+  }
+
+  void give_up_after(std::chrono::steady_clock::time_point t0, const char* what) {
+    const double timeout = Watchdog::timeout_seconds();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (waited <= timeout) return;
+    abort_all_live();
+    fail(cat("no answer in ", what, " after ", static_cast<int64_t>(waited),
+             " s (parallel.timeout_s = ", timeout, "); a peer rank died or stopped answering; "
+             "NCCL communicators aborted"));
   }
 
   // The communication stream starts after the work queued so far on the compute stream.
@@ -182,7 +214,7 @@ class NcclCommunicator final : public Communicator {
 
   // Waits on the host, as MPI does, polling NCCL's error state and the deadline.
   void wait_event(cudaEvent_t event, const char* what) {
-    const double timeout = Watchdog::timeout_seconds();
+    Watchdog::Blocking blocking(what);
     const auto t0 = std::chrono::steady_clock::now();
     while (true) {
       const cudaError_t e = cudaEventQuery(event);
@@ -191,13 +223,7 @@ class NcclCommunicator final : public Communicator {
       ncclResult_t state = ncclSuccess;
       check(ncclCommGetAsyncError(comm_, &state), what);
       check(state, what);
-      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (waited > timeout) {
-        abort_all_live();
-        fail(cat("rank ", rank(), ": no answer in ", what, " after ", static_cast<int64_t>(waited),
-                 " s (parallel.timeout_s = ", timeout, "); a peer rank died or stopped answering; "
-                 "NCCL communicator aborted"));
-      }
+      give_up_after(t0, what);
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }

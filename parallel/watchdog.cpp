@@ -44,15 +44,15 @@ void on_stop_signal(int sig) {
 }
 
 [[noreturn]] void give_up(const std::string& message) {
-  std::vector<std::function<void()>> hooks;
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  std::vector<std::function<void()>> hooks;  // after the message: a hook may block
   {
     std::lock_guard<std::mutex> lock(state().mutex);
     hooks = state().give_up_hooks;
   }
   for (const auto& hook : hooks) hook();
-  std::fprintf(stderr, "%s\n", message.c_str());
-  std::fflush(stderr);
-  std::fflush(stdout);
   // Not MPI_Abort: this thread does not own MPI (MPI_THREAD_FUNNELED). A non-zero exit makes
   // the launcher end the job.
   std::_Exit(kExitCommFailure);

@@ -13,13 +13,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-build=${RINGTRAIN_GPU_BUILD_DIR:-build-gpu}
-logs=${OUT:-$build/check}
+build=$(realpath -m "${RINGTRAIN_GPU_BUILD_DIR:-build-gpu}")
+logs=$(realpath -m "${OUT:-$build/check}")
 mkdir -p "$logs"
 jobs=$(nproc)
 start=$(date +%s)
 summary=()
+failures=0
 note() { summary+=("$*"); echo "== $*"; }
+failed() { failures=$((failures + 1)); note "FAILED: $*"; }
+# The unpacked Debian libraries serve ringtrain and MPI only; python3 (PyTorch) and nvidia-smi
+# keep the machine's own.
+system_ld=${LD_LIBRARY_PATH:-}
+system() { LD_LIBRARY_PATH=$system_ld "$@"; }
 elapsed() { echo "$(($(date +%s) - start)) s"; }
 
 # ---- dependencies ---------------------------------------------------------------------------
@@ -52,12 +58,13 @@ else
   exit 2
 fi
 # NCCL: the CUDA toolkit's, else the pip wheel beside PyTorch (nvidia/nccl: include/, lib/).
-if ! ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h >/dev/null 2>&1; then
-  nccl_root=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null) &&
+if [ ! -e /usr/local/cuda/include/nccl.h ] && [ ! -e /usr/include/nccl.h ]; then
+  nccl_root=$(system python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null) &&
     cmake_args+=(-DNCCL_ROOT="$nccl_root") && export LD_LIBRARY_PATH=$nccl_root/lib:${LD_LIBRARY_PATH:-}
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent=false
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee "$logs/gpu.txt"
+note "host: $(uname -m), $(ldd --version 2>&1 | head -1), $(cmake --version | head -1), $(nvcc --version 2>&1 | tail -1)"
+command -v nvidia-smi >/dev/null && system nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee "$logs/gpu.txt"
 
 # ---- build ----------------------------------------------------------------------------------
 generator=()
@@ -77,10 +84,11 @@ fi
 note "build with RINGTRAIN_CUDA=ON: ok ($(elapsed)); $("$build/ringtrain" --version); $(grep -o 'NCCL [A-Z]*' "$logs/configure.log" | head -1)"
 
 # ---- GPU tests ------------------------------------------------------------------------------
-(cd "$build" && ctest -R 'Cuda|NcclComm|gpu_comm|e2e_cuda' --output-on-failure -j4 >"$logs/gpu-tests.log" 2>&1)
+(cd "$build" && ctest -R 'Cuda|NcclComm|gpu_comm|e2e_cuda' --output-on-failure -j4 >"$logs/gpu-tests.log" 2>&1) ||
+  failed "GPU tests (see gpu-tests.log)"
 note "GPU tests: $(grep -E 'tests passed|tests failed' "$logs/gpu-tests.log" | tail -1) ($(elapsed))"
 grep -E '^\s+[0-9]+ - .*(Failed|Not Run|Timeout)' "$logs/gpu-tests.log" | head -20 | sed 's/^/   /'
-grep -E '^cuda( sp=2)?: largest' "$build"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/   /'
+grep -E '^cuda( sp=2 \([a-z]+\))?: largest' "$build"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/   /'
 
 # ---- benchmarks -----------------------------------------------------------------------------
 if "$build/ringtrain" --version | grep -q " 0 GPUs"; then
@@ -90,18 +98,18 @@ if "$build/ringtrain" --version | grep -q " 0 GPUs"; then
 fi
 export RINGTRAIN_BENCH_DEVICE=cuda
 "$build/bench/bench_attention" --benchmark_filter='Sgemm|ForwardBackward' --benchmark_min_time=0.2s \
-  >"$logs/bench-attention.txt" 2>&1
+  >"$logs/bench-attention.txt" 2>&1 || failed "bench_attention"
 note "attention fwd+bwd, ringtrain f32 kernels (causal, H=8, D=64): $(elapsed)"
 grep -E 'BM_' "$logs/bench-attention.txt" | sed 's/^/   /'
-if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  python3 bench/attention_torch.py >"$logs/attention-torch.txt" 2>&1
+if system python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  system python3 bench/attention_torch.py >"$logs/attention-torch.txt" 2>&1 || failed "bench/attention_torch.py"
   note "attention fwd+bwd, PyTorch SDPA baseline: $(elapsed)"
   sed 's/^/   /' "$logs/attention-torch.txt"
 else
   note "attention baseline: no PyTorch with CUDA here (bench/attention_torch.py skipped)"
 fi
 "$build/bench/bench_glr" --benchmark_filter='/(1024|4096|16384|65536)/' --benchmark_min_time=0.2s \
-  >"$logs/bench-glr.txt" 2>&1
+  >"$logs/bench-glr.txt" 2>&1 || failed "bench_glr"
 note "GLR fwd+bwd, ringtrain kernels (GLA: 2 heads dk 64 dv 128; Mamba-2: 4 heads 64 x 64): $(elapsed)"
 grep -E 'BM_' "$logs/bench-glr.txt" | sed 's/^/   /'
 unset RINGTRAIN_BENCH_DEVICE
@@ -115,10 +123,15 @@ for len in 8192 32768 65536; do
   "$build/ringtrain" train recipes/gpu-hybrid-125m.yaml --set data.corpus="$data/train.h5" \
     --set data.seq_len=$len --set train.tokens_per_step=$((2 * len > 16384 ? len : 16384)) \
     --set train.steps=6 --set schedule.warmup_steps=2 --set run.out_dir="$data/run-$len" >"$logs/train-$len.log" 2>&1
-  note "125M hybrid at $len tokens: $(grep -E '^step +6/' "$logs/train-$len.log" || tail -1 "$logs/train-$len.log") ($(elapsed))"
+  if grep -qE '^step +6/' "$logs/train-$len.log"; then
+    note "125M hybrid at $len tokens: $(grep -E '^step +6/' "$logs/train-$len.log") ($(elapsed))"
+  else
+    failed "125M hybrid at $len tokens: $(tail -1 "$logs/train-$len.log")"
+  fi
 done
 grep -E '^model:' "$logs/train-8192.log" | sed 's/^/   /'
 
 echo
-echo "==== gpu-check summary ($(elapsed)) ===="
+echo "==== gpu-check summary ($(elapsed), $failures failed) ===="
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
+[ "$failures" -eq 0 ]

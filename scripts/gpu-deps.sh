@@ -6,11 +6,13 @@
 # has (glibc, libstdc++, zlib, OpenSSL, PAM...) are left out, and so are static libraries,
 # hwloc's optional plugins (X11, libxml2, ICU) and Fortran modules, to stay well inside the
 # device tool's 64 MiB: the tree travels as .gpu-deps/root.tar.xz (about 20 MB). Idempotent.
-#   scripts/gpu-deps.sh            then: device run with carry [".gpu-deps"]
+#   scripts/gpu-deps.sh            then: device run with carry [".gpu-deps/root.tar.xz"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.gpu-deps
-grep -qx '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >>.git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.gpu-deps/' "$exclude" 2>/dev/null || echo '/.gpu-deps/' >>"$exclude"
 
 # Built against: headers, CMake/pkg-config files, link-time libraries.
 dev=(libyaml-cpp-dev libhdf5-dev libopenmpi-dev libopenblas-openmp-dev libopenblas-dev

@@ -102,8 +102,13 @@ double measure_sgemm_gflops(Device device) {
 PeakEstimate device_peak_gflops(Device device, int gpu) {
   if (device == Device::CPU) return {measure_sgemm_gflops(), "measured sgemm"};
   const std::string name = cuda_device_name(gpu);
-  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos)
-    return {989.4e3, name + ", dense bf16 peak"};
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  // Dense bf16 tensor-core peaks (not the 2:4 sparse figures): SXM H100 and H200 989.4,
+  // H100 NVL 835, H100 PCIe 756 TFLOP/s.
+  if (has("H200")) return {989.4e3, name + ", dense bf16 peak"};
+  if (has("H100") && has("NVL")) return {835e3, name + ", dense bf16 peak"};
+  if (has("H100") && has("PCIe")) return {756e3, name + ", dense bf16 peak"};
+  if (has("H100")) return {989.4e3, name + ", dense bf16 peak (SXM)"};
   return {measure_sgemm_gflops(device), name + ", measured f32 GEMM (no peak on record)"};
 }
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "data/corpus.h"
@@ -97,8 +98,11 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
   if (r.run.device == "cuda")
     device = gpu < 0 ? "one GPU per rank (not opened by a dry run)"
                      : cat("one GPU per rank: GPU ", gpu, " (", cuda_device_name(gpu), ") on rank 0");
+  const std::string comm = r.run.device == "cuda" && gpu < 0
+      ? cat("parallel.gpu_comm: ", r.parallel.gpu_comm, " (NCCL ", nccl_compiled() ? "built" : "not built", ")")
+      : g.world->backend();
   std::printf("world %d = dp %d x sp %d | %s | %s\n", g.world_size, g.dp, g.sp, device.c_str(),
-              g.world->backend().c_str());
+              comm.c_str());
   const std::vector<int64_t> lens = source.seq_lens();
   std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
               r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),
@@ -155,15 +159,32 @@ std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) 
   return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec, seed);
 }
 
+// Whether two ranks of `world` use the same GPU (NCCL refuses that; staging through MPI works).
+bool ranks_share_a_gpu(Communicator& world) {
+  const std::string mine = cuda_device_uuid();
+  std::string all(mine.size() * world.size(), '\0');
+  world.allgather(mine.data(), all.data(), static_cast<int64_t>(mine.size()), "allgather(GPU ids)");
+  std::set<std::string> distinct;
+  for (int r = 0; r < world.size(); ++r) distinct.insert(all.substr(r * mine.size(), mine.size()));
+  return static_cast<int>(distinct.size()) < world.size();
+}
+
 // What carries the model's tensors between ranks: MPI for CPU tensors; for GPU tensors NCCL,
-// or MPI with the device buffers staged through host memory.
-std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device, bool dry_run) {
-  if (device == Device::CPU) return mpi_world();
+// or MPI with the device buffers staged through host memory (parallel.gpu_comm). Collective.
+std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device, bool dry_run,
+                                                  Communicator& world) {
+  if (device == Device::CPU || dry_run) return mpi_world();
   const std::string& choice = r.parallel.gpu_comm;
   if (choice == "nccl" && !nccl_compiled())
     throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but this ringtrain was built without "
                         "NCCL; rebuild with NCCL_ROOT set, or use auto or staged"));
-  if (choice == "staged" || !nccl_compiled() || dry_run) return staging_communicator(mpi_world());
+  const bool shared = ranks_share_a_gpu(world);
+  if (choice == "nccl" && shared)
+    throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but ranks share a GPU (NCCL needs one "
+                        "per rank); start one rank per GPU, or use staged"));
+  // auto: a world of one has nothing to send, and shared GPUs rule NCCL out.
+  if (choice == "staged" || !nccl_compiled() || (choice == "auto" && (world.size() == 1 || shared)))
+    return staging_communicator(mpi_world());
   return nccl_communicator(mpi_world());
 }
 
@@ -196,8 +217,9 @@ int run_train(const TrainOptions& opt) {
   int gpu = -1;
   if (device == Device::CUDA && !opt.dry_run)  // a dry run checks the recipe on any machine
     on_every_rank(world, [&] { gpu = use_cuda_device(local_placement().local_rank); });
-  Grid grid = Grid::create(tensor_communicator(recipe, device, opt.dry_run),
-                           static_cast<int>(recipe.parallel.sp));
+  std::unique_ptr<Communicator> tensors;
+  on_every_rank(world, [&] { tensors = tensor_communicator(recipe, device, opt.dry_run, world); });
+  Grid grid = Grid::create(std::move(tensors), static_cast<int>(recipe.parallel.sp));
   Communicator* sp_group = grid.sp_group.get();
 
   Corpus corpus, val_corpus;

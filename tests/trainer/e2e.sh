@@ -253,7 +253,7 @@ cuda)
   gpus=$("$bin" --version | grep -o '[0-9]* GPU' | cut -d' ' -f1)
   [ "${gpus:-0}" -ge 2 ] && comms+=(nccl)
   for comm in "${comms[@]}"; do
-    timeout 240 "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set parallel.sp=2 \
+    timeout 120 "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set parallel.sp=2 \
       --set parallel.gpu_comm=$comm --set train.steps=5 --set run.out_dir="$work/sp2-$comm" >"sp2-$comm.log" 2>&1 ||
       { fail "gpu sp=2 $comm: $(tail -3 "sp2-$comm.log")"; continue; }
     losses "sp2-$comm/metrics.jsonl" >"sp2-$comm.txt"
