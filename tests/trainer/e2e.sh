@@ -167,6 +167,15 @@ errors)
     "$bin" train recipe.yaml --set model.vocab_size=100
   expect_user_error "resume without checkpoint" "--resume: no checkpoint in" \
     "$bin" train recipe.yaml --resume --set run.out_dir="$work/fresh"
+  if "$bin" --version | grep -q " 0 GPUs visible"; then  # a CUDA build on a machine without a GPU
+    expect_user_error "no GPU" "run.device: cuda, but no CUDA device is visible" \
+      "$bin" train recipe.yaml --set run.device=cuda
+  elif "$bin" --version | grep -q "not built"; then
+    expect_user_error "no CUDA backend" "built without the CUDA backend" \
+      "$bin" train recipe.yaml --set run.device=cuda
+  fi
+  expect_user_error "unknown device" "run.device: 'gpu' is not a device; expected cpu or cuda" \
+    "$bin" train recipe.yaml --set run.device=gpu
   ;;
 
 diverged)
@@ -356,6 +365,9 @@ dry_run_and_inspect)
   check 'grep -q "MFLOP/token" dry.txt && grep -q "activations ~" dry.txt && grep -q "parameters" dry.txt' "dry-run plan lines"
   check 'grep -q "^  pattern: \"\*-\*-\"" dry.txt' "resolved recipe printed"
   check '[ ! -e run ]' "a dry run writes nothing"
+  # A GPU recipe checks on any machine (a login node): no GPU is opened.
+  "$bin" train recipe.yaml --dry-run --set run.device=cuda >dry-cuda.txt 2>&1 || fail "cuda dry run exited $?: $(tail -2 dry-cuda.txt)"
+  check 'grep -q "one GPU per rank (not opened by a dry run) | parallel.gpu_comm: auto" dry-cuda.txt' "cuda dry run: $(grep world dry-cuda.txt)"
   "$bin" train recipe.yaml --stop-at=3 >/dev/null 2>&1 || fail "short run"
   "$bin" inspect run/checkpoints/step-0000003.h5 >inspect.txt 2>&1 || fail "inspect exited $?"
   check 'grep -q "^step 3 " inspect.txt' "inspect shows the step"
