@@ -1,5 +1,10 @@
 // Blockwise causal attention on the GPU (FlashAttention-2 schedule, f32 on CUDA cores), the
-// same contract as kernels/cpu/attention.cpp:
+// same contract as kernels/cpu/attention.cpp. Our own kernel rather than cuDNN's fused SDPA:
+// the ring needs blocks at any pair of global offsets (q_pos0, k_pos0) with the causal cut
+// falling anywhere in the block, the LSE out for the merge and a backward from the GLOBAL
+// LSE and delta; cuDNN's SDPA aligns its causal mask to the block's corner, takes fp16/bf16
+// only (no f32 path to check against the CPU op), and only its backend API is installed here
+// (the frontend headers are not packaged). A tensor-core bf16 version is the next step.
 //   q [Tq, H, D], k, v [Tk, Hkv, D], out [Tq, H, D], lse/delta [Tq, H]; query head h reads
 //   key/value head h / (H / Hkv). Query i is at position q_pos0 + i, key j at k_pos0 + j;
 //   causal keeps key j for query i when k_pos0 + j <= q_pos0 + i. A query with no kept key
