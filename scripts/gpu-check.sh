@@ -12,7 +12,6 @@
 # Logs go to $OUT (when set, as on the device tool) or to build-gpu/check/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 build=$(realpath -m "${RINGTRAIN_GPU_BUILD_DIR:-build-gpu}")
 logs=$(realpath -m "${OUT:-$build/check}")
 mkdir -p "$logs"
@@ -27,6 +26,8 @@ failed() { failures=$((failures + 1)); note "FAILED: $*"; }
 system_ld=${LD_LIBRARY_PATH:-}
 system() { LD_LIBRARY_PATH=$system_ld "$@"; }
 elapsed() { echo "$(($(date +%s) - start)) s"; }
+
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH  # CMake looks for nvcc on PATH
 
 # ---- dependencies ---------------------------------------------------------------------------
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DRINGTRAIN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${RINGTRAIN_CUDA_ARCH:-90})
