@@ -15,11 +15,12 @@ Batch OwnedBatch::view(Communicator* sp_group, Device device) {
   b.seq = {layout, n_seqs, sp_group};
   if (device == Device::CPU) return b;
   on_device = Tensor::empty({3, T}, DType::I32, device);
-  const Tensor parts[3] = {b.tokens, b.targets, b.positions};
-  for (int i = 0; i < 3; ++i) copy_tensor(on_device.rows(i, 1).view({T}), parts[i]);
-  b.tokens = on_device.rows(0, 1).view({T});
-  b.targets = on_device.rows(1, 1).view({T});
-  b.positions = on_device.rows(2, 1).view({T});
+  Tensor* parts[3] = {&b.tokens, &b.targets, &b.positions};
+  for (int i = 0; i < 3; ++i) {
+    const Tensor row = on_device.rows(i, 1).view({T});
+    copy_tensor(row, *parts[i]);
+    *parts[i] = row;
+  }
   return b;
 }
 

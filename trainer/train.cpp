@@ -313,8 +313,9 @@ int run_train(const TrainOptions& opt) {
                                            state.step, true);
   });
 
-  // MFU denominator: the whole world's measured sgemm throughput (ranks measure together, so
-  // ranks sharing a machine measure their share of it).
+  // MFU denominator: the sum over ranks of each one's peak (trainer/metrics.h): on the CPU the
+  // measured sgemm (ranks measure together, so ranks sharing a machine measure their share of
+  // it), on a GPU its dense bf16 peak.
   double peak_gflops = recipe.log.peak_gflops;
   std::string peak_source = "log.peak_gflops";
   if (peak_gflops <= 0) {
@@ -373,8 +374,8 @@ int run_train(const TrainOptions& opt) {
       loss_sum += model.forward_backward(mb.view(sp_group, device), grad_scale, recipe.train.recompute, arena);
       arena.reset();
     }
-    if (world.size() > 1)  // grid.world stages the GPU's gradients
-      grid.world->allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
+    // grid.world: the communicator of the model's tensors (it stages or uses NCCL on the GPU).
+    grid.world->allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
     // The stop flag travels with the memory figures: every rank learns the largest of each.
     double flags[3] = {Watchdog::stop_signal() ? 1.0 : 0.0, peak_rss_mib(), arena.peak() / 1048576.0};
     world.allreduce_sum(&loss_sum, 1, "allreduce(loss)");

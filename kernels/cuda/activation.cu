@@ -8,7 +8,6 @@ namespace rt::cuda {
 
 namespace {
 
-__device__ inline float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 // out = a * silu(gate) and its partial derivatives: the one place this math lives on the GPU.
 __device__ inline float gated(float a, float gate) { return a * gate * sigmoid(gate); }
 __device__ inline void gated_backward(float dout, float a, float gate, float& da, float& dgate) {
@@ -16,8 +15,6 @@ __device__ inline void gated_backward(float dout, float a, float gate, float& da
   da = dout * gate * s;
   dgate = dout * a * s * (1.0f + gate * (1.0f - s));
 }
-// log(1 + e^x) without overflow
-__device__ inline float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(__expf(-fabsf(x))); }
 
 __global__ void silu_forward_kernel(float* out, const float* inp, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = inp[i] * sigmoid(inp[i]);

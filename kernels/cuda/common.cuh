@@ -61,8 +61,16 @@ constexpr int64_t kRowBlock = 256;
 void add_block_partials(float* dst, const float* partial, int64_t blocks, int64_t C);
 // The double version casts each block's partial to float before adding, as the CPU does.
 void add_block_partials(float* dst, const double* partial, int64_t blocks, int64_t C);
+// sum of values[0..n) (device memory), added in index order on the host after the compute
+// stream has finished: the deterministic double sums of sum_squares and the LM-head loss.
+double sum_in_order(const double* values, int64_t n);
 
 #ifdef __CUDACC__
+// The activations' math, shared by the kernels that use it (the GPU's fast exp).
+__device__ inline float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+// log(1 + e^x) without overflow; its derivative is sigmoid(x).
+__device__ inline float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(__expf(-fabsf(x))); }
+
 template <class T>
 __device__ inline T warp_sum(T v) {
   for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);

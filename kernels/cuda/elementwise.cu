@@ -89,12 +89,16 @@ double sum_squares(const float* x, int64_t n) {
   Scratch partial(blocks * sizeof(double));
   sum_squares_kernel<<<blocks, kThreads, 0, compute_stream()>>>(partial.as<double>(), x, n);
   RT_CUDA_LAUNCHED();
-  std::vector<double> host(blocks);
-  RT_CUDA(cudaMemcpyAsync(host.data(), partial.as<double>(), blocks * sizeof(double),
-                          cudaMemcpyDeviceToHost, compute_stream()));
+  return sum_in_order(partial.as<double>(), blocks);
+}
+
+double sum_in_order(const double* values, int64_t n) {
+  std::vector<double> host(static_cast<size_t>(n));
+  RT_CUDA(cudaMemcpyAsync(host.data(), values, n * sizeof(double), cudaMemcpyDeviceToHost,
+                          compute_stream()));
   sync_compute();
   double total = 0;
-  for (double p : host) total += p;
+  for (double v : host) total += v;
   return total;
 }
 

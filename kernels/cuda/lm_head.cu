@@ -3,9 +3,8 @@
 // Per block of rows: logits = h W^T (cuBLASLt) into scratch; a thread block per row finds
 // the max and the log-sum-exp, writes the row's loss, and turns the row into
 // grad_scale * (softmax - onehot) in place; then dh = dlogits W and dW += dlogits^T h.
-// The row losses stay on the device in double and are summed in row order on the host.
+// The row losses stay on the device in double and are summed in row order (sum_in_order).
 #include <algorithm>
-#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -106,13 +105,7 @@ double lm_head_loss(const float* h, const float* weight, const int32_t* targets,
       gemm(true, false, V, C, bt, 1.0f, logits.as<float>(), V, h + t0 * C, C, 1.0f, dweight, C);
     }
   }
-  std::vector<double> host(T);
-  RT_CUDA(cudaMemcpyAsync(host.data(), row_loss.as<double>(), T * sizeof(double),
-                          cudaMemcpyDeviceToHost, compute_stream()));
-  sync_compute();
-  double total = 0.0;
-  for (double loss : host) total += loss;
-  return total;
+  return sum_in_order(row_loss.as<double>(), T);
 }
 
 void lm_head_argmax(int32_t* out, const float* h, const float* weight, int64_t T, int64_t C,

@@ -17,8 +17,6 @@ __device__ inline float conv_input(const float* x, const float* halo, int64_t p,
   if (p >= 0) return x[p * C + c];
   return halo ? halo[(W - 1 + p) * C + c] : 0.0f;
 }
-__device__ inline float softplus(float x) { return fmaxf(x, 0.0f) + log1pf(__expf(-fabsf(x))); }
-__device__ inline float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
 __global__ void conv_forward_kernel(float* out, const float* x, const float* weight,
                                     const float* bias, const float* halo, int64_t T, int64_t C,

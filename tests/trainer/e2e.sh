@@ -64,6 +64,11 @@ EOF
 # The "loss" field of every step record, one per line, in full precision.
 losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
 
+# The largest |a - b| / |a| over the paired lines of two loss files (the first $3 lines if given).
+largest_relative_difference() {
+  paste "$1" "$2" | head -n "${3:-1000000}" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}'
+}
+
 # Runs a command that must fail with exit code 2 and exactly one stderr line containing $2.
 expect_user_error() {
   local what=$1 expected=$2
@@ -198,7 +203,7 @@ layouts)
       --set parallel.sp="$sp" --set run.out_dir="$work/g$np-$sp" >"g$np-$sp.log" 2>&1 ||
       { fail "np=$np sp=$sp run: $(tail -3 "g$np-$sp.log")"; continue; }
     losses "g$np-$sp/metrics.jsonl" >"g$np-$sp.txt"
-    worst=$(paste ref.txt "g$np-$sp.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    worst=$(largest_relative_difference ref.txt "g$np-$sp.txt")
     echo "np=$np sp=$sp (dp=$((np / sp))): largest relative loss difference over 5 steps $worst"
     check "[ \"\$(wc -l <g$np-$sp.txt)\" -eq 5 ] && awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" \
       "np=$np sp=$sp losses differ from sp=1 by $worst"
@@ -227,7 +232,7 @@ hybrid)
       --set parallel.sp="$sp" --set run.out_dir="$work/g$np-$sp" >"g$np-$sp.log" 2>&1 ||
       { fail "np=$np sp=$sp: $(tail -3 "g$np-$sp.log")"; continue; }
     losses "g$np-$sp/metrics.jsonl" >"g$np-$sp.txt"
-    worst=$(paste ref5.txt "g$np-$sp.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    worst=$(largest_relative_difference ref5.txt "g$np-$sp.txt")
     echo "hybrid np=$np sp=$sp: largest relative loss difference over 5 steps $worst"
     check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "hybrid np=$np sp=$sp losses differ by $worst"
   done
@@ -249,7 +254,7 @@ cuda)
   losses cpu/metrics.jsonl >cpu.txt
   losses gpu/metrics.jsonl >gpu.txt
   # Over the first 5 steps: AdamW's normalisation lets rounding differences grow later on.
-  worst=$(paste cpu.txt gpu.txt | head -5 | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+  worst=$(largest_relative_difference cpu.txt gpu.txt 5)
   echo "cuda: largest relative loss difference against the CPU over 5 steps: $worst"
   [ "$(wc -l <gpu.txt)" -eq 10 ] || fail "the GPU run logged $(wc -l <gpu.txt) steps, expected 10"
   check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU losses differ from the CPU's by $worst"
@@ -267,7 +272,7 @@ cuda)
       --set parallel.gpu_comm=$comm --set train.steps=5 --set run.out_dir="$work/sp2-$comm" >"sp2-$comm.log" 2>&1 ||
       { fail "gpu sp=2 $comm: $(tail -3 "sp2-$comm.log")"; continue; }
     losses "sp2-$comm/metrics.jsonl" >"sp2-$comm.txt"
-    worst=$(head -5 cpu.txt | paste - "sp2-$comm.txt" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+    worst=$(largest_relative_difference cpu.txt "sp2-$comm.txt" 5)
     echo "cuda sp=2 ($comm): largest relative loss difference against the CPU over 5 steps: $worst"
     check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "GPU sp=2 ($comm) losses differ from the CPU's by $worst"
   done
@@ -300,7 +305,7 @@ decomposed)
   grep -o '"seq_len":[0-9]*' dp2/metrics.jsonl >lens_b.txt
   check 'cmp -s lens_a.txt lens_b.txt' "dp=2 resumed with another schedule"
   losses dp2/metrics.jsonl >c.txt
-  worst=$(paste a.txt c.txt | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}')
+  worst=$(largest_relative_difference a.txt c.txt)
   check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-5)}'" "dp=2 losses differ by $worst"
   expect_user_error "bucket longer than a step" "train.tokens_per_step: 512 is less than the bucket of 2^10" \
     "$bin" train recipe.yaml "${dd[@]}" --set train.tokens_per_step=512 --set train.micro_tokens=0
