@@ -1,41 +1,40 @@
-// The gated linear recurrence (GLR) on the GPU, in its exact sequential form (a first version;
-// the chunked tensor-core form comes later). Per head h, q/k group hg = h / (H / Hg):
-//   S_t = Diag(a_t) S_{t-1} + k_t v_t^T,  a_t = exp(g_t),  o_t = scale * S_t^T q_t,  S_{-1} = h0
+// The gated linear recurrence (GLR) on the GPU, chunked: the algebra of kernels/cpu/glr.cpp,
+// with the chunks spread over the GPU instead of walked one after the other. Per head h, q/k
+// group hg = h / (H / Hg):
+//   S_t = Diag(e^{g_t}) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t,  S_{-1} = h0
 // Shapes (row-major, f32):
 //   q, k [T, Hg, dk]   v, o, dout [T, H, dv]   g [T, H, dk] (vector decay) or [T, H] (scalar)
 //   h0, h_final, dh_final, dh0, s_loc, ds [H, dk, dv]   states [ceil(T/chunk) + 1, H, dk, dv]
 //   gamma [H, dk] or [H]
 //
-// Schedule. A recurrence block (256 threads) owns one head and a tile of 32 state columns j
-// (lane = column); its 8 warps split the dk rows (warp w holds rows w, w + 8, ...), so each
-// thread keeps at most 32 state entries in registers: dk <= 256, dv any size (column tiles).
-// Time runs sequentially inside the block, 8 steps at a time staged in shared memory (q_t, k_t
-// and a_t of those steps).
-//   glr_forward        grid (dv/32, H). o_t's sum over rows: per-warp partials in shared
-//                      memory, added in warp order. The state entering each chunk goes to
-//                      states[c] (chunk only matters for that layout), the final one to
-//                      states[n] and h_final.
-//   glr_chunk_summary  the forward without outputs (h_final = s_loc, from zero), and one thread
-//                      per (head, decay channel) for gamma: each chunk's sum in double, added up
-//                      in f32 as the CPU does.
-//   glr_backward, four passes:
-//     1 dq             grid (chunks, dv/32, H): S restarted from states[c]; dq_t = scale S_t
-//                      dout_t, a warp sum over the tile's columns -> per-tile partials
-//                      [tiles, T, H, dk] in scratch.
-//     2 reverse        grid (dv/32, H): G_t = dL/dS_t, from G = dh_final backwards,
-//                      G_t = Diag(a_{t+1}) G_{t+1} + scale q_t dout_t^T; dv_t = G_t^T k_t
-//                      (complete in the block: partials over warps added in warp order),
-//                      dk_t = G_t v_t (per-tile partials), dh0 = Diag(a_0) G_0.
-//     3 reductions     each head's dq, dk = sum over tiles in tile order; the dq, dk of a q/k
-//                      group = sum over its heads in head order (no atomics anywhere).
-//     4 dg             the CPU's identity, per (head, decay channel), in double:
-//                        dg_t = sum_{t' >= t} (q_t' dq_t' - k_t' dk_t') + sum_j S_final dh_final
-//                      with the head's own dq, dk (summed over dk as well for a scalar decay).
-//   glr_state_gradient pass 2 without k, v and from a zero dh_final: ds = the gradient that
-//                      reaches h0 through the piece's outputs.
-//   glr_state_scan     one thread per state entry, sequential over the pieces.
-// Every factor a_t = exp(g_t) <= 1, so the sequential form needs no exponent differences.
-// All reductions run in a fixed order: a run is bitwise reproducible on one GPU.
+// Pieces. The kernels work on pieces of at most kPiece tokens: each chunk of the contract is cut
+// into ceil(chunk / kPiece) pieces (the last ones of the last chunk may be empty), so the
+// shared-memory tiles have a fixed size for any chunk, and the states of the contract are the
+// states entering every (chunk / kPiece)-th piece. Within piece p, of n rows from token t0:
+//   b_r      = sum_{s <= r} g_{t0+s}, in double (as the CPU: exponent differences taken in double)
+//   s_loc_p  = sum_r (k_r e^{b_{n-1} - b_r}) v_r^T              the piece's state from zero
+//   S_{p+1}  = Diag(e^{b_{n-1}}) S_p + s_loc_p                  (a scan over the pieces)
+//   o_r      = scale * ((q_r e^{b_r})^T S_p + sum_{j <= r} P_rj v_j),
+//   P_rj     = sum_i q_ri k_ji e^{b_ri - b_ji}                   every exponent <= 0
+// Backward, with G_p the gradient of the state entering piece p (G_np = dh_final):
+//   G_p      = Diag(e^{b_{n-1}}) G_{p+1} + scale * sum_r (q_r e^{b_r}) dout_r^T    (reverse scan)
+//   dv_j     = scale * sum_{r >= j} P_rj dout_r + (k_j e^{b_{n-1} - b_j})^T G_{p+1}
+//   dP_rj    = scale * dout_r . v_j
+//   dq_r     = e^{b_r} (scale * S_p dout_r) + sum_{j <= r} dP_rj k_j e^{b_r - b_j}
+//   dk_j     = e^{b_{n-1} - b_j} (G_{p+1} v_j) + sum_{r >= j} dP_rj q_r e^{b_r - b_j}
+//   dg       the CPU's identity: dg_t = sum_{t' >= t} (q dq - k dk) + sum S_final dh_final,
+//            per (head, decay channel) in double, with the head's own dq, dk.
+// Kernels, each one block of 256 threads per (piece, head) unless said otherwise:
+//   glr_piece_decay_kernel   one thread per (piece, head, channel): b and the piece's gamma.
+//   glr_piece_state_kernel   grid (pieces, H, dv / 32): s_loc_p, or the local state gradient;
+//                            warp w holds state rows w, w + 8, ... of the 32 columns (lanes).
+//   glr_state_scan_kernel    one thread per state entry, sequential over the pieces.
+//   glr_piece_output_kernel  o, one tile of kTile rows at a time.
+//   glr_piece_grad_kernel    dv, dq and dk of the piece's rows (each head's own dq, dk).
+//   then the group sums of dq, dk and the dg scan.
+// The scores P and dP are warp dot products (lanes over the reduced dimension, a fixed shuffle
+// tree); every other sum runs in a fixed order in one thread, so one GPU gives the same bits
+// every run. No atomics. f32 on CUDA cores (no TF32): the tensor-core form comes with bf16.
 #include <algorithm>
 
 #include "kernels/check.h"
@@ -46,215 +45,258 @@ namespace rt::cuda {
 
 namespace {
 
-constexpr int kLanes = 32;                 // state columns per block, one per lane
-constexpr int kWarps = 8;                  // row groups: warp w holds rows w, w + kWarps, ...
-constexpr int kBlock = kLanes * kWarps;    // threads of a recurrence block
-constexpr int kSteps = 8;                  // time steps staged in shared memory at once
+constexpr int kBlock = 256;
+constexpr int kWarps = kBlock / 32;
 constexpr int kMaxDk = 256;
-constexpr int kRows = kMaxDk / kWarps;     // state entries per thread (registers)
+constexpr int kRows = kMaxDk / kWarps;  // state entries per thread in glr_piece_state_kernel
+constexpr int kPiece = 64;              // rows of a piece
+constexpr int kTile = 16;               // rows staged in shared memory at once
 
-// q_t, k_t (the group's rows) and a_t = exp(g_t) per row, for kSteps time steps. A scalar
-// decay is broadcast over the rows so that both kinds share the code below.
-struct Stage {
-  float q[kSteps][kMaxDk];
-  float k[kSteps][kMaxDk];
-  float a[kSteps][kMaxDk];
+int64_t pieces_per_chunk(const GlrDims& d) { return ceil_div(d.chunk, kPiece); }
+int64_t piece_count(const GlrDims& d) { return ceil_div(d.T, d.chunk) * pieces_per_chunk(d); }
+
+// One (piece, head): where its rows are in each tensor, and its cumulative decays.
+struct HeadPiece {
+  const GlrDims& d;
+  const double* b;  // [T, H, GW] cumulative decay within each piece
+  int64_t h, hg, t0;
+  int n;  // rows, 0 for an empty piece
+
+  __device__ HeadPiece(const GlrDims& dims, const double* cum, int64_t p, int64_t head)
+      : d(dims), b(cum), h(head), hg(head / (dims.H / dims.Hg)) {
+    const int64_t per = ceil_div(d.chunk, kPiece), s = p % per;
+    t0 = p / per * d.chunk + s * kPiece;
+    int64_t rows = d.chunk - s * kPiece;
+    if (rows > kPiece) rows = kPiece;
+    if (rows > d.T - t0) rows = d.T - t0;
+    n = rows > 0 ? static_cast<int>(rows) : 0;
+  }
+  __device__ int64_t qk(int r) const { return ((t0 + r) * d.Hg + hg) * d.dk; }  // q, k rows
+  __device__ int64_t hv(int r) const { return ((t0 + r) * d.H + h) * d.dv; }    // v, o, dout
+  __device__ int64_t hk(int r) const { return ((t0 + r) * d.H + h) * d.dk; }    // per-head dq, dk
+  __device__ double cum(int r, int i) const {
+    return d.vector_decay ? b[((t0 + r) * d.H + h) * d.dk + i] : b[(t0 + r) * d.H + h];
+  }
+  // e^{b_r - b_j} (j = -1: e^{b_r}), the difference taken in double.
+  __device__ float decay(int r, int j, int i) const {
+    return expf(static_cast<float>(cum(r, i) - (j < 0 ? 0.0 : cum(j, i))));
+  }
 };
 
-// Stages steps t0 .. t0 + n - 1 into slots 0 .. n - 1; q or k null: not staged.
-__device__ __forceinline__ void stage_steps(Stage& st, const float* q, const float* k,
-                                            const float* g, const GlrDims& d, int64_t h,
-                                            int64_t hg, int64_t t0, int n) {
+// grid-stride over (piece, head, channel): b [T, H, GW] and gamma [pieces, H, GW] (b of the
+// piece's last row, 0 for an empty piece).
+__global__ void glr_piece_decay_kernel(double* b, float* gamma, const float* g, GlrDims d,
+                                       int64_t pieces) {
+  const int64_t GW = d.vector_decay ? d.dk : 1;
+  RT_GRID_STRIDE(e, pieces * d.H * GW) {
+    const int64_t ch = e % GW, h = (e / GW) % d.H, p = e / (GW * d.H);
+    const HeadPiece hp(d, b, p, h);
+    double acc = 0.0;
+    for (int r = 0; r < hp.n; ++r) {
+      const int64_t x = ((hp.t0 + r) * d.H + h) * GW + ch;
+      acc += g[x];
+      b[x] = acc;
+    }
+    gamma[e] = static_cast<float>(acc);
+  }
+}
+
+// grid (pieces, H, ceil(dv / 32)), block kBlock. s_loc [pieces, H, dk, dv] = alpha * x^T y over
+// the piece's rows, x_r = k_r e^{b_{n-1} - b_r} and y = v (forward: the piece's state from
+// zero) or x_r = q_r e^{b_r} and y = dout (backward: its local state gradient).
+__global__ void __launch_bounds__(kBlock)
+    glr_piece_state_kernel(float* s_loc, const float* x_src, const float* y_src, const double* b,
+                           GlrDims d, bool forward, float alpha) {
+  __shared__ float xs[kTile][kMaxDk];
+  __shared__ float ys[kTile][32];
+  const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+  const int64_t p = blockIdx.x, h = blockIdx.y, j = blockIdx.z * int64_t(32) + lane;
+  const HeadPiece hp(d, b, p, h);
   const int dk = static_cast<int>(d.dk);
-  for (int e = threadIdx.x; e < n * dk; e += blockDim.x) {
-    const int s = e / dk, i = e % dk;
-    const int64_t t = t0 + s;
-    const int64_t qk = (t * d.Hg + hg) * d.dk + i;
-    if (q) st.q[s][i] = q[qk];
-    if (k) st.k[s][i] = k[qk];
-    st.a[s][i] = expf(d.vector_decay ? g[(t * d.H + h) * d.dk + i] : g[t * d.H + h]);
-  }
-}
 
-// The thread's state entries (rows w + kWarps m of column j) from / to a [dk, dv] matrix;
-// src null = zeros.
-__device__ __forceinline__ void load_state(float (&s)[kRows], const float* src, int w,
-                                           int64_t j, bool col, const GlrDims& d) {
+  float acc[kRows];
+#pragma unroll
+  for (int m = 0; m < kRows; ++m) acc[m] = 0.0f;
+  for (int R = 0; R < hp.n; R += kTile) {
+    const int rn = min(kTile, hp.n - R);
+    __syncthreads();  // the previous tile has been read
+    for (int e = threadIdx.x; e < rn * dk; e += kBlock) {
+      const int r = e / dk, i = e % dk;
+      const float f = forward ? hp.decay(hp.n - 1, R + r, i) : hp.decay(R + r, -1, i);
+      xs[r][i] = x_src[hp.qk(R + r) + i] * f;
+    }
+    for (int e = threadIdx.x; e < rn * 32; e += kBlock) {
+      const int r = e / 32;
+      const int64_t col = blockIdx.z * int64_t(32) + e % 32;
+      ys[r][e % 32] = col < d.dv ? y_src[hp.hv(R + r) + col] : 0.0f;
+    }
+    __syncthreads();
+    for (int r = 0; r < rn; ++r) {
+      const float y = ys[r][lane];
+#pragma unroll
+      for (int m = 0; m < kRows; ++m) {
+        const int i = w + kWarps * m;
+        if (i < dk) acc[m] += xs[r][i] * y;
+      }
+    }
+  }
+  if (j >= d.dv) return;
+  float* out = s_loc + (p * d.H + h) * d.dk * d.dv;
 #pragma unroll
   for (int m = 0; m < kRows; ++m) {
     const int i = w + kWarps * m;
-    s[m] = (src && col && i < d.dk) ? src[i * d.dv + j] : 0.0f;
+    if (i < dk) out[i * d.dv + j] = alpha * acc[m];
   }
 }
 
-__device__ __forceinline__ void store_state(float* dst, const float (&s)[kRows], int w,
-                                            int64_t j, bool col, const GlrDims& d) {
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    const int i = w + kWarps * m;
-    if (col && i < d.dk) dst[i * d.dv + j] = s[m];
+// One thread per state entry e of [H, dk, dv], sequential over the n pieces; the scan starts
+// from `first` (null = zeros): out[0] forwards, out[n] in reverse.
+__global__ void glr_state_scan_kernel(float* out, const float* first, const float* s_loc,
+                                      const float* gamma, int64_t n, int64_t H, int64_t dk,
+                                      int64_t dv, bool vector_decay, bool reverse) {
+  const int64_t SS = H * dk * dv, GW = vector_decay ? dk : 1;
+  RT_GRID_STRIDE(e, SS) {
+    const int64_t h = e / (dk * dv), i = (e / dv) % dk;
+    float cur = first ? first[e] : 0.0f;
+    out[(reverse ? n : 0) * SS + e] = cur;
+    for (int64_t step = 0; step < n; ++step) {
+      const int64_t c = reverse ? n - 1 - step : step;
+      const float a = expf(gamma[(c * H + h) * GW + (vector_decay ? i : 0)]);
+      cur = a * cur + s_loc[c * SS + e];
+      out[(reverse ? c : c + 1) * SS + e] = cur;
+    }
   }
 }
 
-// grid (ceil(dv / 32), H), block kBlock. o, h_final, states, h0 may be null (q too when o is).
+// The warp's dot product sum_i x[i] y[i] * (vector decay: e^{b_ri - b_ji}) over n entries; every
+// lane gets it. With a scalar decay the caller applies e^{b_r - b_j} once.
+__device__ __forceinline__ float warp_dot(const float* x, const float* y, int64_t n, const HeadPiece* hp,
+                                 int r, int j) {
+  float s = 0.0f;
+  for (int64_t i = threadIdx.x % 32; i < n; i += 32)
+    s += x[i] * y[i] * (hp ? hp->decay(r, j, static_cast<int>(i)) : 1.0f);
+  return warp_sum(s);
+}
+
+// Scores of the query rows R .. R + rn - 1 against key rows: p[r][j] = P_{R+r, j} for j <= R + r
+// (lower: transposed = false), or p[jj][r] = P_{r, R+jj} for r >= R + jj (transposed = true);
+// zero elsewhere, over the piece's n columns. dscores: dP (scale dout . v) instead of P.
+__device__ __forceinline__ void tile_scores(float (&p)[kTile][kPiece], const HeadPiece& hp, const float* q,
+                            const float* k, const float* v, const float* dout, int R, int rn,
+                            bool transposed, bool dscores) {
+  const GlrDims& d = hp.d;
+  for (int e = threadIdx.x / 32; e < rn * hp.n; e += kWarps) {  // one entry per warp
+    const int a = e / hp.n, other = e % hp.n;
+    const int r = transposed ? other : R + a, j = transposed ? R + a : other;
+    float s = 0.0f;
+    if (j <= r) {
+      if (dscores) {
+        s = d.scale * warp_dot(dout + hp.hv(r), v + hp.hv(j), d.dv, nullptr, r, j);
+      } else {
+        s = warp_dot(q + hp.qk(r), k + hp.qk(j), d.dk, d.vector_decay ? &hp : nullptr, r, j);
+        if (!d.vector_decay) s *= hp.decay(r, j, 0);
+      }
+    }
+    if (threadIdx.x % 32 == 0) p[a][other] = s;
+  }
+}
+
+// grid (pieces, H), block kBlock. o of the piece's rows, from S_p = piece_states[p].
 __global__ void __launch_bounds__(kBlock)
-    glr_forward_kernel(float* o, float* h_final, float* states, const float* q, const float* k,
-                       const float* v, const float* g, const float* h0, GlrDims d) {
-  __shared__ Stage st;
-  __shared__ float part[kSteps][kWarps][kLanes];  // o's partial sums, per warp
-  const int lane = threadIdx.x % kLanes, w = threadIdx.x / kLanes;
-  const int64_t h = blockIdx.y, hg = h / (d.H / d.Hg);
-  const int64_t j = blockIdx.x * int64_t(kLanes) + lane;
-  const bool col = j < d.dv;
-  const int64_t SS = d.dk * d.dv;
-
-  float s[kRows];
-  load_state(s, h0 ? h0 + h * SS : nullptr, w, j, col, d);
-  for (int64_t t0 = 0; t0 < d.T; t0 += kSteps) {
-    const int n = static_cast<int>(d.T - t0 < kSteps ? d.T - t0 : kSteps);
-    __syncthreads();  // the previous steps' stage and partials have been read
-    stage_steps(st, o ? q : nullptr, k, g, d, h, hg, t0, n);
+    glr_piece_output_kernel(float* o, const float* q, const float* k, const float* v,
+                            const double* b, const float* piece_states, GlrDims d) {
+  __shared__ float qd[kTile][kMaxDk];  // q_r e^{b_r}
+  __shared__ float p[kTile][kPiece];
+  const HeadPiece hp(d, b, blockIdx.x, blockIdx.y);
+  const int dk = static_cast<int>(d.dk), dv = static_cast<int>(d.dv);
+  const float* S = piece_states + (blockIdx.x * d.H + hp.h) * d.dk * d.dv;
+  for (int R = 0; R < hp.n; R += kTile) {
+    const int rn = min(kTile, hp.n - R);
     __syncthreads();
-    for (int r = 0; r < n; ++r) {
-      const int64_t t = t0 + r;
-      if (states && t % d.chunk == 0) store_state(states + (t / d.chunk * d.H + h) * SS, s, w, j, col, d);
-      const float vt = col ? v[(t * d.H + h) * d.dv + j] : 0.0f;
-      float acc = 0.0f;
-#pragma unroll
-      for (int m = 0; m < kRows; ++m) {
-        const int i = w + kWarps * m;
-        if (i < d.dk) {
-          s[m] = st.a[r][i] * s[m] + st.k[r][i] * vt;
-          if (o) acc += s[m] * st.q[r][i];
-        }
-      }
-      part[r][w][lane] = acc;
+    for (int e = threadIdx.x; e < rn * dk; e += kBlock) {
+      const int r = e / dk, i = e % dk;
+      qd[r][i] = q[hp.qk(R + r) + i] * hp.decay(R + r, -1, i);
     }
-    if (o) {
-      __syncthreads();
-      if (w == 0 && col) {
-        for (int r = 0; r < n; ++r) {
-          float sum = 0.0f;
-          for (int ww = 0; ww < kWarps; ++ww) sum += part[r][ww][lane];
-          o[((t0 + r) * d.H + h) * d.dv + j] = d.scale * sum;
-        }
-      }
+    tile_scores(p, hp, q, k, nullptr, nullptr, R, rn, false, false);
+    __syncthreads();
+    for (int e = threadIdx.x; e < rn * dv; e += kBlock) {
+      const int r = e / dv, col = e % dv;
+      float inter = 0.0f, intra = 0.0f;
+      for (int i = 0; i < dk; ++i) inter += qd[r][i] * S[i * dv + col];
+      for (int j = 0; j <= R + r; ++j) intra += p[r][j] * v[hp.hv(j) + col];
+      o[hp.hv(R + r) + col] = d.scale * inter + d.scale * intra;
     }
   }
-  if (states) {
-    const int64_t chunks = (d.T + d.chunk - 1) / d.chunk;
-    store_state(states + (chunks * d.H + h) * SS, s, w, j, col, d);
-  }
-  if (h_final) store_state(h_final + h * SS, s, w, j, col, d);
 }
 
-// Backward pass 1. grid (chunks, ceil(dv / 32), H), block kBlock.
-// dq_part[tile][t][h][i] = scale * sum over the tile's columns j of S_t[i][j] dout_t[j].
+// grid (pieces, H), block kBlock. dv [T, H, dv] and each head's dq_head, dk_head [T, H, dk] of
+// the piece's rows, from S_p = piece_states[p] and G_{p+1} = grads[p + 1].
 __global__ void __launch_bounds__(kBlock)
-    glr_dq_kernel(float* dq_part, const float* states, const float* k, const float* v,
-                  const float* g, const float* dout, GlrDims d) {
-  __shared__ Stage st;
-  const int lane = threadIdx.x % kLanes, w = threadIdx.x / kLanes;
-  const int64_t c = blockIdx.x, tile = blockIdx.y, h = blockIdx.z, hg = h / (d.H / d.Hg);
-  const int64_t j = tile * kLanes + lane;
-  const bool col = j < d.dv;
-  const int64_t SS = d.dk * d.dv;
-  float* part = dq_part + tile * d.T * d.H * d.dk;
+    glr_piece_grad_kernel(float* dv, float* dq_head, float* dk_head, const float* q,
+                          const float* k, const float* v, const float* dout, const double* b,
+                          const float* piece_states, const float* grads, GlrDims d) {
+  __shared__ float xd[kTile][kMaxDk];  // k_j e^{b_{n-1} - b_j}
+  __shared__ float p[kTile][kPiece];
+  const HeadPiece hp(d, b, blockIdx.x, blockIdx.y);
+  const int dk = static_cast<int>(d.dk), dvn = static_cast<int>(d.dv), last = hp.n - 1;
+  const int64_t state = (blockIdx.x * d.H + hp.h) * d.dk * d.dv, SS_all = d.H * d.dk * d.dv;
+  const float* S = piece_states + state;
+  const float* G = grads + SS_all + state;  // G_{p+1}
 
-  float s[kRows];
-  load_state(s, states + (c * d.H + h) * SS, w, j, col, d);
-  const int64_t begin = c * d.chunk, end = begin + d.chunk < d.T ? begin + d.chunk : d.T;
-  for (int64_t t0 = begin; t0 < end; t0 += kSteps) {
-    const int n = static_cast<int>(end - t0 < kSteps ? end - t0 : kSteps);
+  // dv_j = scale sum_{r >= j} P_rj dout_r + kd_j^T G
+  for (int J = 0; J < hp.n; J += kTile) {
+    const int jn = min(kTile, hp.n - J);
     __syncthreads();
-    stage_steps(st, nullptr, k, g, d, h, hg, t0, n);
+    for (int e = threadIdx.x; e < jn * dk; e += kBlock) {
+      const int jj = e / dk, i = e % dk;
+      xd[jj][i] = k[hp.qk(J + jj) + i] * hp.decay(last, J + jj, i);
+    }
+    tile_scores(p, hp, q, k, nullptr, nullptr, J, jn, true, false);
     __syncthreads();
-    for (int r = 0; r < n; ++r) {
-      const int64_t t = t0 + r;
-      const float vt = col ? v[(t * d.H + h) * d.dv + j] : 0.0f;
-      const float dot = col ? d.scale * dout[(t * d.H + h) * d.dv + j] : 0.0f;
-#pragma unroll
-      for (int m = 0; m < kRows; ++m) {
-        const int i = w + kWarps * m;
-        if (i < d.dk) {  // the same for the whole warp: every lane takes part in the sum
-          s[m] = st.a[r][i] * s[m] + st.k[r][i] * vt;
-          const float x = warp_sum(s[m] * dot);
-          if (lane == 0) part[(t * d.H + h) * d.dk + i] = x;
-        }
-      }
+    for (int e = threadIdx.x; e < jn * dvn; e += kBlock) {
+      const int jj = e / dvn, col = e % dvn;
+      float intra = 0.0f, inter = 0.0f;
+      for (int r = J + jj; r < hp.n; ++r) intra += p[jj][r] * dout[hp.hv(r) + col];
+      for (int i = 0; i < dk; ++i) inter += xd[jj][i] * G[i * dvn + col];
+      dv[hp.hv(J + jj) + col] = d.scale * intra + inter;
+    }
+  }
+  // dq_r = e^{b_r} (scale S dout_r) + sum_{j <= r} dP_rj k_j e^{b_r - b_j}
+  for (int R = 0; R < hp.n; R += kTile) {
+    const int rn = min(kTile, hp.n - R);
+    __syncthreads();
+    tile_scores(p, hp, nullptr, nullptr, v, dout, R, rn, false, true);
+    __syncthreads();
+    for (int e = threadIdx.x; e < rn * dk; e += kBlock) {
+      const int r = e / dk, i = e % dk;
+      float inter = 0.0f, intra = 0.0f;
+      for (int col = 0; col < dvn; ++col) inter += dout[hp.hv(R + r) + col] * S[i * dvn + col];
+      for (int j = 0; j <= R + r; ++j) intra += p[r][j] * hp.decay(R + r, j, i) * k[hp.qk(j) + i];
+      dq_head[hp.hk(R + r) + i] = d.scale * inter * hp.decay(R + r, -1, i) + intra;
+    }
+  }
+  // dk_j = e^{b_{n-1} - b_j} (G v_j) + sum_{r >= j} dP_rj q_r e^{b_r - b_j}
+  for (int J = 0; J < hp.n; J += kTile) {
+    const int jn = min(kTile, hp.n - J);
+    __syncthreads();
+    tile_scores(p, hp, nullptr, nullptr, v, dout, J, jn, true, true);
+    __syncthreads();
+    for (int e = threadIdx.x; e < jn * dk; e += kBlock) {
+      const int jj = e / dk, i = e % dk;
+      float inter = 0.0f, intra = 0.0f;
+      for (int col = 0; col < dvn; ++col) inter += v[hp.hv(J + jj) + col] * G[i * dvn + col];
+      for (int r = J + jj; r < hp.n; ++r) intra += p[jj][r] * hp.decay(r, J + jj, i) * q[hp.qk(r) + i];
+      dk_head[hp.hk(J + jj) + i] = inter * hp.decay(last, J + jj, i) + intra;
     }
   }
 }
 
-// Backward pass 2 (and the state gradient). grid (ceil(dv / 32), H), block kBlock.
-// G runs backwards from dh_final (null = zeros). With dk_part: dk_part[tile][t][h][i] = the
-// tile's part of G_t v_t (needs v). With dv: dv_t = G_t^T k_t (needs k). dh0 = Diag(a_0) G_0
-// when not null.
-__global__ void __launch_bounds__(kBlock)
-    glr_reverse_kernel(float* dk_part, float* dv, float* dh0, const float* q, const float* k,
-                       const float* v, const float* g, const float* dout,
-                       const float* dh_final, GlrDims d) {
-  __shared__ Stage st;
-  __shared__ float part[kSteps][kWarps][kLanes];  // dv's partial sums, per warp
-  const int lane = threadIdx.x % kLanes, w = threadIdx.x / kLanes;
-  const int64_t tile = blockIdx.x, h = blockIdx.y, hg = h / (d.H / d.Hg);
-  const int64_t j = tile * kLanes + lane;
-  const bool col = j < d.dv;
-  const int64_t SS = d.dk * d.dv;
-  float* dk_tile = dk_part ? dk_part + tile * d.T * d.H * d.dk : nullptr;
-
-  float G[kRows];
-  load_state(G, dh_final ? dh_final + h * SS : nullptr, w, j, col, d);
-  for (int64_t end = d.T; end > 0; end -= kSteps) {
-    const int64_t t0 = end > kSteps ? end - kSteps : 0;
-    const int n = static_cast<int>(end - t0);
-    __syncthreads();
-    stage_steps(st, q, dv ? k : nullptr, g, d, h, hg, t0, n);
-    __syncthreads();
-    for (int r = n - 1; r >= 0; --r) {
-      const int64_t t = t0 + r;
-      const float dot = col ? d.scale * dout[(t * d.H + h) * d.dv + j] : 0.0f;
-      const float vt = (dk_tile && col) ? v[(t * d.H + h) * d.dv + j] : 0.0f;
-      float acc = 0.0f;
-#pragma unroll
-      for (int m = 0; m < kRows; ++m) {
-        const int i = w + kWarps * m;
-        if (i < d.dk) {  // the same for the whole warp: every lane takes part in the sum
-          G[m] += st.q[r][i] * dot;  // G_t
-          if (dk_tile) {
-            const float x = warp_sum(G[m] * vt);
-            if (lane == 0) dk_tile[(t * d.H + h) * d.dk + i] = x;
-          }
-          if (dv) acc += G[m] * st.k[r][i];
-          G[m] *= st.a[r][i];  // Diag(a_t) G_t: G_{t-1}'s share from later steps
-        }
-      }
-      part[r][w][lane] = acc;
-    }
-    if (dv) {
-      __syncthreads();
-      if (w == 0 && col) {
-        for (int r = 0; r < n; ++r) {
-          float sum = 0.0f;
-          for (int ww = 0; ww < kWarps; ++ww) sum += part[r][ww][lane];
-          dv[((t0 + r) * d.H + h) * d.dv + j] = sum;
-        }
-      }
-    }
-  }
-  if (dh0) store_state(dh0 + h * SS, G, w, j, col, d);
-}
-
-// a[e] = sum over tiles of a[tile * n + e] (tile order), likewise b: tile 0 receives the sums.
-__global__ void glr_sum_tiles_kernel(float* a, float* b, int64_t tiles, int64_t n) {
-  RT_GRID_STRIDE(e, n) {
-    float x = a[e], y = b[e];
-    for (int64_t tile = 1; tile < tiles; ++tile) {
-      x += a[tile * n + e];
-      y += b[tile * n + e];
-    }
-    a[e] = x;
-    b[e] = y;
+// states [chunks + 1, H, dk, dv] = the piece states entering every per-th piece.
+__global__ void glr_gather_states_kernel(float* states, const float* piece_states, int64_t chunks,
+                                         int64_t per, int64_t SS_all) {
+  RT_GRID_STRIDE(e, (chunks + 1) * SS_all) {
+    const int64_t c = e / SS_all;
+    states[e] = piece_states[c * per * SS_all + e % SS_all];
   }
 }
 
@@ -333,24 +375,6 @@ __global__ void glr_gamma_kernel(float* gamma, const float* g, GlrDims d) {
   }
 }
 
-// One thread per state entry e of [H, dk, dv], sequential over the n pieces.
-__global__ void glr_state_scan_kernel(float* out, const float* s_loc, const float* gamma,
-                                      int64_t n, int64_t H, int64_t dk, int64_t dv,
-                                      bool vector_decay, bool reverse) {
-  const int64_t SS = H * dk * dv, GW = vector_decay ? dk : 1;
-  RT_GRID_STRIDE(e, SS) {
-    const int64_t h = e / (dk * dv), i = (e / dv) % dk;
-    float cur = 0.0f;
-    out[(reverse ? n : 0) * SS + e] = cur;
-    for (int64_t step = 0; step < n; ++step) {
-      const int64_t c = reverse ? n - 1 - step : step;
-      const float a = expf(gamma[(c * H + h) * GW + (vector_decay ? i : 0)]);
-      cur = a * cur + s_loc[c * SS + e];
-      out[(reverse ? c : c + 1) * SS + e] = cur;
-    }
-  }
-}
-
 void check_dims(const GlrDims& d) {
   RT_CHECK(d.dk >= 1 && d.dk <= kMaxDk, "glr (CUDA): dk ", d.dk, " outside 1..", kMaxDk);
   RT_CHECK(d.dv >= 1 && d.H >= 1 && d.Hg >= 1 && d.H % d.Hg == 0 && d.T >= 0 && d.chunk >= 1,
@@ -358,81 +382,151 @@ void check_dims(const GlrDims& d) {
   RT_CHECK(d.H <= 65535, "glr (CUDA): ", d.H, " heads exceed the grid");
 }
 
-unsigned column_tiles(const GlrDims& d) { return static_cast<unsigned>(ceil_div(d.dv, kLanes)); }
+// What every GLR op starts from: the pieces' cumulative decays and gammas, and their count.
+class PieceDecay {
+ public:
+  PieceDecay(const float* g, const GlrDims& d)
+      : n_(piece_count(d)),
+        b_(static_cast<size_t>(d.T * d.H * gw(d)) * sizeof(double)),
+        gamma_(static_cast<size_t>(n_ * d.H * gw(d)) * sizeof(float)) {
+    launch(glr_piece_decay_kernel, n_ * d.H * gw(d), b_.as<double>(), gamma_.as<float>(), g, d, n_);
+  }
+  int64_t pieces() const { return n_; }
+  const double* b() const { return b_.as<double>(); }
+  const float* gamma() const { return gamma_.as<float>(); }
+
+ private:
+  static int64_t gw(const GlrDims& d) { return d.vector_decay ? d.dk : 1; }
+  int64_t n_;
+  Scratch b_, gamma_;
+};
+
+// Per piece: the state from zero (forward: x = k, y = v) or the local state gradient
+// (x = q, y = dout), s_loc [pieces, H, dk, dv].
+void piece_states_local(float* s_loc, const float* x, const float* y, const PieceDecay& pd,
+                        const GlrDims& d, bool forward) {
+  if (pd.pieces() == 0) return;
+  const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H),
+                  static_cast<unsigned>(ceil_div(d.dv, 32)));
+  glr_piece_state_kernel<<<grid, kBlock, 0, compute_stream()>>>(s_loc, x, y, pd.b(), d, forward,
+                                                                forward ? 1.0f : d.scale);
+  RT_CUDA_LAUNCHED();
+}
+
+void scan(float* out, const float* first, const float* s_loc, const PieceDecay& pd,
+          const GlrDims& d, bool reverse) {
+  launch(glr_state_scan_kernel, d.H * d.dk * d.dv, out, first, s_loc, pd.gamma(), pd.pieces(),
+         d.H, d.dk, d.dv, d.vector_decay, reverse);
+}
+
+void copy_device(float* dst, const float* src, int64_t n) {
+  RT_CUDA(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float),
+                          cudaMemcpyDeviceToDevice, compute_stream()));
+}
+
+// The states entering every piece and the final one, [pieces + 1, H, dk, dv], from h0 (null =
+// zeros): into `out`, which must have room for them.
+void forward_piece_states(float* out, const float* k, const float* v, const float* h0,
+                          const PieceDecay& pd, const GlrDims& d) {
+  Scratch s_loc(static_cast<size_t>(std::max<int64_t>(pd.pieces(), 1) * d.H * d.dk * d.dv) * sizeof(float));
+  piece_states_local(s_loc.as<float>(), k, v, pd, d, true);
+  scan(out, h0, s_loc.as<float>(), pd, d, false);
+}
+
+// The gradients of the states entering every piece and the final one, from dh_final (null =
+// zeros): [pieces + 1, H, dk, dv] into `out`.
+void backward_piece_grads(float* out, const float* q, const float* dout, const float* dh_final,
+                          const PieceDecay& pd, const GlrDims& d) {
+  Scratch ds_loc(static_cast<size_t>(std::max<int64_t>(pd.pieces(), 1) * d.H * d.dk * d.dv) * sizeof(float));
+  piece_states_local(ds_loc.as<float>(), q, dout, pd, d, false);
+  scan(out, dh_final, ds_loc.as<float>(), pd, d, true);
+}
+
+size_t all_states_bytes(const PieceDecay& pd, const GlrDims& d) {
+  return static_cast<size_t>((pd.pieces() + 1) * d.H * d.dk * d.dv) * sizeof(float);
+}
 
 }  // namespace
 
 void glr_forward(float* o, float* h_final, float* states, const float* q, const float* k,
                  const float* v, const float* g, const float* h0, const GlrDims& d) {
   check_dims(d);
-  const dim3 grid(column_tiles(d), static_cast<unsigned>(d.H));
-  glr_forward_kernel<<<grid, kBlock, 0, compute_stream()>>>(o, h_final, states, q, k, v, g, h0, d);
-  RT_CUDA_LAUNCHED();
+  const PieceDecay pd(g, d);
+  const int64_t SS_all = d.H * d.dk * d.dv, per = pieces_per_chunk(d);
+  // With one piece per chunk the piece states are the contract's states.
+  const bool direct = states && per == 1;
+  Scratch own(direct ? 0 : all_states_bytes(pd, d));
+  float* all = direct ? states : own.as<float>();
+  forward_piece_states(all, k, v, h0, pd, d);
+  if (states && !direct)
+    launch(glr_gather_states_kernel, (ceil_div(d.T, d.chunk) + 1) * SS_all, states,
+           all, ceil_div(d.T, d.chunk), per, SS_all);
+  if (h_final) copy_device(h_final, all + pd.pieces() * SS_all, SS_all);
+  if (o && pd.pieces() > 0) {
+    const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H));
+    glr_piece_output_kernel<<<grid, kBlock, 0, compute_stream()>>>(o, q, k, v, pd.b(), all, d);
+    RT_CUDA_LAUNCHED();
+  }
 }
 
 void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const float* q,
                   const float* k, const float* v, const float* g, const float* states,
                   const float* dout, const float* dh_final, const GlrDims& d) {
   check_dims(d);
-  const int64_t tiles = column_tiles(d), chunks = ceil_div(d.T, d.chunk);
-  const int64_t thk = d.T * d.H * d.dk, GW = d.vector_decay ? d.dk : 1;
-  cudaStream_t stream = compute_stream();
-  Scratch dq_part(static_cast<size_t>(tiles * thk) * sizeof(float));
-  Scratch dk_part(static_cast<size_t>(tiles * thk) * sizeof(float));
-  Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
+  const PieceDecay pd(g, d);
+  const int64_t SS_all = d.H * d.dk * d.dv, thk = d.T * d.H * d.dk, GW = d.vector_decay ? d.dk : 1;
+  // The states entering each piece: the forward's when pieces are chunks, else recomputed from
+  // states[0] = h0 by the same kernels (the same bits as the forward's).
+  Scratch own(pieces_per_chunk(d) == 1 ? 0 : all_states_bytes(pd, d));
+  if (pieces_per_chunk(d) > 1) forward_piece_states(own.as<float>(), k, v, states, pd, d);
+  const float* piece_states = pieces_per_chunk(d) == 1 ? states : own.as<float>();
+  Scratch grads(all_states_bytes(pd, d));
+  backward_piece_grads(grads.as<float>(), q, dout, dh_final, pd, d);
+  if (dh0) copy_device(dh0, grads.as<float>(), SS_all);
 
-  if (chunks > 0) {
-    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(tiles),
-                    static_cast<unsigned>(d.H));
-    glr_dq_kernel<<<grid, kBlock, 0, stream>>>(dq_part.as<float>(), states, k, v, g, dout, d);
+  Scratch dq_head(static_cast<size_t>(thk) * sizeof(float)), dk_head(static_cast<size_t>(thk) * sizeof(float));
+  Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
+  cudaStream_t stream = compute_stream();
+  if (pd.pieces() > 0) {
+    const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H));
+    glr_piece_grad_kernel<<<grid, kBlock, 0, stream>>>(dv, dq_head.as<float>(), dk_head.as<float>(),
+                                                       q, k, v, dout, pd.b(), piece_states,
+                                                       grads.as<float>(), d);
     RT_CUDA_LAUNCHED();
   }
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(d.H));
-  glr_reverse_kernel<<<grid, kBlock, 0, stream>>>(dk_part.as<float>(), dv, dh0, q, k, v, g, dout,
-                                                  dh_final, d);
-  RT_CUDA_LAUNCHED();
-  if (tiles > 1) {
-    glr_sum_tiles_kernel<<<blocks_for(thk), kThreads, 0, stream>>>(dq_part.as<float>(),
-                                                                   dk_part.as<float>(), tiles, thk);
-    RT_CUDA_LAUNCHED();
-  }
-  glr_group_sum_kernel<<<blocks_for(d.T * d.Hg * d.dk), kThreads, 0, stream>>>(
-      dq, dk, dq_part.as<float>(), dk_part.as<float>(), d);
-  RT_CUDA_LAUNCHED();
-  glr_dg_terms_kernel<<<blocks_for(d.T * d.H * GW), kThreads, 0, stream>>>(
-      terms.as<double>(), q, k, dq_part.as<float>(), dk_part.as<float>(), d);
-  RT_CUDA_LAUNCHED();
+  launch(glr_group_sum_kernel, d.T * d.Hg * d.dk, dq, dk, dq_head.as<float>(),
+         dk_head.as<float>(), d);
+  launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k,
+         dq_head.as<float>(), dk_head.as<float>(), d);
   glr_dg_scan_kernel<<<blocks_for(d.H * GW), kThreads, 0, stream>>>(
-      dg, terms.as<double>(), states + chunks * d.H * d.dk * d.dv, dh_final, d);
+      dg, terms.as<double>(), states + ceil_div(d.T, d.chunk) * SS_all, dh_final, d);
   RT_CUDA_LAUNCHED();
 }
 
 void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* v, const float* g,
                        const GlrDims& d) {
   check_dims(d);
-  const dim3 grid(column_tiles(d), static_cast<unsigned>(d.H));
-  glr_forward_kernel<<<grid, kBlock, 0, compute_stream()>>>(nullptr, s_loc, nullptr, nullptr, k,
-                                                            v, g, nullptr, d);
-  RT_CUDA_LAUNCHED();
+  const PieceDecay pd(g, d);
+  Scratch all(all_states_bytes(pd, d));
+  forward_piece_states(all.as<float>(), k, v, nullptr, pd, d);
+  copy_device(s_loc, all.as<float>() + pd.pieces() * d.H * d.dk * d.dv, d.H * d.dk * d.dv);
   const int64_t GW = d.vector_decay ? d.dk : 1;
-  glr_gamma_kernel<<<blocks_for(d.H * GW), kThreads, 0, compute_stream()>>>(gamma, g, d);
-  RT_CUDA_LAUNCHED();
+  launch(glr_gamma_kernel, d.H * GW, gamma, g, d);
 }
 
 void glr_state_gradient(float* ds, const float* q, const float* g, const float* dout,
                         const GlrDims& d) {
   check_dims(d);
-  const dim3 grid(column_tiles(d), static_cast<unsigned>(d.H));
-  glr_reverse_kernel<<<grid, kBlock, 0, compute_stream()>>>(nullptr, nullptr, ds, q, nullptr,
-                                                            nullptr, g, dout, nullptr, d);
-  RT_CUDA_LAUNCHED();
+  const PieceDecay pd(g, d);
+  Scratch grads(all_states_bytes(pd, d));
+  backward_piece_grads(grads.as<float>(), q, dout, nullptr, pd, d);
+  copy_device(ds, grads.as<float>(), d.H * d.dk * d.dv);
 }
 
 void glr_state_scan(float* out, const float* s_loc, const float* gamma, int64_t n, int64_t H,
                     int64_t dk, int64_t dv, bool vector_decay, bool reverse) {
-  glr_state_scan_kernel<<<blocks_for(H * dk * dv), kThreads, 0, compute_stream()>>>(
-      out, s_loc, gamma, n, H, dk, dv, vector_decay, reverse);
-  RT_CUDA_LAUNCHED();
+  launch(glr_state_scan_kernel, H * dk * dv, out, static_cast<const float*>(nullptr), s_loc,
+         gamma, n, H, dk, dv, vector_decay, reverse);
 }
 
 }  // namespace rt::cuda

@@ -1,6 +1,6 @@
 // The gated linear recurrence on CUDA against the CPU ops, through rt::ops (which dispatches on
 // the tensors' device): forward (o, h_final, states), backward (dq, dk, dv, dg, dh0), both decay
-// kinds, shared q/k groups, lengths that are not multiples of the chunk, chunks of 16 and 64,
+// kinds, shared q/k groups, lengths that are not multiples of the chunk, chunks of 16 to 256,
 // with and without h0 and dh_final, several column tiles (dv > 32), the largest dk; then the
 // state-passing pieces (chunk summary, state gradient, state scan both ways) and the
 // determinism of the grouped backward. Skips where no GPU is visible.
@@ -99,6 +99,16 @@ TEST(CudaGlr, VectorDecayWideState) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   check_glr({100, 3, 3, 64, 96, true, 64, 4.0, true, true}, 3);  // three column tiles
 }
+// Chunks longer than the kernels' 64-row pieces: 100 = 64 + 36 rows, the last chunk 50 rows and
+// an empty piece; the backward recomputes the states of the pieces inside a chunk.
+TEST(CudaGlr, VectorDecayChunkOfSeveralPieces) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  check_glr({150, 2, 2, 16, 24, true, 100, 4.0, true, true}, 10);
+}
+TEST(CudaGlr, ScalarDecayChunk256) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  check_glr({300, 4, 2, 16, 20, false, 256, 4.0, true, true}, 11);
+}
 TEST(CudaGlr, VectorDecayLargestDk) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   check_glr({37, 1, 1, 256, 8, true, 16, 4.0, true, true}, 4);
@@ -143,7 +153,7 @@ TEST(CudaGlr, ChunkSummaryAndStateGradient) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (bool vector_decay : {true, false}) {
     SCOPED_TRACE(vector_decay ? "vector decay" : "scalar decay");
-    for (int64_t chunk : {16, 64}) {
+    for (int64_t chunk : {16, 64, 100}) {
       SCOPED_TRACE(chunk);
       const GlrCase c{130, 4, vector_decay ? 4 : 2, 16, 40, vector_decay, chunk, 4.0, false, false};
       const GlrInputs in(c, 20);
