@@ -96,27 +96,63 @@ void matmul(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, b
             out.f32(), n);
 }
 
+void to_bf16(const Tensor& out, const Tensor& x) {
+  const Device dev = device_of("to_bf16", out, x);
+  expect_f32("to_bf16", "x", x);
+  expect("to_bf16", "out", out, x.shape(), DType::BF16);
+  RT_RUN(dev, to_bf16, out.bf16(), x.f32(), x.numel());
+}
+
+namespace {
+
+// C = alpha op(A) op(B) + beta C for the linear ops: an f32 GEMM, or with a bf16 weight the bf16
+// GEMM (the f32 operands rounded to bf16).
+void linear_gemm(Device dev, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 const Tensor& a, const Tensor& b, float beta, const Tensor& c) {
+  if (a.dtype() == DType::F32 && b.dtype() == DType::F32) {
+    RT_RUN(dev, gemm, trans_a, trans_b, m, n, k, 1.0f, a.f32(), a.size(1), b.f32(), b.size(1),
+           beta, c.f32(), c.size(1));
+    return;
+  }
+  const GemmInput ga{a.data(), a.size(1), a.dtype() == DType::BF16};
+  const GemmInput gb{b.data(), b.size(1), b.dtype() == DType::BF16};
+  RT_RUN(dev, gemm_bf16, trans_a, trans_b, m, n, k, 1.0f, ga, gb, beta, c.f32(), c.size(1));
+}
+
+void expect_weight(const char* op, const Tensor& weight, Shape shape) {
+  expect(op, "weight", weight, shape, weight.dtype() == DType::BF16 ? DType::BF16 : DType::F32);
+}
+
+}  // namespace
+
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight) {
   const Device dev = device_of("linear_forward", out, inp, weight);
   const int64_t T = inp.size(0), C = inp.size(1), OC = weight.size(0);
-  expect("linear_forward", "weight", weight, {OC, C});
+  expect_weight("linear_forward", weight, {OC, C});
+  expect("linear_forward", "inp", inp, {T, C});
   expect("linear_forward", "out", out, {T, OC});
-  RT_RUN(dev, gemm, false, true, T, OC, C, 1.0f, inp.f32(), C, weight.f32(), C, 0.0f, out.f32(), OC);
+  linear_gemm(dev, false, true, T, OC, C, inp, weight, 0.0f, out);
 }
 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight, bool accumulate_dinp) {
   const Device dev = device_of("linear_backward", dout, inp, weight, dweight, dinp);
   const int64_t T = inp.size(0), C = inp.size(1), OC = weight.size(0);
-  expect("linear_backward", "weight", weight, {OC, C});
+  expect_weight("linear_backward", weight, {OC, C});
+  expect("linear_backward", "inp", inp, {T, C});
   expect("linear_backward", "dweight", dweight, {OC, C});
   expect("linear_backward", "dout", dout, {T, OC});
   if (dinp.defined()) {
     expect("linear_backward", "dinp", dinp, {T, C});
-    RT_RUN(dev, gemm, false, false, T, C, OC, 1.0f, dout.f32(), OC, weight.f32(), C,
-              accumulate_dinp ? 1.0f : 0.0f, dinp.f32(), C);
+    linear_gemm(dev, false, false, T, C, OC, dout, weight, accumulate_dinp ? 1.0f : 0.0f, dinp);
   }
-  RT_RUN(dev, gemm, true, false, OC, C, T, 1.0f, dout.f32(), OC, inp.f32(), C, 1.0f, dweight.f32(), C);
+  // With a bf16 weight both f32 operands of dweight's GEMM are rounded to bf16 too.
+  if (weight.dtype() == DType::BF16) {
+    RT_RUN(dev, gemm_bf16, true, false, OC, C, T, 1.0f, GemmInput{dout.data(), OC, false},
+           GemmInput{inp.data(), C, false}, 1.0f, dweight.f32(), C);
+  } else {
+    linear_gemm(dev, true, false, OC, C, T, dout, inp, 1.0f, dweight);
+  }
 }
 
 void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) {

@@ -7,7 +7,8 @@
 //   H   query heads, Hkv key/value heads (GQA: H % Hkv == 0), D head dim
 //   Linear weights are [out_features, in_features]; y = x W^T.
 //   "accumulate" outputs are added to (+=); the others are overwritten.
-//   Everything is f32 on the CPU.
+//   Everything is f32, except the weights of the linear ops under run.precision: bf16 (a bf16
+//   copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32, DESIGN §2).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,11 @@ bool all_finite(const Tensor& x);
 void matmul(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
             float alpha = 1.0f, float beta = 0.0f);
 
-// out[T,OC] = inp[T,C] weight[OC,C]^T
+// out = x rounded to the nearest bf16 (ties to even): x f32, out bf16 of the same shape.
+void to_bf16(const Tensor& out, const Tensor& x);
+
+// out[T,OC] = inp[T,C] weight[OC,C]^T. weight f32, or bf16: then inp (and in the backward dout)
+// go into the GEMMs rounded to bf16; out, dinp and dweight stay f32.
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight);
 // dinp[T,C] (+)= dout[T,OC] weight ; dweight[OC,C] += dout^T inp.
 // dinp is accumulated when accumulate_dinp, else overwritten; an undefined dinp is skipped.

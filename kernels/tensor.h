@@ -51,6 +51,7 @@ class Tensor {
   int32_t* i32() const { return typed<int32_t>(DType::I32); }
   uint16_t* u16() const { return typed<uint16_t>(DType::U16); }
   uint32_t* u32() const { return typed<uint32_t>(DType::U32); }
+  uint16_t* bf16() const { return typed<uint16_t>(DType::BF16); }  // bf16 bits
 
   const Shape& shape() const { return shape_; }
   int ndim() const { return shape_.ndim; }

@@ -23,14 +23,14 @@ void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContex
   v_ = arena.alloc({T, Hkv_, D_});
   out_ = arena.alloc({T, H_, D_});
   lse_ = arena.alloc({T, H_});
-  ops::linear_forward(q_.view({T, H_ * D_}), x, p.value(wq));
-  ops::linear_forward(k_.view({T, Hkv_ * D_}), x, p.value(wk));
-  ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.value(wv));
+  ops::linear_forward(q_.view({T, H_ * D_}), x, p.matmul_weight(wq));
+  ops::linear_forward(k_.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
+  ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
   ops::rope_forward(q_, ctx.rope);
   ops::rope_forward(k_, ctx.rope);
   ring_attention_forward(*ctx.seq.layout, ctx.seq.n_seqs, ctx.seq.sp_group, q_, k_, v_, out_,
                          lse_, arena);
-  if (y.defined()) ops::linear_forward(y, out_.view({T, H_ * D_}), p.value(wo));
+  if (y.defined()) ops::linear_forward(y, out_.view({T, H_ * D_}), p.matmul_weight(wo));
 }
 
 void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
@@ -41,15 +41,15 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& 
   Tensor dq = arena.alloc({T, H_, D_}), dk = arena.alloc({T, Hkv_, D_}),
          dv = arena.alloc({T, Hkv_, D_});
   ops::linear_backward(dout.view({T, H_ * D_}), p.grad(wo), dy, out_.view({T, H_ * D_}),
-                       p.value(wo), false);
+                       p.matmul_weight(wo), false);
   ring_attention_backward(*ctx.seq.layout, ctx.seq.n_seqs, ctx.seq.sp_group, q_, k_, v_, out_,
                           dout, lse_, dq, dk, dv, arena);
   // q and k were rotated after projection: their gradients rotate back before it.
   ops::rope_backward(dq, ctx.rope);
   ops::rope_backward(dk, ctx.rope);
-  ops::linear_backward(dx, p.grad(wq), dq.view({T, H_ * D_}), x, p.value(wq), false);
-  ops::linear_backward(dx, p.grad(wk), dk.view({T, Hkv_ * D_}), x, p.value(wk), true);
-  ops::linear_backward(dx, p.grad(wv), dv.view({T, Hkv_ * D_}), x, p.value(wv), true);
+  ops::linear_backward(dx, p.grad(wq), dq.view({T, H_ * D_}), x, p.matmul_weight(wq), false);
+  ops::linear_backward(dx, p.grad(wk), dk.view({T, Hkv_ * D_}), x, p.matmul_weight(wk), true);
+  ops::linear_backward(dx, p.grad(wv), dv.view({T, Hkv_ * D_}), x, p.matmul_weight(wv), true);
 }
 
 int64_t AttentionLayer::saved_floats(int64_t T, const SequenceLayout&) const {

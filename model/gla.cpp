@@ -39,12 +39,12 @@ void GlaLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx
   normed_ = arena.alloc({T, V});
   rstd_ = arena.alloc({T * H_});
   gated_ = arena.alloc({T, V});
-  ops::linear_forward(q_.view({T, K}), x, p.value(wq));
-  ops::linear_forward(k_.view({T, K}), x, p.value(wk));
-  ops::linear_forward(v_.view({T, V}), x, p.value(wv));
-  ops::linear_forward(gate_, x, p.value(wg));
-  ops::linear_forward(low_, x, p.value(w_gate1));
-  ops::linear_forward(gate_pre_, low_, p.value(w_gate2));
+  ops::linear_forward(q_.view({T, K}), x, p.matmul_weight(wq));
+  ops::linear_forward(k_.view({T, K}), x, p.matmul_weight(wk));
+  ops::linear_forward(v_.view({T, V}), x, p.matmul_weight(wv));
+  ops::linear_forward(gate_, x, p.matmul_weight(wg));
+  ops::linear_forward(low_, x, p.matmul_weight(w_gate1));
+  ops::linear_forward(gate_pre_, low_, p.matmul_weight(w_gate2));
   ops::logsigmoid_forward(g_.view({T, K}), gate_pre_, p.value(b_gate), 1.0f / kGateNormalizer);
   const SequenceContext& seq = ctx.seq;
   glr_sequences_forward(*seq.layout, seq.n_seqs, seq.sp_group, q_, k_, v_, g_,
@@ -52,7 +52,7 @@ void GlaLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx
   // RMSNorm over each head's dv values (one weight for all heads), then the swish gate.
   ops::rmsnorm_forward(normed_.view({T * H_, dv_}), rstd_, o_.view({T * H_, dv_}), p.value(norm), eps_);
   ops::silu_gate_forward(gated_, normed_, gate_);
-  if (y.defined()) ops::linear_forward(y, gated_, p.value(wo));
+  if (y.defined()) ops::linear_forward(y, gated_, p.matmul_weight(wo));
 }
 
 void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
@@ -64,7 +64,7 @@ void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   Tensor dq = arena.alloc({T, H_, dk_}), dk = arena.alloc({T, H_, dk_}),
          dv = arena.alloc({T, H_, dv_}), dg = arena.alloc({T, H_, dk_});
   Tensor dgate_pre = arena.alloc({T, K}), dlow = arena.alloc({T, kGateRank});
-  ops::linear_backward(dgated, p.grad(wo), dy, gated_, p.value(wo), false);
+  ops::linear_backward(dgated, p.grad(wo), dy, gated_, p.matmul_weight(wo), false);
   ops::silu_gate_backward(dnormed, dgate, dgated, normed_, gate_);
   ops::rmsnorm_backward(d_o.view({T * H_, dv_}), p.grad(norm), dnormed.view({T * H_, dv_}),
                         o_.view({T * H_, dv_}), p.value(norm), rstd_);
@@ -74,12 +74,12 @@ void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
                          dv, dg, arena);
   ops::logsigmoid_backward(dgate_pre, p.grad(b_gate), dg.view({T, K}), gate_pre_, p.value(b_gate),
                            1.0f / kGateNormalizer);
-  ops::linear_backward(dlow, p.grad(w_gate2), dgate_pre, low_, p.value(w_gate2), false);
-  ops::linear_backward(dx, p.grad(wq), dq.view({T, K}), x, p.value(wq), false);
-  ops::linear_backward(dx, p.grad(wk), dk.view({T, K}), x, p.value(wk), true);
-  ops::linear_backward(dx, p.grad(wv), dv.view({T, V}), x, p.value(wv), true);
-  ops::linear_backward(dx, p.grad(wg), dgate, x, p.value(wg), true);
-  ops::linear_backward(dx, p.grad(w_gate1), dlow, x, p.value(w_gate1), true);
+  ops::linear_backward(dlow, p.grad(w_gate2), dgate_pre, low_, p.matmul_weight(w_gate2), false);
+  ops::linear_backward(dx, p.grad(wq), dq.view({T, K}), x, p.matmul_weight(wq), false);
+  ops::linear_backward(dx, p.grad(wk), dk.view({T, K}), x, p.matmul_weight(wk), true);
+  ops::linear_backward(dx, p.grad(wv), dv.view({T, V}), x, p.matmul_weight(wv), true);
+  ops::linear_backward(dx, p.grad(wg), dgate, x, p.matmul_weight(wg), true);
+  ops::linear_backward(dx, p.grad(w_gate1), dlow, x, p.matmul_weight(w_gate1), true);
 }
 
 int64_t GlaLayer::saved_floats(int64_t T, const SequenceLayout& layout) const {

@@ -43,7 +43,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   const int64_t T = x.size(0);
   const ParameterSet& p = ctx.params;
   const SequenceContext& seq = ctx.seq;
-  const Tensor w_in = p.value(in_proj), cw = p.value(conv_w), cb = p.value(conv_b);
+  const Tensor w_in = p.matmul_weight(in_proj), cw = p.value(conv_w), cb = p.value(conv_b);
   z_ = arena.alloc({T, DI_});
   dt_raw_ = arena.alloc({T, NH_});
   for (int i = 0; i < 3; ++i) {
@@ -87,7 +87,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   ops::skip_heads_forward(y_, y_, xs, p.value(d_skip));
   ops::silu_gate_forward(gated_, y_.view({T, DI_}), z_);
   ops::rmsnorm_forward(normed_, rstd_, gated_, p.value(norm), eps_, G_);
-  if (y.defined()) ops::linear_forward(y, normed_, p.value(out_proj));
+  if (y.defined()) ops::linear_forward(y, normed_, p.matmul_weight(out_proj));
 }
 
 void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
@@ -95,7 +95,7 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   const int64_t T = x.size(0);
   const ParameterSet& p = ctx.params;
   const SequenceContext& seq = ctx.seq;
-  const Tensor w_in = p.value(in_proj), dw_in = p.grad(in_proj);
+  const Tensor w_in = p.matmul_weight(in_proj), dw_in = p.grad(in_proj);
   // dy reuses dnormed's buffer (dead once dgated exists); each part's conv gradient overwrites
   // its activation gradient in place.
   Tensor dnormed = arena.alloc({T, DI_}), dgated = arena.zeros({T, DI_});
@@ -110,7 +110,7 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
          ddt_raw = arena.alloc({T, NH_});
   const Tensor xs = act_[0].view({T, NH_, P_}), dxs = dact[0].view({T, NH_, P_});
 
-  ops::linear_backward(dnormed, p.grad(out_proj), dy, normed_, p.value(out_proj), false);
+  ops::linear_backward(dnormed, p.grad(out_proj), dy, normed_, p.matmul_weight(out_proj), false);
   ops::rmsnorm_backward(dgated, p.grad(norm), dnormed, gated_, p.value(norm), rstd_, G_);
   ops::silu_gate_backward(dyy.view({T, DI_}), dz, dgated, y_.view({T, DI_}), z_);
   ops::skip_heads_backward(dxs, p.grad(d_skip), dyy, xs, p.value(d_skip));  // do = dy

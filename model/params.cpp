@@ -24,6 +24,26 @@ void ParameterSet::allocate() {
 void ParameterSet::move_to(Device device) {
   values_ = to_device(values_, device);
   grads_ = to_device(grads_, device);
+  if (has_bf16_copy()) {
+    bf16_values_ = Tensor::empty({total_}, DType::BF16, device);
+    refresh_bf16_copy();
+  }
+}
+
+void ParameterSet::keep_bf16_copy() {
+  RT_CHECK(values_.defined(), "keep_bf16_copy() before allocate()");
+  bf16_values_ = Tensor::empty({total_}, DType::BF16, values_.device());
+  refresh_bf16_copy();
+}
+
+void ParameterSet::refresh_bf16_copy() {
+  if (has_bf16_copy()) ops::to_bf16(bf16_values_, values_);
+}
+
+Tensor ParameterSet::matmul_weight(int id) const {
+  if (!has_bf16_copy()) return value(id);
+  const Parameter& p = params_.at(id);
+  return bf16_values_.rows(p.offset, p.shape.numel()).view(p.shape);
 }
 
 Tensor ParameterSet::value(int id) const {

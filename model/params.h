@@ -26,6 +26,16 @@ class ParameterSet {
   // host); views taken before the move keep pointing at the old storage.
   void move_to(Device device);
 
+  // run.precision: bf16 (DESIGN §2): the linear layers' GEMMs read a bf16 copy of the weights,
+  // rounded from the f32 values, which stay the master copy (optimizer, checkpoints).
+  // keep_bf16_copy() starts it (before move_to); refresh_bf16_copy() after every change of the
+  // values (move_to and the optimizer step call it).
+  void keep_bf16_copy();
+  void refresh_bf16_copy();
+  bool has_bf16_copy() const { return bf16_values_.defined(); }
+  // The weight a linear op multiplies with: the bf16 copy's view when kept, else value(id).
+  Tensor matmul_weight(int id) const;
+
   const std::vector<Parameter>& all() const { return params_; }
   Tensor value(int id) const;
   Tensor grad(int id) const;
@@ -38,6 +48,7 @@ class ParameterSet {
   std::vector<Parameter> params_;
   int64_t total_ = 0;
   Tensor values_, grads_;
+  Tensor bf16_values_;  // undefined unless keep_bf16_copy()
 };
 
 // Fills x with N(0, std^2) values that depend only on (seed, stream, index): the same on every

@@ -45,6 +45,7 @@ void AdamWOptimizer::update(ParameterSet& params, double lr, int64_t step) {
     ops::adamw_update(params.flat_values().rows(p.offset, n), params.flat_grads().rows(p.offset, n),
                       m_.rows(p.offset, n), v_.rows(p.offset, n), hp, p.decay);
   }
+  params.refresh_bf16_copy();
 }
 
 double grad_norm(const ParameterSet& params) {

@@ -55,6 +55,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(run, out_dir),
       RT_KEY(run, seed),
       RT_KEY(run, device),
+      RT_KEY(run, precision),
       RT_KEY(model, pattern),
       RT_KEY(model, vocab_size),
       RT_KEY(model, d_model),
@@ -483,6 +484,8 @@ void check_run(const Validator& v, const RunSection& run) {
   v.range("run.seed", run.seed, 0, kMaxCount, "a seed >= 0");
   v.require(run.device == "cpu" || run.device == "cuda", "run.device",
             cat(quote(run.device), " is not a device; expected cpu or cuda"));
+  v.require(run.precision == "auto" || run.precision == "f32" || run.precision == "bf16",
+            "run.precision", cat(quote(run.precision), " is not a precision; expected auto, f32 or bf16"));
 }
 
 void check_pattern(const Validator& v, const std::string& pattern) {
@@ -711,6 +714,7 @@ void validate_and_resolve(Recipe& recipe, const Sources& sources) {
   recipe.model.resolve();
   check_resolved_model(v, recipe.model, head_dim_derived);
   if (recipe.run.out_dir.empty()) recipe.run.out_dir = "runs/" + recipe.run.name;
+  if (recipe.run.precision == "auto") recipe.run.precision = recipe.run.device == "cuda" ? "bf16" : "f32";
 }
 
 // ---- Files and emission ----------------------------------------------------------------------

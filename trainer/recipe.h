@@ -4,7 +4,7 @@
 // would be valid (e.g. "recipe.yaml: optim.lr: -0.001 is negative; expected a value > 0").
 //
 // Sections and keys (defaults in the struct initialisers below):
-//   run:        name, out_dir, seed, device
+//   run:        name, out_dir, seed, device, precision
 //   model:      see model/config.h
 //   data:       corpus, val_corpus, mode, seq_len, curriculum, curriculum_odds, cycles
 //   parallel:   sp, timeout_s, gpu_comm
@@ -30,6 +30,9 @@ struct RunSection {
   std::string out_dir;  // "" resolves to "runs/<name>"
   int64_t seed = 1234;
   std::string device = "cpu";  // cpu | cuda (one GPU per rank: the node-local rank's)
+  // f32 | bf16: the linear layers' GEMMs on a bf16 copy of the weights with f32 accumulation
+  // (DESIGN §2); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
+  std::string precision = "auto";
 };
 
 struct DataSection {

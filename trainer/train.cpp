@@ -101,8 +101,8 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
   const std::string comm = r.run.device == "cuda" && gpu < 0
       ? cat("parallel.gpu_comm: ", r.parallel.gpu_comm, " (NCCL ", nccl_compiled() ? "built" : "not built", ")")
       : g.world->backend();
-  std::printf("world %d = dp %d x sp %d | %s | %s\n", g.world_size, g.dp, g.sp, device.c_str(),
-              comm.c_str());
+  std::printf("world %d = dp %d x sp %d | %s | %s | %s GEMMs\n", g.world_size, g.dp, g.sp,
+              device.c_str(), comm.c_str(), r.run.precision.c_str());
   const std::vector<int64_t> lens = source.seq_lens();
   std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
               r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),
@@ -302,6 +302,7 @@ int run_train(const TrainOptions& opt) {
       world.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0);
   }
   // Initialised or loaded on the host, trained where the recipe says.
+  if (recipe.run.precision == "bf16") params.keep_bf16_copy();
   params.move_to(device);
   optim.move_to(device);
 

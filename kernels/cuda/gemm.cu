@@ -1,9 +1,11 @@
 // Row-major GEMM through cuBLASLt: C[M,N] = alpha op(A) op(B) + beta C.
 // cuBLASLt is column-major, and a row-major matrix is its column-major transpose, so the call
 // computes C^T = op(B)^T op(A)^T: the operands swap places and keep their transpose flags.
-// Compute in f32 without TF32, so that results agree with the CPU's sgemm to rounding.
+// Compute in f32 without TF32, so that results agree with the CPU's sgemm to rounding; gemm_bf16
+// takes bf16 operands (tensor cores) with f32 accumulation and output, like the CPU's gemm_bf16.
 #include <cublasLt.h>
 
+#include "kernels/bf16.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -60,11 +62,11 @@ struct Preference {
   }
 };
 
-// A column-major rows x cols f32 matrix with leading dimension ld.
+// A column-major rows x cols matrix of `type` with leading dimension ld.
 struct Layout {
   cublasLtMatrixLayout_t desc = nullptr;
-  Layout(int64_t rows, int64_t cols, int64_t ld) {
-    RT_BLAS(cublasLtMatrixLayoutCreate(&desc, CUDA_R_32F, rows, cols, ld));
+  Layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld) {
+    RT_BLAS(cublasLtMatrixLayoutCreate(&desc, type, rows, cols, ld));
   }
   ~Layout() { cublasLtMatrixLayoutDestroy(desc); }
 };
@@ -77,11 +79,20 @@ __global__ void scale_matrix_kernel(float* c, int64_t rows, int64_t cols, int64_
   }
 }
 
-}  // namespace
+// out [rows, cols] (dense) = in [rows, cols] (leading dimension ld) rounded to bf16.
+__global__ void to_bf16_matrix_kernel(uint16_t* out, const float* in, int64_t rows, int64_t cols,
+                                      int64_t ld) {
+  RT_GRID_STRIDE(i, rows * cols) out[i] = f32_to_bf16(in[(i / cols) * ld + i % cols]);
+}
 
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+__global__ void to_bf16_kernel(uint16_t* out, const float* x, int64_t n) {
+  RT_GRID_STRIDE(i, n) out[i] = f32_to_bf16(x[i]);
+}
+
+// C = alpha op(A) op(B) + beta C, row-major, A and B of `type` (f32 or bf16), C f32.
+void lt_matmul(cudaDataType_t type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+               float alpha, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
+               float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum: cuBLASLt may refuse it
     scale_matrix_kernel<<<blocks_for(m * n), kThreads, 0, compute_stream()>>>(c, m, n, ldc, beta);
@@ -91,9 +102,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   // Column-major problem: C'[n, m] = op'(B') op'(A'), with B' = our b and A' = our a.
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  Layout first(trans_b ? k : n, trans_b ? n : k, ldb);
-  Layout second(trans_a ? m : k, trans_a ? k : m, lda);
-  Layout out(n, m, ldc);
+  Layout first(type, trans_b ? k : n, trans_b ? n : k, ldb);
+  Layout second(type, trans_a ? m : k, trans_a ? k : m, lda);
+  Layout out(CUDA_R_32F, n, m, ldc);
 
   MatmulDesc desc;
   RT_BLAS(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
@@ -110,10 +121,43 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   int found = 0;
   RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc.desc, first.desc, second.desc,
                                          out.desc, out.desc, pref.pref, 1, &heuristic, &found));
-  RT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " f32 GEMM");
+  RT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k,
+           type == CUDA_R_32F ? " f32" : " bf16", " GEMM");
   RT_BLAS(cublasLtMatmul(lt().handle, desc.desc, &alpha, b, first.desc, a, second.desc, &beta, c,
                          out.desc, c, out.desc, &heuristic.algo, lt().workspace,
                          kWorkspaceBytes, compute_stream()));
 }
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc) {
+  lt_matmul(CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               GemmInput a, GemmInput b, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  // f32 operands are rounded into dense bf16 copies for the length of the call.
+  const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+  const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+  Scratch a16(a.bf16 ? 0 : static_cast<size_t>(a_rows * a_cols) * sizeof(uint16_t));
+  Scratch b16(b.bf16 ? 0 : static_cast<size_t>(b_rows * b_cols) * sizeof(uint16_t));
+  if (!a.bf16 && a_rows * a_cols > 0) {
+    launch(to_bf16_matrix_kernel, a_rows * a_cols, a16.as<uint16_t>(),
+           static_cast<const float*>(a.data), a_rows, a_cols, a.ld);
+    a = {a16.as<uint16_t>(), a_cols, true};
+  }
+  if (!b.bf16 && b_rows * b_cols > 0) {
+    launch(to_bf16_matrix_kernel, b_rows * b_cols, b16.as<uint16_t>(),
+           static_cast<const float*>(b.data), b_rows, b_cols, b.ld);
+    b = {b16.as<uint16_t>(), b_cols, true};
+  }
+  lt_matmul(CUDA_R_16BF, trans_a, trans_b, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c,
+            ldc);
+}
+
+void to_bf16(uint16_t* out, const float* x, int64_t n) { launch(to_bf16_kernel, n, out, x, n); }
 
 }  // namespace rt::cuda

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <span>
 
@@ -93,6 +95,32 @@ TEST(CudaOps, LinearForwardBackward) {
   EXPECT_LT(dw.error(), kTol);
   on_both([&](Side s) { ops::linear_backward(dx.*s, dw.*s, dy.*s, x.*s, w.*s, false); });
   EXPECT_LT(dx.error(), kTol);
+}
+
+// run.precision: bf16: the rounding gives the CPU's bits; the GEMMs multiply the same bf16 values
+// exactly and sum in f32 (tensor cores), so they agree with the CPU's bf16 GEMM to f32 rounding.
+TEST(CudaOps, Bf16RoundingAndLinearWithABf16Weight) {
+  SKIP_WITHOUT_GPU();
+  Tensor host = random_tensor({1000, 37}, 60);
+  const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x7f800000u, 0x7fc00000u, 0x00000001u};
+  for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(host.f32() + i, &specials[i], 4);
+  Twin x(host), x16(Tensor::zeros({1000, 37}, DType::BF16));
+  on_both([&](Side s) { ops::to_bf16(x16.*s, x.*s); });
+  EXPECT_TRUE(x16.identical());
+
+  for (const int C : {96, 45}) {  // 45: leading dimensions that are not multiples of 8
+    SCOPED_TRACE(C);
+    const Tensor w32 = random_tensor({80, C}, 61, 0.1f);
+    Tensor w16_host = Tensor::empty({80, C}, DType::BF16);
+    ops::to_bf16(w16_host, w32);
+    Twin inp({300, C}, 62), w16(w16_host), y({300, 80}, 63), dy({300, 80}, 64);
+    Twin dx({300, C}, 65), dw({80, C}, 66);
+    on_both([&](Side s) { ops::linear_forward(y.*s, inp.*s, w16.*s); });
+    EXPECT_LT(y.error(), kTol);
+    on_both([&](Side s) { ops::linear_backward(dx.*s, dw.*s, dy.*s, inp.*s, w16.*s, true); });
+    EXPECT_LT(dx.error(), kTol);
+    EXPECT_LT(dw.error(), kTol);
+  }
 }
 
 TEST(CudaOps, EmbeddingForwardBackwardSumInTokenOrder) {

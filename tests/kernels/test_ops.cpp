@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "kernels/arena.h"
+#include "kernels/bf16.h"
 #include "kernels/ops.h"
 #include "tests/reference/naive.h"
 #include "tests/testing.h"
@@ -41,6 +44,72 @@ TEST(Ops, LinearForwardBackward) {
   ops::linear_backward(dx, dw, dy, x, w, /*accumulate_dinp=*/false);
   ref::linear_backward(to_vec(dy), to_vec(x), to_vec(w), T, C, OC, dx_ref, dw_ref);
   EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
+}
+
+float from_bits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+TEST(Bf16, RoundsToNearestEvenAndKeepsSpecials) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3f808000)), 0x3f80);  // a tie: to the even 0x3f80
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3f818000)), 0x3f82);  // a tie: to the even 0x3f82
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3f808001)), 0x3f81);  // just above the tie
+  EXPECT_EQ(f32_to_bf16(from_bits(0xbf807fff)), 0xbf80);  // just below, negative
+  EXPECT_EQ(f32_to_bf16(from_bits(0x7f7fffff)), 0x7f80);  // the largest f32 rounds to inf
+  EXPECT_EQ(f32_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
+  EXPECT_EQ(f32_to_bf16(from_bits(0x00000001)), 0x0000);  // the smallest subnormal to zero
+  for (uint32_t nan : {0x7fc00000u, 0x7f800001u, 0xffffffffu})  // a signalling one included
+    EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(from_bits(nan))))) << std::hex << nan;
+  // Every bf16 value survives the way to f32 and back.
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if (std::isnan(bf16_to_f32(static_cast<uint16_t>(h)))) continue;
+    ASSERT_EQ(f32_to_bf16(bf16_to_f32(static_cast<uint16_t>(h))), h);
+  }
+  // The op rounds element by element as the function does.
+  const Tensor x = random_tensor({300, 7}, 50);
+  Tensor x16 = Tensor::empty({300, 7}, DType::BF16);
+  ops::to_bf16(x16, x);
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x16.bf16()[i], f32_to_bf16(x.f32()[i])) << i;
+}
+
+// v with every element rounded to bf16 (as a double vector for the reference).
+Vec bf16_rounded(const Tensor& t) {
+  Vec out(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) out[i] = bf16_to_f32(f32_to_bf16(t.f32()[i]));
+  return out;
+}
+
+TEST(Ops, LinearWithABf16WeightRoundsEveryOperand) {
+  const int T = 37, C = 48, OC = 33;
+  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2), dy = random_tensor({T, OC}, 3);
+  Tensor w16 = Tensor::empty({OC, C}, DType::BF16);
+  ops::to_bf16(w16, w);
+  Tensor y = Tensor::empty({T, OC}), y32 = Tensor::empty({T, OC});
+  ops::linear_forward(y, x, w16);
+  ops::linear_forward(y32, x, w);
+  // Exact products of bf16 values summed in f32: the double reference on the rounded operands.
+  const Vec xr = bf16_rounded(x), wr = bf16_rounded(w), dyr = bf16_rounded(dy);
+  EXPECT_LT(rel_rms_error(y, ref::linear(xr, wr, T, C, OC)), 1e-6);
+  // And bf16's rounding shows against the f32 GEMM, at bf16's size (2^-8 relative per operand).
+  const double vs_f32 = rel_rms_error(y, to_vec(y32));
+  EXPECT_GT(vs_f32, 1e-4);
+  EXPECT_LT(vs_f32, 2.5e-2);
+
+  Vec dx_ref, dw_ref;
+  ref::linear_backward(dyr, xr, wr, T, C, OC, dx_ref, dw_ref);
+  Tensor dx = random_tensor({T, C}, 4), dw = random_tensor({OC, C}, 5);
+  const Vec dx0 = to_vec(dx), dw0 = to_vec(dw);
+  ops::linear_backward(dx, dw, dy, x, w16, /*accumulate_dinp=*/true);
+  for (size_t i = 0; i < dx_ref.size(); ++i) dx_ref[i] += dx0[i];
+  for (size_t i = 0; i < dw_ref.size(); ++i) dw_ref[i] += dw0[i];
+  EXPECT_LT(rel_rms_error(dx, dx_ref), 1e-6);
+  EXPECT_LT(rel_rms_error(dw, dw_ref), 1e-6);
+  ops::linear_backward(dx, dw, dy, x, w16, /*accumulate_dinp=*/false);
+  ref::linear_backward(dyr, xr, wr, T, C, OC, dx_ref, dw_ref);
+  EXPECT_LT(rel_rms_error(dx, dx_ref), 1e-6);
 }
 
 TEST(Ops, Matmul) {

@@ -2,8 +2,8 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, decomposed,
-#        cuda (exits 77, a skip, without a GPU)
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, bf16,
+#        decomposed, cuda (exits 77, a skip, without a GPU)
 set -uo pipefail
 
 bin=$(readlink -f "$1")
@@ -238,17 +238,41 @@ hybrid)
   done
   ;;
 
+bf16)
+  # run.precision: bf16 on the CPU (the linear layers' GEMM operands rounded to bf16, f32
+  # accumulation, f32 master weights): the hybrid's losses differ from the f32 run's by bf16's
+  # rounding and no more (2.5e-2 relative over 10 steps), a resume reproduces them bit for bit
+  # (the bf16 copy is made again from the checkpoint's f32 weights), and the run says so.
+  hybrid=(--set model.pattern=M-G-*- --set model.mamba_d_state=16 --set model.mamba_headdim=32
+          --set model.glr_chunk=16 --set train.steps=10)
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/f32" >f32.log 2>&1 || fail "f32 run: $(tail -2 f32.log)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set run.out_dir="$work/b" >b.log 2>&1 || fail "bf16 run: $(tail -2 b.log)"
+  check 'grep -q "| bf16 GEMMs" b.log' "the bf16 run does not name its precision: $(grep world b.log)"
+  check 'grep -q "| f32 GEMMs" f32.log' "the f32 run does not name its precision: $(grep world f32.log)"
+  losses f32/metrics.jsonl >f32.txt
+  losses b/metrics.jsonl >b.txt
+  worst=$(largest_relative_difference f32.txt b.txt)
+  echo "bf16: largest relative loss difference against f32 over 10 steps: $worst"
+  check "awk -v w=$worst 'BEGIN {exit !(w > 0 && w <= 2.5e-2)}'" "bf16 losses differ from f32 by $worst (expected > 0, <= 2.5e-2)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set run.out_dir="$work/b2" --stop-at=5 >b5.log 2>&1 || fail "bf16 5 steps"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set run.out_dir="$work/b2" --resume >b10.log 2>&1 || fail "bf16 resume: $(tail -2 b10.log)"
+  losses b2/metrics.jsonl >b2.txt
+  check 'cmp -s b.txt b2.txt' "bf16 5 steps + resume 5 differ from 10 steps: $(diff b.txt b2.txt | head -4)"
+  ;;
+
 cuda)
-  # run.device: cuda against the CPU on the same hybrid recipe: the same losses to f32
-  # rounding (1e-4 relative over 5 steps; the GPU sums in other orders), a resume on the GPU
-  # that reproduces its own losses bit for bit, a checkpoint the CPU can resume from, and
-  # sp = 2 with the GPU buffers staged through MPI (and by NCCL with two GPUs or more).
+  # run.device: cuda against the CPU on the same hybrid recipe: in f32 the same losses to f32
+  # rounding (1e-4 relative over 5 steps; the GPU sums in other orders), in bf16 the CPU's bf16
+  # losses to 1e-3 (the same bf16 operands; an f32 rounding difference can flip a bf16 rounding),
+  # a resume on the GPU that reproduces its own losses bit for bit, a checkpoint the CPU can
+  # resume from, and sp = 2 with the GPU buffers staged through MPI (and by NCCL with two GPUs
+  # or more).
   if ! "$bin" --version | grep -q "[1-9][0-9]* GPU"; then
     echo "SKIP: $("$bin" --version)"
     exit 77
   fi
   hybrid=(--set model.pattern=M-G-*- --set model.mamba_d_state=16 --set model.mamba_headdim=32
-          --set model.glr_chunk=16 --set train.steps=10)
+          --set model.glr_chunk=16 --set train.steps=10 --set run.precision=f32)
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/cpu" >cpu.log 2>&1 || fail "cpu run: $(tail -2 cpu.log)"
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.device=cuda --set run.out_dir="$work/gpu" >gpu.log 2>&1 || fail "gpu run: $(tail -3 gpu.log)"
   losses cpu/metrics.jsonl >cpu.txt
@@ -263,6 +287,15 @@ cuda)
   losses gpu2/metrics.jsonl >gpu2.txt
   check 'cmp -s gpu.txt gpu2.txt' "GPU 5 steps + resume 5 differ from 10 steps: $(diff gpu.txt gpu2.txt | head -4)"
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/gpu2" --resume --set train.steps=12 >c12.log 2>&1 || fail "CPU resume of a GPU checkpoint: $(tail -2 c12.log)"
+  # bf16 (run.precision's default on cuda) against the CPU's bf16.
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set train.steps=5 --set run.out_dir="$work/cpu16" >cpu16.log 2>&1 || fail "cpu bf16 run: $(tail -2 cpu16.log)"
+  "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=auto --set train.steps=5 --set run.device=cuda --set run.out_dir="$work/gpu16" >gpu16.log 2>&1 || fail "gpu bf16 run: $(tail -3 gpu16.log)"
+  check 'grep -q "| bf16 GEMMs" gpu16.log' "run.precision: auto on cuda is not bf16: $(grep world gpu16.log)"
+  losses cpu16/metrics.jsonl >cpu16.txt
+  losses gpu16/metrics.jsonl >gpu16.txt
+  worst=$(largest_relative_difference cpu16.txt gpu16.txt 5)
+  echo "cuda bf16: largest relative loss difference against the CPU's bf16 over 5 steps: $worst"
+  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-3)}'" "GPU bf16 losses differ from the CPU's bf16 by $worst"
   # Two ranks on one GPU can only stage through MPI; NCCL needs a GPU per rank.
   comms=(staged)
   gpus=$("$bin" --version | grep -o '[0-9]* GPU' | cut -d' ' -f1)
@@ -373,7 +406,7 @@ dry_run_and_inspect)
   check '[ ! -e run ]' "a dry run writes nothing"
   # A GPU recipe checks on any machine (a login node): no GPU is opened.
   "$bin" train recipe.yaml --dry-run --set run.device=cuda >dry-cuda.txt 2>&1 || fail "cuda dry run exited $?: $(tail -2 dry-cuda.txt)"
-  check 'grep -q "one GPU per rank (not opened by a dry run) | parallel.gpu_comm: auto" dry-cuda.txt' "cuda dry run: $(grep world dry-cuda.txt)"
+  check 'grep -q "one GPU per rank (not opened by a dry run) | parallel.gpu_comm: auto (NCCL [a-z ]*) | bf16 GEMMs" dry-cuda.txt' "cuda dry run: $(grep world dry-cuda.txt)"
   "$bin" train recipe.yaml --stop-at=3 >/dev/null 2>&1 || fail "short run"
   "$bin" inspect run/checkpoints/step-0000003.h5 >inspect.txt 2>&1 || fail "inspect exited $?"
   check 'grep -q "^step 3 " inspect.txt' "inspect shows the step"

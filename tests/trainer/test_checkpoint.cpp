@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kernels/bf16.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "tests/testing.h"
@@ -183,6 +184,22 @@ TEST(GradClip, ScalesToTheMaximumNorm) {
   EXPECT_EQ(clip_grad_norm(p, norm, 2 * norm), 1.0);  // below the maximum
   clip_grad_norm(p, norm, 1.0);
   EXPECT_NEAR(grad_norm(p), 1.0, 1e-5);
+}
+
+// run.precision: bf16: after an optimizer step the GEMMs read the updated weights.
+TEST(AdamW, UpdateRefreshesTheBf16Copy) {
+  Fixture a;
+  ParameterSet& p = a.model->params();
+  p.keep_bf16_copy();
+  ops::fill(p.flat_grads(), 0.25f);
+  const uint16_t before = p.matmul_weight(0).bf16()[0];
+  a.optim->update(p, 0.05, 0);
+  EXPECT_NE(p.matmul_weight(0).bf16()[0], before);
+  for (size_t id = 0; id < p.all().size(); ++id) {
+    const Tensor w = p.value(static_cast<int>(id)), w16 = p.matmul_weight(static_cast<int>(id));
+    for (int64_t i = 0; i < w.numel(); ++i)
+      ASSERT_EQ(w16.bf16()[i], f32_to_bf16(w.f32()[i])) << p.all()[id].name << "[" << i << "]";
+  }
 }
 
 }  // namespace

@@ -153,7 +153,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 55u);
+  ASSERT_EQ(keys.size(), 56u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.seq_len");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
@@ -166,6 +166,13 @@ TEST(Recipe, YamlListsEveryKeyInOrder) {
     EXPECT_GT(at, position) << key;
     position = at;
   }
+}
+
+TEST(Recipe, PrecisionAutoIsBf16OnCudaF32OnCpu) {
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml").run.precision, "f32");
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda"}).run.precision, "bf16");
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda", "run.precision=f32"}).run.precision, "f32");
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.precision=bf16"}).run.precision, "bf16");
 }
 
 TEST(Recipe, UnknownKeySuggestsTheNearest) {
@@ -288,6 +295,7 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"optim.grad_clip=-1", "optim.grad_clip: -1 is negative; expected a norm >= 0"},
       {"optim.lr=nan", "optim.lr: 'nan' is not finite; expected a finite number"},
       {"run.device=gpu", "run.device: 'gpu' is not a device; expected cpu or cuda"},
+      {"run.precision=fp16", "run.precision: 'fp16' is not a precision; expected auto, f32 or bf16"},
       {"parallel.gpu_comm=gloo",
        "parallel.gpu_comm: 'gloo' is not a GPU communicator; expected auto, nccl or staged"},
       {"schedule.kind=step",
