@@ -120,17 +120,21 @@ data=$build/check-data
 mkdir -p "$data"
 [ -f "$data/train.h5" ] || "$build/ringtrain" data synth --task passkey --out "$data/train.h5" --docs 400 \
   --min-len 65536 --max-len 65536 --length-dist fixed >/dev/null
-for len in 8192 32768 65536; do
+# bf16 GEMMs (run.precision's default on cuda) from 8K to 64K tokens, and f32 at 8K beside it.
+for run in 8192:bf16 8192:f32 32768:bf16 65536:bf16; do
+  len=${run%:*} precision=${run#*:}
+  log="$logs/train-$len-$precision.log"
   "$build/ringtrain" train recipes/gpu-hybrid-125m.yaml --set data.corpus="$data/train.h5" \
     --set data.seq_len=$len --set train.tokens_per_step=$((2 * len > 16384 ? len : 16384)) \
-    --set train.steps=6 --set schedule.warmup_steps=2 --set run.out_dir="$data/run-$len" >"$logs/train-$len.log" 2>&1
-  if grep -qE '^step +6/' "$logs/train-$len.log"; then
-    note "125M hybrid at $len tokens: $(grep -E '^step +6/' "$logs/train-$len.log") ($(elapsed))"
+    --set run.precision=$precision --set train.steps=6 --set schedule.warmup_steps=2 \
+    --set run.out_dir="$data/run-$len-$precision" >"$log" 2>&1
+  if grep -qE '^step +6/' "$log"; then
+    note "125M hybrid at $len tokens, $precision GEMMs: $(grep -E '^step +6/' "$log") ($(elapsed))"
   else
-    failed "125M hybrid at $len tokens: $(tail -1 "$logs/train-$len.log")"
+    failed "125M hybrid at $len tokens, $precision GEMMs: $(tail -1 "$log")"
   fi
 done
-grep -E '^model:' "$logs/train-8192.log" | sed 's/^/   /'
+grep -E '^model:' "$logs/train-8192-bf16.log" | sed 's/^/   /'
 
 echo
 echo "==== gpu-check summary ($(elapsed), $failures failed) ===="

@@ -116,7 +116,9 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
     std::printf("  sequences of %lld: %lld per step, micro-batches of %lld per dp group\n",
                 static_cast<long long>(len), static_cast<long long>(r.train.tokens_per_step / len),
                 static_cast<long long>(batcher.micro_seqs(len)));
-  const double state_mib = 4.0 * 4 * model.params().numel() / (1 << 20);  // params, grads, m, v
+  // f32 params, grads, m, v, and under bf16 the weights' bf16 copy
+  const double bytes_per_param = 4.0 * 4 + (r.run.precision == "bf16" ? 2.0 : 0.0);
+  const double state_mib = bytes_per_param * model.params().numel() / (1 << 20);
   std::printf("memory per rank: activations ~%.1f MiB (arena estimate, the largest micro-batch, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
               batcher.max_activation_bytes(model, r.train.recompute) / 1048576.0,
               r.train.recompute ? "on" : "off", state_mib);

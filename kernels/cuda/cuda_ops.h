@@ -1,8 +1,9 @@
 // CUDA implementations behind kernels/ops.h, on raw device pointers: the list of kernels is
 // kernels/backend_ops.inc, shared with the CPU backend.
 // Every kernel runs on rt::cuda::compute_stream(); results that return to the host (a loss, a
-// norm) synchronise that stream. f32 in and out, f32 accumulation (double where the CPU op
-// uses double), and reductions in a fixed order, so a run is deterministic on one GPU.
+// norm) synchronise that stream. f32 in and out (gemm_bf16: bf16 operands, f32 out), f32
+// accumulation (double where the CPU op uses double), and reductions in a fixed order, so a run
+// is deterministic on one GPU.
 #pragma once
 
 #include <cstdint>

@@ -57,7 +57,7 @@ int64_t piece_count(const GlrDims& d) { return ceil_div(d.T, d.chunk) * pieces_p
 
 // One (piece, head): where its rows are in each tensor, and its cumulative decays.
 struct HeadPiece {
-  const GlrDims& d;
+  GlrDims d;  // a copy: a reference to a kernel parameter would send it through local memory
   const double* b;  // [T, H, GW] cumulative decay within each piece
   int64_t h, hg, t0;
   int n;  // rows, 0 for an empty piece
@@ -168,13 +168,13 @@ __global__ void glr_state_scan_kernel(float* out, const float* first, const floa
   }
 }
 
-// The warp's dot product sum_i x[i] y[i] * (vector decay: e^{b_ri - b_ji}) over n entries; every
-// lane gets it. With a scalar decay the caller applies e^{b_r - b_j} once.
-__device__ __forceinline__ float warp_dot(const float* x, const float* y, int64_t n, const HeadPiece* hp,
-                                 int r, int j) {
+// The warp's dot product sum_i x[i] y[i] (times e^{b_ri - b_ji} when decayed: the vector decay)
+// over n entries; every lane gets it. With a scalar decay the caller applies e^{b_r - b_j} once.
+__device__ __forceinline__ float warp_dot(const float* x, const float* y, int64_t n,
+                                          const HeadPiece& hp, bool decayed, int r, int j) {
   float s = 0.0f;
   for (int64_t i = threadIdx.x % 32; i < n; i += 32)
-    s += x[i] * y[i] * (hp ? hp->decay(r, j, static_cast<int>(i)) : 1.0f);
+    s += x[i] * y[i] * (decayed ? hp.decay(r, j, static_cast<int>(i)) : 1.0f);
   return warp_sum(s);
 }
 
@@ -191,9 +191,9 @@ __device__ __forceinline__ void tile_scores(float (&p)[kTile][kPiece], const Hea
     float s = 0.0f;
     if (j <= r) {
       if (dscores) {
-        s = d.scale * warp_dot(dout + hp.hv(r), v + hp.hv(j), d.dv, nullptr, r, j);
+        s = d.scale * warp_dot(dout + hp.hv(r), v + hp.hv(j), d.dv, hp, false, r, j);
       } else {
-        s = warp_dot(q + hp.qk(r), k + hp.qk(j), d.dk, d.vector_decay ? &hp : nullptr, r, j);
+        s = warp_dot(q + hp.qk(r), k + hp.qk(j), d.dk, hp, d.vector_decay, r, j);
         if (!d.vector_decay) s *= hp.decay(r, j, 0);
       }
     }
