@@ -217,6 +217,7 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
         f.read_into<float>("/optim/" + p.name + "/v", optim->v().rows(p.offset, n).f32(), n);
       }
     }
+    params.refresh_bf16_copy();  // a no-op unless the GEMMs' bf16 copy is kept
     return s;
   } catch (const h5::Error& e) {
     throw UserError(cat(path, ": ", e.what(), " (truncated or not a ringtrain checkpoint)"));

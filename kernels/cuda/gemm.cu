@@ -37,12 +37,13 @@ Lt& lt() {
   return instance;
 }
 
-// Largest power of two up to 256 dividing the address. cuBLASLt assumes 256-byte aligned
-// operands unless told otherwise, and arena views are only 64-byte aligned (row views less):
-// an algorithm chosen for alignment the pointer lacks fails with NOT_SUPPORTED.
-uint32_t alignment_of(const void* p) {
+// Largest power of two up to 256 dividing the address, at least the element size. cuBLASLt
+// assumes 256-byte aligned operands unless told otherwise, and arena views are only 64-byte
+// aligned (row views less; a row view of a bf16 weight may sit on any 2-byte boundary): an
+// algorithm chosen for alignment the pointer lacks fails with NOT_SUPPORTED.
+uint32_t alignment_of(const void* p, uint32_t element_bytes) {
   uint32_t a = 256;
-  while (a > 4 && reinterpret_cast<uintptr_t>(p) % a) a /= 2;
+  while (a > element_bytes && reinterpret_cast<uintptr_t>(p) % a) a /= 2;
   return a;
 }
 
@@ -113,10 +114,11 @@ void lt_matmul(cudaDataType_t type, bool trans_a, bool trans_b, int64_t m, int64
                                          sizeof(op_second)));
   Preference pref;
   pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kWorkspaceBytes);
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b));  // its A is our b
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(a));
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c));
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(c));
+  const uint32_t ab_bytes = type == CUDA_R_32F ? 4 : 2;
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b, ab_bytes));  // its A is our b
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(a, ab_bytes));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c, 4));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(c, 4));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc.desc, first.desc, second.desc,

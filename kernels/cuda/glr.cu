@@ -7,15 +7,16 @@
 //   h0, h_final, dh_final, dh0, s_loc, ds [H, dk, dv]   states [ceil(T/chunk) + 1, H, dk, dv]
 //   gamma [H, dk] or [H]
 //
-// Pieces. The kernels work on pieces of at most kPiece tokens: each chunk of the contract is cut
-// into ceil(chunk / kPiece) pieces (the last ones of the last chunk may be empty), so the
-// shared-memory tiles have a fixed size for any chunk, and the states of the contract are the
-// states entering every (chunk / kPiece)-th piece. Within piece p, of n rows from token t0:
+// Pieces. The kernels work on pieces of at most kPiece = 128 tokens: a chunk of the contract is
+// one piece up to 128 tokens and is cut into ceil(chunk / 128) pieces beyond (the last ones of
+// the last chunk may be empty), so the shared-memory tiles have a fixed size for any chunk. The
+// states of the contract are then the states entering every ceil(chunk / 128)-th piece, and
+// the backward recomputes the others from states[0]. Within piece p, of n rows from token t0:
 //   b_r      = sum_{s <= r} g_{t0+s}, in double (as the CPU: exponent differences taken in double)
 //   s_loc_p  = sum_r (k_r e^{b_{n-1} - b_r}) v_r^T              the piece's state from zero
 //   S_{p+1}  = Diag(e^{b_{n-1}}) S_p + s_loc_p                  (a scan over the pieces)
 //   o_r      = scale * ((q_r e^{b_r})^T S_p + sum_{j <= r} P_rj v_j),
-//   P_rj     = sum_i q_ri k_ji e^{b_ri - b_ji}                   every exponent <= 0
+//   P_rj     = sum_i q_ri k_ji e^{b_ri - b_ji}                   every exponent <= 0 (g <= 0)
 // Backward, with G_p the gradient of the state entering piece p (G_np = dh_final):
 //   G_p      = Diag(e^{b_{n-1}}) G_{p+1} + scale * sum_r (q_r e^{b_r}) dout_r^T    (reverse scan)
 //   dv_j     = scale * sum_{r >= j} P_rj dout_r + (k_j e^{b_{n-1} - b_j})^T G_{p+1}
@@ -28,10 +29,11 @@
 //   glr_piece_decay_kernel   one thread per (piece, head, channel): b and the piece's gamma.
 //   glr_piece_state_kernel   grid (pieces, H, dv / 32): s_loc_p, or the local state gradient;
 //                            warp w holds state rows w, w + 8, ... of the 32 columns (lanes).
-//   glr_state_scan_kernel    one thread per state entry, sequential over the pieces.
+//   glr_state_scan_kernel    one thread per state entry, sequential over the pieces, in place
+//                            over the pieces' own states (no second buffer of that size).
 //   glr_piece_output_kernel  o, one tile of kTile rows at a time.
 //   glr_piece_grad_kernel    dv, dq and dk of the piece's rows (each head's own dq, dk).
-//   then the group sums of dq, dk and the dg scan.
+//   then the group sums of dq, dk (with shared q/k groups) and the dg scan.
 // The scores P and dP are warp dot products (lanes over the reduced dimension, a fixed shuffle
 // tree); every other sum runs in a fixed order in one thread, so one GPU gives the same bits
 // every run. No atomics. f32 on CUDA cores (no TF32): the tensor-core form comes with bf16.
@@ -49,7 +51,7 @@ constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
 constexpr int kMaxDk = 256;
 constexpr int kRows = kMaxDk / kWarps;  // state entries per thread in glr_piece_state_kernel
-constexpr int kPiece = 64;              // rows of a piece
+constexpr int kPiece = 128;             // rows of a piece at most
 constexpr int kTile = 16;               // rows staged in shared memory at once
 
 int64_t pieces_per_chunk(const GlrDims& d) { return ceil_div(d.chunk, kPiece); }
@@ -235,7 +237,7 @@ __global__ void __launch_bounds__(kBlock)
     glr_piece_grad_kernel(float* dv, float* dq_head, float* dk_head, const float* q,
                           const float* k, const float* v, const float* dout, const double* b,
                           const float* piece_states, const float* grads, GlrDims d) {
-  __shared__ float xd[kTile][kMaxDk];  // k_j e^{b_{n-1} - b_j}
+  __shared__ float xd[kTile][kMaxDk];  // k_j e^{b_{n-1} - b_j}, then the state terms
   __shared__ float p[kTile][kPiece];
   const HeadPiece hp(d, b, blockIdx.x, blockIdx.y);
   const int dk = static_cast<int>(d.dk), dvn = static_cast<int>(d.dv), last = hp.n - 1;
@@ -262,17 +264,23 @@ __global__ void __launch_bounds__(kBlock)
     }
   }
   // dq_r = e^{b_r} (scale S dout_r) + sum_{j <= r} dP_rj k_j e^{b_r - b_j}
+  // (The state terms S dout_r and G v_j are warp dot products over the rows of S and G, which
+  // are contiguous, staged in xd.)
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int R = 0; R < hp.n; R += kTile) {
     const int rn = min(kTile, hp.n - R);
     __syncthreads();
     tile_scores(p, hp, nullptr, nullptr, v, dout, R, rn, false, true);
+    for (int e = warp; e < rn * dk; e += kWarps) {
+      const float x = warp_dot(S + (e % dk) * d.dv, dout + hp.hv(R + e / dk), d.dv, hp, false, 0, 0);
+      if (lane == 0) xd[e / dk][e % dk] = x;
+    }
     __syncthreads();
     for (int e = threadIdx.x; e < rn * dk; e += kBlock) {
       const int r = e / dk, i = e % dk;
-      float inter = 0.0f, intra = 0.0f;
-      for (int col = 0; col < dvn; ++col) inter += dout[hp.hv(R + r) + col] * S[i * dvn + col];
+      float intra = 0.0f;
       for (int j = 0; j <= R + r; ++j) intra += p[r][j] * hp.decay(R + r, j, i) * k[hp.qk(j) + i];
-      dq_head[hp.hk(R + r) + i] = d.scale * inter * hp.decay(R + r, -1, i) + intra;
+      dq_head[hp.hk(R + r) + i] = d.scale * xd[r][i] * hp.decay(R + r, -1, i) + intra;
     }
   }
   // dk_j = e^{b_{n-1} - b_j} (G v_j) + sum_{r >= j} dP_rj q_r e^{b_r - b_j}
@@ -280,13 +288,16 @@ __global__ void __launch_bounds__(kBlock)
     const int jn = min(kTile, hp.n - J);
     __syncthreads();
     tile_scores(p, hp, nullptr, nullptr, v, dout, J, jn, true, true);
+    for (int e = warp; e < jn * dk; e += kWarps) {
+      const float x = warp_dot(G + (e % dk) * d.dv, v + hp.hv(J + e / dk), d.dv, hp, false, 0, 0);
+      if (lane == 0) xd[e / dk][e % dk] = x;
+    }
     __syncthreads();
     for (int e = threadIdx.x; e < jn * dk; e += kBlock) {
       const int jj = e / dk, i = e % dk;
-      float inter = 0.0f, intra = 0.0f;
-      for (int col = 0; col < dvn; ++col) inter += v[hp.hv(J + jj) + col] * G[i * dvn + col];
+      float intra = 0.0f;
       for (int r = J + jj; r < hp.n; ++r) intra += p[jj][r] * hp.decay(r, J + jj, i) * q[hp.qk(r) + i];
-      dk_head[hp.hk(J + jj) + i] = inter * hp.decay(last, J + jj, i) + intra;
+      dk_head[hp.hk(J + jj) + i] = xd[jj][i] * hp.decay(last, J + jj, i) + intra;
     }
   }
 }
@@ -301,7 +312,7 @@ __global__ void glr_gather_states_kernel(float* states, const float* piece_state
 }
 
 // dq, dk [T, Hg, dk] = sums of the per-head dq_head, dk_head [T, H, dk] over each group's heads,
-// in head order (a copy when Hg == H).
+// in head order (Hg < H).
 __global__ void glr_group_sum_kernel(float* dq, float* dk, const float* dq_head,
                                      const float* dk_head, GlrDims d) {
   const int64_t per = d.H / d.Hg;
@@ -379,7 +390,8 @@ void check_dims(const GlrDims& d) {
   RT_CHECK(d.dk >= 1 && d.dk <= kMaxDk, "glr (CUDA): dk ", d.dk, " outside 1..", kMaxDk);
   RT_CHECK(d.dv >= 1 && d.H >= 1 && d.Hg >= 1 && d.H % d.Hg == 0 && d.T >= 0 && d.chunk >= 1,
            "glr (CUDA): bad dimensions");
-  RT_CHECK(d.H <= 65535, "glr (CUDA): ", d.H, " heads exceed the grid");
+  RT_CHECK(d.H <= 65535 && ceil_div(d.dv, 32) <= 65535, "glr (CUDA): ", d.H, " heads or dv ", d.dv,
+           " exceed the grid");
 }
 
 // What every GLR op starts from: the pieces' cumulative decays and gammas, and their count.
@@ -425,21 +437,21 @@ void copy_device(float* dst, const float* src, int64_t n) {
 }
 
 // The states entering every piece and the final one, [pieces + 1, H, dk, dv], from h0 (null =
-// zeros): into `out`, which must have room for them.
+// zeros), into `out`. The pieces' own states go into out[1..] first and the scan replaces each
+// with the state after the piece in place (a thread reads an entry before it writes it).
 void forward_piece_states(float* out, const float* k, const float* v, const float* h0,
                           const PieceDecay& pd, const GlrDims& d) {
-  Scratch s_loc(static_cast<size_t>(std::max<int64_t>(pd.pieces(), 1) * d.H * d.dk * d.dv) * sizeof(float));
-  piece_states_local(s_loc.as<float>(), k, v, pd, d, true);
-  scan(out, h0, s_loc.as<float>(), pd, d, false);
+  float* local = out + d.H * d.dk * d.dv;
+  piece_states_local(local, k, v, pd, d, true);
+  scan(out, h0, local, pd, d, false);
 }
 
 // The gradients of the states entering every piece and the final one, from dh_final (null =
-// zeros): [pieces + 1, H, dk, dv] into `out`.
+// zeros): [pieces + 1, H, dk, dv] into `out`, in place as above (local gradients in out[..n-1]).
 void backward_piece_grads(float* out, const float* q, const float* dout, const float* dh_final,
                           const PieceDecay& pd, const GlrDims& d) {
-  Scratch ds_loc(static_cast<size_t>(std::max<int64_t>(pd.pieces(), 1) * d.H * d.dk * d.dv) * sizeof(float));
-  piece_states_local(ds_loc.as<float>(), q, dout, pd, d, false);
-  scan(out, dh_final, ds_loc.as<float>(), pd, d, true);
+  piece_states_local(out, q, dout, pd, d, false);
+  scan(out, dh_final, out, pd, d, true);
 }
 
 size_t all_states_bytes(const PieceDecay& pd, const GlrDims& d) {
@@ -484,20 +496,22 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
   backward_piece_grads(grads.as<float>(), q, dout, dh_final, pd, d);
   if (dh0) copy_device(dh0, grads.as<float>(), SS_all);
 
-  Scratch dq_head(static_cast<size_t>(thk) * sizeof(float)), dk_head(static_cast<size_t>(thk) * sizeof(float));
+  // Each head's own dq, dk: the outputs themselves unless heads share q/k groups.
+  const bool grouped = d.Hg < d.H;
+  Scratch dq_own(grouped ? static_cast<size_t>(thk) * sizeof(float) : 0);
+  Scratch dk_own(grouped ? static_cast<size_t>(thk) * sizeof(float) : 0);
+  float* dq_head = grouped ? dq_own.as<float>() : dq;
+  float* dk_head = grouped ? dk_own.as<float>() : dk;
   Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
   cudaStream_t stream = compute_stream();
   if (pd.pieces() > 0) {
     const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H));
-    glr_piece_grad_kernel<<<grid, kBlock, 0, stream>>>(dv, dq_head.as<float>(), dk_head.as<float>(),
-                                                       q, k, v, dout, pd.b(), piece_states,
-                                                       grads.as<float>(), d);
+    glr_piece_grad_kernel<<<grid, kBlock, 0, stream>>>(dv, dq_head, dk_head, q, k, v, dout, pd.b(),
+                                                       piece_states, grads.as<float>(), d);
     RT_CUDA_LAUNCHED();
   }
-  launch(glr_group_sum_kernel, d.T * d.Hg * d.dk, dq, dk, dq_head.as<float>(),
-         dk_head.as<float>(), d);
-  launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k,
-         dq_head.as<float>(), dk_head.as<float>(), d);
+  if (grouped) launch(glr_group_sum_kernel, d.T * d.Hg * d.dk, dq, dk, dq_head, dk_head, d);
+  launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k, dq_head, dk_head, d);
   glr_dg_scan_kernel<<<blocks_for(d.H * GW), kThreads, 0, stream>>>(
       dg, terms.as<double>(), states + ceil_div(d.T, d.chunk) * SS_all, dh_final, d);
   RT_CUDA_LAUNCHED();

@@ -99,11 +99,11 @@ TEST(CudaGlr, VectorDecayWideState) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   check_glr({100, 3, 3, 64, 96, true, 64, 4.0, true, true}, 3);  // three column tiles
 }
-// Chunks longer than the kernels' 64-row pieces: 100 = 64 + 36 rows, the last chunk 50 rows and
-// an empty piece; the backward recomputes the states of the pieces inside a chunk.
+// Chunks longer than the kernels' 128-row pieces: 200 = 128 + 72 rows, the last chunk 50 rows
+// and an empty piece; the backward recomputes the states of the pieces inside a chunk.
 TEST(CudaGlr, VectorDecayChunkOfSeveralPieces) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  check_glr({150, 2, 2, 16, 24, true, 100, 4.0, true, true}, 10);
+  check_glr({250, 2, 2, 16, 24, true, 200, 4.0, true, true}, 10);
 }
 TEST(CudaGlr, ScalarDecayChunk256) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
@@ -153,7 +153,7 @@ TEST(CudaGlr, ChunkSummaryAndStateGradient) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   for (bool vector_decay : {true, false}) {
     SCOPED_TRACE(vector_decay ? "vector decay" : "scalar decay");
-    for (int64_t chunk : {16, 64, 100}) {
+    for (int64_t chunk : {16, 64, 100, 200}) {
       SCOPED_TRACE(chunk);
       const GlrCase c{130, 4, vector_decay ? 4 : 2, 16, 40, vector_decay, chunk, 4.0, false, false};
       const GlrInputs in(c, 20);
