@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, in one command on a GPU machine: builds ringtrain with the CUDA backend, runs
 # every GPU test (each CUDA op against its CPU op, and training on the GPU against the CPU),
-# the GPU benchmarks (attention and GLR kernels, PyTorch's SDPA as the attention baseline, a
-# ~125M hybrid's tokens/s and MFU), and prints one summary. About 8 minutes on an H100.
+# the GPU benchmarks (attention and GLR kernels, PyTorch's SDPA as the attention baseline, fla's
+# chunk_gla as the GLR baseline, a ~125M hybrid's tokens/s and MFU), and prints one summary.
+# About 8 minutes on an H100.
 #
 # A machine with the Debian packages of scripts/setup-deps.sh builds with them. A machine with
 # only the CUDA toolkit, a compiler and CMake (the device machines of this workplace) uses the
 # packages scripts/gpu-deps.sh unpacked on a Debian machine beforehand:
 #   here:  scripts/gpu-deps.sh
-#   there: scripts/gpu-check.sh          (device run with carry [".gpu-deps/root.tar.xz"])
+#   there: scripts/gpu-check.sh          (device run with carry [".gpu-deps/root.tar.xz",
+#                                         ".gpu-deps/whl"]: the second is fla's wheel)
 # Logs go to $OUT (when set, as on the device tool) or to build-gpu/check/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -113,6 +115,17 @@ fi
   >"$logs/bench-glr.txt" 2>&1 || failed "bench_glr"
 note "GLR fwd+bwd, ringtrain kernels (GLA: 2 heads dk 64 dv 128; Mamba-2: 4 heads 64 x 64): $(elapsed)"
 grep -E 'BM_' "$logs/bench-glr.txt" | sed 's/^/   /'
+# fla's chunk_gla (Triton) as the GLA baseline: its wheel comes from scripts/gpu-deps.sh.
+fla_site=/tmp/ringtrain-fla
+if ls .gpu-deps/whl/fla_core-*.whl >/dev/null 2>&1 &&
+   system python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+     --target "$fla_site" .gpu-deps/whl/fla_core-*.whl >"$logs/fla-install.txt" 2>&1; then
+  PYTHONPATH=$fla_site system python3 bench/glr_fla.py >"$logs/glr-fla.txt" 2>&1 || failed "bench/glr_fla.py"
+  note "GLA fwd+bwd, fla chunk_gla baseline: $(elapsed)"
+  sed 's/^/   /' "$logs/glr-fla.txt"
+else
+  note "GLR baseline: no fla wheel in .gpu-deps/whl or no pip (bench/glr_fla.py skipped)"
+fi
 unset RINGTRAIN_BENCH_DEVICE
 
 # ---- a ~125M hybrid on the GPU ----------------------------------------------------------------

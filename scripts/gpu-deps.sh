@@ -6,7 +6,9 @@
 # has (glibc, libstdc++, zlib, OpenSSL, PAM...) are left out, and so are static libraries,
 # hwloc's optional plugins (X11, libxml2, ICU) and Fortran modules, to stay well inside the
 # device tool's 64 MiB: the tree travels as .gpu-deps/root.tar.xz (about 20 MB). Idempotent.
-#   scripts/gpu-deps.sh            then: device run with carry [".gpu-deps/root.tar.xz"]
+# It also fetches fla-core's wheel (flash-linear-attention's Triton kernels, pure Python; the GPU
+# machines have PyTorch and Triton) into .gpu-deps/whl for the GLA baseline, bench/glr_fla.py.
+#   scripts/gpu-deps.sh    then: device run with carry [".gpu-deps/root.tar.xz", ".gpu-deps/whl"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.gpu-deps
@@ -43,4 +45,9 @@ rm -rf "$root"/usr/share/{doc,man,locale,lintian} "$root"/usr/lib/x86_64-linux-g
 find "$root" -name '*.a' ! -name 'libgtest*' ! -name 'libgmock*' ! -name 'libbenchmark*' -delete
 find "$root" -name 'liblapack*' -delete
 tar -C "$root" -cJf "$out/root.tar.xz" .
-echo "gpu-deps: $(echo "$packages" | wc -w) packages, $(du -sh "$root" | cut -f1) unpacked, $(du -h "$out/root.tar.xz" | cut -f1) as $out/root.tar.xz; carry [\"$out/root.tar.xz\"] to the GPU machine"
+echo "gpu-deps: $(echo "$packages" | wc -w) packages, $(du -sh "$root" | cut -f1) unpacked, $(du -h "$out/root.tar.xz" | cut -f1) as $out/root.tar.xz"
+mkdir -p "$out/whl"
+ls "$out"/whl/fla_core-*.whl >/dev/null 2>&1 ||
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$out/whl" "fla-core==0.6.0" ||
+  echo "gpu-deps: no fla-core wheel (pip download failed): gpu-check will skip the GLA baseline" >&2
+echo "gpu-deps: carry [\"$out/root.tar.xz\", \"$out/whl\"] to the GPU machine"
