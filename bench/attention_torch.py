@@ -6,10 +6,10 @@ compute today) and bf16 (FlashAttention's precision). FLOPs as in bench_attentio
     python3 bench/attention_torch.py [L ...]
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+from torch_timing import seconds_per_call
 
 H, D = 8, 64
 
@@ -22,14 +22,7 @@ def time_fwd_bwd(L, dtype, reps=10):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         out.backward(dout)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        step()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / reps
+    return seconds_per_call(step, reps)
 
 
 def main():

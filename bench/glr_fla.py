@@ -9,10 +9,10 @@ fla is not installed on the GPU machines: scripts/gpu-check.sh installs the fla-
 scripts/gpu-deps.sh fetched (.whl/), when it is there.
 """
 import sys
-import time
 
 import torch
 from fla.ops.gla import chunk_gla
+from torch_timing import seconds_per_call
 
 H, DK, DV, CHUNK = 2, 64, 128, 64
 
@@ -33,14 +33,7 @@ def time_fwd_bwd(T, dtype, reps=10):
         o, _ = chunk_gla(q, k, v, g)
         o.backward(dout)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        step()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / reps
+    return seconds_per_call(step, reps)
 
 
 def main():
