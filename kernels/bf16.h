@@ -7,6 +7,7 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_runtime.h>  // __host__, __device__
 #define RT_BF16_FN __host__ __device__ inline
 #else
 #define RT_BF16_FN inline

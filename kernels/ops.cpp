@@ -59,6 +59,14 @@ void add(const Tensor& out, const Tensor& a, const Tensor& b) {
   RT_RUN(dev, add, out.f32(), a.f32(), b.f32(), out.numel());
 }
 
+void add_bf16(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const Device dev = device_of("add_bf16", out, a, b);
+  expect("add_bf16", "out", out, a.shape(), DType::BF16);
+  expect_f32("add_bf16", "a", a);
+  expect("add_bf16", "b", b, a.shape(), DType::BF16);
+  RT_RUN(dev, add_bf16, out.bf16(), a.f32(), b.bf16(), a.numel());
+}
+
 void accumulate(const Tensor& dst, const Tensor& src) {
   const Device dev = device_of("accumulate", dst, src);
   expect("accumulate", "src", src, dst.shape());
@@ -188,7 +196,12 @@ void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
   expect("rmsnorm_forward", "out", out, {T, C});
   expect("rmsnorm_forward", "rstd", rstd, rstd_shape(T, groups));
   expect("rmsnorm_forward", "weight", weight, {C});
-  RT_RUN(dev, rmsnorm_forward, out.f32(), rstd.f32(), inp.f32(), weight.f32(), T, C, groups, eps);
+  if (inp.dtype() == DType::BF16)
+    RT_RUN(dev, rmsnorm_forward, out.f32(), rstd.f32(), static_cast<const uint16_t*>(inp.bf16()),
+           weight.f32(), T, C, groups, eps);
+  else
+    RT_RUN(dev, rmsnorm_forward, out.f32(), rstd.f32(), static_cast<const float*>(inp.f32()),
+           weight.f32(), T, C, groups, eps);
 }
 
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
@@ -202,8 +215,12 @@ void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& d
   expect("rmsnorm_backward", "dweight", dweight, {C});
   expect("rmsnorm_backward", "weight", weight, {C});
   expect("rmsnorm_backward", "rstd", rstd, rstd_shape(T, groups));
-  RT_RUN(dev, rmsnorm_backward, dinp.f32(), dweight.f32(), dout.f32(), inp.f32(), weight.f32(),
-                        rstd.f32(), T, C, groups);
+  if (inp.dtype() == DType::BF16)
+    RT_RUN(dev, rmsnorm_backward, dinp.f32(), dweight.f32(), dout.f32(),
+           static_cast<const uint16_t*>(inp.bf16()), weight.f32(), rstd.f32(), T, C, groups);
+  else
+    RT_RUN(dev, rmsnorm_backward, dinp.f32(), dweight.f32(), dout.f32(),
+           static_cast<const float*>(inp.f32()), weight.f32(), rstd.f32(), T, C, groups);
 }
 
 void silu_forward(const Tensor& out, const Tensor& inp) {

@@ -7,8 +7,9 @@
 //   H   query heads, Hkv key/value heads (GQA: H % Hkv == 0), D head dim
 //   Linear weights are [out_features, in_features]; y = x W^T.
 //   "accumulate" outputs are added to (+=); the others are overwritten.
-//   Everything is f32, except the weights of the linear ops under run.precision: bf16 (a bf16
-//   copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32, DESIGN §2).
+//   Everything is f32, except under run.precision: bf16 (DESIGN §2) the weights of the linear
+//   ops (a bf16 copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32) and
+//   the residual stream (RMSNorm's input, add_bf16's output).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,9 @@ namespace rt::ops {
 // ---- element-wise and reductions --------------------------------------------------------
 void fill(const Tensor& x, float value);
 void add(const Tensor& out, const Tensor& a, const Tensor& b);  // out = a + b (out may alias a)
+// out = bf16(a + b), out and b bf16, a f32: a layer's output joining the bf16 residual stream
+// (run.precision: bf16); out may alias b.
+void add_bf16(const Tensor& out, const Tensor& a, const Tensor& b);
 void accumulate(const Tensor& dst, const Tensor& src);          // dst += src
 void scale(const Tensor& x, float factor);                      // x *= factor
 double sum_squares(const Tensor& x);  // deterministic: fixed blocking, double partial sums
@@ -49,7 +53,8 @@ void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor
 
 // ---- RMSNorm ----------------------------------------------------------------------------
 // out[T,C] = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps) over each of `groups`
-// groups of C/groups channels: rstd [T] (groups = 1) or [T, groups].
+// groups of C/groups channels: rstd [T] (groups = 1) or [T, groups]. inp f32 or bf16 (the
+// residual stream under run.precision: bf16), everything else f32.
 void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                      const Tensor& weight, float eps, int64_t groups = 1);
 // dinp[T,C] += ..., dweight[C] += ... (both accumulate: dinp is the residual stream's gradient)

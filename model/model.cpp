@@ -43,17 +43,27 @@ void Model::init_weights(uint64_t seed) {
   }
 }
 
-void Model::embed(const Batch& batch, const Tensor& h0, const Tensor& rope) {
-  ops::embedding_forward(h0, batch.tokens, params_.value(embed_));
+void Model::embed(const Batch& batch, const Tensor& h0, const Tensor& rope, const Tensor& y) {
+  const bool bf16 = h0.dtype() == DType::BF16;
+  ops::embedding_forward(bf16 ? y : h0, batch.tokens, params_.value(embed_));
+  if (bf16) ops::to_bf16(h0, y);
   ops::rope_table(rope, batch.positions, static_cast<float>(config_.rope_theta));
 }
 
 void Model::block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,
-                          const Tensor& rstd, const LayerContext& ctx, Arena& arena) {
+                          const Tensor& rstd, const Tensor& y, const LayerContext& ctx,
+                          Arena& arena) {
   ops::rmsnorm_forward(xn, rstd, h_in, params_.value(blocks_[i].norm),
                        static_cast<float>(config_.norm_eps));
-  blocks_[i].layer->forward(h_out, xn, ctx, arena);
-  if (h_out.defined()) ops::accumulate(h_out, h_in);  // the residual connection
+  if (!h_out.defined()) {
+    blocks_[i].layer->forward(Tensor(), xn, ctx, arena);
+  } else if (h_out.dtype() == DType::BF16) {
+    blocks_[i].layer->forward(y, xn, ctx, arena);
+    ops::add_bf16(h_out, y, h_in);  // the residual connection, rounded into the stream
+  } else {
+    blocks_[i].layer->forward(h_out, xn, ctx, arena);
+    ops::accumulate(h_out, h_in);  // the residual connection
+  }
 }
 
 double Model::forward_backward(const Batch& batch, float grad_scale, bool recompute,
@@ -61,12 +71,13 @@ double Model::forward_backward(const Batch& batch, float grad_scale, bool recomp
   const int64_t T = batch.tokens.size(0), C = config_.d_model, L = blocks_.size();
   const Arena::Mark start = arena.mark();
   // Everything that lives through the whole step comes first, below the per-layer marks.
-  Tensor h = arena.alloc({L + 1, T, C});
+  Tensor h = arena.alloc({L + 1, T, C}, stream_dtype());
+  Tensor y = stream_dtype() == DType::BF16 ? arena.alloc({T, C}) : Tensor();
   Tensor rope = arena.alloc({T, config_.head_dim / 2, 2});
   Tensor hn = arena.alloc({T, C}), rstd_final = arena.alloc({T});
   Tensor dhn = arena.alloc({T, C}), dh = arena.alloc({T, C});
   auto stream = [&](int64_t i) { return h.rows(i, 1).view({T, C}); };
-  embed(batch, stream(0), rope);
+  embed(batch, stream(0), rope, y);
   const LayerContext ctx{config_, params_, rope, batch.seq};
 
   std::vector<Arena::Mark> marks(L);
@@ -75,7 +86,7 @@ double Model::forward_backward(const Batch& batch, float grad_scale, bool recomp
     marks[i] = arena.mark();
     xn[i] = arena.alloc({T, C});
     rstd[i] = arena.alloc({T});
-    block_forward(i, stream(i), stream(i + 1), xn[i], rstd[i], ctx, arena);
+    block_forward(i, stream(i), stream(i + 1), xn[i], rstd[i], y, ctx, arena);
     if (recompute) arena.release(marks[i]);
   }
 
@@ -91,7 +102,7 @@ double Model::forward_backward(const Batch& batch, float grad_scale, bool recomp
       marks[i] = arena.mark();
       xn[i] = arena.alloc({T, C});
       rstd[i] = arena.alloc({T});
-      block_forward(i, stream(i), Tensor(), xn[i], rstd[i], ctx, arena);
+      block_forward(i, stream(i), Tensor(), xn[i], rstd[i], y, ctx, arena);
     }
     Tensor dxn = arena.alloc({T, C});
     blocks_[i].layer->backward(dxn, dh, xn[i], ctx, arena);
@@ -109,13 +120,14 @@ Tensor Model::forward_hidden(const Batch& batch, Arena& arena) {
   const int64_t T = batch.tokens.size(0), C = config_.d_model;
   Tensor hn = arena.alloc({T, C});
   const Arena::Mark mark = arena.mark();
-  Tensor h_in = arena.alloc({T, C}), h_out = arena.alloc({T, C});
+  Tensor h_in = arena.alloc({T, C}, stream_dtype()), h_out = arena.alloc({T, C}, stream_dtype());
+  Tensor y = stream_dtype() == DType::BF16 ? arena.alloc({T, C}) : Tensor();
   Tensor rope = arena.alloc({T, config_.head_dim / 2, 2});
-  embed(batch, h_in, rope);
+  embed(batch, h_in, rope, y);
   const LayerContext ctx{config_, params_, rope, batch.seq};
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Arena::Mark layer = arena.mark();
-    block_forward(i, h_in, h_out, arena.alloc({T, C}), arena.alloc({T}), ctx, arena);
+    block_forward(i, h_in, h_out, arena.alloc({T, C}), arena.alloc({T}), y, ctx, arena);
     arena.release(layer);
     std::swap(h_in, h_out);
   }
@@ -161,9 +173,12 @@ double Model::attention_flops_per_token(int64_t seq_len) const {
 int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,
                                 bool recompute) const {
   const int64_t T = n_seqs * layout.local_len, C = config_.d_model, L = blocks_.size();
-  // Mirrors forward_backward: the step-long tensors, then per layer what forward keeps (xn,
-  // rstd, the layer's own) and what its forward and backward use on top while they run.
-  const int64_t base = (L + 1) * T * C + T * config_.head_dim + 3 * T * C + T;
+  // Mirrors forward_backward: the step-long tensors (the residual stream h in 4 bytes, or in 2
+  // and then an f32 layer output beside it), then per layer what forward keeps (xn, rstd, the
+  // layer's own) and what its forward and backward use on top while they run.
+  const bool bf16 = stream_dtype() == DType::BF16;
+  const int64_t stream_bytes = bf16 ? 2 * (L + 1) * T * C + 4 * T * C : 4 * (L + 1) * T * C;
+  const int64_t base = T * config_.head_dim + 3 * T * C + T;
   // Backward of layer i runs with layers 0..i still kept (no recompute) or alone (recompute).
   int64_t kept_below = 0, peak = 0;
   for (const Block& b : blocks_) {
@@ -173,7 +188,7 @@ int64_t Model::activation_bytes(int64_t n_seqs, const SequenceLayout& layout,
     kept_below = recompute ? saved : kept_below + saved;
     peak = std::max({peak, kept_below + forward, kept_below + backward});
   }
-  return 4 * (base + peak);
+  return stream_bytes + 4 * (base + peak);
 }
 
 }  // namespace rt

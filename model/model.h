@@ -4,6 +4,10 @@
 //   loss = CE(LMHead(RMSNorm(h)), targets)             (in token blocks, kernels/ops.h)
 // The LM head is the embedding (tied) or its own matrix. With recompute, forward keeps only
 // each layer's input h and backward recomputes the layer before differentiating it.
+// Under run.precision: bf16 (params().keeps_bf16_copy()) the residual stream h is stored in
+// bf16: each layer's f32 output is added to it and rounded (a straight-through rounding for the
+// gradient, which stays f32), and the norms read it; the linear layers multiply with the bf16
+// weight copy.
 #pragma once
 
 #include <memory>
@@ -55,12 +59,15 @@ class Model {
     int norm;  // parameter id of the pre-norm weight
     std::unique_ptr<Layer> layer;
   };
-  // Fills h[0] and the rope table; returns the loss-stage inputs.
-  void embed(const Batch& batch, const Tensor& h0, const Tensor& rope);
+  // Fills h[0] and the rope table; y [T, C] f32 is the embedding's scratch when h0 is bf16.
+  void embed(const Batch& batch, const Tensor& h0, const Tensor& rope, const Tensor& y);
+  DType stream_dtype() const { return params_.keeps_bf16_copy() ? DType::BF16 : DType::F32; }
   // The final hidden states hn [T, C] of a forward pass without gradients (in the arena).
   Tensor forward_hidden(const Batch& batch, Arena& arena);
+  // h_out = h_in + layer(norm(h_in)); with a bf16 stream the layer writes into y [T, C] f32
+  // first. An undefined h_out runs the layer for its saved activations only (recompute).
   void block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,
-                     const Tensor& rstd, const LayerContext& ctx, Arena& arena);
+                     const Tensor& rstd, const Tensor& y, const LayerContext& ctx, Arena& arena);
   int head() const { return config_.tied_embeddings ? embed_ : lm_head_; }
 
   ModelConfig config_;

@@ -19,29 +19,32 @@ int ParameterSet::add(const std::string& name, Shape shape, bool decay) {
 void ParameterSet::allocate() {
   values_ = Tensor::zeros({total_});
   grads_ = Tensor::zeros({total_});
+  if (keep_bf16_) bf16_values_ = Tensor::empty({total_}, DType::BF16);
+  refresh_bf16_copy();
 }
 
 void ParameterSet::move_to(Device device) {
   values_ = to_device(values_, device);
   grads_ = to_device(grads_, device);
-  if (has_bf16_copy()) {
+  if (bf16_values_.defined()) {
     bf16_values_ = Tensor::empty({total_}, DType::BF16, device);
     refresh_bf16_copy();
   }
 }
 
 void ParameterSet::keep_bf16_copy() {
-  RT_CHECK(values_.defined(), "keep_bf16_copy() before allocate()");
+  keep_bf16_ = true;
+  if (!values_.defined() || bf16_values_.defined()) return;
   bf16_values_ = Tensor::empty({total_}, DType::BF16, values_.device());
   refresh_bf16_copy();
 }
 
 void ParameterSet::refresh_bf16_copy() {
-  if (has_bf16_copy()) ops::to_bf16(bf16_values_, values_);
+  if (bf16_values_.defined()) ops::to_bf16(bf16_values_, values_);
 }
 
 Tensor ParameterSet::matmul_weight(int id) const {
-  if (!has_bf16_copy()) return value(id);
+  if (!bf16_values_.defined()) return value(id);
   const Parameter& p = params_.at(id);
   return bf16_values_.rows(p.offset, p.shape.numel()).view(p.shape);
 }

@@ -28,11 +28,12 @@ class ParameterSet {
 
   // run.precision: bf16 (DESIGN §2): the linear layers' GEMMs read a bf16 copy of the weights,
   // rounded from the f32 values, which stay the master copy (optimizer, checkpoints).
-  // keep_bf16_copy() starts it (before move_to); refresh_bf16_copy() after every change of the
-  // values (move_to and the optimizer step call it).
+  // keep_bf16_copy() asks for it, before or after allocate() (which then makes it);
+  // refresh_bf16_copy() follows every change of the values (allocate, move_to, a checkpoint
+  // load and the optimizer step call it).
   void keep_bf16_copy();
   void refresh_bf16_copy();
-  bool has_bf16_copy() const { return bf16_values_.defined(); }
+  bool keeps_bf16_copy() const { return keep_bf16_; }
   // The weight a linear op multiplies with: the bf16 copy's view when kept, else value(id).
   Tensor matmul_weight(int id) const;
 
@@ -48,7 +49,8 @@ class ParameterSet {
   std::vector<Parameter> params_;
   int64_t total_ = 0;
   Tensor values_, grads_;
-  Tensor bf16_values_;  // undefined unless keep_bf16_copy()
+  bool keep_bf16_ = false;
+  Tensor bf16_values_;  // defined when keep_bf16_ and allocated
 };
 
 // Fills x with N(0, std^2) values that depend only on (seed, stream, index): the same on every

@@ -257,6 +257,7 @@ int run_train(const TrainOptions& opt) {
   });
 
   Model model(recipe.model, /*allocate=*/false);
+  if (recipe.run.precision == "bf16") model.params().keep_bf16_copy();  // before the estimate
   if (root) print_header(recipe, grid, threads, gpu, model, corpus.info(), *source, *batcher);
   if (opt.dry_run) {
     if (root) std::printf("dry run: recipe, corpus and layout are valid; nothing was trained\n");
@@ -304,8 +305,7 @@ int run_train(const TrainOptions& opt) {
       world.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0);
   }
   // Initialised or loaded on the host, trained where the recipe says.
-  if (recipe.run.precision == "bf16") params.keep_bf16_copy();
-  params.move_to(device);
+  params.move_to(device);  // (and the bf16 copy made from the final values)
   optim.move_to(device);
 
   std::unique_ptr<MetricsLog> metrics;

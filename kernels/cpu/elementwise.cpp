@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace rt::cpu {
@@ -19,6 +20,11 @@ void fill(float* x, int64_t n, float value) {
 void add(float* out, const float* a, const float* b, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+void add_bf16(uint16_t* out, const float* a, const uint16_t* b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(a[i] + bf16_to_f32(b[i]));
 }
 
 void accumulate(float* dst, const float* src, int64_t n) {

@@ -1,6 +1,7 @@
 // Element-wise ops and reductions on the GPU. sum_squares keeps the CPU's contract of a
 // deterministic double sum: a fixed grid of double partials, summed in order on the host.
-//   x, out, a, b, dst, src: [n] f32
+//   x, out, a, b, dst, src: [n] f32 (add_bf16: out and b bf16)
+#include "kernels/bf16.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -15,6 +16,9 @@ __global__ void fill_kernel(float* x, int64_t n, float value) {
 }
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+__global__ void add_bf16_kernel(uint16_t* out, const float* a, const uint16_t* b, int64_t n) {
+  RT_GRID_STRIDE(i, n) out[i] = f32_to_bf16(a[i] + bf16_to_f32(b[i]));
 }
 __global__ void accumulate_kernel(float* dst, const float* src, int64_t n) {
   RT_GRID_STRIDE(i, n) dst[i] += src[i];
@@ -67,6 +71,10 @@ void add_block_partials(float* dst, const double* partial, int64_t blocks, int64
 void fill(float* x, int64_t n, float value) {
   fill_kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(x, n, value);
   RT_CUDA_LAUNCHED();
+}
+
+void add_bf16(uint16_t* out, const float* a, const uint16_t* b, int64_t n) {
+  launch(add_bf16_kernel, n, out, a, b, n);
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {

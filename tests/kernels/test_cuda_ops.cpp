@@ -123,6 +123,28 @@ TEST(CudaOps, Bf16RoundingAndLinearWithABf16Weight) {
   }
 }
 
+// The bf16 residual stream: RMSNorm reading it and the rounded residual add, against the CPU.
+TEST(CudaOps, RMSNormOfABf16StreamAndTheRoundedResidualAdd) {
+  SKIP_WITHOUT_GPU();
+  const int T = 700, C = 96;
+  Tensor x32 = random_tensor({T, C}, 80), x16_host = Tensor::empty({T, C}, DType::BF16);
+  ops::to_bf16(x16_host, x32);
+  for (int64_t groups : {1, 4}) {
+    SCOPED_TRACE(groups);
+    Twin x16(x16_host), w({C}, 81), y({T, C}, 82), dy({T, C}, 83), dx({T, C}, 84), dw({C}, 85);
+    Twin rstd(groups == 1 ? Shape{T} : Shape{T, groups}, 86);
+    on_both([&](Side s) { ops::rmsnorm_forward(y.*s, rstd.*s, x16.*s, w.*s, 1e-5f, groups); });
+    EXPECT_LT(y.error(), kTol);
+    EXPECT_LT(rstd.error(), kTol);
+    on_both([&](Side s) { ops::rmsnorm_backward(dx.*s, dw.*s, dy.*s, x16.*s, w.*s, rstd.*s, groups); });
+    EXPECT_LT(dx.error(), kTol);
+    EXPECT_LT(dw.error(), kTol);
+  }
+  Twin a({T, C}, 87), b(x16_host), out(Tensor::zeros({T, C}, DType::BF16));
+  on_both([&](Side s) { ops::add_bf16(out.*s, a.*s, b.*s); });
+  EXPECT_TRUE(out.identical());
+}
+
 TEST(CudaOps, EmbeddingForwardBackwardSumInTokenOrder) {
   SKIP_WITHOUT_GPU();
   std::vector<int32_t> tok = testing::random_ints(500, 0, 20, 30);  // many repeats

@@ -144,6 +144,38 @@ TEST(Ops, RMSNormForwardBackward) {
   EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
 }
 
+// run.precision: bf16's residual stream: RMSNorm reading it gives what the f32 op gives on its
+// values (one template; the compiler may vectorise the two sums differently, so to f32
+// rounding: 1e-6); add_bf16 rounds the f32 sum, bit for bit.
+TEST(Bf16, RmsnormOfABf16StreamAndTheRoundedResidualAdd) {
+  const int T = 300, C = 96;
+  const Tensor x = random_tensor({T, C}, 21), w = random_tensor({C}, 22), dy = random_tensor({T, C}, 23);
+  Tensor x16 = Tensor::empty({T, C}, DType::BF16);
+  ops::to_bf16(x16, x);
+  const Tensor xr = from_vec(bf16_rounded(x), {T, C});
+  for (int64_t groups : {1, 4}) {
+    SCOPED_TRACE(groups);
+    const Shape rs = groups == 1 ? Shape{T} : Shape{T, groups};
+    Tensor y16 = Tensor::empty({T, C}), r16 = Tensor::empty(rs), y = Tensor::empty({T, C}), r = Tensor::empty(rs);
+    ops::rmsnorm_forward(y16, r16, x16, w, 1e-5f, groups);
+    ops::rmsnorm_forward(y, r, xr, w, 1e-5f, groups);
+    EXPECT_LT(rel_rms_error(y16, to_vec(y)), 1e-6);
+    EXPECT_LT(rel_rms_error(r16, to_vec(r)), 1e-6);
+    Tensor dx16 = Tensor::zeros({T, C}), dw16 = Tensor::zeros({C}), dx = Tensor::zeros({T, C}), dw = Tensor::zeros({C});
+    ops::rmsnorm_backward(dx16, dw16, dy, x16, w, r16, groups);
+    ops::rmsnorm_backward(dx, dw, dy, xr, w, r, groups);
+    EXPECT_LT(rel_rms_error(dx16, to_vec(dx)), 1e-6);
+    EXPECT_LT(rel_rms_error(dw16, to_vec(dw)), 1e-6);
+  }
+  const Tensor a = random_tensor({T, C}, 24);
+  Tensor out = Tensor::empty({T, C}, DType::BF16);
+  ops::add_bf16(out, a, x16);
+  for (int64_t i = 0; i < a.numel(); ++i)
+    ASSERT_EQ(out.bf16()[i], f32_to_bf16(a.f32()[i] + bf16_to_f32(x16.bf16()[i]))) << i;
+  ops::add_bf16(x16, a, x16);  // in place, as the model's stream update may be
+  EXPECT_EQ(std::memcmp(x16.data(), out.data(), out.nbytes()), 0);
+}
+
 TEST(Ops, SiluForwardBackward) {
   Tensor x = random_tensor({1000}, 14, 4.0f), dy = random_tensor({1000}, 15);
   Tensor y = Tensor::empty({1000}), dx = Tensor::empty({1000});

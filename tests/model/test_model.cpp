@@ -127,10 +127,10 @@ void expect_bf16_copy_current(const ParameterSet& p) {
   }
 }
 
-// run.precision: bf16 on the CPU: the linear layers read the bf16 copy (the loss moves by
-// bf16's rounding, not more), the gradients stay close to the f32 ones, and a refresh follows
-// the values.
-TEST(Model, Bf16CopyFeedsTheLinearLayers) {
+// run.precision: bf16 on the CPU: the linear layers read the bf16 copy and the residual stream
+// is bf16 (the loss moves by bf16's rounding, not more), the gradients stay close to the f32
+// ones, and a refresh follows the values.
+TEST(Model, Bf16PrecisionTracksF32) {
   Model m(tiny_config("*-M-G-", true));
   m.init_weights(4);
   TestBatch tb(2, 32, m.config().vocab_size, 9);
@@ -157,6 +157,13 @@ TEST(Model, Bf16CopyFeedsTheLinearLayers) {
     n32 += grad32[i] * grad32[i];
   }
   EXPECT_GT(dot / std::sqrt(n16 * n32), 0.99);
+  // The loss-only forward computes as the training forward does, and recompute reads the same
+  // bf16 stream: the same bits.
+  EXPECT_NEAR(loss_at(m, tb.batch, arena), loss16, 1e-9 * loss16);
+  const std::vector<float> plain(g.f32(), g.f32() + g.numel());
+  ops::fill(g, 0.0f);
+  EXPECT_EQ(m.forward_backward(tb.batch, 1.0f, true, arena), loss16);
+  EXPECT_TRUE(std::equal(plain.begin(), plain.end(), g.f32()));
 
   ops::scale(m.params().flat_values(), 0.5f);
   m.params().refresh_bf16_copy();
@@ -217,18 +224,21 @@ TEST(Model, CausalTokensDoNotSeeTheFuture) {
 }
 
 TEST(Model, ActivationEstimateMatchesTheArenaPeak) {
-  for (bool recompute : {false, true}) {
-    Model m(tiny_config("*-M-G-", true));
-    m.init_weights(1);
-    TestBatch tb(4, 64, m.config().vocab_size, 9);
-    Arena arena;
-    m.forward_backward(tb.batch, 1.0f, recompute, arena);
-    const double measured = static_cast<double>(arena.peak());
-    const double estimate = static_cast<double>(m.activation_bytes(4, tb.layout, recompute));
-    // The arena rounds each allocation up to 64 bytes; nothing else may differ.
-    EXPECT_LE(estimate, measured) << "recompute " << recompute;
-    EXPECT_GE(estimate, measured - 64.0 * 64) << "recompute " << recompute;
-  }
+  for (bool bf16 : {false, true})
+    for (bool recompute : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "bf16 " << bf16 << " recompute " << recompute);
+      Model m(tiny_config("*-M-G-", true));
+      if (bf16) m.params().keep_bf16_copy();  // the residual stream in bf16
+      m.init_weights(1);
+      TestBatch tb(4, 64, m.config().vocab_size, 9);
+      Arena arena;
+      m.forward_backward(tb.batch, 1.0f, recompute, arena);
+      const double measured = static_cast<double>(arena.peak());
+      const double estimate = static_cast<double>(m.activation_bytes(4, tb.layout, recompute));
+      // The arena rounds each allocation up to 64 bytes; nothing else may differ.
+      EXPECT_LE(estimate, measured);
+      EXPECT_GE(estimate, measured - 64.0 * 64);
+    }
   const SequenceLayout layout = SequenceLayout::zigzag(256, 1, 0);
   EXPECT_LT(Model(tiny_config("*-*-*-*-", true)).activation_bytes(16, layout, true),
             Model(tiny_config("*-*-*-*-", true)).activation_bytes(16, layout, false) / 2);

@@ -242,7 +242,8 @@ bf16)
   # run.precision: bf16 on the CPU (the linear layers' GEMM operands rounded to bf16, f32
   # accumulation, f32 master weights): the hybrid's losses differ from the f32 run's by bf16's
   # rounding and no more (2.5e-2 relative over 10 steps), a resume reproduces them bit for bit
-  # (the bf16 copy is made again from the checkpoint's f32 weights), and the run says so.
+  # (the bf16 copy is made again from the checkpoint's f32 weights), the run says so, and sp = 2
+  # gives the sp = 1 losses.
   hybrid=(--set model.pattern=M-G-*- --set model.mamba_d_state=16 --set model.mamba_headdim=32
           --set model.glr_chunk=16 --set train.steps=10)
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.out_dir="$work/f32" >f32.log 2>&1 || fail "f32 run: $(tail -2 f32.log)"
@@ -258,6 +259,14 @@ bf16)
   "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set run.out_dir="$work/b2" --resume >b10.log 2>&1 || fail "bf16 resume: $(tail -2 b10.log)"
   losses b2/metrics.jsonl >b2.txt
   check 'cmp -s b.txt b2.txt' "bf16 5 steps + resume 5 differ from 10 steps: $(diff b.txt b2.txt | head -4)"
+  # sp = 2 splits the sequences between ranks: f32 sums in other orders can flip a bf16
+  # rounding here and there, so 1e-4 relative over 5 steps (the f32 bound is 1e-5).
+  "${mpirun[@]}" "$bin" train recipe.yaml "${hybrid[@]}" --set run.precision=bf16 --set parallel.sp=2 \
+    --set train.steps=5 --set run.out_dir="$work/bsp2" >bsp2.log 2>&1 || fail "bf16 sp=2: $(tail -2 bsp2.log)"
+  losses bsp2/metrics.jsonl >bsp2.txt
+  worst=$(largest_relative_difference b.txt bsp2.txt 5)
+  echo "bf16 sp=2: largest relative loss difference against sp=1 over 5 steps: $worst"
+  check "awk -v w=$worst 'BEGIN {exit !(w <= 1e-4)}'" "bf16 sp=2 losses differ from sp=1 by $worst"
   ;;
 
 cuda)
