@@ -133,8 +133,10 @@ data=$build/check-data
 mkdir -p "$data"
 [ -f "$data/train.h5" ] || "$build/ringtrain" data synth --task passkey --out "$data/train.h5" --docs 400 \
   --min-len 65536 --max-len 65536 --length-dist fixed >/dev/null
-# bf16 GEMMs (run.precision's default on cuda) from 8K to 64K tokens, and f32 at 8K beside it.
-for run in 8192:bf16 8192:f32 32768:bf16 65536:bf16; do
+# bf16 (run.precision's default on cuda) from 8K to 64K tokens, and f32 at 8K beside it;
+# RINGTRAIN_GPU_CHECK_RUNS="262144:bf16 ..." for longer ones (the dry run's estimate allows about
+# 256K on an 80 GB H100, 512K on an H200).
+for run in ${RINGTRAIN_GPU_CHECK_RUNS:-8192:bf16 8192:f32 32768:bf16 65536:bf16}; do
   len=${run%:*} precision=${run#*:}
   log="$logs/train-$len-$precision.log"
   "$build/ringtrain" train recipes/gpu-hybrid-125m.yaml --set data.corpus="$data/train.h5" \
