@@ -24,7 +24,8 @@
 //   dq_r     = e^{b_r} (scale * S_p dout_r) + sum_{j <= r} dP_rj k_j e^{b_r - b_j}
 //   dk_j     = e^{b_{n-1} - b_j} (G_{p+1} v_j) + sum_{r >= j} dP_rj q_r e^{b_r - b_j}
 //   dg       the CPU's identity: dg_t = sum_{t' >= t} (q dq - k dk) + sum S_final dh_final,
-//            per (head, decay channel) in double, with the head's own dq, dk.
+//            per (head, decay channel) in double, with the head's own dq, dk; a suffix sum
+//            per piece, after a scan of the pieces' sums.
 // Kernels, each one block of 256 threads per (piece, head) unless said otherwise:
 //   glr_piece_decay_kernel   one thread per (piece, head, channel): b and the piece's gamma.
 //   glr_piece_state_kernel   grid (pieces, H, dv / 32): s_loc_p, or the local state gradient;
@@ -33,7 +34,7 @@
 //                            over the pieces' own states (no second buffer of that size).
 //   glr_piece_output_kernel  o, one tile of kTile rows at a time.
 //   glr_piece_grad_kernel    dv, dq and dk of the piece's rows (each head's own dq, dk).
-//   then the group sums of dq, dk (with shared q/k groups) and the dg scan.
+//   then the group sums of dq, dk (with shared q/k groups) and the dg passes.
 // The scores P and dP are warp dot products (lanes over the reduced dimension, a fixed shuffle
 // tree); every other sum runs in a fixed order in one thread, so one GPU gives the same bits
 // every run. No atomics. f32 on CUDA cores (no TF32): the tensor-core form comes with bf16.
@@ -345,11 +346,28 @@ __global__ void glr_dg_terms_kernel(double* terms, const float* q, const float* 
   }
 }
 
-// One thread per (head, decay channel): dg_t = suffix sum of the terms from the end, starting
-// from the final-state term sum S_final * dh_final over the channel's rows (none without
-// dh_final).
-__global__ void glr_dg_scan_kernel(float* dg, const double* terms, const float* s_final,
-                                   const float* dh_final, GlrDims d) {
+// dg_t = the suffix sum of the terms from the end, starting from the final-state term
+// sum S_final * dh_final over the channel's rows (none without dh_final), in three passes over
+// the pieces so that no thread walks all of T: each piece's sum, what each piece's suffix starts
+// from, then the suffix sums inside each piece. All in double.
+
+// One thread per (piece, head, channel): sums [pieces, H, GW] = the sum of the piece's terms.
+__global__ void glr_dg_piece_sums_kernel(double* sums, const double* terms, GlrDims d,
+                                         int64_t pieces) {
+  const int64_t GW = d.vector_decay ? d.dk : 1;
+  RT_GRID_STRIDE(e, pieces * d.H * GW) {
+    const int64_t ch = e % GW, h = (e / GW) % d.H;
+    const HeadPiece hp(d, nullptr, e / (GW * d.H), h);
+    double sum = 0.0;
+    for (int r = 0; r < hp.n; ++r) sum += terms[((hp.t0 + r) * d.H + h) * GW + ch];
+    sums[e] = sum;
+  }
+}
+
+// One thread per (head, channel), over the pieces from the last: each piece's sum is replaced
+// by the suffix its rows start from (the final-state term and the later pieces' sums).
+__global__ void glr_dg_offsets_kernel(double* sums, const float* s_final, const float* dh_final,
+                                      GlrDims d, int64_t pieces) {
   const int64_t GW = d.vector_decay ? d.dk : 1, SS = d.dk * d.dv;
   RT_GRID_STRIDE(e, d.H * GW) {
     const int64_t ch = e % GW, h = e / GW;
@@ -362,8 +380,25 @@ __global__ void glr_dg_scan_kernel(float* dg, const double* terms, const float* 
           suffix += static_cast<double>(s_final[x]) * dh_final[x];
         }
     }
-    for (int64_t t = d.T - 1; t >= 0; --t) {
-      const int64_t x = (t * d.H + h) * GW + ch;
+    for (int64_t p = pieces - 1; p >= 0; --p) {
+      double& piece = sums[(p * d.H + h) * GW + ch];
+      const double sum = piece;
+      piece = suffix;
+      suffix += sum;
+    }
+  }
+}
+
+// One thread per (piece, head, channel): dg over the piece's rows, from its offset.
+__global__ void glr_dg_piece_scan_kernel(float* dg, const double* terms, const double* offsets,
+                                         GlrDims d, int64_t pieces) {
+  const int64_t GW = d.vector_decay ? d.dk : 1;
+  RT_GRID_STRIDE(e, pieces * d.H * GW) {
+    const int64_t ch = e % GW, h = (e / GW) % d.H;
+    const HeadPiece hp(d, nullptr, e / (GW * d.H), h);
+    double suffix = offsets[e];
+    for (int r = hp.n - 1; r >= 0; --r) {
+      const int64_t x = ((hp.t0 + r) * d.H + h) * GW + ch;
       suffix += terms[x];
       dg[x] = static_cast<float>(suffix);
     }
@@ -502,19 +537,21 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
   Scratch dk_own(grouped ? static_cast<size_t>(thk) * sizeof(float) : 0);
   float* dq_head = grouped ? dq_own.as<float>() : dq;
   float* dk_head = grouped ? dk_own.as<float>() : dk;
-  Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
-  cudaStream_t stream = compute_stream();
-  if (pd.pieces() > 0) {
-    const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H));
-    glr_piece_grad_kernel<<<grid, kBlock, 0, stream>>>(dv, dq_head, dk_head, q, k, v, dout, pd.b(),
-                                                       piece_states, grads.as<float>(), d);
+  const int64_t n = pd.pieces();
+  if (n > 0) {
+    const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(d.H));
+    glr_piece_grad_kernel<<<grid, kBlock, 0, compute_stream()>>>(
+        dv, dq_head, dk_head, q, k, v, dout, pd.b(), piece_states, grads.as<float>(), d);
     RT_CUDA_LAUNCHED();
   }
   if (grouped) launch(glr_group_sum_kernel, d.T * d.Hg * d.dk, dq, dk, dq_head, dk_head, d);
+  Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
+  Scratch sums(static_cast<size_t>(std::max<int64_t>(n, 1) * d.H * GW) * sizeof(double));
   launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k, dq_head, dk_head, d);
-  glr_dg_scan_kernel<<<blocks_for(d.H * GW), kThreads, 0, stream>>>(
-      dg, terms.as<double>(), states + ceil_div(d.T, d.chunk) * SS_all, dh_final, d);
-  RT_CUDA_LAUNCHED();
+  launch(glr_dg_piece_sums_kernel, n * d.H * GW, sums.as<double>(), terms.as<double>(), d, n);
+  launch(glr_dg_offsets_kernel, d.H * GW, sums.as<double>(), states + ceil_div(d.T, d.chunk) * SS_all,
+         dh_final, d, n);
+  launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), sums.as<double>(), d, n);
 }
 
 void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* v, const float* g,
