@@ -6,16 +6,11 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#include <cuda_runtime.h>  // __host__, __device__
-#define RT_BF16_FN __host__ __device__ inline
-#else
-#define RT_BF16_FN inline
-#endif
+#include "kernels/host_device.h"
 
 namespace rt {
 
-RT_BF16_FN uint16_t f32_to_bf16(float x) {
+RT_HOST_DEVICE inline uint16_t f32_to_bf16(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN
@@ -23,7 +18,7 @@ RT_BF16_FN uint16_t f32_to_bf16(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-RT_BF16_FN float bf16_to_f32(uint16_t h) {
+RT_HOST_DEVICE inline float bf16_to_f32(uint16_t h) {
   const uint32_t u = static_cast<uint32_t>(h) << 16;
   float x;
   std::memcpy(&x, &u, sizeof x);

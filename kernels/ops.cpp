@@ -2,6 +2,8 @@
 // the CUDA kernels in kernels/cuda/, under the same names and arguments: RT_RUN picks one.
 #include "kernels/ops.h"
 
+#include <cmath>
+
 #include "kernels/cpu/cpu_ops.h"
 #if RINGTRAIN_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
@@ -113,11 +115,11 @@ void to_bf16(const Tensor& out, const Tensor& x) {
 
 namespace {
 
-// C = alpha op(A) op(B) + beta C for the linear ops: an f32 GEMM, or with a bf16 weight the bf16
-// GEMM (the f32 operands rounded to bf16).
-void linear_gemm(Device dev, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                 const Tensor& a, const Tensor& b, float beta, const Tensor& c) {
-  if (a.dtype() == DType::F32 && b.dtype() == DType::F32) {
+// C = op(A) op(B) + beta C for the linear ops: an f32 GEMM, or, when the layer's weight is bf16,
+// the bf16 GEMM, every operand in bf16 (f32 ones rounded to it).
+void linear_gemm(Device dev, bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                 int64_t k, const Tensor& a, const Tensor& b, float beta, const Tensor& c) {
+  if (!bf16) {
     RT_RUN(dev, gemm, trans_a, trans_b, m, n, k, 1.0f, a.f32(), a.size(1), b.f32(), b.size(1),
            beta, c.f32(), c.size(1));
     return;
@@ -139,7 +141,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight) 
   expect_weight("linear_forward", weight, {OC, C});
   expect("linear_forward", "inp", inp, {T, C});
   expect("linear_forward", "out", out, {T, OC});
-  linear_gemm(dev, false, true, T, OC, C, inp, weight, 0.0f, out);
+  linear_gemm(dev, weight.dtype() == DType::BF16, false, true, T, OC, C, inp, weight, 0.0f, out);
 }
 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
@@ -150,17 +152,12 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& do
   expect("linear_backward", "inp", inp, {T, C});
   expect("linear_backward", "dweight", dweight, {OC, C});
   expect("linear_backward", "dout", dout, {T, OC});
+  const bool bf16 = weight.dtype() == DType::BF16;  // dweight's f32 operands too go in bf16
   if (dinp.defined()) {
     expect("linear_backward", "dinp", dinp, {T, C});
-    linear_gemm(dev, false, false, T, C, OC, dout, weight, accumulate_dinp ? 1.0f : 0.0f, dinp);
+    linear_gemm(dev, bf16, false, false, T, C, OC, dout, weight, accumulate_dinp ? 1.0f : 0.0f, dinp);
   }
-  // With a bf16 weight both f32 operands of dweight's GEMM are rounded to bf16 too.
-  if (weight.dtype() == DType::BF16) {
-    RT_RUN(dev, gemm_bf16, true, false, OC, C, T, 1.0f, GemmInput{dout.data(), OC, false},
-           GemmInput{inp.data(), C, false}, 1.0f, dweight.f32(), C);
-  } else {
-    linear_gemm(dev, true, false, OC, C, T, dout, inp, 1.0f, dweight);
-  }
+  linear_gemm(dev, bf16, true, false, OC, C, T, dout, inp, 1.0f, dweight);
 }
 
 void embedding_forward(const Tensor& out, const Tensor& tokens, const Tensor& table) {
@@ -609,8 +606,11 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, cons
   expect("adamw_update", "m", m, param.shape());
   expect("adamw_update", "v", v, param.shape());
   RT_CHECK(hp.step >= 1, "adamw_update: step is 1-based");
-  RT_RUN(dev, adamw_update, param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), hp.lr, hp.beta1,
-                    hp.beta2, hp.eps, hp.weight_decay, hp.step, decay);
+  const double t = static_cast<double>(hp.step);
+  const AdamWStep s{hp.lr, hp.beta1, hp.beta2, hp.eps, decay ? hp.lr * hp.weight_decay : 0.0f,
+                    1.0f - static_cast<float>(std::pow(hp.beta1, t)),
+                    1.0f - static_cast<float>(std::pow(hp.beta2, t))};
+  RT_RUN(dev, adamw_update, param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), s);
 }
 
 }  // namespace rt::ops

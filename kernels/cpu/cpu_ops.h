@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "kernels/adamw_step.h"  // AdamWStep
+
 namespace rt {
 
 // Shapes the attention and recurrence kernels of every backend take.

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/check.h"
+#include "kernels/host_device.h"
 
 namespace rt::cuda {
 
@@ -25,11 +26,6 @@ cudaStream_t compute_stream();
 // Waits for the compute stream: before a result is read on the host.
 void sync_compute();
 
-#ifdef __CUDACC__
-#define RT_HOST_DEVICE __host__ __device__
-#else
-#define RT_HOST_DEVICE
-#endif
 RT_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 constexpr int kThreads = 256;
