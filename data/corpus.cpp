@@ -84,12 +84,21 @@ Corpus Corpus::open(const std::string& path, const std::string& key) {
         (tokens.type_size != 2 && tokens.type_size != 4))
       throw bad("/tokens must be a 1-d u16 or u32 dataset");
     info.token_bytes = static_cast<int>(tokens.type_size);
+    // Tokens are read by range, never whole, but a /tokens that claims more than the file holds
+    // would be read as fill values: the extent must be real.
+    f.check_stored("/tokens", tokens, 0);
+    if (tokens.dims[0] > static_cast<uint64_t>(INT64_MAX))
+      throw bad(cat("/tokens declares ", tokens.dims[0], " tokens; expected fewer than 2^63"));
     info.num_tokens = static_cast<int64_t>(tokens.dims[0]);
 
     const h5::DatasetInfo offsets = f.info("/doc_offsets");
     if (offsets.dims.size() != 1 || offsets.type_class != H5T_INTEGER || offsets.type_size != 8 ||
         offsets.dims[0] < 2)
       throw bad("/doc_offsets must be a 1-d u64 dataset of at least 2 entries");
+    // Every document holds at least its <eos>: at most one offset per token, plus the first.
+    if (offsets.dims[0] - 1 > static_cast<uint64_t>(info.num_tokens))
+      throw bad(cat("/doc_offsets declares ", offsets.dims[0] - 1, " documents for ",
+                    info.num_tokens, " tokens; expected at most one document per token"));
     info.num_docs = static_cast<int64_t>(offsets.dims[0]) - 1;
     const std::vector<uint64_t> off = f.read_all<uint64_t>("/doc_offsets");
     if (off.front() != 0 || off.back() != static_cast<uint64_t>(info.num_tokens))
@@ -121,7 +130,11 @@ void Corpus::read_tokens(int64_t start, int64_t count, int32_t* out) const {
 }
 
 std::vector<uint64_t> Corpus::doc_offsets() const {
-  return impl_->file.read_all<uint64_t>("/doc_offsets");
+  try {
+    return impl_->file.read_all<uint64_t>("/doc_offsets", static_cast<uint64_t>(info_.num_docs) + 1);
+  } catch (const h5::Error& e) {
+    throw UserError(cat(info_.path, ": ", e.what()));
+  }
 }
 
 void Fingerprint::add_bytes(const void* data, size_t n) { h_ = fnv1a64(data, n, h_); }

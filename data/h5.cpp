@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "data/memory.h"
 #include "kernels/check.h"
 
 namespace rt::h5 {
@@ -155,12 +156,39 @@ DatasetInfo File::info(const std::string& name) const {
   int nd = H5Sget_simple_extent_ndims(space.id());
   if (nd < 0) throw Error("cannot read the shape of " + name);
   std::vector<hsize_t> d(nd);
-  H5Sget_simple_extent_dims(space.id(), d.data(), nullptr);
+  if (H5Sget_simple_extent_dims(space.id(), d.data(), nullptr) < 0)
+    throw Error("cannot read the shape of " + name);
   info.dims.assign(d.begin(), d.end());
   info.type_class = H5Tget_class(type.id());
   info.type_size = H5Tget_size(type.id());
   info.is_signed = info.type_class == H5T_INTEGER && H5Tget_sign(type.id()) == H5T_SGN_2;
+  info.elements = 1;
+  for (uint64_t x : info.dims)
+    info.elements = x != 0 && info.elements > UINT64_MAX / x ? UINT64_MAX : info.elements * x;
+  info.storage_bytes = H5Dget_storage_size(ds.id());
+  Handle dcpl(check(H5Dget_create_plist(ds.id()), "cannot read the layout of " + name), H5Pclose);
+  info.filtered = H5Pget_nfilters(dcpl.id()) > 0;
   return info;
+}
+
+namespace {
+uint64_t saturating_mul(uint64_t a, uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
+}  // namespace
+
+void File::check_stored(const std::string& name, const DatasetInfo& info,
+                        size_t memory_element_size) const {
+  const uint64_t file_bytes = saturating_mul(info.elements, info.type_size);
+  if (!info.filtered && file_bytes > info.storage_bytes)
+    throw Error(name + " declares " + std::to_string(info.elements) + " values (" +
+                format_bytes(static_cast<double>(file_bytes)) + ") but the file stores " +
+                std::to_string(info.storage_bytes) + " bytes of it (truncated or corrupt)");
+  const uint64_t memory_bytes = saturating_mul(info.elements, memory_element_size);
+  const MemoryAvailable available = host_memory_available();
+  if (memory_bytes > available.bytes)
+    throw Error(name + " holds " + std::to_string(info.elements) + " values, " +
+                format_bytes(static_cast<double>(memory_bytes)) + " in memory, more than the " +
+                format_bytes(static_cast<double>(available.bytes)) + " available (" +
+                available.source + ")");
 }
 
 template <class T>
@@ -179,23 +207,25 @@ void File::read(const std::string& name, T* out, uint64_t offset, uint64_t count
 }
 
 template <class T>
-std::vector<T> File::read_all(const std::string& name) const {
-  DatasetInfo i = info(name);
-  uint64_t n = 1;
-  for (auto x : i.dims) n *= x;
-  std::vector<T> v(n);
-  read_into(name, v.data(), n);
+std::vector<T> File::read_all(const std::string& name, uint64_t max_elements) const {
+  const DatasetInfo i = info(name);
+  if (i.elements > max_elements)
+    throw Error(name + " holds " + std::to_string(i.elements) + " values, more than the " +
+                std::to_string(max_elements) + " it can have here");
+  check_stored(name, i, sizeof(T));
+  std::vector<T> v(i.elements);
+  read_into(name, v.data(), i.elements);
   return v;
 }
 
 template <class T>
 void File::read_into(const std::string& name, T* out, uint64_t count) const {
-  DatasetInfo i = info(name);
-  uint64_t n = 1;
-  for (auto x : i.dims) n *= x;
+  const DatasetInfo i = info(name);
+  const uint64_t n = i.elements;
   if (n != count)
     throw Error(name + " holds " + std::to_string(n) + " values, expected " + std::to_string(count));
   if (n == 0) return;
+  check_stored(name, i, 0);  // the caller allocated `count`: only the file's side to check
   Handle ds(check(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), "missing dataset " + name),
             H5Dclose);
   check_status(H5Dread(ds.id(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out),
@@ -271,11 +301,38 @@ bool File::has_attr(const std::string& object, const std::string& name) const {
   return H5Aexists(obj.id(), name.c_str()) > 0;
 }
 
+std::vector<std::string> File::attr_names(const std::string& object) const {
+  Handle obj = open_object(object);
+  std::vector<std::string> names;
+  auto collect = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->push_back(name);
+    return 0;
+  };
+  hsize_t index = 0;
+  check_status(H5Aiterate2(obj.id(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names),
+               "cannot list the attributes of " + object);
+  return names;
+}
+
+namespace {
+
+// An attribute read into one value must hold one value (a scalar or a 1-element array).
+Handle open_single_attr(hid_t obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) <= 0) throw Error("missing attribute " + name);
+  Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
+              H5Aclose);
+  Handle space(check(H5Aget_space(attr.id()), "cannot read the shape of attribute " + name), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  if (n != 1)
+    throw Error("attribute " + name + " holds " + std::to_string(n) + " values, expected one");
+  return attr;
+}
+
+}  // namespace
+
 std::string File::attr_string(const std::string& object, const std::string& name) const {
   Handle obj = open_object(object);
-  if (H5Aexists(obj.id(), name.c_str()) <= 0) throw Error("missing attribute " + name);
-  Handle attr(check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
-              H5Aclose);
+  Handle attr = open_single_attr(obj.id(), name);
   Handle type(check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose);
   if (H5Tget_class(type.id()) != H5T_STRING) throw Error("attribute " + name + " is not a string");
   if (H5Tis_variable_str(type.id()) > 0) {  // written by h5py, for example
@@ -286,7 +343,12 @@ std::string File::attr_string(const std::string& object, const std::string& name
     H5free_memory(value);
     return s;
   }
-  std::string s(H5Tget_size(type.id()), '\0');
+  // A fixed-length string: its declared size is what the attribute stores, nothing more.
+  const size_t size = H5Tget_size(type.id());
+  if (size == 0 || size > H5Aget_storage_size(attr.id()))
+    throw Error("attribute " + name + " declares " + std::to_string(size) +
+                " bytes but stores fewer (corrupt)");
+  std::string s(size, '\0');
   check_status(H5Aread(attr.id(), type.id(), s.data()), "cannot read attribute " + name);
   while (!s.empty() && s.back() == '\0') s.pop_back();
   return s;
@@ -294,9 +356,7 @@ std::string File::attr_string(const std::string& object, const std::string& name
 
 int64_t File::attr_int(const std::string& object, const std::string& name) const {
   Handle obj = open_object(object);
-  if (H5Aexists(obj.id(), name.c_str()) <= 0) throw Error("missing attribute " + name);
-  Handle attr(check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
-              H5Aclose);
+  Handle attr = open_single_attr(obj.id(), name);
   Handle type(check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose);
   if (H5Tget_class(type.id()) != H5T_INTEGER) throw Error("attribute " + name + " is not an integer");
   int64_t v = 0;
@@ -306,9 +366,7 @@ int64_t File::attr_int(const std::string& object, const std::string& name) const
 
 double File::attr_double(const std::string& object, const std::string& name) const {
   Handle obj = open_object(object);
-  if (H5Aexists(obj.id(), name.c_str()) <= 0) throw Error("missing attribute " + name);
-  Handle attr(check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
-              H5Aclose);
+  Handle attr = open_single_attr(obj.id(), name);
   Handle type(check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type.id());
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) throw Error("attribute " + name + " is not a number");
@@ -327,7 +385,7 @@ void File::close() {
   template void File::write<T>(const std::string&, const T*, const std::vector<uint64_t>&,      \
                                uint64_t);                                                       \
   template void File::read<T>(const std::string&, T*, uint64_t, uint64_t) const;                \
-  template std::vector<T> File::read_all<T>(const std::string&) const;                          \
+  template std::vector<T> File::read_all<T>(const std::string&, uint64_t) const;                \
   template void File::read_into<T>(const std::string&, T*, uint64_t) const;                     \
   template void File::create_appendable<T>(const std::string&, uint64_t);                       \
   template void File::append<T>(const std::string&, const T*, uint64_t);

@@ -46,6 +46,9 @@ struct DatasetInfo {
   H5T_class_t type_class = H5T_NO_CLASS;
   size_t type_size = 0;
   bool is_signed = false;
+  uint64_t elements = 0;       // product of dims, UINT64_MAX when it overflows
+  uint64_t storage_bytes = 0;  // what the file really holds for it (H5Dget_storage_size)
+  bool filtered = false;       // compressed (or otherwise filtered): storage is no bound
 };
 
 class File {
@@ -68,12 +71,20 @@ class File {
     write(name, v.data(), {v.size()});
   }
   DatasetInfo info(const std::string& name) const;
+  // Throws Error when the dataset claims more values than the file stores (unfiltered data
+  // must all be there: a corrupt extent is not read as fill values) or than the memory
+  // available could hold as `memory_element_size`-byte values. Every read that allocates from
+  // an extent calls it first.
+  void check_stored(const std::string& name, const DatasetInfo& info,
+                    size_t memory_element_size) const;
   // Reads elements [offset, offset + count) of a 1-D dataset, converting to T.
   template <class T>
   void read(const std::string& name, T* out, uint64_t offset, uint64_t count) const;
+  // The whole dataset; check_stored first, and at most max_elements values (else Error).
   template <class T>
-  std::vector<T> read_all(const std::string& name) const;
-  // Reads a whole dataset of any shape holding exactly `count` elements into out.
+  std::vector<T> read_all(const std::string& name, uint64_t max_elements = UINT64_MAX) const;
+  // Reads a whole dataset of any shape holding exactly `count` elements into out (after
+  // check_stored).
   template <class T>
   void read_into(const std::string& name, T* out, uint64_t count) const;
 
@@ -86,7 +97,9 @@ class File {
   void set_attr(const std::string& object, const std::string& name, const std::string& value);
   void set_attr(const std::string& object, const std::string& name, int64_t value);
   bool has_attr(const std::string& object, const std::string& name) const;
+  std::vector<std::string> attr_names(const std::string& object) const;  // in name order
   std::string attr_string(const std::string& object, const std::string& name) const;
+  // Scalar (or one-element) attributes; anything else is an Error.
   int64_t attr_int(const std::string& object, const std::string& name) const;
   double attr_double(const std::string& object, const std::string& name) const;  // int or float
 
