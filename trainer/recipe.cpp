@@ -213,13 +213,19 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-// The candidate closest to a misspelt name, when it is close enough to be the likely intent.
-std::optional<std::string> nearest(std::string_view name,
-                                   const std::vector<std::string>& candidates) {
+}  // namespace
+
+std::optional<std::string> nearest_name(std::string_view name,
+                                        const std::vector<std::string>& candidates) {
   const size_t limit = std::max<size_t>(2, name.size() / 3);
   std::optional<std::string> best;
   size_t best_distance = limit + 1;
   for (const std::string& candidate : candidates) {
+    // A length difference beyond the limit is a distance beyond it: no quadratic work for a
+    // long name (a fuzzer's megabyte key).
+    const size_t gap = name.size() > candidate.size() ? name.size() - candidate.size()
+                                                      : candidate.size() - name.size();
+    if (gap > limit) continue;
     const size_t distance = edit_distance(name, candidate);
     if (distance < best_distance) {
       best = candidate;
@@ -229,16 +235,18 @@ std::optional<std::string> nearest(std::string_view name,
   return best;
 }
 
+namespace {
+
 std::string unknown_section(std::string_view where, std::string_view name) {
   const std::string message = cat(where, ": unknown section ", quote(name));
-  if (auto guess = nearest(name, section_names()))
+  if (auto guess = nearest_name(name, section_names()))
     return cat(message, " (did you mean '", *guess, "'?)");
   return cat(message, "; valid sections: ", join(section_names()));
 }
 
 std::string unknown_key(std::string_view where, std::string_view path) {
   const std::string message = cat(where, ": unknown key ", quote(path));
-  if (auto guess = nearest(path, recipe_keys()))
+  if (auto guess = nearest_name(path, recipe_keys()))
     return cat(message, " (did you mean '", *guess, "'?)");
   const std::string_view section = path.substr(0, path.find('.'));
   if (is_section(section)) {
@@ -529,6 +537,33 @@ void check_model(const Validator& v, const ModelConfig& m) {
   }
 }
 
+// Every size the model computes (parameter counts, offsets, activation bytes) is an int64:
+// a model whose parameters exceed 2^60 (by an upper bound in double: no machine holds them)
+// is refused here, so that those products cannot overflow. Memory itself is checked when a
+// run starts (the plan's estimate against the memory available).
+double widest_width(const ModelConfig& m) {
+  const double C = static_cast<double>(m.d_model), D = static_cast<double>(m.head_dim);
+  const double d_inner = static_cast<double>(m.mamba_expand) * C;
+  const double bc = 2.0 * static_cast<double>(m.mamba_ngroups) * static_cast<double>(m.mamba_d_state);
+  const double widths[] = {
+      C, static_cast<double>(m.heads) * D, static_cast<double>(m.kv_heads) * D,
+      2.0 * static_cast<double>(m.mlp_hidden), C * m.gla_expand_k, C * m.gla_expand_v,
+      2.0 * d_inner + bc + d_inner / static_cast<double>(m.mamba_headdim), d_inner + bc};
+  double widest = 0;
+  for (double w : widths) widest = std::max(widest, w);
+  return widest;
+}
+
+void check_model_scale(const Validator& v, const ModelConfig& m) {
+  const double C = static_cast<double>(m.d_model), widest = widest_width(m);
+  const double layers = static_cast<double>(m.pattern.size()) + 2;
+  const double bound = layers * 4.0 * widest * std::max(C, 64.0) +
+                       2.0 * static_cast<double>(m.vocab_size) * C;
+  v.require(bound < 0x1p60, "model.d_model",
+            cat(m.d_model, " with these widths gives a model of up to ", format_double(bound),
+                " parameters, beyond 2^60 (no machine holds it); expected a smaller model"));
+}
+
 void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_dim_derived) {
   if (m.pattern.find('G') != std::string::npos) {
     const double key_dim = static_cast<double>(m.d_model) * m.gla_expand_k;
@@ -555,6 +590,7 @@ void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_di
               cat(m.mamba_ngroups, " does not divide the ", m.mamba_heads(),
                   " Mamba-2 heads; expected a divisor of the head count"));
   }
+  check_model_scale(v, m);
   v.require(m.heads % m.kv_heads == 0, "model.kv_heads",
             cat(m.kv_heads, " does not divide model.heads ", m.heads,
                 "; expected a divisor of heads (query heads share kv heads in equal groups)"));
@@ -699,6 +735,26 @@ void check_relations(const Validator& v, const Recipe& r) {
                 "; expected the path of a held-out HDF5 corpus, or eval.every: 0"));
 }
 
+// The activations of a step, by an upper bound per token (every layer's widest tensor many
+// times over, and the recurrent states GLA and Mamba-2 keep per chunk), stay below 2^58
+// floats: the plan's byte counts are int64 (see check_model_scale).
+void check_activation_scale(const Validator& v, const Recipe& r) {
+  const ModelConfig& m = r.model;
+  const double C = static_cast<double>(m.d_model);
+  double state = 0;
+  if (m.pattern.find('G') != std::string::npos)
+    state = std::max(state, C * m.gla_expand_k * C * m.gla_expand_v / static_cast<double>(m.gla_heads));
+  if (m.pattern.find('M') != std::string::npos)
+    state = std::max(state, static_cast<double>(m.mamba_expand) * C * static_cast<double>(m.mamba_d_state));
+  const double per_token = (static_cast<double>(m.pattern.size()) + 2) * 64.0 *
+                           (widest_width(m) + static_cast<double>(m.vocab_size) / 16 + state / 16);
+  const double bound = static_cast<double>(r.train.tokens_per_step) * per_token;
+  v.require(bound < 0x1p58, "train.tokens_per_step",
+            cat(r.train.tokens_per_step, " tokens of this model need up to ", format_double(bound),
+                " floats of activations per step, beyond 2^58 (no machine holds them); expected "
+                "fewer tokens per step or a smaller model"));
+}
+
 void validate_and_resolve(Recipe& recipe, const Sources& sources) {
   const Validator v(sources);
   check_run(v, recipe.run);
@@ -713,6 +769,7 @@ void validate_and_resolve(Recipe& recipe, const Sources& sources) {
   const bool head_dim_derived = recipe.model.head_dim == 0;
   recipe.model.resolve();
   check_resolved_model(v, recipe.model, head_dim_derived);
+  check_activation_scale(v, recipe);
   if (recipe.run.out_dir.empty()) recipe.run.out_dir = "runs/" + recipe.run.name;
   if (recipe.run.precision == "auto") recipe.run.precision = recipe.run.device == "cuda" ? "bf16" : "f32";
 }

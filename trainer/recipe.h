@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/config.h"
@@ -121,6 +122,10 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 std::string recipe_to_yaml(const Recipe& recipe);
 // Every valid key path ("optim.lr", ...), for messages and for tests.
 std::vector<std::string> recipe_keys();
+// The candidate closest to a misspelt name (edit distance), when it is close enough to be the
+// likely intent: the "did you mean" of every unknown-name message (recipe keys, op attributes).
+std::optional<std::string> nearest_name(std::string_view name,
+                                        const std::vector<std::string>& candidates);
 // data.curriculum_odds as numbers ("" gives none); nullopt when it is not a list of odds > 0.
 std::optional<std::vector<double>> parse_odds(const std::string& text);
 

@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "data/h5.h"
 #include "tests/reference/naive.h"
+#include "tests/trainer/process.h"
 #include "tests/testing.h"
 #include "trainer/op_command.h"
 
@@ -30,10 +32,10 @@ class OpFiles : public ::testing::Test {
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   static void put(h5::File& f, const std::string& name, const Tensor& t) {
-    f.write("/" + name, t.f32(), std::vector<uint64_t>(t.shape().dims, t.shape().dims + t.ndim()));
+    f.write(cat("/", name), t.f32(), std::vector<uint64_t>(t.shape().dims, t.shape().dims + t.ndim()));
   }
   static Vec get(const std::string& file, const std::string& name) {
-    const std::vector<float> values = h5::File::open_read(file).read_all<float>("/" + name);
+    const std::vector<float> values = h5::File::open_read(file).read_all<float>(cat("/", name));
     return Vec(values.begin(), values.end());
   }
   fs::path dir_;
@@ -150,6 +152,157 @@ TEST_F(OpFiles, BadInputIsAUserError) {
   }
   EXPECT_THROW(run_op("lstm", path("in.h5"), path("out.h5")), UserError);
   EXPECT_THROW(run_op("glr", path("absent.h5"), path("out.h5")), UserError);
+  EXPECT_FALSE(fs::exists(path("out.h5")));
+}
+
+
+// Every bad input of `ringtrain op` is one line on stderr and exit code 2, from the real
+// binary: shapes that do not fit each other, zero sizes, unknown or misspelt names, values the
+// op cannot take; outputs that overflow are exit code 3 and no file.
+class OpErrors : public OpFiles {
+ public:
+  // A glr input: q, k [T, Hg, dk], v, dout [T, H, dv], g of `g_shape`, plus extras.
+  std::string glr_file(int64_t T, int64_t Hg, int64_t H, Shape g_shape, float qk_value = 0.0f,
+                       const std::function<void(h5::File&)>& extra = {}) {
+    const std::string p = path("glr-" + std::to_string(counter_++) + ".h5");
+    h5::File f = h5::File::create(p);
+    Tensor q = testing::random_tensor({T, Hg, 8}, 1), k = testing::random_tensor({T, Hg, 8}, 2);
+    if (qk_value != 0.0f)
+      for (Tensor* t : {&q, &k})
+        for (int64_t i = 0; i < t->numel(); ++i) t->f32()[i] = qk_value;
+    put(f, "q", q);
+    put(f, "k", k);
+    put(f, "v", testing::random_tensor({T, H, 4}, 3));
+    put(f, "dout", testing::random_tensor({T, H, 4}, 4));
+    Tensor g = Tensor::empty(g_shape);
+    for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] = -0.1f;
+    put(f, "g", g);
+    if (extra) extra(f);
+    return p;
+  }
+  testing::Outcome op(const std::string& name, const std::string& in) {
+    return testing::run_ringtrain({"op", name, "--in", in, "--out", path("out.h5")});
+  }
+  int counter_ = 0;
+};
+
+TEST_F(OpErrors, GlrShapesThatDoNotFitAreUserErrors) {
+  // Per-channel g with shared q/k groups (Hg < H): the kernels need one group per head.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 2, {20, 2, 8})), 2,
+                        "dataset 'g' is a per-channel decay [20, 2, 8] but q and k have 1 groups for 2 heads");
+  // Per-head g with shared groups is fine.
+  EXPECT_EQ(op("glr", glr_file(20, 1, 2, {20, 2})).code, 0);
+  ASSERT_TRUE(fs::remove(path("out.h5")));
+  // g of the wrong shape.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 2, {20, 3})), 2,
+                        "dataset 'g' has shape [20, 3], expected [20, 2] (per head) or [20, 2, 8]");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 2, {20, 2, 5})), 2,
+                        "dataset 'g' has shape [20, 2, 5], expected [20, 2, 8]");
+  // Zero heads (was SIGFPE) and zero tokens.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 0, 2, {20, 2})), 2,
+                        "dataset 'q' has shape [20, 0, 8]; expected q [T, Hg, dk] with every size from 1");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(0, 1, 1, {0, 1})), 2, "dataset 'q' has shape [0, 1, 8]");
+  // Heads that are not a multiple of the groups; v with other tokens than q.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 3, {20, 3})), 2, "dataset 'v' has 3 heads, not a multiple of q's 2 groups");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.remove("/v");
+                             put(f, "v", testing::random_tensor({21, 1, 4}, 5));
+                           })),
+                        2, "dataset 'v' has shape [21, 1, 4] but q has 20 tokens");
+  // A state of the wrong shape, k unlike q, dout unlike v.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             put(f, "h0", testing::random_tensor({1, 8, 5}, 6));
+                           })),
+                        2, "dataset 'h0' has shape [1, 8, 5], expected [1, 8, 4]");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.remove("/k");
+                             put(f, "k", testing::random_tensor({20, 1, 7}, 6));
+                           })),
+                        2, "dataset 'k' has shape [20, 1, 7], expected [20, 1, 8]");
+  EXPECT_FALSE(fs::exists(path("out.h5")));
+}
+
+TEST_F(OpErrors, AttributesAndNamesAreChecked) {
+  // A misspelt optional dataset or attribute is refused with the nearest valid name.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             put(f, "dh_finl", testing::random_tensor({1, 8, 4}, 6));
+                           })),
+                        2, "unknown dataset 'dh_finl' for op glr (did you mean 'dh_final'?)");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.set_attr("/", "chunck", int64_t(16));
+                           })),
+                        2, "unknown attribute 'chunck' for op glr (did you mean 'chunk'?)");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.set_attr("/", "chunk", int64_t(8));
+                           })),
+                        2, "attribute 'chunk' is 8; expected an integer from 16 to 256");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.set_attr("/", "scale", std::string("big"));
+                           })),
+                        2, "attribute 'scale': attribute scale is not a number");
+  // The layer ops: the recipe's model keys, misspelt.
+  const std::string in = path("attn.h5");
+  {
+    h5::File f = h5::File::create(in);
+    put(f, "x", testing::random_tensor({6, 16}, 1));
+    put(f, "dy", testing::random_tensor({6, 16}, 2));
+    for (const char* w : {"wq", "wk", "wv"}) put(f, w, testing::random_tensor({16, 16}, 3));
+    put(f, "wo", testing::random_tensor({16, 16}, 4));
+    f.set_attr("/", "heads", int64_t(2));
+  }
+  EXPECT_EQ(op("attention", in).code, 0);
+  {
+    h5::File f = h5::File::open_write(in);
+    f.set_attr("/", "rope_thta", int64_t(500000));
+  }
+  EXPECT_ONE_LINE_ERROR(op("attention", in), 2, "unknown attribute 'rope_thta' for op attention (did you mean 'rope_theta'?)");
+  EXPECT_ONE_LINE_ERROR(op("attn", in), 2, "unknown op 'attn'");
+}
+
+TEST_F(OpErrors, LayerShapesAndZeroTokens) {
+  auto layer_file = [&](int64_t T, Shape wq, std::vector<std::pair<const char*, int64_t>> attrs) {
+    const std::string p = path("layer-" + std::to_string(counter_++) + ".h5");
+    h5::File f = h5::File::create(p);
+    put(f, "x", testing::random_tensor({T, 16}, 1));
+    put(f, "dy", testing::random_tensor({T, 16}, 2));
+    put(f, "wq", testing::random_tensor(wq, 3));
+    for (const char* w : {"wk", "wv"}) put(f, w, testing::random_tensor({16, 16}, 3));
+    put(f, "wo", testing::random_tensor({16, 16}, 4));
+    for (auto [n, v] : attrs) f.set_attr("/", n, v);
+    return p;
+  };
+  // Zero tokens (was an internal error).
+  EXPECT_ONE_LINE_ERROR(op("attention", layer_file(0, {16, 16}, {{"heads", 2}})), 2,
+                        "dataset 'x' has shape [0, 16]; expected x [T, C] with every size from 1");
+  // A weight of the wrong shape names the dataset and both shapes.
+  EXPECT_ONE_LINE_ERROR(op("attention", layer_file(6, {12, 16}, {{"heads", 2}})), 2,
+                        "dataset 'wq' has shape [12, 16], expected [16, 16]");
+  // Attributes that do not fit x's width: the recipe loader's message.
+  EXPECT_ONE_LINE_ERROR(op("attention", layer_file(6, {16, 16}, {{"heads", 3}})), 2,
+                        "model.d_model: 16 is not divisible by model.heads 3");
+  EXPECT_ONE_LINE_ERROR(op("attention", layer_file(6, {16, 16}, {{"heads", 0}})), 2,
+                        "model.heads: 0 is too small");
+}
+
+TEST_F(OpErrors, NonFiniteInputsAndOutputs) {
+  // A NaN in an input: bad input, named.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.remove("/v");
+                             Tensor v = testing::random_tensor({20, 1, 4}, 5);
+                             v.f32()[7] = std::nanf("");
+                             put(f, "v", v);
+                           })),
+                        2, "dataset 'v' holds nan at flat index 7; expected finite values");
+  // A positive log decay.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
+                             f.remove("/g");
+                             Tensor g = Tensor::empty({20, 1});
+                             for (int64_t i = 0; i < 20; ++i) g.f32()[i] = i == 3 ? 0.5f : -0.1f;
+                             put(f, "g", g);
+                           })),
+                        2, "dataset 'g' holds 0.5 at flat index 3; expected log decays <= 0");
+  // Finite inputs whose outputs overflow f32: exit 3, nothing written.
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 1e30f)), 3, "op output 'o' is not finite");
   EXPECT_FALSE(fs::exists(path("out.h5")));
 }
 
