@@ -1,207 +1,150 @@
-// A small recursive-descent JSON reader: validates the whole line, decodes the "text" string
-// (escapes, \u with surrogate pairs -> UTF-8) and skips every other value.
+// The "text" field of a JSONL line, read by nlohmann/json's SAX parser (Debian's
+// nlohmann-json3-dev): the whole line is validated, only the top-level "text" string is kept,
+// and nesting is cut off at kMaxDepth levels (a line nested a million levels deep is one error,
+// not a stack overflow).
 #include "data/jsonl.h"
 
-#include <cstdint>
+#include <nlohmann/json.hpp>
 
-#include "kernels/check.h"
+#include <cstdint>
+#include <string>
 
 namespace rt {
 
 namespace {
 
-struct ParseError {
-  std::string what;
-};
+constexpr int kMaxDepth = 256;
 
-class Reader {
- public:
-  explicit Reader(std::string_view s) : s_(s) {}
+using json = nlohmann::json;
 
-  std::optional<std::string> object_text_field() {
-    skip_ws();
-    expect('{');
-    std::optional<std::string> text;
-    std::string text_kind;
-    skip_ws();
-    if (peek() == '}') {
-      ++pos_;
-    } else {
-      while (true) {
-        skip_ws();
-        std::string key = string();
-        skip_ws();
-        expect(':');
-        skip_ws();
-        if (key == "text") {
-          if (peek() == '"') text = string();
-          else text_kind = kind_of_value(), value();
-        } else {
-          value();
-        }
-        skip_ws();
-        if (peek() == ',') { ++pos_; continue; }
-        expect('}');
-        break;
-      }
+// The column (1-based byte offset) of the first bracket that opens level kMaxDepth + 1: the
+// parser got there, so the line is valid JSON up to it and strings are well formed.
+size_t column_of_depth_limit(std::string_view line) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) return i + 1;
+    } else if (c == '}' || c == ']') {
+      --depth;
     }
-    skip_ws();
-    if (pos_ != s_.size()) fail("unexpected text after the object");
-    if (!text && !text_kind.empty()) throw ParseError{"\"text\" is " + text_kind + ", expected a string"};
-    if (!text) throw ParseError{"no \"text\" key"};
-    return text;
   }
+  return line.size();
+}
+
+class TextField : public nlohmann::json_sax<json> {
+ public:
+  std::optional<std::string> text;
+  std::string text_kind;  // what "text" held when it was not a string
+  std::string error;      // set when the parse stops
+
+  bool null() override { return scalar("null"); }
+  bool boolean(bool) override { return scalar("a boolean"); }
+  bool number_integer(number_integer_t) override { return scalar("a number"); }
+  bool number_unsigned(number_unsigned_t) override { return scalar("a number"); }
+  bool number_float(number_float_t, const string_t&) override { return scalar("a number"); }
+  bool string(string_t& value) override {
+    if (depth_ == 0) return top_level("a string");
+    if (at_text()) {
+      text = std::move(value);
+      text_kind.clear();
+    }
+    expecting_text_ = false;
+    return true;
+  }
+  bool binary(binary_t&) override { return scalar("binary data"); }
+  bool start_object(std::size_t) override { return open("an object"); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override {
+    if (depth_ == 0) return top_level("a list");
+    return open("a list");
+  }
+  bool end_array() override { return close(); }
+  bool key(string_t& name) override {
+    expecting_text_ = depth_ == 1 && name == "text";
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) override {
+    // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 14:
+    // syntax error while parsing object - unexpected end of input; expected '}'". Kept: what
+    // is wrong, and the column.
+    std::string what = e.what();
+    if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
+      what = what.substr(what.find("] ") + 2);
+    if (what.rfind("parse error", 0) == 0 && what.find(": ") != std::string::npos)
+      what = what.substr(what.find(": ") + 2);
+    error = what + " at column " + std::to_string(position);
+    return false;
+  }
+
+  bool depth_exceeded = false;
 
  private:
-  char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
-  [[noreturn]] void fail(const std::string& what) const {
-    throw ParseError{what + " at column " + std::to_string(pos_ + 1)};
-  }
-  void expect(char c) {
-    if (peek() != c) fail(std::string("expected '") + c + "'");
-    ++pos_;
-  }
-  void skip_ws() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n')) ++pos_;
-  }
-  std::string kind_of_value() const {
-    switch (peek()) {
-      case '{': return "an object";
-      case '[': return "a list";
-      case 't': case 'f': return "a boolean";
-      case 'n': return "null";
-      default: return "a number";
+  bool at_text() const { return depth_ == 1 && expecting_text_; }
+  bool scalar(const char* kind) {
+    if (depth_ == 0) return top_level(kind);
+    if (at_text()) {
+      text.reset();
+      text_kind = kind;
     }
+    expecting_text_ = false;
+    return true;
   }
-
-  void value() {
-    switch (peek()) {
-      case '"': string(); return;
-      case '{': {
-        ++pos_;
-        skip_ws();
-        if (peek() == '}') { ++pos_; return; }
-        while (true) {
-          skip_ws(); string(); skip_ws(); expect(':'); skip_ws(); value(); skip_ws();
-          if (peek() == ',') { ++pos_; continue; }
-          expect('}');
-          return;
-        }
-      }
-      case '[': {
-        ++pos_;
-        skip_ws();
-        if (peek() == ']') { ++pos_; return; }
-        while (true) {
-          skip_ws(); value(); skip_ws();
-          if (peek() == ',') { ++pos_; continue; }
-          expect(']');
-          return;
-        }
-      }
-      case 't': literal("true"); return;
-      case 'f': literal("false"); return;
-      case 'n': literal("null"); return;
-      default: number();
+  bool top_level(const char* kind) {
+    error = std::string("the line is ") + kind + ", expected a JSON object at column 1";
+    return false;
+  }
+  bool open(const char* kind) {
+    if (at_text()) {
+      text.reset();
+      text_kind = kind;
     }
-  }
-
-  void literal(std::string_view word) {
-    if (s_.substr(pos_, word.size()) != word) fail("invalid literal");
-    pos_ += word.size();
-  }
-
-  void number() {
-    size_t start = pos_;
-    if (peek() == '-') ++pos_;
-    while (pos_ < s_.size() && std::string_view("0123456789.eE+-").find(s_[pos_]) != std::string_view::npos) ++pos_;
-    if (pos_ == start) fail("expected a value");
-  }
-
-  uint32_t hex4() {
-    if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      char c = s_[pos_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else fail("invalid \\u escape");
+    expecting_text_ = false;
+    if (++depth_ > kMaxDepth) {
+      depth_exceeded = true;
+      return false;
     }
-    return v;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return true;
   }
 
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-
-  std::string string() {
-    expect('"');
-    std::string out;
-    while (true) {
-      if (pos_ >= s_.size()) fail("unterminated string");
-      char c = s_[pos_++];
-      if (c == '"') return out;
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
-      if (c != '\\') {
-        out.push_back(c);
-        continue;
-      }
-      if (pos_ >= s_.size()) fail("unterminated string");
-      char e = s_[pos_++];
-      switch (e) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
-        case 'u': {
-          uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && s_.substr(pos_, 2) == "\\u") {
-            pos_ += 2;
-            uint32_t low = hex4();
-            if (low < 0xDC00 || low > 0xDFFF) fail("invalid surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default: fail("invalid escape");
-      }
-    }
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
+  int depth_ = 0;
+  bool expecting_text_ = false;
 };
 
 }  // namespace
 
 std::optional<std::string> jsonl_text_field(std::string_view line, std::string& error) {
-  try {
-    return Reader(line).object_text_field();
-  } catch (const ParseError& e) {
-    error = e.what;
+  TextField sax;
+  const bool ok = json::sax_parse(line.begin(), line.end(), &sax, json::input_format_t::json,
+                                  /*strict=*/true, /*ignore_comments=*/false);
+  if (sax.depth_exceeded) {
+    error = "nested deeper than " + std::to_string(kMaxDepth) + " levels at column " +
+            std::to_string(column_of_depth_limit(line));
     return std::nullopt;
   }
+  if (!ok) {
+    error = sax.error.empty() ? std::string("invalid JSON") : sax.error;
+    return std::nullopt;
+  }
+  if (!sax.text && !sax.text_kind.empty()) {
+    error = "\"text\" is " + sax.text_kind + ", expected a string";
+    return std::nullopt;
+  }
+  if (!sax.text) {
+    error = "no \"text\" key";
+    return std::nullopt;
+  }
+  return sax.text;
 }
 
 }  // namespace rt

@@ -17,7 +17,7 @@ mkdir -p "$(dirname "$exclude")"
 grep -qx '/.gpu-deps/' "$exclude" 2>/dev/null || echo '/.gpu-deps/' >>"$exclude"
 
 # Built against: headers, CMake/pkg-config files, link-time libraries.
-dev=(libyaml-cpp-dev libhdf5-dev libopenmpi-dev libopenblas-openmp-dev libopenblas-dev
+dev=(libyaml-cpp-dev nlohmann-json3-dev libhdf5-dev libopenmpi-dev libopenblas-openmp-dev libopenblas-dev
      libgtest-dev libbenchmark-dev pkgconf pkgconf-bin libpkgconf3 hdf5-helpers)
 # Loaded at run time: their recursive Depends, without what any base image has.
 runtime=(libhdf5-103-1 libhdf5-hl-100 libopenmpi3 openmpi-bin openmpi-common libopenblas0-openmp

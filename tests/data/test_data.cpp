@@ -81,6 +81,37 @@ TEST(Jsonl, RejectsWhatIsNotAnObjectWithText) {
   EXPECT_FALSE(jsonl_text_field(R"({"text": "a\)", err));
 }
 
+TEST(Jsonl, NestingIsCutOffWithTheColumn) {
+  std::string err;
+  // 256 levels inside the object are fine, 257 are not; a million is the same one error.
+  const std::string ok = "{\"a\": " + std::string(255, '[') + std::string(255, ']') + ", \"text\": \"t\"}";
+  EXPECT_EQ(jsonl_text_field(ok, err).value_or("<none>"), "t") << err;
+  const std::string deep = "{\"a\": " + std::string(256, '[');
+  EXPECT_FALSE(jsonl_text_field(deep, err));
+  EXPECT_EQ(err, "nested deeper than 256 levels at column " + std::to_string(deep.size()));
+  EXPECT_FALSE(jsonl_text_field("{\"a\": " + std::string(1000000, '['), err));
+  EXPECT_EQ(err, "nested deeper than 256 levels at column " + std::to_string(deep.size()));
+  // Brackets inside strings do not count.
+  EXPECT_EQ(jsonl_text_field("{\"text\": \"" + std::string(1000, '[') + "\"}", err).value_or("<none>"),
+            std::string(1000, '['));
+}
+
+TEST(Jsonl, ErrorsSayWhatAndWhere) {
+  std::string err;
+  EXPECT_FALSE(jsonl_text_field(R"({"text": "a"} x)", err));
+  EXPECT_NE(err.find("at column 15"), std::string::npos) << err;
+  EXPECT_FALSE(jsonl_text_field(R"(["text"])", err));
+  EXPECT_EQ(err, "the line is a list, expected a JSON object at column 1");
+  EXPECT_FALSE(jsonl_text_field(R"({"text": {"a": 1}})", err));
+  EXPECT_EQ(err, "\"text\" is an object, expected a string");
+  EXPECT_FALSE(jsonl_text_field(R"({"text": "x", "text": null})", err));  // the last one counts
+  EXPECT_EQ(err, "\"text\" is null, expected a string");
+  EXPECT_EQ(*jsonl_text_field(R"({"x": {"text": 1}, "text": "top"})", err), "top");  // top level only
+  EXPECT_FALSE(jsonl_text_field("{\"text\": \"\xff\"}", err));  // JSON is UTF-8
+  EXPECT_NE(err.find("ill-formed UTF-8"), std::string::npos) << err;
+  for (const std::string& e : {err}) EXPECT_EQ(e.find('\n'), std::string::npos);
+}
+
 TEST(Corpus, ImportsTextAndJsonlWithOffsetsAndFingerprint) {
   TempDir dir;
   std::string a = dir.file("a.txt", "hello"), empty = dir.file("e.txt"), j = dir.file("b.jsonl",
