@@ -13,6 +13,7 @@
 
 #include "data/h5.h"
 #include "kernels/check.h"
+#include "kernels/ops.h"
 
 namespace rt {
 
@@ -70,6 +71,15 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
                             int64_t keep_last, const CheckpointFaultHook& fault) {
   const std::string path = (fs::path(dir) / step_file_name(state.step)).string();
   const std::string tmp = path + ".tmp";
+  // No checkpoint ever holds a non-finite value: the trainer stops before one could be saved,
+  // and the writer refuses one all the same (exit 3), leaving the last good checkpoint.
+  if (const std::string bad = first_non_finite(params, optim.m(), optim.v()); !bad.empty()) {
+    const std::string previous = latest_checkpoint(dir);
+    throw RunError(cat("checkpoint ", path, " not written: ", bad, " holds a non-finite value; ",
+                       previous.empty() ? std::string("no earlier checkpoint exists")
+                                        : "the last good checkpoint is " + previous),
+                   kExitDiverged);
+  }
   try {
     fs::create_directories(dir);
     {
@@ -153,16 +163,40 @@ h5::File open_checkpoint(const std::string& path) {
   }
 }
 
-CheckpointState read_state(const h5::File& f) {
+// The header, every attribute checked: a checkpoint that says step -5 or sp 3 is corrupt (a
+// bit flip, a hand edit), and would otherwise reach the data schedule's arithmetic.
+CheckpointState read_state(const h5::File& f, const std::string& path) {
+  auto corrupt = [&](const std::string& what) {
+    return UserError(cat(path, ": corrupt checkpoint: ", what,
+                         " (ringtrain inspect shows its header; resume from an earlier checkpoint)"));
+  };
+  // 2^62: far beyond any run, and step x tokens_per_step arithmetic stays inside int64.
+  constexpr int64_t kMaxCount = int64_t(1) << 62;
+  auto count = [&](const std::string& object, const std::string& name, int64_t lo) {
+    const int64_t v = f.attr_int(object, name);
+    if (v < lo || v > kMaxCount)
+      throw corrupt(cat("attribute ", object == "/" ? "" : object + "/", name, " is ", v,
+                        "; expected ", lo, " to 2^62"));
+    return v;
+  };
   CheckpointState s;
-  s.step = f.attr_int("/", "step");
-  s.tokens_seen = f.attr_int("/", "tokens_seen");
-  s.dp = f.attr_int("/", "dp");
-  s.sp = f.attr_int("/", "sp");
+  s.step = count("/", "step", 0);
+  s.tokens_seen = count("/", "tokens_seen", 0);
+  s.dp = count("/", "dp", 1);
+  s.sp = count("/", "sp", 1);
+  if ((s.sp & (s.sp - 1)) != 0) throw corrupt(cat("attribute sp is ", s.sp, "; expected a power of two"));
   s.recipe_yaml = f.attr_string("/", "recipe");
   s.corpus_fingerprint = f.attr_string("/", "corpus_fingerprint");
-  s.seed = f.attr_int("/data", "seed");
+  s.seed = count("/data", "seed", 0);
   s.data_mode = f.attr_string("/data", "mode");
+  if (s.data_mode != "concat_chunk" && s.data_mode != "decomposed")
+    throw corrupt(cat("attribute /data/mode is '", s.data_mode, "'; expected concat_chunk or decomposed"));
+  const int64_t data_step = count("/data", "step", 0);
+  if (data_step != s.step)
+    throw corrupt(cat("the data cursor /data/step ", data_step, " differs from step ", s.step));
+  const std::vector<uint64_t> rng = f.read_all<uint64_t>("/rng", 1);
+  if (rng.size() != 1 || rng[0] != static_cast<uint64_t>(s.seed))
+    throw corrupt(cat("/rng does not hold the seed ", s.seed, " of /data"));
   return s;
 }
 
@@ -178,7 +212,7 @@ CheckpointState read_checkpoint_state(const std::string& path,
                                       std::vector<CheckpointParam>* params) {
   h5::File f = open_checkpoint(path);
   try {
-    CheckpointState s = read_state(f);
+    CheckpointState s = read_state(f, path);
     if (params) {
       params->clear();
       for (const std::string& name : f.children("/params"))
@@ -190,31 +224,78 @@ CheckpointState read_checkpoint_state(const std::string& path,
   }
 }
 
+namespace {
+
+// The first difference between the checkpoint's tensors and the model's, before anything is
+// read: a parameter the model needs that the file lacks, one of another shape, or one the model
+// does not have (a checkpoint of 8 layers resumed into a recipe of 4); with the optimizer, the
+// moments of every parameter too.
+void check_matches(const h5::File& f, const std::string& path, const ParameterSet& params,
+                   bool with_moments) {
+  const std::string advice = cat("; resume with the recipe the checkpoint was written with "
+                                 "(ringtrain inspect ", path, ")");
+  for (const Parameter& p : params.all()) {
+    const std::string name = "/params/" + p.name;
+    const std::vector<uint64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
+    if (!f.exists(name))
+      throw UserError(cat(path, ": has no parameter '", p.name, "' ", shape_str(want),
+                          " that the recipe's model needs", advice));
+    const h5::DatasetInfo info = f.info(name);
+    if (info.dims != want || info.type_class != H5T_FLOAT)
+      throw UserError(cat(path, ": parameter '", p.name, "' has shape ", shape_str(info.dims),
+                          info.type_class == H5T_FLOAT ? "" : " (not float)",
+                          ", the recipe's model expects ", shape_str(want), advice));
+    if (!with_moments) continue;
+    for (const char* moment : {"m", "v"}) {
+      const std::string m = cat("/optim/", p.name, "/", moment);
+      if (!f.exists(m))
+        throw UserError(cat(path, ": corrupt checkpoint: no AdamW moment ", m, " for parameter '",
+                            p.name, "'"));
+      const h5::DatasetInfo mi = f.info(m);
+      if (mi.dims != want || mi.type_class != H5T_FLOAT)
+        throw UserError(cat(path, ": corrupt checkpoint: AdamW moment ", m, " has shape ",
+                            shape_str(mi.dims), ", its parameter ", shape_str(want)));
+    }
+  }
+  for (const std::string& name : f.children("/params"))
+    if (params.find(name) < 0)
+      throw UserError(cat(path, ": holds parameter '", name, "' ", shape_str(f.info("/params/" + name).dims),
+                          " that the recipe's model does not have (the model has ", params.all().size(),
+                          " parameters, the checkpoint ", f.children("/params").size(), ")", advice));
+}
+
+// A checkpoint holds finite values only (the writer refuses others): a non-finite one is
+// named, with exit code 3.
+void check_finite(const std::string& path, const std::string& dataset, const Tensor& values) {
+  if (!ops::all_finite(values))
+    throw RunError(cat(path, ": ", dataset, " holds a non-finite value; a checkpoint must be "
+                       "finite (resume from an earlier one)"),
+                   kExitDiverged);
+}
+
+}  // namespace
+
 CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
                                 AdamWOptimizer* optim) {
   RT_CHECK(params.flat_values().device() == Device::CPU,
            "load_checkpoint reads into host parameters; move them to the GPU after loading");
   h5::File f = open_checkpoint(path);
   try {
-    CheckpointState s = read_state(f);
+    CheckpointState s = read_state(f, path);
+    check_matches(f, path, params, optim != nullptr);
     for (const Parameter& p : params.all()) {
       const std::string name = "/params/" + p.name;
-      if (!f.exists(name))
-        throw UserError(cat(path, ": has no parameter '", p.name,
-                            "' that the recipe's model needs; resume with the recipe the "
-                            "checkpoint was written with (ringtrain inspect ", path, ")"));
-      const h5::DatasetInfo info = f.info(name);
-      const std::vector<uint64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
-      if (info.dims != want)
-        throw UserError(cat(path, ": parameter '", p.name, "' has shape ", shape_str(info.dims),
-                            ", the recipe's model expects ", shape_str(want),
-                            "; resume with the recipe the checkpoint was written with "
-                            "(ringtrain inspect ", path, ")"));
       const int64_t n = p.shape.numel();
-      f.read_into<float>(name, params.flat_values().rows(p.offset, n).f32(), n);
+      const Tensor value = params.flat_values().rows(p.offset, n);
+      f.read_into<float>(name, value.f32(), n);
+      check_finite(path, name, value);
       if (optim) {
-        f.read_into<float>("/optim/" + p.name + "/m", optim->m().rows(p.offset, n).f32(), n);
-        f.read_into<float>("/optim/" + p.name + "/v", optim->v().rows(p.offset, n).f32(), n);
+        for (const auto& [moment, flat] : {std::pair{"m", optim->m()}, {"v", optim->v()}}) {
+          const std::string m = cat("/optim/", p.name, "/", moment);
+          const Tensor rows = flat.rows(p.offset, n);
+          f.read_into<float>(m, rows.f32(), n);
+          check_finite(path, m, rows);
+        }
       }
     }
     params.refresh_bf16_copy();  // a no-op unless the GEMMs' bf16 copy is kept

@@ -48,6 +48,19 @@ void AdamWOptimizer::update(ParameterSet& params, double lr, int64_t step) {
   params.refresh_bf16_copy();
 }
 
+std::string first_non_finite(const ParameterSet& params, const Tensor& m, const Tensor& v) {
+  const std::pair<const char*, Tensor> flats[] = {
+      {"parameter", params.flat_values()}, {"AdamW moment m of", m}, {"AdamW moment v of", v}};
+  for (const auto& [what, flat] : flats) {
+    if (ops::all_finite(flat)) continue;
+    for (const Parameter& p : params.all())
+      if (!ops::all_finite(flat.rows(p.offset, p.shape.numel())))
+        return cat(what, " '", p.name, "'");
+    return cat(what, " the parameters");  // not reached: the parameters tile the flat buffer
+  }
+  return "";
+}
+
 double grad_norm(const ParameterSet& params) {
   return std::sqrt(ops::sum_squares(params.flat_grads()));
 }

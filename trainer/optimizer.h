@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/tensor.h"
 #include "model/params.h"
@@ -31,6 +32,11 @@ class AdamWOptimizer {
   OptimSection optim_;
   Tensor m_, v_;
 };
+
+// "" when the parameters and both AdamW moments are all finite; else the first tensor that is
+// not, e.g. "parameter 'layers.0.attn.wq'" or "AdamW moment v of 'embed.weight'". One pass
+// over each flat buffer (ops::all_finite) when everything is finite.
+std::string first_non_finite(const ParameterSet& params, const Tensor& m, const Tensor& v);
 
 // sqrt(sum of squared gradients) over the flat gradient buffer (deterministic).
 double grad_norm(const ParameterSet& params);

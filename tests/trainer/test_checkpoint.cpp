@@ -140,6 +140,45 @@ TEST_F(CheckpointTest, ShapeMismatchIsAUserErrorNamingTheParameter) {
   }
 }
 
+TEST_F(CheckpointTest, TheWriterRefusesNonFiniteValues) {
+  Fixture a;
+  const std::string good = save_checkpoint(dir(), state(10), a.model->params(), *a.optim, 3);
+  EXPECT_EQ(first_non_finite(a.model->params(), a.optim->m(), a.optim->v()), "");
+  const Parameter& p = a.model->params().all()[2];
+  a.optim->v().f32()[p.offset + 1] = INFINITY;
+  EXPECT_EQ(first_non_finite(a.model->params(), a.optim->m(), a.optim->v()),
+            "AdamW moment v of '" + p.name + "'");
+  try {
+    save_checkpoint(dir(), state(20), a.model->params(), *a.optim, 3);
+    FAIL() << "a non-finite moment was written";
+  } catch (const RunError& e) {
+    EXPECT_EQ(e.exit_code, kExitDiverged);
+    EXPECT_NE(std::string(e.what()).find("the last good checkpoint is " + good), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir() + "/step-0000020.h5"));
+  EXPECT_FALSE(fs::exists(dir() + "/step-0000020.h5.tmp"));
+  EXPECT_EQ(latest_checkpoint(dir()), good);
+  a.optim->v().f32()[p.offset + 1] = 0.0f;
+  a.model->params().flat_values().f32()[0] = NAN;
+  EXPECT_EQ(first_non_finite(a.model->params(), a.optim->m(), a.optim->v()),
+            "parameter '" + a.model->params().all()[0].name + "'");
+}
+
+TEST_F(CheckpointTest, ExtraParametersAreRefused) {
+  Fixture a;
+  ModelConfig deeper = a.cfg;
+  deeper.pattern = "*-*-";
+  Model big(deeper);
+  AdamWOptimizer big_optim(big.params(), OptimSection{});
+  const std::string path = save_checkpoint(dir(), state(1), big.params(), big_optim, 3);
+  try {
+    load_checkpoint(path, a.model->params(), a.optim.get());
+    FAIL() << "a checkpoint of 4 layers loaded into a model of 2";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds parameter 'layers.2."), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(CheckpointTest, NotACheckpointIsAUserError) {
   fs::create_directories(dir());
   const std::string junk = dir() + "/junk.h5";
