@@ -81,7 +81,7 @@ std::string format_bytes(double bytes) {
   else if (bytes >= 1024.0 * 1024 * 1024)
     std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024.0 * 1024 * 1024));
   else
-    std::snprintf(buf, sizeof buf, "%.0f MiB", bytes / (1024.0 * 1024));
+    std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024));
   return buf;
 }
 

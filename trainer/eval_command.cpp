@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "data/memory.h"
 #include "data/synth.h"
 #include "kernels/arena.h"
 #include "kernels/check.h"
@@ -100,7 +101,16 @@ int run_eval(const EvalOptions& opt) {
 
   const CheckpointState state = read_checkpoint_state(opt.checkpoint);
   const Recipe recipe = parse_recipe(state.recipe_yaml, opt.checkpoint + " (its recipe)");
-  Model model(recipe.model);
+  // The model's size comes from the checkpoint's recipe: checked against the memory here
+  // before it is allocated (values and gradients, f32).
+  Model model(recipe.model, /*allocate=*/false);
+  const double bytes = 8.0 * static_cast<double>(model.params().numel());
+  const MemoryAvailable available = host_memory_available();
+  if (bytes > static_cast<double>(available.bytes))
+    throw UserError(cat(opt.checkpoint, ": its model needs ", format_bytes(bytes), ", more than the ",
+                        format_bytes(static_cast<double>(available.bytes)), " available (",
+                        available.source, ")"));
+  model.params().allocate();
   load_checkpoint(opt.checkpoint, model.params(), nullptr);
   Arena arena;
 

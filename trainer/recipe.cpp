@@ -56,6 +56,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(run, seed),
       RT_KEY(run, device),
       RT_KEY(run, precision),
+      RT_KEY(run, memory_check),
       RT_KEY(model, pattern),
       RT_KEY(model, vocab_size),
       RT_KEY(model, d_model),
@@ -715,6 +716,9 @@ void check_relations(const Validator& v, const Recipe& r) {
             cat(micro, " is not a multiple of data.seq_len ", seq_len,
                 "; expected a whole number of sequences, or 0"));
 
+  // tokens_seen and the data schedule's step x sequences arithmetic stay inside int64.
+  v.require(static_cast<double>(r.train.steps) * static_cast<double>(tokens) < 0x1p62, "train.steps",
+            cat(r.train.steps, " steps of ", tokens, " tokens exceed 2^62 tokens; expected fewer steps"));
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
                 "; expected at most train.steps"));

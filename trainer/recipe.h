@@ -4,7 +4,7 @@
 // would be valid (e.g. "recipe.yaml: optim.lr: -0.001 is negative; expected a value > 0").
 //
 // Sections and keys (defaults in the struct initialisers below):
-//   run:        name, out_dir, seed, device, precision
+//   run:        name, out_dir, seed, device, precision, memory_check
 //   model:      see model/config.h
 //   data:       corpus, val_corpus, mode, seq_len, curriculum, curriculum_odds, cycles
 //   parallel:   sp, timeout_s, gpu_comm
@@ -34,6 +34,9 @@ struct RunSection {
   // f32 | bf16: the linear layers' GEMMs on a bf16 copy of the weights with f32 accumulation
   // (DESIGN §2); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
   std::string precision = "auto";
+  // Refuse a run whose memory plan (parameters, optimizer state, activations per rank) exceeds
+  // the memory available; false tries anyway (for those who know the estimate is pessimistic).
+  bool memory_check = true;
 };
 
 struct DataSection {

@@ -12,9 +12,14 @@
 #include <set>
 #include <thread>
 
+#if RINGTRAIN_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include "data/corpus.h"
 #include "data/decompose.h"
 #include "data/loader.h"
+#include "data/memory.h"
 #include "kernels/arena.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -91,8 +96,68 @@ CheckpointFaultHook fault_hook_for(int64_t step) {
   };
 }
 
+// What one rank holds: f32 parameters, gradients, AdamW m and v, under bf16 the weights' bf16
+// copy; and the arena of activations (the largest micro-batch, the dry run's estimate).
+struct MemoryPlan {
+  double state_bytes = 0;
+  double activation_bytes = 0;
+  double total() const { return state_bytes + activation_bytes; }
+};
+
+MemoryPlan memory_plan(const Recipe& r, const Model& model, StepBatcher& batcher,
+                       StepBatcher* val_batcher) {
+  const double bytes_per_param = 4.0 * 4 + (r.run.precision == "bf16" ? 2.0 : 0.0);
+  MemoryPlan plan;
+  plan.state_bytes = bytes_per_param * static_cast<double>(model.params().numel());
+  plan.activation_bytes = static_cast<double>(batcher.max_activation_bytes(model, r.train.recompute));
+  if (val_batcher)
+    plan.activation_bytes = std::max(plan.activation_bytes,
+                                     static_cast<double>(val_batcher->max_activation_bytes(model, false)));
+  return plan;
+}
+
+// The plan against what this rank can have: the host's available memory (MemAvailable or the
+// cgroup's limit) shared by the ranks of this node, and on a GPU its free memory. Refused
+// before anything is allocated (a UserError), unless run.memory_check is false; a dry run
+// (no GPU opened) only says it.
+std::string check_memory(const Recipe& r, const MemoryPlan& plan, Device device, int gpu,
+                         bool dry_run) {
+  const int ranks_here = std::max(1, local_placement().local_size);
+  const MemoryAvailable host = host_memory_available();
+  const double host_share = static_cast<double>(host.bytes) / ranks_here;
+  // On a GPU the host holds the initial values and moments before they move.
+  const double host_need = device == Device::CUDA ? plan.state_bytes : plan.total();
+  std::string where = cat(format_bytes(host_share), " of host memory per rank (", host.source,
+                          ranks_here > 1 ? cat(", shared by ", ranks_here, " ranks") : std::string(), ")");
+  std::string problem;
+  if (host_need > host_share)
+    problem = cat(device == Device::CUDA ? cat("its initial state takes ", format_bytes(host_need), ", ") : "",
+                  "more than the ", where);
+#if RINGTRAIN_HAVE_CUDA
+  if (device == Device::CUDA && gpu >= 0 && problem.empty()) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      where = cat(format_bytes(static_cast<double>(free_bytes)), " free on GPU ", gpu);
+      if (plan.total() > static_cast<double>(free_bytes)) problem = cat("more than the ", where);
+    }
+  }
+#endif
+  if (device == Device::CUDA && gpu < 0) where += "; GPU memory is checked when the run starts";
+  const std::string need = cat("~", format_bytes(plan.total()), " per rank (parameters, gradients and AdamW state ",
+                               format_bytes(plan.state_bytes), " + activations ",
+                               format_bytes(plan.activation_bytes), ")");
+  if (problem.empty()) return cat("memory check: ", need, " within ", where);
+  const std::string message = cat(r.origin, ": the plan needs ", need, ", ", problem,
+                                  "; expected a smaller model (model.d_model, model.pattern), fewer tokens "
+                                  "per micro-batch (train.micro_tokens, data.seq_len, train.recompute: true), "
+                                  "more ranks (parallel.sp), or run.memory_check: false to try anyway");
+  if (dry_run || !r.run.memory_check) return cat("warning: ", message);
+  throw UserError(message);
+}
+
 void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Model& model,
-                  const CorpusInfo& corpus, const BatchSource& source, StepBatcher& batcher) {
+                  const CorpusInfo& corpus, const BatchSource& source, StepBatcher& batcher,
+                  const MemoryPlan& plan) {
   std::printf("# resolved recipe (%s)\n%s", r.origin.c_str(), recipe_to_yaml(r).c_str());
   std::string device = cat(threads, " CPU thread", threads == 1 ? "" : "s", " per rank");
   if (r.run.device == "cuda")
@@ -116,12 +181,9 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
     std::printf("  sequences of %lld: %lld per step, micro-batches of %lld per dp group\n",
                 static_cast<long long>(len), static_cast<long long>(r.train.tokens_per_step / len),
                 static_cast<long long>(batcher.micro_seqs(len)));
-  // f32 params, grads, m, v, and under bf16 the weights' bf16 copy
-  const double bytes_per_param = 4.0 * 4 + (r.run.precision == "bf16" ? 2.0 : 0.0);
-  const double state_mib = bytes_per_param * model.params().numel() / (1 << 20);
   std::printf("memory per rank: activations ~%.1f MiB (arena estimate, the largest micro-batch, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
-              batcher.max_activation_bytes(model, r.train.recompute) / 1048576.0,
-              r.train.recompute ? "on" : "off", state_mib);
+              plan.activation_bytes / 1048576.0, r.train.recompute ? "on" : "off",
+              plan.state_bytes / 1048576.0);
   std::fflush(stdout);
 }
 
@@ -258,7 +320,12 @@ int run_train(const TrainOptions& opt) {
 
   Model model(recipe.model, /*allocate=*/false);
   if (recipe.run.precision == "bf16") model.params().keep_bf16_copy();  // before the estimate
-  if (root) print_header(recipe, grid, threads, gpu, model, corpus.info(), *source, *batcher);
+  const MemoryPlan plan = memory_plan(recipe, model, *batcher, val_batcher.get());
+  if (root) print_header(recipe, grid, threads, gpu, model, corpus.info(), *source, *batcher, plan);
+  // Before anything of the model is allocated: a recipe this machine cannot hold is refused.
+  std::string memory_note;
+  on_every_rank(world, [&] { memory_note = check_memory(recipe, plan, device, gpu, opt.dry_run); });
+  if (root) std::printf("%s\n", memory_note.c_str());
   if (opt.dry_run) {
     if (root) std::printf("dry run: recipe, corpus and layout are valid; nothing was trained\n");
     return 0;
@@ -333,9 +400,7 @@ int run_train(const TrainOptions& opt) {
 
   Watchdog::install_signal_handlers();
   // One block of the estimated size from the start: no regrowth (and fresh page faults) later.
-  int64_t arena_bytes = batcher->max_activation_bytes(model, recipe.train.recompute);
-  if (val_batcher) arena_bytes = std::max(arena_bytes, val_batcher->max_activation_bytes(model, false));
-  Arena arena(device, static_cast<size_t>(arena_bytes));
+  Arena arena(device, static_cast<size_t>(plan.activation_bytes));
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = state.step;
   std::string last_checkpoint = opt.resume ? "(the one resumed from)" : "(none yet)";
@@ -396,6 +461,18 @@ int run_train(const TrainOptions& opt) {
     clip_grad_norm(params, norm, recipe.optim.grad_clip);
     const double lr = learning_rate(recipe.optim, recipe.schedule, recipe.train.steps, step);
     optim.update(params, lr, step);
+    // The update itself can overflow (a huge lr) or carry a non-finite moment forward: checked
+    // here, before the state can reach a checkpoint or the next step (the same values on
+    // every rank; agreed all the same, so that no rank waits for one that stopped).
+    on_every_rank(world, [&] {
+      const std::string bad = first_non_finite(params, optim.m(), optim.v());
+      if (!bad.empty())
+        throw RunError(cat("step ", step + 1, ": after the update (lr ", lr, ") ", bad,
+                           " holds a non-finite value; stopped before a checkpoint could hold it. "
+                           "Last checkpoint: ", last_checkpoint, ". Try a lower optim.lr or "
+                           "optim.grad_clip"),
+                       kExitDiverged);
+    });
     state.step = step + 1;
     state.tokens_seen += recipe.train.tokens_per_step;
 

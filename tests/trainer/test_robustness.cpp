@@ -35,6 +35,107 @@ class Robustness : public ::testing::Test {
   fs::path dir_;
 };
 
+// A corpus, a recipe of `pattern`, and a run of it that leaves a checkpoint after step 2.
+class TrainRobustness : public Robustness {
+ protected:
+  void SetUp() override {
+    Robustness::SetUp();
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "the quick brown fox " + std::to_string(i % 17) + " jumps.\n";
+    const testing::Outcome imported = run_ringtrain({"data", "import", "--out", path("c.h5"), write("t.txt", text)});
+    ASSERT_EQ(imported.code, 0) << imported.err;
+    write("r.yaml", "run: {name: r, out_dir: " + path("run") + "}\n"
+                    "model: {pattern: \"*-*-*-*-\", d_model: 32, heads: 2}\n"
+                    "data: {corpus: " + path("c.h5") + ", seq_len: 32}\n"
+                    "train: {steps: 4, tokens_per_step: 256}\n"
+                    "log: {peak_gflops: 100}\n");
+  }
+  testing::Outcome train(std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train", path("r.yaml")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_ringtrain(args);
+  }
+  std::string checkpoint_after_two() {
+    const testing::Outcome o = train({"--stop-at=2"});
+    EXPECT_EQ(o.code, 0) << o.err;
+    return path("run/checkpoints/step-0000002.h5");
+  }
+};
+
+TEST_F(TrainRobustness, ACheckpointOfAnotherModelIsRefused) {
+  checkpoint_after_two();
+  // 8 layers into 4: the first tensor the recipe's model lacks, with its shape.
+  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.pattern=*-"}), 2,
+                        "holds parameter 'layers.2.attn.wk' [32, 32] that the recipe's model does not have");
+  // 8 layers where 10 are needed: the first missing one.
+  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.pattern=*-*-*-*-*-"}), 2,
+                        "has no parameter 'layers.8.norm.weight' [32] that the recipe's model needs");
+  // Another width: both shapes.
+  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.d_model=48", "--set", "model.heads=3"}), 2,
+                        "parameter 'embed.weight' has shape [258, 32], the recipe's model expects [258, 48]");
+  // The same model resumes.
+  EXPECT_EQ(train({"--resume"}).code, 0);
+}
+
+TEST_F(TrainRobustness, CorruptCheckpointAttributesAreRefused) {
+  const std::string ckpt = checkpoint_after_two();
+  const std::string copy = path("bad.h5");
+  auto with = [&](const std::string& object, const std::string& name, auto value) {
+    fs::copy_file(ckpt, copy, fs::copy_options::overwrite_existing);
+    h5::File f = h5::File::open_write(copy);
+    f.set_attr(object, name, value);
+    f.close();
+    return train({"--resume=" + copy});
+  };
+  EXPECT_ONE_LINE_ERROR(with("/", "step", int64_t(-5)), 2, "corrupt checkpoint: attribute step is -5; expected 0 to 2^62");
+  EXPECT_ONE_LINE_ERROR(with("/", "tokens_seen", int64_t(-1)), 2, "attribute tokens_seen is -1");
+  EXPECT_ONE_LINE_ERROR(with("/", "sp", int64_t(3)), 2, "attribute sp is 3; expected a power of two");
+  EXPECT_ONE_LINE_ERROR(with("/", "dp", int64_t(0)), 2, "attribute dp is 0");
+  EXPECT_ONE_LINE_ERROR(with("/data", "mode", std::string("shuffled")), 2, "attribute /data/mode is 'shuffled'");
+  EXPECT_ONE_LINE_ERROR(with("/data", "step", int64_t(7)), 2, "the data cursor /data/step 7 differs from step 2");
+  EXPECT_ONE_LINE_ERROR(with("/", "step", std::string("two")), 2, "attribute step is not an integer");
+  EXPECT_ONE_LINE_ERROR(run_ringtrain({"inspect", copy}), 2, "attribute step is not an integer");
+}
+
+TEST_F(TrainRobustness, AModelThatDoesNotFitIsRefusedBeforeAllocating) {
+  const testing::Outcome o = train({"--set", "model.d_model=10000000", "--set", "model.heads=1"});
+  EXPECT_ONE_LINE_ERROR(o, 2, "r.yaml: the plan needs ~");
+  EXPECT_NE(o.err.find("(parameters, gradients and AdamW state "), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("of host memory per rank"), std::string::npos) << o.err;
+  // The dry run says so and succeeds (a plan for another machine).
+  const testing::Outcome dry = train({"--set", "model.d_model=10000000", "--set", "model.heads=1", "--dry-run"});
+  EXPECT_EQ(dry.code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("warning: " + path("r.yaml") + ": the plan needs"), std::string::npos) << dry.out;
+  EXPECT_NE(train({"--dry-run"}).out.find("memory check: ~"), std::string::npos);
+}
+
+TEST_F(TrainRobustness, AnUpdateThatOverflowsStopsBeforeAnyCheckpoint) {
+  // lr 1e39 is infinite in f32: the loss and gradients of step 1 are finite, its update is not.
+  const testing::Outcome o = train({"--set", "optim.lr=1e39", "--set", "checkpoint.every=1"});
+  EXPECT_ONE_LINE_ERROR(o, 3, "step 1: after the update (lr 1e+39) parameter 'embed.weight' holds a non-finite value");
+  EXPECT_FALSE(fs::exists(path("run/checkpoints")));
+}
+
+TEST_F(TrainRobustness, ANonFiniteMomentInACheckpointIsNeverCarriedOn) {
+  const std::string ckpt = checkpoint_after_two();
+  {
+    h5::File f = h5::File::open_write(ckpt);
+    const std::string m = "/optim/layers.1.mlp.w_down/m";
+    std::vector<float> values = f.read_all<float>(m);
+    values[5] = std::nanf("");
+    f.remove(m);
+    f.write(m, values.data(), f.info("/params/layers.1.mlp.w_down").dims);
+  }
+  const testing::Outcome o = train({"--resume"});
+  EXPECT_ONE_LINE_ERROR(o, 3, "step-0000002.h5: /optim/layers.1.mlp.w_down/m holds a non-finite value");
+  // Nothing was written after it: latest still names step 2, no step 3 or 4.
+  std::ifstream latest(path("run/checkpoints/latest"));
+  std::string name;
+  std::getline(latest, name);
+  EXPECT_EQ(name, "step-0000002.h5");
+  EXPECT_FALSE(fs::exists(path("run/checkpoints/step-0000003.h5")));
+}
+
 TEST_F(Robustness, JsonlNestedAMillionLevelsIsOneLine) {
   const std::string deep = write("deep.jsonl", "{\"text\": \"ok\"}\n{\"a\": " + std::string(1000000, '[') + "\n");
   EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "import", "--out", path("c.h5"), deep}), 2,
