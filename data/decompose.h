@@ -34,7 +34,10 @@ Buckets decompose_documents(const std::vector<uint64_t>& doc_offsets, int min_lo
 // Stores the buckets in the corpus file (replacing earlier ones); reads them back. Reading a
 // corpus without buckets is a UserError that says how to make them.
 void write_buckets(const std::string& corpus_path, const Buckets& buckets);
-Buckets read_buckets(const std::string& corpus_path, const std::string& key);
+// Reading checks the buckets against the corpus of num_tokens tokens: every sequence inside
+// it, at least one sequence in all, extents no larger than the tokens allow (a UserError
+// naming `key`, the file and the dataset otherwise).
+Buckets read_buckets(const std::string& corpus_path, const std::string& key, int64_t num_tokens);
 
 // The table `ringtrain data decompose` prints: per bucket its sequences, tokens and share,
 // and the tokens dropped.

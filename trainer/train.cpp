@@ -204,7 +204,7 @@ std::unique_ptr<BatchSource> concat_chunk_source(const Recipe& r, const Corpus& 
 std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) {
   const uint64_t seed = static_cast<uint64_t>(r.run.seed);
   if (r.data.mode == "concat_chunk") return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
-  Buckets buckets = read_buckets(corpus.info().path, "data.corpus");
+  Buckets buckets = read_buckets(corpus.info().path, "data.corpus", corpus.info().num_tokens);
   for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
     if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
       throw UserError(cat(r.origin, ": train.tokens_per_step: ", r.train.tokens_per_step,

@@ -264,5 +264,62 @@ TEST(Synth, MqarAnswersAreTheRecalledValues) {
   }
 }
 
+
+// Buckets are checked against the corpus when read: every sequence inside the tokens, at least
+// one sequence, counts that add up; each problem one line naming the file and the dataset.
+TEST(Decompose, ReadBucketsRefusesBucketsThatDoNotFitTheCorpus) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("ringtrain-buckets-" + std::to_string(::getpid()) + ".h5")).string();
+  SynthSpec spec;
+  spec.documents = 20;
+  spec.min_len = 200;
+  spec.max_len = 600;
+  synth_corpus(spec, path);
+  int64_t N = 0;
+  Buckets good;
+  {
+    const Corpus corpus = Corpus::open(path, "data.corpus");  // closed before the writes
+    N = corpus.info().num_tokens;
+    good = decompose_documents(corpus.doc_offsets(), 6, 9);
+  }
+  auto message = [&](const Buckets& b) {
+    write_buckets(path, b);
+    try {
+      read_buckets(path, "data.corpus", N);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("<no UserError>");
+  };
+  write_buckets(path, good);
+  EXPECT_EQ(read_buckets(path, "data.corpus", N).sizes(), good.sizes());
+
+  Buckets beyond = good;
+  beyond.starts[1][0] = static_cast<uint64_t>(N) - 10;  // 2^7 + 1 tokens from there run past the end
+  std::string msg = message(beyond);
+  EXPECT_NE(msg.find("data.corpus: " + path + ": /buckets/7/starts[0] = " + std::to_string(N - 10) +
+                     " starts a sequence of 129 tokens beyond the corpus's " + std::to_string(N) + " tokens"),
+            std::string::npos) << msg;
+  beyond.starts[1][0] = UINT64_MAX;  // no overflow in the check
+  EXPECT_NE(message(beyond).find("/buckets/7/starts[0] = 18446744073709551615"), std::string::npos);
+
+  Buckets empty = good;
+  for (auto& s : empty.starts) s.clear();
+  msg = message(empty);
+  EXPECT_NE(msg.find("every bucket 2^6..2^9 is empty"), std::string::npos) << msg;
+
+  Buckets crowded = good;
+  crowded.starts[3].assign(static_cast<size_t>(N), 0);  // more sequences of 2^9 than N tokens hold
+  msg = message(crowded);
+  EXPECT_NE(msg.find("/buckets/9/starts holds " + std::to_string(N) + " sequences of 2^9 + 1 tokens"),
+            std::string::npos) << msg;
+
+  Buckets counts = good;
+  counts.dropped_pairs = -3;
+  EXPECT_NE(message(counts).find("/buckets counts -3 dropped"), std::string::npos);
+  for (const Buckets* b : {&beyond, &empty, &crowded}) EXPECT_EQ(message(*b).find('\n'), std::string::npos);
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace rt

@@ -136,6 +136,26 @@ TEST_F(TrainRobustness, ANonFiniteMomentInACheckpointIsNeverCarriedOn) {
   EXPECT_FALSE(fs::exists(path("run/checkpoints/step-0000003.h5")));
 }
 
+TEST_F(TrainRobustness, EmptyOrOutOfRangeBucketsAreACorpusError) {
+  // Documents of 30 tokens (29 pairs) and buckets from 2^5 up: every bucket is empty.
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "{\"text\": \"short document number " + std::to_string(100 + i) + "\"}\n";
+  ASSERT_EQ(run_ringtrain({"data", "import", "--out", path("short.h5"), write("s.jsonl", text)}).code, 0);
+  const testing::Outcome decomposed = run_ringtrain({"data", "decompose", path("short.h5"), "--min-len", "32", "--max-len", "64"});
+  ASSERT_EQ(decomposed.code, 0) << decomposed.err;
+  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
+                        "data.corpus: " + path("short.h5") + ": every bucket 2^5..2^6 is empty");
+  // A start beyond the tokens (a corrupt or foreign index).
+  {
+    h5::File f = h5::File::open_write(path("short.h5"));
+    f.remove("/buckets/5/starts");
+    const std::vector<uint64_t> starts = {1000000};
+    f.write_vector("/buckets/5/starts", starts);
+  }
+  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
+                        "/buckets/5/starts[0] = 1000000 starts a sequence of 33 tokens beyond the corpus's");
+}
+
 TEST_F(Robustness, JsonlNestedAMillionLevelsIsOneLine) {
   const std::string deep = write("deep.jsonl", "{\"text\": \"ok\"}\n{\"a\": " + std::string(1000000, '[') + "\n");
   EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "import", "--out", path("c.h5"), deep}), 2,
