@@ -100,7 +100,8 @@ Corpus Corpus::open(const std::string& path, const std::string& key) {
       throw bad(cat("/doc_offsets declares ", offsets.dims[0] - 1, " documents for ",
                     info.num_tokens, " tokens; expected at most one document per token"));
     info.num_docs = static_cast<int64_t>(offsets.dims[0]) - 1;
-    const std::vector<uint64_t> off = f.read_all<uint64_t>("/doc_offsets");
+    const std::vector<uint64_t> off =
+        f.read_all<uint64_t>("/doc_offsets", static_cast<uint64_t>(info.num_tokens) + 1);
     if (off.front() != 0 || off.back() != static_cast<uint64_t>(info.num_tokens))
       throw bad(cat("/doc_offsets must run from 0 to the token count ", info.num_tokens,
                     ", it runs from ", off.front(), " to ", off.back()));

@@ -134,9 +134,10 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.questions < 1 || spec.questions > 64)
     throw UserError(cat("data synth: --questions ", spec.questions, "; expected 1 to 64"));
   if (spec.documents < 1) throw UserError(cat("data synth: --docs ", spec.documents, "; expected at least 1"));
-  if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len)
+  // A document is built in memory: 2^36 tokens (a few hundred GiB of text) is beyond any use.
+  if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len || spec.max_len > (int64_t(1) << 36))
     throw UserError(cat("data synth: lengths ", spec.min_len, "..", spec.max_len, "; expected ",
-                        kSynthMinLength, " <= --min-len <= --max-len"));
+                        kSynthMinLength, " <= --min-len <= --max-len <= 2^36"));
   if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" && spec.length_dist != "fixed" &&
       spec.length_dist != "pow2")
     throw UserError(cat("data synth: --length-dist '", spec.length_dist,

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include "data/memory.h"
 #include "data/synth.h"
@@ -19,7 +20,7 @@ int64_t parse_length(const std::string& text, const std::string& what) {
   int64_t scale = 1;
   if (end && (*end == 'k' || *end == 'K')) scale = 1024, ++end;
   else if (end && (*end == 'm' || *end == 'M')) scale = 1 << 20, ++end;
-  if (end == text.c_str() || *end != '\0' || n <= 0)
+  if (end == text.c_str() || *end != '\0' || n <= 0 || n > std::numeric_limits<int64_t>::max() / scale)
     throw UserError(cat(what, ": '", text, "' is not a length; expected e.g. 1k, 4096 or 1m"));
   return n * scale;
 }

@@ -156,6 +156,66 @@ TEST_F(TrainRobustness, EmptyOrOutOfRangeBucketsAreACorpusError) {
                         "/buckets/5/starts[0] = 1000000 starts a sequence of 33 tokens beyond the corpus's");
 }
 
+// Grows a chunked dataset's extent to `extent` without writing: the file stays small and
+// claims 2^60 values (what a corrupt or hostile file can do).
+void lie_about_extent(const std::string& file, const std::string& dataset, hsize_t extent) {
+  const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t d = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  EXPECT_GE(H5Dset_extent(d, &extent), 0);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+// A chunked, unlimited 1-d dataset (as data import writes /tokens).
+void write_chunked(const std::string& file, const std::string& dataset, const std::vector<uint64_t>& values) {
+  h5::File f = h5::File::open_write(file);
+  f.remove(dataset);
+  f.create_appendable<uint64_t>(dataset, 16);
+  f.append(dataset, values.data(), values.size());
+}
+
+TEST_F(TrainRobustness, AFileThatLiesAboutItsSizesIsRefusedBeforeAllocating) {
+  // /doc_offsets claiming 2^60 entries: it was read whole (2^63 bytes).
+  fs::copy_file(path("c.h5"), path("offsets.h5"));
+  {
+    const std::vector<uint64_t> offsets = h5::File::open_read(path("c.h5")).read_all<uint64_t>("/doc_offsets");
+    write_chunked(path("offsets.h5"), "/doc_offsets", offsets);
+  }
+  lie_about_extent(path("offsets.h5"), "/doc_offsets", hsize_t(1) << 60);
+  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("offsets.h5")}), 2,
+                        "/doc_offsets declares 1152921504606846975 documents for");
+  // /tokens claiming 2^60 tokens (and offsets that agree): the tokens are not in the file.
+  fs::copy_file(path("c.h5"), path("tokens.h5"));
+  write_chunked(path("tokens.h5"), "/doc_offsets", {0, uint64_t(1) << 60});
+  lie_about_extent(path("tokens.h5"), "/tokens", hsize_t(1) << 60);
+  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("tokens.h5")}), 2,
+                        "/tokens declares 1152921504606846976 values (");
+  EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "decompose", path("tokens.h5"), "--min-len", "32", "--max-len", "64"}), 2,
+                        "but the file stores");
+  // An op input of 2^30 x 8 floats.
+  {
+    h5::File f = h5::File::create(path("op.h5"));
+    hsize_t dims[2] = {16, 8}, max[2] = {H5S_UNLIMITED, 8}, chunk[2] = {16, 8};
+    const hid_t space = H5Screate_simple(2, dims, max), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    f.close();
+    const hid_t fid = H5Fopen(path("op.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t d = H5Dcreate2(fid, "x", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    std::vector<float> zeros(16 * 8, 0.0f);
+    H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data());
+    hsize_t huge[2] = {hsize_t(1) << 30, 8};
+    H5Dset_extent(d, huge);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Fclose(fid);
+  }
+  EXPECT_ONE_LINE_ERROR(run_ringtrain({"op", "mlp", "--in", path("op.h5"), "--out", path("o.h5")}), 2,
+                        "/x declares 8589934592 values");
+}
+
 TEST_F(Robustness, JsonlNestedAMillionLevelsIsOneLine) {
   const std::string deep = write("deep.jsonl", "{\"text\": \"ok\"}\n{\"a\": " + std::string(1000000, '[') + "\n");
   EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "import", "--out", path("c.h5"), deep}), 2,
