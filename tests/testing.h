@@ -21,6 +21,11 @@ ref::Vec random_vec(size_t n, uint64_t seed, double stddev = 1.0);
 ref::Vec to_vec(const Tensor& t);
 Tensor from_vec(const ref::Vec& v, Shape shape);
 
+// The sums over t the layers make of the recurrence's gate gradient dg [T, width]: per head (or
+// head and channel) sum_t dg_t * g_t (weighted: Mamba-2's A_log, g = -exp(A_log) dt) or sum_t
+// dg_t (every bias behind the decay: dt_bias, GLA's gate bias).
+ref::Vec decay_sums(const ref::Vec& dg, const ref::Vec& g, int64_t T, bool weighted);
+
 // sqrt(mean((got - want)^2)) / sqrt(mean(want^2))
 double rel_rms_error(const ref::Vec& got, const ref::Vec& want);
 double rel_rms_error(const Tensor& got, const ref::Vec& want);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/block_sums.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/fast_math.h"
 
@@ -85,19 +86,17 @@ void logsigmoid_forward(float* out, const float* x, const float* bias, float sca
 // d/dx logsigmoid(x) = sigmoid(-x). dbias accumulates over rows in fixed blocks (deterministic).
 void logsigmoid_backward(float* dx, float* dbias, const float* dout, const float* x,
                          const float* bias, float scale, int64_t T, int64_t C) {
-  constexpr int64_t kRows = 256;
-  const int64_t blocks = (T + kRows - 1) / kRows;
+  const int64_t blocks = row_blocks(T);
   std::vector<float> partial(static_cast<size_t>(blocks * C), 0.0f);
 #pragma omp parallel for schedule(static) if (T * C > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t t = b * kRows; t < std::min(T, (b + 1) * kRows); ++t)
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t)
       for (int64_t c = 0; c < C; ++c) {
         const float d = dout[t * C + c] * scale * fast_sigmoid(-(x[t * C + c] + bias[c]));
         dx[t * C + c] = d;
         partial[b * C + c] += d;
       }
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t c = 0; c < C; ++c) dbias[c] += partial[b * C + c];
+  add_block_partials(dbias, partial.data(), blocks, C);
 }
 
 }  // namespace rt::cpu

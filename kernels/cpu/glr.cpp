@@ -15,7 +15,13 @@
 // chunk): dv, dq, dk of the chunk follow from dS, dO and S_prev (saved by the forward), and
 // dS_prev = e^gamma * dS + scale (Q * e^b)^T dO. The gate gradient needs no pass of its own:
 //   dg_t = sum_{t' >= t} (q_t' * dq_t' - k_t' * dk_t') + sum_v S_final * dS_final
-// with this head's dq and dk (the last term at every position; summed over dk for a scalar g).
+// with this head's dq and dk (summed over dk for a scalar g). That suffix sum over the whole
+// sequence would add the rounding of every later term, an error growing with T (1e-2 of
+// Mamba-2's A_log gradient at 128K), so each chunk restarts it from its own end e:
+//   dg_t = sum_{e >= t' >= t} (q_t' * dq_t' - k_t' * dk_t') + sum_v S_e * dS_e
+// (S_e the state after the chunk, saved by the forward, dS_e its gradient from later tokens;
+// the two agree exactly: scaling row i of S_e by l, and k_t'[i] by l, q_t'[i] by 1/l after e,
+// changes the loss only through S_final). Its error is that of one chunk, whatever T is.
 //
 // Heads run in parallel. Query/key groups (Hg < H, Mamba-2's ngroups) share q and k between
 // heads: their gradients are summed over the group, in per-thread buffers added in thread order.
@@ -251,6 +257,16 @@ void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* dout,
 
 int64_t state_size(const GlrDims& d) { return d.dk * d.dv; }
 
+// suffix = sum_v S * dS (per channel; summed over channels too for a scalar decay), in double.
+void anchor_gate_gradient(const GlrDims& d, const float* S, const float* dS, double* suffix) {
+  std::fill(suffix, suffix + (d.vector_decay ? d.dk : 1), 0.0);
+  for (int64_t i = 0; i < d.dk; ++i) {
+    double acc = 0.0;
+    for (int64_t j = 0; j < d.dv; ++j) acc += static_cast<double>(S[i * d.dv + j]) * dS[i * d.dv + j];
+    suffix[d.vector_decay ? i : 0] += acc;
+  }
+}
+
 }  // namespace
 
 void glr_forward(float* o, float* h_final, float* states, const float* q, const float* k,
@@ -302,7 +318,7 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
       std::fill(dq_out, dq_out + 2 * qk_size, 0.0f);
     }
     std::vector<float> dS(SS), dq_c(d.chunk * K), dk_c(d.chunk * K);
-    // The gate gradient is a running sum over the whole sequence: kept in double.
+    // The gate gradient's running sum within a chunk, in double.
     std::vector<double> suffix(d.vector_decay ? K : 1);
 
 #pragma omp for schedule(static)
@@ -311,15 +327,11 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
       const int64_t hg = h / (d.H / d.Hg), nc = hc.chunks();
       if (dh_final) std::memcpy(dS.data(), dh_final + h * SS, SS * sizeof(float));
       else std::fill(dS.begin(), dS.end(), 0.0f);
-      // The final-state term of dg: sum_v S_final * dS_final, at every position.
-      std::fill(suffix.begin(), suffix.end(), 0.0f);
-      const float* s_final = states + (nc * d.H + h) * SS;
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = 0; j < d.dv; ++j)
-          suffix[d.vector_decay ? i : 0] += static_cast<double>(s_final[i * d.dv + j]) * dS[i * d.dv + j];
-
       for (int64_t c = nc - 1; c >= 0; --c) {
         const int64_t n = hc.rows(c), c0 = hc.start(c);
+        // dg's anchor at the chunk's end: sum_v S_next * dS_next, which equals the suffix sum
+        // over all later tokens (plus the final-state term) but is computed directly.
+        anchor_gate_gradient(d, states + ((c + 1) * d.H + h) * SS, dS.data(), suffix.data());
         const float* s_prev = states + (c * d.H + h) * SS;
         const float* do_c = hc.v_rows(dout, c);
         const float* v_c = hc.v_rows(v, c);
@@ -393,13 +405,14 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
     HeadChunks hc(d, h);
     float* S = s_loc + h * SS;
     std::fill(S, S + SS, 0.0f);
-    float* total = gamma + h * GW;
-    std::fill(total, total + GW, 0.0f);
+    // The total decay over the whole piece, in double: units of 128K tokens sum 128K terms.
+    std::vector<double> total(GW, 0.0);
     for (int64_t c = 0; c < hc.chunks(); ++c) {
       hc.load(c, nullptr, k, g);
       advance_state(hc, d, v, c, S);
-      for (int64_t i = 0; i < GW; ++i) total[i] += static_cast<float>(hc.gamma(i));
+      for (int64_t i = 0; i < GW; ++i) total[i] += hc.gamma(i);
     }
+    for (int64_t i = 0; i < GW; ++i) gamma[h * GW + i] = static_cast<float>(total[i]);
   }
 }
 

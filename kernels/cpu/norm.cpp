@@ -6,14 +6,12 @@
 #include <vector>
 
 #include "kernels/bf16.h"
+#include "kernels/cpu/block_sums.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace rt::cpu {
 
 namespace {
-// dweight is summed over rows in fixed blocks of this many rows, then over blocks in order:
-// deterministic whatever the thread count.
-constexpr int64_t kRowBlock = 256;
 
 // inp's values: f32, or bf16 (the residual stream under run.precision: bf16).
 inline float value(const float* x, int64_t i) { return x[i]; }
@@ -46,7 +44,7 @@ void rmsnorm_backward_impl(float* dinp, float* dweight, const float* dout, const
                            const float* weight, const float* rstd, int64_t T, int64_t C,
                            int64_t groups) {
   const int64_t G = C / groups;
-  int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
+  const int64_t blocks = row_blocks(T);
   std::vector<float> partial(static_cast<size_t>(blocks * C), 0.0f);
 #pragma omp parallel for schedule(static) if (T * C > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b) {
@@ -71,8 +69,7 @@ void rmsnorm_backward_impl(float* dinp, float* dweight, const float* dout, const
       }
     }
   }
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t c = 0; c < C; ++c) dweight[c] += partial[b * C + c];
+  add_block_partials(dweight, partial.data(), blocks, C);
 }
 
 }  // namespace

@@ -11,16 +11,13 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/block_sums.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/fast_math.h"
 
 namespace rt::cpu {
 
 namespace {
-
-constexpr int64_t kRows = 256;
-
-int64_t row_blocks(int64_t T) { return (T + kRows - 1) / kRows; }
 
 // x row p of the sequence, p < 0 reaching into the halo.
 inline float conv_input(const float* x, const float* halo, int64_t p, int64_t c, int64_t C,
@@ -68,19 +65,15 @@ void conv1d_causal_backward(float* dx, float* dweight, float* dbias, float* dhal
   std::vector<float> partial(static_cast<size_t>(blocks * C * (W + 1)), 0.0f);
 #pragma omp parallel for schedule(static) if (T * C > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t t = b * kRows; t < std::min(T, (b + 1) * kRows); ++t)
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t)
       for (int64_t c = 0; c < C; ++c) {
         float* p = &partial[(b * C + c) * (W + 1)];
         const float d = dout[t * C + c];
         for (int64_t i = 0; i < W; ++i) p[i] += d * conv_input(x, halo, t + i - (W - 1), c, C, W);
         p[W] += d;
       }
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t c = 0; c < C; ++c) {
-      const float* p = &partial[(b * C + c) * (W + 1)];
-      for (int64_t i = 0; i < W; ++i) dweight[c * W + i] += p[i];
-      if (dbias) dbias[c] += p[W];
-    }
+  for (int64_t i = 0; i < W; ++i) add_block_partials(dweight + i, partial.data() + i, blocks, C, W + 1, W);
+  if (dbias) add_block_partials(dbias, partial.data() + W, blocks, C, W + 1);
 }
 
 void mamba_dt_forward(float* dt, float* g, const float* dt_raw, const float* dt_bias,
@@ -99,10 +92,10 @@ void mamba_dt_backward(float* ddt_raw, float* ddt_bias, float* da_log, const flo
                        const float* dg, const float* dt_raw, const float* dt_bias,
                        const float* a_log, int64_t T, int64_t H) {
   const int64_t blocks = row_blocks(T);
-  std::vector<double> partial(static_cast<size_t>(blocks * H * 2), 0.0);
+  std::vector<double> partial(static_cast<size_t>(blocks * H * 2), 0.0);  // [2, blocks, H]
 #pragma omp parallel for schedule(static) if (T * H > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t t = b * kRows; t < std::min(T, (b + 1) * kRows); ++t)
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t i = t * H + h;
         const float z = dt_raw[i] + dt_bias[h];
@@ -110,14 +103,11 @@ void mamba_dt_backward(float* ddt_raw, float* ddt_bias, float* da_log, const flo
         const float d = softplus(z);
         const float total = ddt[i] + dg[i] * a;
         ddt_raw[i] = total * fast_sigmoid(z);
-        partial[(b * H + h) * 2 + 0] += ddt_raw[i];
-        partial[(b * H + h) * 2 + 1] += static_cast<double>(dg[i]) * a * d;  // dg/dA_log = g
+        partial[b * H + h] += ddt_raw[i];
+        partial[(blocks + b) * H + h] += static_cast<double>(dg[i]) * a * d;  // dg/dA_log = g
       }
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      ddt_bias[h] += static_cast<float>(partial[(b * H + h) * 2 + 0]);
-      da_log[h] += static_cast<float>(partial[(b * H + h) * 2 + 1]);
-    }
+  add_block_partials(ddt_bias, partial.data(), blocks, H);
+  add_block_partials(da_log, partial.data() + blocks * H, blocks, H);
 }
 
 void scale_heads_forward(float* out, const float* x, const float* s, int64_t T, int64_t H,
@@ -159,15 +149,14 @@ void skip_heads_backward(float* dx, float* dd, const float* dy, const float* x, 
   std::vector<double> partial(static_cast<size_t>(blocks * H), 0.0);
 #pragma omp parallel for schedule(static) if (T * H * P > (1 << 15))
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t t = b * kRows; t < std::min(T, (b + 1) * kRows); ++t)
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t)
       for (int64_t h = 0; h < H; ++h)
         for (int64_t p = 0; p < P; ++p) {
           const int64_t i = (t * H + h) * P + p;
           dx[i] += d[h] * dy[i];
           partial[b * H + h] += static_cast<double>(dy[i]) * x[i];
         }
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t h = 0; h < H; ++h) dd[h] += static_cast<float>(partial[b * H + h]);
+  add_block_partials(dd, partial.data(), blocks, H);
 }
 
 }  // namespace rt::cpu

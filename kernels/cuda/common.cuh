@@ -55,7 +55,8 @@ class Scratch {
 // bits do not depend on the launch. (elementwise.cu)
 constexpr int64_t kRowBlock = 256;
 void add_block_partials(float* dst, const float* partial, int64_t blocks, int64_t C);
-// The double version casts each block's partial to float before adding, as the CPU does.
+// Both add the partials in double and the sum to dst once, as the CPU does
+// (kernels/cpu/block_sums.h): the rounding does not grow with the number of blocks.
 void add_block_partials(float* dst, const double* partial, int64_t blocks, int64_t C);
 // sum of values[0..n) (device memory), added in index order on the host after the compute
 // stream has finished: the deterministic double sums of sum_squares and the LM-head loss.

@@ -48,9 +48,9 @@ template <class T>
 __global__ void add_block_partials_kernel(float* dst, const T* partial, int64_t blocks,
                                           int64_t C) {
   RT_GRID_STRIDE(c, C) {
-    float acc = dst[c];
-    for (int64_t b = 0; b < blocks; ++b) acc += static_cast<float>(partial[b * C + c]);
-    dst[c] = acc;
+    double acc = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) acc += partial[b * C + c];
+    dst[c] += static_cast<float>(acc);
   }
 }
 

@@ -23,9 +23,9 @@
 //   dP_rj    = scale * dout_r . v_j
 //   dq_r     = e^{b_r} (scale * S_p dout_r) + sum_{j <= r} dP_rj k_j e^{b_r - b_j}
 //   dk_j     = e^{b_{n-1} - b_j} (G_{p+1} v_j) + sum_{r >= j} dP_rj q_r e^{b_r - b_j}
-//   dg       the CPU's identity: dg_t = sum_{t' >= t} (q dq - k dk) + sum S_final dh_final,
-//            per (head, decay channel) in double, with the head's own dq, dk; a suffix sum
-//            per piece, after a scan of the pieces' sums.
+//   dg       the CPU's anchored identity: dg_t = sum_{t' >= t in the piece} (q dq - k dk)
+//            + sum_v S_{p+1} G_{p+1}, per (head, decay channel) in double, with the head's own
+//            dq, dk: a suffix sum per piece from its anchor.
 // Kernels, each one block of 256 threads per (piece, head) unless said otherwise:
 //   glr_piece_decay_kernel   one thread per (piece, head, channel): b and the piece's gamma.
 //   glr_piece_state_kernel   grid (pieces, H, dv / 32): s_loc_p, or the local state gradient;
@@ -34,7 +34,7 @@
 //                            over the pieces' own states (no second buffer of that size).
 //   glr_piece_output_kernel  o, one tile of kTile rows at a time.
 //   glr_piece_grad_kernel    dv, dq and dk of the piece's rows (each head's own dq, dk).
-//   then the group sums of dq, dk (with shared q/k groups) and the dg passes.
+//   then the group sums of dq, dk (with shared q/k groups), dg's terms, anchors and sums.
 // The scores P and dP are warp dot products (lanes over the reduced dimension, a fixed shuffle
 // tree); every other sum runs in a fixed order in one thread, so one GPU gives the same bits
 // every run. No atomics. f32 on CUDA cores (no TF32): the tensor-core form comes with bf16.
@@ -346,57 +346,32 @@ __global__ void glr_dg_terms_kernel(double* terms, const float* q, const float* 
   }
 }
 
-// dg_t = the suffix sum of the terms from the end, starting from the final-state term
-// sum S_final * dh_final over the channel's rows (none without dh_final), in three passes over
-// the pieces so that no thread walks all of T: each piece's sum, what each piece's suffix starts
-// from, then the suffix sums inside each piece. All in double.
-
-// One thread per (piece, head, channel): sums [pieces, H, GW] = the sum of the piece's terms.
-__global__ void glr_dg_piece_sums_kernel(double* sums, const double* terms, GlrDims d,
-                                         int64_t pieces) {
-  const int64_t GW = d.vector_decay ? d.dk : 1;
+// dg restarts at every piece from its anchor, sum_v S_{p+1} * G_{p+1} over the channel's rows
+// (the state after the piece and its gradient): that equals the suffix sum of every later term
+// plus the final-state term (kernels/cpu/glr.cpp says why) but carries the rounding of one
+// piece, not of the whole sequence. One thread per (piece, head, channel), in double.
+__global__ void glr_dg_anchor_kernel(double* anchors, const float* piece_states,
+                                     const float* grads, GlrDims d, int64_t pieces) {
+  const int64_t GW = d.vector_decay ? d.dk : 1, SS_all = d.H * d.dk * d.dv;
   RT_GRID_STRIDE(e, pieces * d.H * GW) {
-    const int64_t ch = e % GW, h = (e / GW) % d.H;
-    const HeadPiece hp(d, nullptr, e / (GW * d.H), h);
-    double sum = 0.0;
-    for (int r = 0; r < hp.n; ++r) sum += terms[((hp.t0 + r) * d.H + h) * GW + ch];
-    sums[e] = sum;
+    const int64_t ch = e % GW, h = (e / GW) % d.H, p = e / (GW * d.H);
+    const int64_t lo = d.vector_decay ? ch : 0, hi = d.vector_decay ? ch + 1 : d.dk;
+    const float* S = piece_states + (p + 1) * SS_all + h * d.dk * d.dv;
+    const float* G = grads + (p + 1) * SS_all + h * d.dk * d.dv;
+    double acc = 0.0;
+    for (int64_t x = lo * d.dv; x < hi * d.dv; ++x) acc += static_cast<double>(S[x]) * G[x];
+    anchors[e] = acc;
   }
 }
 
-// One thread per (head, channel), over the pieces from the last: each piece's sum is replaced
-// by the suffix its rows start from (the final-state term and the later pieces' sums).
-__global__ void glr_dg_offsets_kernel(double* sums, const float* s_final, const float* dh_final,
-                                      GlrDims d, int64_t pieces) {
-  const int64_t GW = d.vector_decay ? d.dk : 1, SS = d.dk * d.dv;
-  RT_GRID_STRIDE(e, d.H * GW) {
-    const int64_t ch = e % GW, h = e / GW;
-    double suffix = 0.0;
-    if (dh_final) {
-      const int64_t lo = d.vector_decay ? ch : 0, hi = d.vector_decay ? ch + 1 : d.dk;
-      for (int64_t i = lo; i < hi; ++i)
-        for (int64_t j = 0; j < d.dv; ++j) {
-          const int64_t x = h * SS + i * d.dv + j;
-          suffix += static_cast<double>(s_final[x]) * dh_final[x];
-        }
-    }
-    for (int64_t p = pieces - 1; p >= 0; --p) {
-      double& piece = sums[(p * d.H + h) * GW + ch];
-      const double sum = piece;
-      piece = suffix;
-      suffix += sum;
-    }
-  }
-}
-
-// One thread per (piece, head, channel): dg over the piece's rows, from its offset.
-__global__ void glr_dg_piece_scan_kernel(float* dg, const double* terms, const double* offsets,
+// One thread per (piece, head, channel): dg over the piece's rows, from its anchor.
+__global__ void glr_dg_piece_scan_kernel(float* dg, const double* terms, const double* anchors,
                                          GlrDims d, int64_t pieces) {
   const int64_t GW = d.vector_decay ? d.dk : 1;
   RT_GRID_STRIDE(e, pieces * d.H * GW) {
     const int64_t ch = e % GW, h = (e / GW) % d.H;
     const HeadPiece hp(d, nullptr, e / (GW * d.H), h);
-    double suffix = offsets[e];
+    double suffix = anchors[e];
     for (int r = hp.n - 1; r >= 0; --r) {
       const int64_t x = ((hp.t0 + r) * d.H + h) * GW + ch;
       suffix += terms[x];
@@ -405,19 +380,13 @@ __global__ void glr_dg_piece_scan_kernel(float* dg, const double* terms, const d
   }
 }
 
-// gamma [H, GW]: per chunk the cumulative decay in double (as the CPU's b), the chunks' totals
-// added in f32 in chunk order.
+// gamma [H, GW]: the total decay, summed in double in token order (as the CPU's).
 __global__ void glr_gamma_kernel(float* gamma, const float* g, GlrDims d) {
   const int64_t GW = d.vector_decay ? d.dk : 1;
   RT_GRID_STRIDE(e, d.H * GW) {
-    float total = 0.0f;
-    for (int64_t c0 = 0; c0 < d.T; c0 += d.chunk) {
-      const int64_t end = c0 + d.chunk < d.T ? c0 + d.chunk : d.T;
-      double acc = 0.0;
-      for (int64_t t = c0; t < end; ++t) acc += g[t * d.H * GW + e];
-      total += static_cast<float>(acc);
-    }
-    gamma[e] = total;
+    double total = 0.0;
+    for (int64_t t = 0; t < d.T; ++t) total += g[t * d.H * GW + e];
+    gamma[e] = static_cast<float>(total);
   }
 }
 
@@ -546,12 +515,10 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
   }
   if (grouped) launch(glr_group_sum_kernel, d.T * d.Hg * d.dk, dq, dk, dq_head, dk_head, d);
   Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
-  Scratch sums(static_cast<size_t>(std::max<int64_t>(n, 1) * d.H * GW) * sizeof(double));
+  Scratch anchors(static_cast<size_t>(std::max<int64_t>(n, 1) * d.H * GW) * sizeof(double));
   launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k, dq_head, dk_head, d);
-  launch(glr_dg_piece_sums_kernel, n * d.H * GW, sums.as<double>(), terms.as<double>(), d, n);
-  launch(glr_dg_offsets_kernel, d.H * GW, sums.as<double>(), states + ceil_div(d.T, d.chunk) * SS_all,
-         dh_final, d, n);
-  launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), sums.as<double>(), d, n);
+  launch(glr_dg_anchor_kernel, n * d.H * GW, anchors.as<double>(), piece_states, grads.as<float>(), d, n);
+  launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), anchors.as<double>(), d, n);
 }
 
 void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* v, const float* g,

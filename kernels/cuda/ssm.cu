@@ -65,10 +65,12 @@ __global__ void conv_param_partial_kernel(float* partial, const float* dout, con
 __global__ void conv_param_sum_kernel(float* dweight, float* dbias, const float* partial,
                                       int64_t blocks, int64_t C, int64_t W) {
   RT_GRID_STRIDE(c, C) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      const float* p = partial + (b * C + c) * (W + 1);
-      for (int64_t i = 0; i < W; ++i) dweight[c * W + i] += p[i];
-      if (dbias) dbias[c] += p[W];
+    for (int64_t i = 0; i <= W; ++i) {  // in double, added once (kernels/cpu/block_sums.h)
+      if (i == W && !dbias) break;
+      double acc = 0.0;
+      for (int64_t b = 0; b < blocks; ++b) acc += partial[(b * C + c) * (W + 1) + i];
+      if (i < W) dweight[c * W + i] += static_cast<float>(acc);
+      else dbias[c] += static_cast<float>(acc);
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "tests/reference/naive.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -360,69 +361,83 @@ struct GlrIndex {
   size_t state(int h, int d, int j) const { return (size_t(h) * s.dk + d) * s.dv + j; }
 };
 
-// All states: states[t + 1] is S_t, states[0] is h0.
-std::vector<Vec> glr_states(const Vec& k, const Vec& v, const Vec& g, const Vec& h0,
-                            const GlrShape& s) {
+// One step S <- exp(g_t) S + k_t v_t^T for every head.
+void glr_step(const Vec& k, const Vec& v, const Vec& g, const GlrShape& s, int t, Vec& state) {
   const GlrIndex ix{s};
-  std::vector<Vec> states(s.T + 1);
-  states[0] = h0;
-  for (int t = 0; t < s.T; ++t) {
-    Vec next(h0.size());
-    for (int h = 0; h < s.H; ++h)
-      for (int d = 0; d < s.dk; ++d)
-        for (int j = 0; j < s.dv; ++j)
-          next[ix.state(h, d, j)] = std::exp(g[ix.g(t, h, d)]) * states[t][ix.state(h, d, j)] +
-                                    k[ix.q(t, h, d)] * v[ix.v(t, h, j)];
-    states[t + 1] = std::move(next);
-  }
-  return states;
+  for (int h = 0; h < s.H; ++h)
+    for (int d = 0; d < s.dk; ++d) {
+      const double a = std::exp(g[ix.g(t, h, d)]);
+      for (int j = 0; j < s.dv; ++j)
+        state[ix.state(h, d, j)] = a * state[ix.state(h, d, j)] + k[ix.q(t, h, d)] * v[ix.v(t, h, j)];
+    }
 }
+
+// Every kStride-th state is kept (states[b] = S_{b * kStride - 1}, states[0] = h0) and the
+// backward recomputes the states of one stretch at a time, so that memory stays at
+// T / kStride + kStride states: the reference runs at 128K tokens and more.
+constexpr int kStride = 256;
 }  // namespace
 
 void glr(const Vec& q, const Vec& k, const Vec& v, const Vec& g, const Vec& h0, const GlrShape& s,
          Vec& o, Vec& h_final) {
   const GlrIndex ix{s};
-  const std::vector<Vec> states = glr_states(k, v, g, h0, s);
+  Vec state = h0;
   o.assign(size_t(s.T) * s.H * s.dv, 0.0);
-  for (int t = 0; t < s.T; ++t)
+  for (int t = 0; t < s.T; ++t) {
+    glr_step(k, v, g, s, t, state);
     for (int h = 0; h < s.H; ++h)
       for (int j = 0; j < s.dv; ++j) {
         double acc = 0;
-        for (int d = 0; d < s.dk; ++d) acc += states[t + 1][ix.state(h, d, j)] * q[ix.q(t, h, d)];
+        for (int d = 0; d < s.dk; ++d) acc += state[ix.state(h, d, j)] * q[ix.q(t, h, d)];
         o[ix.v(t, h, j)] = s.scale * acc;
       }
-  h_final = states[s.T];
+  }
+  h_final = state;
 }
 
 void glr_backward(const Vec& q, const Vec& k, const Vec& v, const Vec& g, const Vec& h0,
                   const Vec& dout, const Vec& dh_final, const GlrShape& s, Vec& dq, Vec& dk,
                   Vec& dv, Vec& dg, Vec& dh0) {
   const GlrIndex ix{s};
-  const std::vector<Vec> states = glr_states(k, v, g, h0, s);
+  std::vector<Vec> saved{h0};
+  Vec state = h0;
+  for (int t = 0; t < s.T; ++t) {
+    glr_step(k, v, g, s, t, state);
+    if ((t + 1) % kStride == 0) saved.push_back(state);
+  }
   dq.assign(q.size(), 0.0);
   dk.assign(k.size(), 0.0);
   dv.assign(v.size(), 0.0);
   dg.assign(g.size(), 0.0);
   Vec ds = dh_final;  // gradient with respect to S_t, walking t backwards
-  for (int t = s.T - 1; t >= 0; --t) {
-    const Vec& st = states[t + 1];
-    const Vec& prev = states[t];
-    for (int h = 0; h < s.H; ++h) {
-      // o_t = scale S_t^T q_t
-      for (int d = 0; d < s.dk; ++d)
-        for (int j = 0; j < s.dv; ++j) {
-          ds[ix.state(h, d, j)] += s.scale * q[ix.q(t, h, d)] * dout[ix.v(t, h, j)];
-          dq[ix.q(t, h, d)] += s.scale * st[ix.state(h, d, j)] * dout[ix.v(t, h, j)];
-        }
-      // S_t = exp(g_t) S_{t-1} + k_t v_t^T
-      for (int d = 0; d < s.dk; ++d) {
-        const double a = std::exp(g[ix.g(t, h, d)]);
-        for (int j = 0; j < s.dv; ++j) {
-          const double gs = ds[ix.state(h, d, j)];
-          dk[ix.q(t, h, d)] += gs * v[ix.v(t, h, j)];
-          dv[ix.v(t, h, j)] += gs * k[ix.q(t, h, d)];
-          dg[ix.g(t, h, d)] += gs * a * prev[ix.state(h, d, j)];
-          ds[ix.state(h, d, j)] = a * gs;
+  std::vector<Vec> stretch;  // stretch[i] = S_{t0 + i - 1}
+  for (int t0 = (s.T - 1) / kStride * kStride; t0 >= 0; t0 -= kStride) {
+    const int t1 = std::min(s.T, t0 + kStride);
+    stretch.assign(1, saved[t0 / kStride]);
+    for (int t = t0; t < t1; ++t) {
+      stretch.push_back(stretch.back());
+      glr_step(k, v, g, s, t, stretch.back());
+    }
+    for (int t = t1 - 1; t >= t0; --t) {
+      const Vec& st = stretch[t - t0 + 1];
+      const Vec& prev = stretch[t - t0];
+      for (int h = 0; h < s.H; ++h) {
+        // o_t = scale S_t^T q_t
+        for (int d = 0; d < s.dk; ++d)
+          for (int j = 0; j < s.dv; ++j) {
+            ds[ix.state(h, d, j)] += s.scale * q[ix.q(t, h, d)] * dout[ix.v(t, h, j)];
+            dq[ix.q(t, h, d)] += s.scale * st[ix.state(h, d, j)] * dout[ix.v(t, h, j)];
+          }
+        // S_t = exp(g_t) S_{t-1} + k_t v_t^T
+        for (int d = 0; d < s.dk; ++d) {
+          const double a = std::exp(g[ix.g(t, h, d)]);
+          for (int j = 0; j < s.dv; ++j) {
+            const double gs = ds[ix.state(h, d, j)];
+            dk[ix.q(t, h, d)] += gs * v[ix.v(t, h, j)];
+            dv[ix.v(t, h, j)] += gs * k[ix.q(t, h, d)];
+            dg[ix.g(t, h, d)] += gs * a * prev[ix.state(h, d, j)];
+            ds[ix.state(h, d, j)] = a * gs;
+          }
         }
       }
     }

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "tests/reference/naive.h"
+#include "tests/reference/naive_layers.h"
 #include "tests/testing.h"
 
 namespace rt {
@@ -174,6 +176,62 @@ void check_glr(const ref::GlrShape& s, uint64_t seed) {
 
 TEST(NaiveFD, GlrVectorDecay) { check_glr({7, 2, 2, 3, 4, true, 0.5}, 60); }
 TEST(NaiveFD, GlrScalarDecayWithGroups) { check_glr({6, 4, 2, 3, 2, false, 1.0}, 70); }
+
+// Longer than the reference's stretch of recomputed states (256 tokens): three stretches.
+TEST(NaiveFD, GlrAcrossRecomputedStretches) { check_glr({600, 1, 1, 2, 3, true, 1.0}, 80); }
+
+// The layer references: the gradient of sum(layer(x) R) for x and every parameter.
+template <class Params>
+void check_layer(const std::function<Vec(const Vec&, const Params&)>& forward,
+                 const std::function<void(const Vec&, const Vec&, const Params&, Vec&, Params&)>& backward,
+                 const Vec& x, const Params& p, const Vec& R, const std::vector<Vec Params::*>& members) {
+  Vec dx;
+  Params grads;
+  backward(x, R, p, dx, grads);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(forward(xx, p), R); }, x, dx), kTol);
+  for (size_t m = 0; m < members.size(); ++m) {
+    auto loss = [&](const Vec& value) {
+      Params q = p;
+      q.*members[m] = value;
+      return dot(forward(x, q), R);
+    };
+    EXPECT_LT(max_fd_error(loss, p.*members[m], grads.*members[m]), kTol) << "parameter " << m;
+  }
+}
+
+TEST(NaiveFD, GlaLayer) {
+  const ref::GlaShape s{9, 6, 2, 2, 3, 4, 4.0, 1e-5};
+  const int K = s.H * s.dk, V = s.H * s.dv;
+  ref::GlaParams p{random_vec(K * s.C, 90), random_vec(K * s.C, 91), random_vec(V * s.C, 92),
+                   random_vec(V * s.C, 93), random_vec(s.rank * s.C, 94), random_vec(K * s.rank, 95),
+                   random_vec(K, 96), random_vec(s.dv, 97), random_vec(s.C * V, 98)};
+  check_layer<ref::GlaParams>(
+      [&](const Vec& x, const ref::GlaParams& q) { return ref::gla_layer(x, q, s); },
+      [&](const Vec& x, const Vec& dy, const ref::GlaParams& q, Vec& dx, ref::GlaParams& g) {
+        ref::gla_layer_backward(x, dy, q, s, dx, g);
+      },
+      random_vec(s.T * s.C, 99), p, random_vec(s.T * s.C, 100),
+      {&ref::GlaParams::wq, &ref::GlaParams::wk, &ref::GlaParams::wv, &ref::GlaParams::wg,
+       &ref::GlaParams::w_gate1, &ref::GlaParams::w_gate2, &ref::GlaParams::b_gate, &ref::GlaParams::norm,
+       &ref::GlaParams::wo});
+}
+
+TEST(NaiveFD, Mamba2Layer) {
+  const ref::Mamba2Shape s{9, 5, 8, 4, 2, 3, 2, 3, 1e-5};
+  const int GN = s.G * s.N, conv_dim = s.DI + 2 * GN, R = 2 * s.DI + 2 * GN + s.NH;
+  ref::Mamba2Params p{random_vec(R * s.C, 110), random_vec(conv_dim * s.W, 111), random_vec(conv_dim, 112),
+                      random_vec(s.NH, 113), random_vec(s.NH, 114, 0.5), random_vec(s.NH, 115),
+                      random_vec(s.DI, 116), random_vec(s.C * s.DI, 117)};
+  check_layer<ref::Mamba2Params>(
+      [&](const Vec& x, const ref::Mamba2Params& q) { return ref::mamba2_layer(x, q, s); },
+      [&](const Vec& x, const Vec& dy, const ref::Mamba2Params& q, Vec& dx, ref::Mamba2Params& g) {
+        ref::mamba2_layer_backward(x, dy, q, s, dx, g);
+      },
+      random_vec(s.T * s.C, 118), p, random_vec(s.T * s.C, 119),
+      {&ref::Mamba2Params::in_proj, &ref::Mamba2Params::conv_w, &ref::Mamba2Params::conv_b,
+       &ref::Mamba2Params::dt_bias, &ref::Mamba2Params::A_log, &ref::Mamba2Params::D, &ref::Mamba2Params::norm,
+       &ref::Mamba2Params::out_proj});
+}
 
 }  // namespace
 }  // namespace rt

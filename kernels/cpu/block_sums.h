@@ -1,0 +1,28 @@
+// Sums over the rows of a long sequence (the gradients of norm weights, biases, conv weights and
+// Mamba-2's per-head scalars) run in fixed blocks of kRowBlock rows, each block's partial sum
+// computed by one thread; the partials are then added in block order in double and added to
+// the destination once, so that the result is the same for any thread count and its rounding
+// does not grow with the number of blocks (a 1M-token sequence has 4096). The CUDA backend
+// (add_block_partials in kernels/cuda/elementwise.cu) adds the same way.
+#pragma once
+
+#include <cstdint>
+
+namespace rt::cpu {
+
+constexpr int64_t kRowBlock = 256;
+
+inline int64_t row_blocks(int64_t T) { return (T + kRowBlock - 1) / kRowBlock; }
+
+// dst[c] += sum over b of partial[b * C + c] (stride: elements between c's, default 1).
+template <class T>
+void add_block_partials(float* dst, const T* partial, int64_t blocks, int64_t C, int64_t stride = 1,
+                        int64_t dst_stride = 1) {
+  for (int64_t c = 0; c < C; ++c) {
+    double acc = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) acc += partial[(b * C + c) * stride];
+    dst[c * dst_stride] += static_cast<float>(acc);
+  }
+}
+
+}  // namespace rt::cpu
