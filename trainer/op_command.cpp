@@ -310,6 +310,12 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
   const Shape xs = to_shape(in.dims("x", {2}, "x [T, C]"));
   const int64_t T = xs[0], C = xs[1];
   const ModelConfig cfg = layer_config(in, symbol, C);
+  // The conv's halo rows come from the sequence's two halves (the layout of one rank): it
+  // needs T / 2 >= width - 1, as a recipe needs seq_len / (2 sp).
+  if (symbol == 'M' && T / 2 < cfg.mamba_conv_width - 1)
+    in.fail(cat("dataset 'x' has ", T, " tokens, too few for the conv of mamba_conv_width ",
+                cfg.mamba_conv_width, "; expected at least 2 x (width - 1) = ",
+                2 * (cfg.mamba_conv_width - 1), " tokens"));
   ParameterSet params;
   std::unique_ptr<Layer> layer;
   switch (symbol) {

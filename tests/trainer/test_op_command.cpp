@@ -284,6 +284,23 @@ TEST_F(OpErrors, LayerShapesAndZeroTokens) {
                         "model.heads: 0 is too small");
 }
 
+// Found by fuzz_op: a Mamba-2 input of fewer tokens than its conv's halo reached an RT_CHECK
+// of the state passing.
+TEST_F(OpErrors, Mamba2NeedsTokensForItsConvHalo) {
+  const std::string in = path("m.h5");
+  {
+    h5::File f = h5::File::create(in);
+    const std::pair<const char*, Shape> tensors[] = {
+        {"x", {5, 8}}, {"dy", {5, 8}}, {"in_proj", {44, 8}}, {"conv_w", {24, 4}}, {"conv_b", {24}},
+        {"dt_bias", {4}}, {"A_log", {4}}, {"D", {4}}, {"norm", {16}}, {"out_proj", {8, 16}}};
+    for (const auto& [name, shape] : tensors) put(f, name, testing::random_tensor(shape, 1, 0.2f));
+    f.set_attr("/", "mamba_headdim", int64_t(4));
+    f.set_attr("/", "mamba_d_state", int64_t(4));
+  }
+  EXPECT_ONE_LINE_ERROR(op("mamba2", in), 2,
+                        "dataset 'x' has 5 tokens, too few for the conv of mamba_conv_width 4; expected at least 2 x (width - 1) = 6 tokens");
+}
+
 TEST_F(OpErrors, NonFiniteInputsAndOutputs) {
   // A NaN in an input: bad input, named.
   EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
