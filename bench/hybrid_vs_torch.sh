@@ -107,7 +107,12 @@ out=${OUT_DIR:-$(mktemp -d /tmp/hybrid_vs_torch.XXXXXX)}
 mkdir -p "$out"
 
 {
-  echo "source: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- kernels model parallel trainer || echo ', with uncommitted changes in:' $(git diff --name-only HEAD -- kernels model parallel trainer))"
+  if git rev-parse --git-dir >/dev/null 2>&1; then
+    echo "source: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- kernels model parallel trainer ||
+      echo ', with uncommitted changes in:' $(git diff --name-only HEAD -- kernels model parallel trainer))"
+  else
+    echo "source: $(pwd), not a git checkout"
+  fi
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores visible"
 } >"$out/source.txt"
 echo "== building bench_hybrid_step in $build_dir"
