@@ -270,7 +270,53 @@ struct Sources {
 
 // ---- The YAML document -----------------------------------------------------------------------
 
+// yaml-cpp 0.7 (Debian 12's) never returns on a document whose first token is ',' (its
+// scanner loops, allocating, found by fuzz_recipe): such a document is refused before it gets
+// there. Skipped before that first token: whitespace, a byte-order mark, comments, directives,
+// anchors and tags; documents start at the stream and after '---' or '...' lines.
+void refuse_leading_comma(const std::string& text, const std::string& origin) {
+  size_t i = 0, line = 1, line_start = 0;
+  bool at_document_start = true;
+  while (i < text.size()) {
+    const char c = text[i];
+    const bool line_begin = i == line_start;
+    if (c == '\n') {
+      ++i;
+      ++line;
+      line_start = i;
+      continue;
+    }
+    if (line_begin && (text.compare(i, 3, "---") == 0 || text.compare(i, 3, "...") == 0) &&
+        (i + 3 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 3])))) {
+      at_document_start = true;
+      i += 3;
+      continue;
+    }
+    if (!at_document_start) {  // skip to the next line
+      const size_t next = text.find('\n', i);
+      i = next == std::string::npos ? text.size() : next;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') {
+      ++i;
+    } else if (text.compare(i, 3, "\xef\xbb\xbf") == 0) {
+      i += 3;
+    } else if (c == '#' || (c == '%' && line_begin)) {
+      const size_t next = text.find('\n', i);
+      i = next == std::string::npos ? text.size() : next;
+    } else if (c == '&' || c == '!') {
+      while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    } else if (c == ',') {
+      throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
+                          ": invalid YAML: a document cannot start with ','"));
+    } else {
+      at_document_start = false;
+    }
+  }
+}
+
 YAML::Node load_document(const std::string& text, const std::string& origin) {
+  refuse_leading_comma(text, origin);
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(text);

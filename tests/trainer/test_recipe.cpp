@@ -81,6 +81,19 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 #define EXPECT_CONTAINS(haystack, needle) \
   EXPECT_PRED_FORMAT2(::testing::IsSubstring, needle, haystack)
 
+// Found by fuzz_recipe: yaml-cpp 0.7 never returns on a document that starts with ','.
+TEST(Recipe, ADocumentStartingWithACommaIsRefusedNotHung) {
+  for (const std::string text : {",", ",\n  a\n  b", "# c\n  ,x", "run: {name: a}\n---\n&x ,"}) {
+    try {
+      parse_recipe(text, "c.yaml");
+      FAIL() << text;
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(": invalid YAML: a document cannot start with ','"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NE(std::string(recipe_to_yaml(parse_recipe("data: {corpus: \"a,b\"}\n", "c.yaml"))).find("a,b"), std::string::npos);
+}
+
 TEST(Recipe, DefaultsNeedOnlyTheCorpus) {
   const Recipe r = parse_recipe(kMinimal, "r.yaml");
   const Recipe defaults;
