@@ -61,6 +61,7 @@ const std::vector<char>& base_file(size_t which) {
 
 fuzz::Names names() {
   fuzz::Names n;
+  n.float_limit = 4;  // see fuzz_input.h: f32 overflow inside the kernels is out of scope here
   n.groups = {"/", "/grad"};
   for (const OpBase& base : bases()) {
     for (const auto& d : base.datasets) n.datasets.push_back("/" + d.first);
