@@ -304,8 +304,11 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
     } else if (c == '#' || (c == '%' && line_begin)) {
       const size_t next = text.find('\n', i);
       i = next == std::string::npos ? text.size() : next;
-    } else if (c == '&' || c == '!') {
-      while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    } else if (c == '&' || c == '!') {  // an anchor or tag ends at a space or a flow indicator
+      ++i;
+      while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i])) &&
+             std::string_view(",[]{}").find(text[i]) == std::string_view::npos)
+        ++i;
     } else if (c == ',') {
       throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
                           ": invalid YAML: a document cannot start with ','"));
@@ -565,7 +568,8 @@ void check_model(const Validator& v, const ModelConfig& m) {
   v.range("model.head_dim", m.head_dim, 0, kMaxSize, "an even size, or 0 for d_model / heads");
   v.range("model.mlp_hidden", m.mlp_hidden, 0, kMaxSize,
           "a width >= 1, or 0 for 8/3 d_model rounded up to 64");
-  v.range("model.rope_theta", m.rope_theta, kAboveZero, HUGE_VAL, "a base > 0");
+  // Below 1 the frequencies theta^(-2i/D) grow with i; a tiny base overflows them to inf.
+  v.range("model.rope_theta", m.rope_theta, 1.0, HUGE_VAL, "a base >= 1 (10000 usual)");
   v.range("model.norm_eps", m.norm_eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
   v.range("model.init_std", m.init_std, kAboveZero, HUGE_VAL, "a standard deviation > 0");
   v.range("model.gla_heads", m.gla_heads, 0, kMaxSize, "a head count >= 1, or 0 for model.heads");

@@ -83,7 +83,7 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 
 // Found by fuzz_recipe: yaml-cpp 0.7 never returns on a document that starts with ','.
 TEST(Recipe, ADocumentStartingWithACommaIsRefusedNotHung) {
-  for (const std::string text : {",", ",\n  a\n  b", "# c\n  ,x", "run: {name: a}\n---\n&x ,"}) {
+  for (const std::string text : {",", ",\n  a\n  b", "# c\n  ,x", "run: {name: a}\n---\n&x ,", "!,;\x02\x01\x97,;", "&a,"}) {
     try {
       parse_recipe(text, "c.yaml");
       FAIL() << text;
@@ -288,7 +288,8 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"model.heads=3",
        "model.d_model: 256 is not divisible by model.heads 3; expected a multiple"},
       {"model.mlp_hidden=-1", "model.mlp_hidden: -1 is negative; expected a width"},
-      {"model.rope_theta=0", "model.rope_theta: 0 is too small; expected a base > 0"},
+      {"model.rope_theta=0", "model.rope_theta: 0 is too small; expected a base >= 1 (10000 usual)"},
+      {"model.rope_theta=0.5", "model.rope_theta: 0.5 is too small; expected a base >= 1"},
       {"model.norm_eps=-1e-5", "model.norm_eps: -1e-05 is negative; expected an epsilon > 0"},
       {"model.init_std=0", "model.init_std: 0 is too small; expected a standard deviation > 0"},
       {"data.corpus=''", "data.corpus: missing; expected the path of an HDF5 corpus"},
