@@ -1,15 +1,22 @@
 // The gated linear recurrence (GLR), chunked, on the CPU (DESIGN §3):
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t
-// Per head, per chunk of C tokens with local cumulative decay b_r = sum_{s<=r} g_s, gamma = b_{C-1}:
+// Per head, per chunk of n <= C tokens with local cumulative decay b_r = sum_{s<=r} g_s, gamma = b_{n-1}:
 //   O       = scale * ((Q * e^b) S_prev + P V),   P_rj = sum_d q_rd k_jd e^{b_rd - b_jd} (j <= r)
 //   S_next  = Diag(e^gamma) S_prev + (K * e^{gamma - b})^T V
-// Every exponent is <= 0, and each is formed in double from a cumulative decay kept in double:
-// under strong decay b reaches -1e3 within a chunk, where an f32 difference b_r - b_j would
-// carry an absolute error of ~1e-4. For the scalar decay (Mamba-2) P = (Q K^T) * L, L_rj = e^{b_r - b_j}:
-// GEMMs and one mask. For the vector decay (GLA) P cannot be one GEMM without exponents > 0,
-// so the chunk is cut into sub-blocks of kSub rows: a pair of sub-blocks (R after J) uses the
-// last row m of J as reference point, q_r e^{b_r - b_m} and k_j e^{b_m - b_j} (both <= 1); a
-// sub-block with itself is computed pair by pair.
+// Every exponent is <= 0. The factors e^b and e^{gamma - b} of the inter-chunk terms are formed
+// from differences of a cumulative decay kept in double: under strong decay b reaches -1e3
+// within a chunk, where an f32 difference would carry an absolute error of ~1e-4.
+//
+// Intra-chunk scores P. Scalar decay (Mamba-2): P = (Q K^T) * L, L_rj = e^{b_r - b_j}, one GEMM
+// and one exponential per pair. Vector decay (GLA): P cannot be one GEMM without exponents > 0,
+// so the chunk is cut into sub-blocks of kSub rows (fla's secondary chunks):
+//   - query block R (rows R0..) against every earlier row j < R0: one GEMM, the decay factored
+//     through m = R0 - 1, the row before R: e^{b_r - b_j} = e^{b_r - b_m} e^{b_m - b_j}, with
+//     e^{b_m - b_j} = e^{b_m - b_mJ} e^{b_mJ - b_j} through the last row mJ of j's block J;
+//     every factor <= 1, the per-row ones computed once per chunk.
+//   - the diagonal block R with itself: the pairs' decays as running products of the tokens'
+//     own factors e^{g_s} <= 1, e^{b_r - b_j} = prod_{j < s <= r} e^{g_s}: at most kSub - 1
+//     rounded products (relative error <= 15 ulp), no exponential per pair.
 //
 // Backward walks the chunks in reverse carrying dS (the gradient of the state after the
 // chunk): dv, dq, dk of the chunk follow from dS, dO and S_prev (saved by the forward), and
@@ -40,218 +47,377 @@ namespace {
 
 constexpr int64_t kSub = 16;
 
-// One head's view of the inputs, and the scratch of one chunk.
+// e^{x - y} for two cumulative decays, the difference taken in double.
+inline float decay(double x, double y) { return fast_exp(static_cast<float>(x - y)); }
+
+// out[i] = a[i] * b[i], and the same accumulated: plain loops that vectorise.
+inline void mul(float* out, const float* a, const float* b, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+inline void copy_row(float* out, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i];
+}
+inline void axpy(float* y, float alpha, const float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// Products with the chunk's n x n lower-triangular matrices (P, dP) as two GEMMs each, over the
+// row halves [0, h) and [h, n), so that the zero upper-right quarter is never multiplied.
+// out[n, N] = alpha L B + beta out.
+void lower_times(int64_t n, int64_t N, float alpha, const float* L, int64_t ldl, const float* B,
+                 int64_t ldb, float beta, float* out, int64_t ldo) {
+  const int64_t h = n / 2;
+  gemm(false, false, h, N, h, alpha, L, ldl, B, ldb, beta, out, ldo);
+  gemm(false, false, n - h, N, n, alpha, L + h * ldl, ldl, B, ldb, beta, out + h * ldo, ldo);
+}
+// out[n, N] = alpha L^T B + beta out.
+void lower_transposed_times(int64_t n, int64_t N, float alpha, const float* L, int64_t ldl,
+                            const float* B, int64_t ldb, float beta, float* out, int64_t ldo) {
+  const int64_t h = n / 2;
+  gemm(true, false, h, N, n, alpha, L, ldl, B, ldb, beta, out, ldo);
+  gemm(true, false, n - h, N, n - h, alpha, L + h * ldl + h, ldl, B + h * ldb, ldb, beta, out + h * ldo, ldo);
+}
+// The lower triangle of out[n, n] = alpha A B^T (A, B [n, K]); of the upper right quarter
+// nothing is written.
+void lower_of_product(int64_t n, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                      int64_t ldb, float* out, int64_t ldo) {
+  const int64_t h = n / 2;
+  gemm(false, true, h, h, K, alpha, A, lda, B, ldb, 0.0f, out, ldo);
+  gemm(false, true, n - h, n, K, alpha, A + h * lda, lda, B, ldb, 0.0f, out + h * ldo, ldo);
+}
+
+// One head's rows, and the decay factors and scratch of the chunk loaded last.
 class HeadChunks {
  public:
-  HeadChunks(const GlrDims& d, int64_t h) : d_(d), h_(h), hg_(h / (d.H / d.Hg)) {
+  HeadChunks(const GlrDims& d, int64_t h) : d_(d), h_(h), hg_(h / (d.H / d.Hg)), gw_(d.vector_decay ? d.dk : 1) {
     const int64_t C = d.chunk, K = d.dk;
-    q_.resize(C * K);
-    k_.resize(C * K);
-    b_.resize(d.vector_decay ? C * K : C);
-    gamma_.resize(d.vector_decay ? K : 1);
+    b_.resize(C * gw_);
+    gamma_.resize(gw_);
+    eq_.resize(C * gw_);
+    ek_.resize(C * gw_);
+    egamma_.resize(gw_);
     qd_.resize(C * K);
     kd_.resize(C * K);
     p_.resize(C * C);
-    qt_.resize(kSub * K);
-    kt_.resize(C * K);
-    tmp_.resize(kSub * K);
+    if (d.vector_decay) {
+      a_.resize(C * K);
+      er_.resize(C * K);
+      ej_.resize(C * K);
+      e_.resize(2 * K);
+      kt_.resize(C * K);
+      const int64_t blocks = (C + kSub - 1) / kSub;
+      stage_.resize(kSub * blocks * (blocks - 1) / 2 * K);
+      qt_.resize(kSub * K);
+      tmp_.resize(C * K);
+      dkt_.resize(C * K);
+    }
   }
 
   int64_t chunks() const { return (d_.T + d_.chunk - 1) / d_.chunk; }
   int64_t start(int64_t c) const { return c * d_.chunk; }
   int64_t rows(int64_t c) const { return std::min(d_.chunk, d_.T - start(c)); }
-  int64_t q_ld() const { return d_.Hg * d_.dk; }
+  int64_t qk_ld() const { return d_.Hg * d_.dk; }
   int64_t v_ld() const { return d_.H * d_.dv; }
+  const float* qk_rows(const float* x, int64_t c) const { return x + (start(c) * d_.Hg + hg_) * d_.dk; }
   const float* v_rows(const float* v, int64_t c) const { return v + start(c) * v_ld() + h_ * d_.dv; }
   float* v_rows(float* v, int64_t c) const { return v + start(c) * v_ld() + h_ * d_.dv; }
 
-  // Loads q and k rows of chunk c (contiguous [n, dk]) and the cumulative decay b, gamma.
-  void load(int64_t c, const float* q, const float* k, const float* g) {
-    const int64_t n = rows(c), K = d_.dk, c0 = start(c);
-    for (int64_t r = 0; r < n; ++r) {
-      if (q) std::memcpy(&q_[r * K], q + ((c0 + r) * d_.Hg + hg_) * K, K * sizeof(float));
-      if (k) std::memcpy(&k_[r * K], k + ((c0 + r) * d_.Hg + hg_) * K, K * sizeof(float));
-    }
-    if (d_.vector_decay) {
-      for (int64_t r = 0; r < n; ++r) {
-        const float* gr = g + ((c0 + r) * d_.H + h_) * K;
-        double* br = &b_[r * K];
-        const double* prev = r ? &b_[(r - 1) * K] : nullptr;
-        for (int64_t i = 0; i < K; ++i) br[i] = (prev ? prev[i] : 0.0) + gr[i];
+  // The cumulative decay of chunk c and its inter-chunk factors eq = e^b, ek = e^{gamma - b},
+  // e^gamma; with `intra` (vector decay) also kt = k ej of the scores (k needed then).
+  void load(int64_t c, const float* g, const float* k, bool intra) {
+    n_ = rows(c);
+    const int64_t c0 = start(c), G = gw_;
+    for (int64_t r = 0; r < n_; ++r) {
+      const float* gr = g + ((c0 + r) * d_.H + h_) * G;
+      double* br = &b_[r * G];
+      if (r == 0) {
+        for (int64_t i = 0; i < G; ++i) br[i] = gr[i];
+        continue;
       }
-      std::copy(&b_[(n - 1) * K], &b_[(n - 1) * K] + K, gamma_.begin());
-    } else {
-      double acc = 0.0;
-      for (int64_t r = 0; r < n; ++r) b_[r] = acc += g[(c0 + r) * d_.H + h_];
-      gamma_[0] = b_[n - 1];
+      const double* prev = br - G;
+#pragma omp simd
+      for (int64_t i = 0; i < G; ++i) br[i] = prev[i] + gr[i];
+    }
+    std::copy(&b_[(n_ - 1) * G], &b_[(n_ - 1) * G] + G, gamma_.begin());
+    for (int64_t i = 0; i < G; ++i) egamma_[i] = decay(gamma_[i], 0.0);
+    if (!d_.vector_decay) {
+      for (int64_t r = 0; r < n_; ++r) {
+        eq_[r] = decay(b_[r], 0.0);
+        ek_[r] = decay(gamma_[0], b_[r]);
+      }
+      return;
+    }
+    // Vector decay: the tokens' own factors a = e^g, and per block of kSub rows (m = R0 - 1 the
+    // row before it, mJ its last row) er_r = e^{b_r - b_m} and ej_j = e^{b_mJ - b_j} as running
+    // products of them, forwards from m and backwards from mJ, as the diagonal's decays are;
+    // then eq = e^{b_m} er and ek = e^{gamma - b_mJ} ej, one exponential per block and channel.
+    const int64_t K = d_.dk;
+    for (int64_t r = 0; r < n_; ++r) {
+      const float* gr = g + ((c0 + r) * d_.H + h_) * K;
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) a_[r * K + i] = fast_exp(gr[i]);
+    }
+    float* ref = e_.data();
+    for (int64_t R0 = 0; R0 < n_; R0 += kSub) {
+      const int64_t end = std::min(n_, R0 + kSub);
+      copy_row(&er_[R0 * K], &a_[R0 * K], K);
+      for (int64_t r = R0 + 1; r < end; ++r) mul(&er_[r * K], &er_[(r - 1) * K], &a_[r * K], K);
+      const double* bm = &b_[(R0 ? R0 - 1 : 0) * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) ref[i] = R0 ? decay(bm[i], 0.0) : 1.0f;
+      for (int64_t r = R0; r < end; ++r) mul(&eq_[r * K], &er_[r * K], ref, K);
+      std::fill(&ej_[(end - 1) * K], &ej_[(end - 1) * K] + K, 1.0f);
+      for (int64_t j = end - 2; j >= R0; --j) mul(&ej_[j * K], &ej_[(j + 1) * K], &a_[(j + 1) * K], K);
+      const double* bl = &b_[(end - 1) * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) ref[i] = decay(gamma_[i], bl[i]);
+      for (int64_t j = R0; j < end; ++j) mul(&ek_[j * K], &ej_[j * K], ref, K);
+      if (intra)
+        for (int64_t j = R0; j < end; ++j) mul(&kt_[j * K], qk_rows(k, c) + j * qk_ld(), &ej_[j * K], K);
     }
   }
 
-  double b(int64_t r, int64_t i) const { return d_.vector_decay ? b_[r * d_.dk + i] : b_[r]; }
-  double gamma(int64_t i) const { return d_.vector_decay ? gamma_[i] : gamma_[0]; }
-  // e^{x - y} for two cumulative decays, the difference taken in double.
-  static float decay(double x, double y) { return fast_exp(static_cast<float>(x - y)); }
-
-  // qd = q * e^b ; kd = k * e^{gamma - b}   (rows of the loaded chunk)
-  void decayed_q(int64_t n) {
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t i = 0; i < d_.dk; ++i) qd_[r * d_.dk + i] = q_[r * d_.dk + i] * decay(b(r, i), 0.0);
-  }
-  void decayed_k(int64_t n) {
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t i = 0; i < d_.dk; ++i)
-        kd_[r * d_.dk + i] = k_[r * d_.dk + i] * decay(gamma(i), b(r, i));
-  }
+  // qd = q * e^b and kd = k * e^{gamma - b} over the loaded chunk's rows.
+  void decayed_q(const float* q, int64_t c) { scale_rows(qd_.data(), qk_rows(q, c), eq_.data()); }
+  void decayed_k(const float* k, int64_t c) { scale_rows(kd_.data(), qk_rows(k, c), ek_.data()); }
 
   // p = intra-chunk scores P (lower triangle, diagonal included; zero above).
-  void scores(int64_t n) {
-    const int64_t C = d_.chunk, K = d_.dk;
+  void scores(const float* q, const float* k, int64_t c) {
+    const int64_t C = d_.chunk, K = d_.dk, n = n_;
+    const float* qc = qk_rows(q, c);
+    const float* kc = qk_rows(k, c);
     if (!d_.vector_decay) {
-      gemm(false, true, n, n, K, 1.0f, q_.data(), K, k_.data(), K, 0.0f, p_.data(), C);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < n; ++j) p_[r * C + j] = j <= r ? p_[r * C + j] * decay(b_[r], b_[j]) : 0.0f;
+      lower_of_product(n, K, 1.0f, qc, qk_ld(), kc, qk_ld(), p_.data(), C);
+      for (int64_t r = 0; r < n; ++r) {
+        float* pr = &p_[r * C];
+        const double br = b_[r];
+#pragma omp simd
+        for (int64_t j = 0; j <= r; ++j) pr[j] *= decay(br, b_[j]);
+        std::fill(pr + r + 1, pr + n, 0.0f);
+      }
       return;
     }
     for (int64_t r = 0; r < n; ++r) std::fill(&p_[r * C], &p_[r * C] + n, 0.0f);
-    for (int64_t R = 0; R < n; R += kSub) {
-      const int64_t rn = std::min(kSub, n - R);
-      diagonal_scores(R, rn);
-      for (int64_t J = 0; J < R; J += kSub) {
-        reference_pair(R, rn, J);
-        gemm(false, true, rn, kSub, K, 1.0f, qt_.data(), K, &kt_[J * K], K, 0.0f, &p_[R * C + J], C);
-      }
+    for (int64_t R0 = 0; R0 < n; R0 += kSub) {
+      const int64_t rn = std::min(kSub, n - R0);
+      diagonal_scores(qc, kc, R0, rn);
+      if (R0 == 0) continue;
+      const float* stage = stage_earlier(qc, R0, rn, true);
+      gemm(false, true, rn, R0, K, 1.0f, qt_.data(), K, stage, K, 0.0f, &p_[R0 * C], C);
     }
   }
 
   // dq_c += intra part of dq and dk_c += intra part of dk, from dP (lower triangle) in p_.
-  void scores_backward(int64_t n, float* dq_c, float* dk_c) {
-    const int64_t C = d_.chunk, K = d_.dk;
+  void scores_backward(const float* q, const float* k, int64_t c, float* dq_c, float* dk_c) {
+    const int64_t C = d_.chunk, K = d_.dk, n = n_;
+    const float* qc = qk_rows(q, c);
+    const float* kc = qk_rows(k, c);
     if (!d_.vector_decay) {
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j <= r; ++j) p_[r * C + j] *= decay(b_[r], b_[j]);
-      gemm(false, false, n, K, n, 1.0f, p_.data(), C, k_.data(), K, 1.0f, dq_c, K);
-      gemm(true, false, n, K, n, 1.0f, p_.data(), C, q_.data(), K, 1.0f, dk_c, K);
+      for (int64_t r = 0; r < n; ++r) {
+        float* pr = &p_[r * C];
+        const double br = b_[r];
+#pragma omp simd
+        for (int64_t j = 0; j <= r; ++j) pr[j] *= decay(br, b_[j]);
+      }
+      lower_times(n, K, 1.0f, p_.data(), C, kc, qk_ld(), 1.0f, dq_c, K);
+      lower_transposed_times(n, K, 1.0f, p_.data(), C, qc, qk_ld(), 1.0f, dk_c, K);
       return;
     }
-    for (int64_t R = 0; R < n; R += kSub) {
-      const int64_t rn = std::min(kSub, n - R);
-      diagonal_backward(R, rn, dq_c, dk_c);
-      for (int64_t J = 0; J < R; J += kSub) {
-        const int64_t m = J + kSub - 1;
-        reference_pair(R, rn, J);
-        // dq_R += e^{b_R - b_m} * (dP_RJ Kt_J)
-        gemm(false, false, rn, K, kSub, 1.0f, &p_[R * C + J], C, &kt_[J * K], K, 0.0f, tmp_.data(), K);
-        const double* bm = &b_[m * K];
-        for (int64_t r = 0; r < rn; ++r) {
-          const double* br = &b_[(R + r) * K];
-          float* dqr = &dq_c[(R + r) * K];
-          const float* t = &tmp_[r * K];
+    // dkt: the gradient with respect to kt (k relative to its own block's last row), collected
+    // from every later query block, then times that factor into dk.
+    std::fill(dkt_.begin(), dkt_.begin() + n * K, 0.0f);
+    for (int64_t R0 = 0; R0 < n; R0 += kSub) {
+      const int64_t rn = std::min(kSub, n - R0);
+      diagonal_backward(qc, kc, R0, rn, dq_c, dk_c);
+      if (R0 == 0) continue;
+      const float* stage = stage_earlier(qc, R0, rn, false);
+      // dq_R += er * (dP_R,<R0 stage)
+      gemm(false, false, rn, K, R0, 1.0f, &p_[R0 * C], C, stage, K, 0.0f, tmp_.data(), K);
+      for (int64_t r = 0; r < rn; ++r) {
+        float* dqr = &dq_c[(R0 + r) * K];
+        const float* t = &tmp_[r * K];
+        const float* e = &er_[(R0 + r) * K];
 #pragma omp simd
-          for (int64_t i = 0; i < K; ++i) dqr[i] += t[i] * fast_exp(static_cast<float>(br[i] - bm[i]));
-        }
-        // dk_J += e^{b_m - b_J} * (dP_RJ^T Qt_R)
-        gemm(true, false, kSub, K, rn, 1.0f, &p_[R * C + J], C, qt_.data(), K, 0.0f, tmp_.data(), K);
-        for (int64_t j = 0; j < kSub; ++j) {
-          const double* bj = &b_[(J + j) * K];
-          float* dkj = &dk_c[(J + j) * K];
+        for (int64_t i = 0; i < K; ++i) dqr[i] += t[i] * e[i];
+      }
+      // dkt_j += e^{b_m - b_mJ} * (dP_R,<R0^T qt)
+      gemm(true, false, R0, K, rn, 1.0f, &p_[R0 * C], C, qt_.data(), K, 0.0f, tmp_.data(), K);
+      for (int64_t J0 = 0; J0 < R0; J0 += kSub) {
+        const float* f = block_factor(R0, J0);
+        for (int64_t j = J0; j < J0 + kSub; ++j) {
+          float* out = &dkt_[j * K];
           const float* t = &tmp_[j * K];
 #pragma omp simd
-          for (int64_t i = 0; i < K; ++i) dkj[i] += t[i] * fast_exp(static_cast<float>(bm[i] - bj[i]));
+          for (int64_t i = 0; i < K; ++i) out[i] += t[i] * f[i];
         }
+      }
+    }
+    // kt = k * ej: dk += dkt * ej (every block but the last is an earlier one).
+    for (int64_t j = 0; j < (n - 1) / kSub * kSub; ++j) {
+      float* dkj = &dk_c[j * K];
+      const float* t = &dkt_[j * K];
+      const float* e = &ej_[j * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) dkj[i] += t[i] * e[i];
+    }
+  }
+
+  double b(int64_t r, int64_t i) const { return b_[r * gw_ + (d_.vector_decay ? i : 0)]; }
+  const float* eq() const { return eq_.data(); }
+  const float* ek() const { return ek_.data(); }
+  const float* egamma() const { return egamma_.data(); }
+  const float* qd() const { return qd_.data(); }
+  const float* kd() const { return kd_.data(); }
+  float* p() { return p_.data(); }
+
+  // x_rows[r, :] *= the row's factor (eq or ek), in place over a contiguous [n, dk] block.
+  void scale_by(float* x, const float* factor) const {
+    const int64_t K = d_.dk;
+    for (int64_t r = 0; r < n_; ++r) {
+      if (d_.vector_decay) {
+        mul(x + r * K, x + r * K, factor + r * K, K);
+      } else {
+        const float f = factor[r];
+#pragma omp simd
+        for (int64_t i = 0; i < K; ++i) x[r * K + i] *= f;
       }
     }
   }
 
-  const float* qd() const { return qd_.data(); }
-  const float* kd() const { return kd_.data(); }
-  const float* q() const { return q_.data(); }
-  const float* k() const { return k_.data(); }
-  float* p() { return p_.data(); }
-
  private:
-  // qt = q_R * e^{b_R - b_m} and kt_J = k_J * e^{b_m - b_J}, m the last row of sub-block J.
-  // (Vector decay only: plain pointer loops so that they vectorise.)
-  void reference_pair(int64_t R, int64_t rn, int64_t J) {
+  void scale_rows(float* out, const float* x, const float* factor) const {
     const int64_t K = d_.dk;
-    const double* bm = &b_[(J + kSub - 1) * K];
-    for (int64_t r = 0; r < rn; ++r) {
-      const double* br = &b_[(R + r) * K];
-      const float* qr = &q_[(R + r) * K];
-      float* out = &qt_[r * K];
+    for (int64_t r = 0; r < n_; ++r) {
+      if (d_.vector_decay) {
+        mul(out + r * K, x + r * qk_ld(), factor + r * K, K);
+      } else {
+        const float f = factor[r];
+        const float* xr = x + r * qk_ld();
 #pragma omp simd
-      for (int64_t i = 0; i < K; ++i) out[i] = qr[i] * fast_exp(static_cast<float>(br[i] - bm[i]));
-    }
-    for (int64_t j = 0; j < kSub; ++j) {
-      const double* bj = &b_[(J + j) * K];
-      const float* kj = &k_[(J + j) * K];
-      float* out = &kt_[(J + j) * K];
-#pragma omp simd
-      for (int64_t i = 0; i < K; ++i) out[i] = kj[i] * fast_exp(static_cast<float>(bm[i] - bj[i]));
+        for (int64_t i = 0; i < K; ++i) out[r * K + i] = xr[i] * f;
+      }
     }
   }
 
-  void diagonal_scores(int64_t R, int64_t rn) {
+  // e^{b_m - b_mJ} for query block R0 (m = R0 - 1) and key block J0 (mJ its last row): 1 when J
+  // is the block just before R. Into e_ (K floats).
+  const float* block_factor(int64_t R0, int64_t J0) {
+    const int64_t K = d_.dk, mJ = J0 + kSub - 1, m = R0 - 1;
+    const double* bm = &b_[m * K];
+    const double* bj = &b_[mJ * K];
+#pragma omp simd
+    for (int64_t i = 0; i < K; ++i) e_[i] = mJ == m ? 1.0f : decay(bm[i], bj[i]);
+    return e_.data();
+  }
+
+  // qt = q_R * er_R (rn rows) and the stage of block R: the keys of every row before R0
+  // relative to m = R0 - 1, kt_j * e^{b_m - b_mJ}. The scores make the stages of the loaded
+  // chunk (fresh) and its gradient reuses them.
+  const float* stage_earlier(const float* qc, int64_t R0, int64_t rn, bool fresh) {
+    const int64_t K = d_.dk, R = R0 / kSub;
+    for (int64_t r = 0; r < rn; ++r) mul(&qt_[r * K], qc + (R0 + r) * qk_ld(), &er_[(R0 + r) * K], K);
+    float* stage = &stage_[kSub * R * (R - 1) / 2 * K];
+    if (fresh)
+      for (int64_t J0 = 0; J0 < R0; J0 += kSub) {
+        const float* f = block_factor(R0, J0);
+        for (int64_t j = J0; j < J0 + kSub; ++j) mul(&stage[j * K], &kt_[j * K], f, K);
+      }
+    return stage;
+  }
+
+  // The block R with itself: for each key row j, e^{b_r - b_j} grows as a running product over
+  // the rows r > j of the block.
+  void diagonal_scores(const float* qc, const float* kc, int64_t R0, int64_t rn) {
     const int64_t C = d_.chunk, K = d_.dk;
-    for (int64_t r = R; r < R + rn; ++r) {
-      const double* br = &b_[r * K];
-      const float* qr = &q_[r * K];
-      for (int64_t j = R; j <= r; ++j) {
-        const double* bj = &b_[j * K];
-        const float* kj = &k_[j * K];
+    float* w = e_.data();  // k_j * e^{b_r - b_j}
+    for (int64_t j = R0; j < R0 + rn; ++j) {
+      const float* kj = kc + j * qk_ld();
+      const float* qj = qc + j * qk_ld();
+      float s0 = 0.0f;
+#pragma omp simd reduction(+ : s0)
+      for (int64_t i = 0; i < K; ++i) {
+        w[i] = kj[i];
+        s0 += qj[i] * kj[i];
+      }
+      p_[j * C + j] = s0;
+      for (int64_t r = j + 1; r < R0 + rn; ++r) {
+        const float* ar = &a_[r * K];
+        const float* qr = qc + r * qk_ld();
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < K; ++i) s += qr[i] * kj[i] * fast_exp(static_cast<float>(br[i] - bj[i]));
+        for (int64_t i = 0; i < K; ++i) {
+          w[i] *= ar[i];
+          s += qr[i] * w[i];
+        }
         p_[r * C + j] = s;
       }
     }
   }
 
-  void diagonal_backward(int64_t R, int64_t rn, float* dq_c, float* dk_c) {
+  void diagonal_backward(const float* qc, const float* kc, int64_t R0, int64_t rn, float* dq_c,
+                         float* dk_c) {
     const int64_t C = d_.chunk, K = d_.dk;
-    for (int64_t r = R; r < R + rn; ++r) {
-      const double* br = &b_[r * K];
-      const float* qr = &q_[r * K];
-      float* dqr = &dq_c[r * K];
-      for (int64_t j = R; j <= r; ++j) {
-        const double* bj = &b_[j * K];
-        const float* kj = &k_[j * K];
-        float* dkj = &dk_c[j * K];
+    float* e = e_.data();      // e^{b_r - b_j}
+    float* dkj = e + K;        // dk_j's intra-block sum
+    for (int64_t j = R0; j < R0 + rn; ++j) {
+      const float* kj = kc + j * qk_ld();
+      std::fill(e, e + K, 1.0f);
+      std::fill(dkj, dkj + K, 0.0f);
+      for (int64_t r = j; r < R0 + rn; ++r) {
         const float dp = p_[r * C + j];
+        const float* ar = r > j ? &a_[r * K] : e;  // e is all ones at r = j
+        const float* qr = qc + r * qk_ld();
+        float* dqr = &dq_c[r * K];
 #pragma omp simd
         for (int64_t i = 0; i < K; ++i) {
-          const float w = dp * fast_exp(static_cast<float>(br[i] - bj[i]));
-          dqr[i] += w * kj[i];
-          dkj[i] += w * qr[i];
+          e[i] *= ar[i];
+          const float we = dp * e[i];
+          dqr[i] += we * kj[i];
+          dkj[i] += we * qr[i];
         }
       }
+      axpy(&dk_c[j * K], 1.0f, dkj, K);
     }
   }
 
   const GlrDims& d_;
-  const int64_t h_, hg_;
-  std::vector<float> q_, k_, qd_, kd_, p_, qt_, kt_, tmp_;
+  const int64_t h_, hg_, gw_;
+  int64_t n_ = 0;
   std::vector<double> b_, gamma_;
+  std::vector<float> eq_, ek_, egamma_, qd_, kd_, p_, a_, er_, ej_, kt_, stage_, qt_, tmp_, dkt_, e_;
 };
 
 // S = Diag(e^gamma) S + alpha * x^T y over the loaded chunk's rows: the state moving forward
 // (x = k e^{gamma - b}, y = v, alpha = 1) and its gradient moving backward (x = q e^b,
 // y = dout, alpha = scale).
-void decay_and_accumulate(HeadChunks& hc, const GlrDims& d, float* S, const float* x,
+void decay_and_accumulate(const HeadChunks& hc, const GlrDims& d, float* S, const float* x,
                           const float* y_rows, float alpha, int64_t n) {
+  const float* eg = hc.egamma();
   for (int64_t i = 0; i < d.dk; ++i) {
-    const float a = HeadChunks::decay(hc.gamma(i), 0.0);
+    const float a = eg[d.vector_decay ? i : 0];
+#pragma omp simd
     for (int64_t j = 0; j < d.dv; ++j) S[i * d.dv + j] *= a;
   }
   gemm(true, false, d.dk, d.dv, n, alpha, x, d.dk, y_rows, hc.v_ld(), 1.0f, S, d.dv);
 }
 
-void advance_state(HeadChunks& hc, const GlrDims& d, const float* v, int64_t c, float* S) {
-  hc.decayed_k(hc.rows(c));
+void advance_state(HeadChunks& hc, const GlrDims& d, const float* k, const float* v, int64_t c, float* S) {
+  hc.decayed_k(k, c);
   decay_and_accumulate(hc, d, S, hc.kd(), hc.v_rows(v, c), 1.0f, hc.rows(c));
 }
 
-void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* dout, int64_t c, float* dS) {
-  hc.decayed_q(hc.rows(c));
+void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* q, const float* dout, int64_t c,
+                            float* dS) {
+  hc.decayed_q(q, c);
   decay_and_accumulate(hc, d, dS, hc.qd(), hc.v_rows(dout, c), d.scale, hc.rows(c));
 }
 
@@ -261,8 +427,11 @@ int64_t state_size(const GlrDims& d) { return d.dk * d.dv; }
 void anchor_gate_gradient(const GlrDims& d, const float* S, const float* dS, double* suffix) {
   std::fill(suffix, suffix + (d.vector_decay ? d.dk : 1), 0.0);
   for (int64_t i = 0; i < d.dk; ++i) {
+    const float* s = S + i * d.dv;
+    const float* ds = dS + i * d.dv;
     double acc = 0.0;
-    for (int64_t j = 0; j < d.dv; ++j) acc += static_cast<double>(S[i * d.dv + j]) * dS[i * d.dv + j];
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < d.dv; ++j) acc += static_cast<double>(s[j]) * ds[j];
     suffix[d.vector_decay ? i : 0] += acc;
   }
 }
@@ -280,15 +449,15 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
     for (int64_t c = 0; c < hc.chunks(); ++c) {
       if (states) std::memcpy(states + (c * d.H + h) * SS, S.data(), SS * sizeof(float));
       const int64_t n = hc.rows(c);
-      hc.load(c, o ? q : nullptr, k, g);
+      hc.load(c, g, k, o != nullptr);
       if (o) {
         float* oc = hc.v_rows(o, c);
-        hc.decayed_q(n);
+        hc.decayed_q(q, c);
         gemm(false, false, n, d.dv, d.dk, d.scale, hc.qd(), d.dk, S.data(), d.dv, 0.0f, oc, hc.v_ld());
-        hc.scores(n);
-        gemm(false, false, n, d.dv, n, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc, hc.v_ld());
+        hc.scores(q, k, c);
+        lower_times(n, d.dv, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc, hc.v_ld());
       }
-      advance_state(hc, d, v, c, S.data());
+      advance_state(hc, d, k, v, c, S.data());
     }
     if (states) std::memcpy(states + (hc.chunks() * d.H + h) * SS, S.data(), SS * sizeof(float));
     if (h_final) std::memcpy(h_final + h * SS, S.data(), SS * sizeof(float));
@@ -327,6 +496,7 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
       const int64_t hg = h / (d.H / d.Hg), nc = hc.chunks();
       if (dh_final) std::memcpy(dS.data(), dh_final + h * SS, SS * sizeof(float));
       else std::fill(dS.begin(), dS.end(), 0.0f);
+
       for (int64_t c = nc - 1; c >= 0; --c) {
         const int64_t n = hc.rows(c), c0 = hc.start(c);
         // dg's anchor at the chunk's end: sum_v S_next * dS_next, which equals the suffix sum
@@ -335,49 +505,60 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         const float* s_prev = states + (c * d.H + h) * SS;
         const float* do_c = hc.v_rows(dout, c);
         const float* v_c = hc.v_rows(v, c);
-        hc.load(c, q, k, g);
-        hc.decayed_q(n);
-        hc.decayed_k(n);
-        hc.scores(n);
+        const float* q_c = hc.qk_rows(q, c);
+        const float* k_c = hc.qk_rows(k, c);
+        hc.load(c, g, k, true);
+        hc.decayed_k(k, c);
+        hc.scores(q, k, c);
         // dv = scale P^T dO + kd dS
         float* dv_c = hc.v_rows(dv, c);
-        gemm(true, false, n, d.dv, n, d.scale, hc.p(), d.chunk, do_c, hc.v_ld(), 0.0f, dv_c, hc.v_ld());
+        lower_transposed_times(n, d.dv, d.scale, hc.p(), d.chunk, do_c, hc.v_ld(), 0.0f, dv_c, hc.v_ld());
         gemm(false, false, n, d.dv, K, 1.0f, hc.kd(), K, dS.data(), d.dv, 1.0f, dv_c, hc.v_ld());
         // dq = e^b * (scale dO S_prev^T), dk = e^{gamma - b} * (V dS^T), then the intra parts
         gemm(false, true, n, K, d.dv, d.scale, do_c, hc.v_ld(), s_prev, d.dv, 0.0f, dq_c.data(), K);
         gemm(false, true, n, K, d.dv, 1.0f, v_c, hc.v_ld(), dS.data(), d.dv, 0.0f, dk_c.data(), K);
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t i = 0; i < K; ++i) {
-            dq_c[r * K + i] *= HeadChunks::decay(hc.b(r, i), 0.0);
-            dk_c[r * K + i] *= HeadChunks::decay(hc.gamma(i), hc.b(r, i));
-          }
+        hc.scale_by(dq_c.data(), hc.eq());
+        hc.scale_by(dk_c.data(), hc.ek());
         // dP = scale dO V^T, lower triangle
         float* dp = hc.p();
-        gemm(false, true, n, n, d.dv, d.scale, do_c, hc.v_ld(), v_c, hc.v_ld(), 0.0f, dp, d.chunk);
+        lower_of_product(n, d.dv, d.scale, do_c, hc.v_ld(), v_c, hc.v_ld(), dp, d.chunk);
         for (int64_t r = 0; r < n; ++r) std::fill(dp + r * d.chunk + r + 1, dp + r * d.chunk + n, 0.0f);
-        hc.scores_backward(n, dq_c.data(), dk_c.data());
-        // dg: suffix sums of q * dq - k * dk over this head's own gradients
+        hc.scores_backward(q, k, c, dq_c.data(), dk_c.data());
+        // dg: suffix sums of q * dq - k * dk over this head's own gradients, from the anchor
         for (int64_t r = n - 1; r >= 0; --r) {
-          float* dg_r = d.vector_decay ? dg + ((c0 + r) * d.H + h) * K : dg + (c0 + r) * d.H + h;
-          for (int64_t i = 0; i < K; ++i)
-            suffix[d.vector_decay ? i : 0] += static_cast<double>(hc.q()[r * K + i]) * dq_c[r * K + i] -
-                                             static_cast<double>(hc.k()[r * K + i]) * dk_c[r * K + i];
-          for (size_t i = 0; i < suffix.size(); ++i) dg_r[i] = static_cast<float>(suffix[i]);
+          const float* qr = q_c + r * hc.qk_ld();
+          const float* kr = k_c + r * hc.qk_ld();
+          const float* dqr = &dq_c[r * K];
+          const float* dkr = &dk_c[r * K];
+          if (d.vector_decay) {
+            float* dg_r = dg + ((c0 + r) * d.H + h) * K;
+            double* s = suffix.data();
+#pragma omp simd
+            for (int64_t i = 0; i < K; ++i) {
+              s[i] += static_cast<double>(qr[i]) * dqr[i] - static_cast<double>(kr[i]) * dkr[i];
+              dg_r[i] = static_cast<float>(s[i]);
+            }
+          } else {
+            double term = 0.0;
+#pragma omp simd reduction(+ : term)
+            for (int64_t i = 0; i < K; ++i)
+              term += static_cast<double>(qr[i]) * dqr[i] - static_cast<double>(kr[i]) * dkr[i];
+            suffix[0] += term;
+            dg[(c0 + r) * d.H + h] = static_cast<float>(suffix[0]);
+          }
         }
         for (int64_t r = 0; r < n; ++r) {
           float* dqr = dq_out + ((c0 + r) * d.Hg + hg) * K;
           float* dkr = dk_out + ((c0 + r) * d.Hg + hg) * K;
-          for (int64_t i = 0; i < K; ++i) {
-            if (shared) {
-              dqr[i] += dq_c[r * K + i];
-              dkr[i] += dk_c[r * K + i];
-            } else {
-              dqr[i] = dq_c[r * K + i];
-              dkr[i] = dk_c[r * K + i];
-            }
+          if (shared) {
+            axpy(dqr, 1.0f, &dq_c[r * K], K);
+            axpy(dkr, 1.0f, &dk_c[r * K], K);
+          } else {
+            copy_row(dqr, &dq_c[r * K], K);
+            copy_row(dkr, &dk_c[r * K], K);
           }
         }
-        retreat_state_gradient(hc, d, dout, c, dS.data());
+        retreat_state_gradient(hc, d, q, dout, c, dS.data());
       }
       if (dh0) std::memcpy(dh0 + h * SS, dS.data(), SS * sizeof(float));
     }
@@ -408,9 +589,9 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
     // The total decay over the whole piece, in double: units of 128K tokens sum 128K terms.
     std::vector<double> total(GW, 0.0);
     for (int64_t c = 0; c < hc.chunks(); ++c) {
-      hc.load(c, nullptr, k, g);
-      advance_state(hc, d, v, c, S);
-      for (int64_t i = 0; i < GW; ++i) total[i] += hc.gamma(i);
+      hc.load(c, g, k, false);
+      advance_state(hc, d, k, v, c, S);
+      for (int64_t i = 0; i < GW; ++i) total[i] += hc.b(hc.rows(c) - 1, i);
     }
     for (int64_t i = 0; i < GW; ++i) gamma[h * GW + i] = static_cast<float>(total[i]);
   }
@@ -425,8 +606,8 @@ void glr_state_gradient(float* ds, const float* q, const float* g, const float* 
     float* dS = ds + h * SS;
     std::fill(dS, dS + SS, 0.0f);
     for (int64_t c = hc.chunks() - 1; c >= 0; --c) {
-      hc.load(c, q, nullptr, g);
-      retreat_state_gradient(hc, d, dout, c, dS);
+      hc.load(c, g, nullptr, false);
+      retreat_state_gradient(hc, d, q, dout, c, dS);
     }
   }
 }
