@@ -312,6 +312,41 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
     } else if (c == ',') {
       throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
                           ": invalid YAML: a document cannot start with ','"));
+    } else if (c == '"' || c == '\'' || c == '[' || c == '{') {
+      // The same loop follows a quoted scalar or flow collection at the root that a ',' follows
+      // ('"a", b', '[a], b'): skip the node, then look at the next token.
+      int depth = 0;
+      char quote = 0;
+      for (; i < text.size(); ++i) {
+        const char d = text[i];
+        if (d == '\n') {
+          ++line;
+          line_start = i + 1;
+        }
+        if (quote) {
+          if (quote == '"' && d == '\\') ++i;
+          else if (d == quote) quote = 0;
+          if (!quote && depth == 0) break;
+        } else if (d == '"' || d == '\'') {
+          quote = d;
+        } else if (d == '[' || d == '{') {
+          ++depth;
+        } else if (d == ']' || d == '}') {
+          if (--depth <= 0) break;
+        }
+      }
+      ++i;
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) {
+        if (text[i] == '\n') {
+          ++line;
+          line_start = i + 1;
+        }
+        ++i;
+      }
+      if (i < text.size() && text[i] == ',')
+        throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
+                            ": invalid YAML: ',' after the document's root node"));
+      at_document_start = false;
     } else {
       at_document_start = false;
     }

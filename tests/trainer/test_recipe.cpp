@@ -91,7 +91,17 @@ TEST(Recipe, ADocumentStartingWithACommaIsRefusedNotHung) {
       EXPECT_NE(std::string(e.what()).find(": invalid YAML: a document cannot start with ','"), std::string::npos) << e.what();
     }
   }
+  for (const std::string text : {"\"a\", b", "'a', b", "[a], b", "{a: 1},", "\"a\n\tb\", c"}) {
+    try {
+      parse_recipe(text, "c.yaml");
+      FAIL() << text;
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(": invalid YAML: ',' after the document's root node"), std::string::npos) << e.what();
+    }
+  }
   EXPECT_NE(std::string(recipe_to_yaml(parse_recipe("data: {corpus: \"a,b\"}\n", "c.yaml"))).find("a,b"), std::string::npos);
+  EXPECT_EQ(parse_recipe("{\"data\": {corpus: 'x, y'}}", "c.yaml").data.corpus, "x, y");
+  EXPECT_EQ(parse_recipe("\"data\": {corpus: c}", "c.yaml").data.corpus, "c");
 }
 
 TEST(Recipe, DefaultsNeedOnlyTheCorpus) {
