@@ -273,7 +273,8 @@ struct Sources {
 // yaml-cpp 0.7 (Debian 12's) never returns on a document whose first token is ',' (its
 // scanner loops, allocating, found by fuzz_recipe): such a document is refused before it gets
 // there. Skipped before that first token: whitespace, a byte-order mark, comments, directives,
-// anchors and tags; documents start at the stream and after '---' or '...' lines.
+// anchors and tags; documents start at the stream, after '---' or '...' lines and at a '%'
+// directive line.
 void refuse_leading_comma(const std::string& text, const std::string& origin) {
   size_t i = 0, line = 1, line_start = 0;
   bool at_document_start = true;
@@ -292,6 +293,12 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
       i += 3;
       continue;
     }
+    if (line_begin && c == '%') {  // a directive: yaml-cpp starts a new document with it
+      at_document_start = true;
+      const size_t next = text.find('\n', i);
+      i = next == std::string::npos ? text.size() : next;
+      continue;
+    }
     if (!at_document_start) {  // skip to the next line
       const size_t next = text.find('\n', i);
       i = next == std::string::npos ? text.size() : next;
@@ -301,7 +308,7 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
       ++i;
     } else if (text.compare(i, 3, "\xef\xbb\xbf") == 0) {
       i += 3;
-    } else if (c == '#' || (c == '%' && line_begin)) {
+    } else if (c == '#') {
       const size_t next = text.find('\n', i);
       i = next == std::string::npos ? text.size() : next;
     } else if (c == '&' || c == '!') {  // an anchor or tag ends at a space or a flow indicator
