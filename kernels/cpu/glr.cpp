@@ -123,6 +123,7 @@ class HeadChunks {
   }
 
   int64_t chunks() const { return (d_.T + d_.chunk - 1) / d_.chunk; }
+  int64_t group() const { return hg_; }
   int64_t start(int64_t c) const { return c * d_.chunk; }
   int64_t rows(int64_t c) const { return std::min(d_.chunk, d_.T - start(c)); }
   int64_t qk_ld() const { return d_.Hg * d_.dk; }
@@ -190,18 +191,19 @@ class HeadChunks {
   void decayed_q(const float* q, int64_t c) { scale_rows(qd_.data(), qk_rows(q, c), eq_.data()); }
   void decayed_k(const float* k, int64_t c) { scale_rows(kd_.data(), qk_rows(k, c), ek_.data()); }
 
-  // p = intra-chunk scores P (lower triangle, diagonal included; zero above).
-  void scores(const float* q, const float* k, int64_t c) {
+  // p = intra-chunk scores P (lower triangle, diagonal included; zero above). A scalar decay
+  // takes the group's Q K^T (qk, lower triangle, rows of `chunk`) and masks it with L.
+  void scores(const float* q, const float* k, int64_t c, const float* qk) {
     const int64_t C = d_.chunk, K = d_.dk, n = n_;
     const float* qc = qk_rows(q, c);
     const float* kc = qk_rows(k, c);
     if (!d_.vector_decay) {
-      lower_of_product(n, K, 1.0f, qc, qk_ld(), kc, qk_ld(), p_.data(), C);
       for (int64_t r = 0; r < n; ++r) {
         float* pr = &p_[r * C];
+        const float* sr = qk + r * C;
         const double br = b_[r];
 #pragma omp simd
-        for (int64_t j = 0; j <= r; ++j) pr[j] *= decay(br, b_[j]);
+        for (int64_t j = 0; j <= r; ++j) pr[j] = sr[j] * decay(br, b_[j]);
         std::fill(pr + r + 1, pr + n, 0.0f);
       }
       return;
@@ -216,22 +218,24 @@ class HeadChunks {
     }
   }
 
-  // dq_c += intra part of dq and dk_c += intra part of dk, from dP (lower triangle) in p_.
+  // Scalar decay: dP (lower triangle, in p_) times L in place: the gradient of Q K^T, whose
+  // products with K and Q are the intra parts of dq and dk (made once per group).
+  void mask_scores_gradient() {
+    const int64_t C = d_.chunk;
+    for (int64_t r = 0; r < n_; ++r) {
+      float* pr = &p_[r * C];
+      const double br = b_[r];
+#pragma omp simd
+      for (int64_t j = 0; j <= r; ++j) pr[j] *= decay(br, b_[j]);
+    }
+  }
+
+  // Vector decay: dq_c += intra part of dq and dk_c += intra part of dk, from dP (lower
+  // triangle) in p_.
   void scores_backward(const float* q, const float* k, int64_t c, float* dq_c, float* dk_c) {
     const int64_t C = d_.chunk, K = d_.dk, n = n_;
     const float* qc = qk_rows(q, c);
     const float* kc = qk_rows(k, c);
-    if (!d_.vector_decay) {
-      for (int64_t r = 0; r < n; ++r) {
-        float* pr = &p_[r * C];
-        const double br = b_[r];
-#pragma omp simd
-        for (int64_t j = 0; j <= r; ++j) pr[j] *= decay(br, b_[j]);
-      }
-      lower_times(n, K, 1.0f, p_.data(), C, kc, qk_ld(), 1.0f, dq_c, K);
-      lower_transposed_times(n, K, 1.0f, p_.data(), C, qc, qk_ld(), 1.0f, dk_c, K);
-      return;
-    }
     // dkt: the gradient with respect to kt (k relative to its own block's last row), collected
     // from every later query block, then times that factor into dk.
     std::fill(dkt_.begin(), dkt_.begin() + n * K, 0.0f);
@@ -438,40 +442,127 @@ void anchor_gate_gradient(const GlrDims& d, const float* S, const float* dS, dou
 
 }  // namespace
 
+namespace {
+
+// Heads [first, last) of thread tid in a team: contiguous blocks, so that heads of one q/k group
+// meet in one thread, which walks the chunks in order and, within a chunk, its heads: the
+// chunk's q and k rows stay in cache across the group's heads, and with a scalar decay its
+// scores Q K^T are computed once for all of them.
+struct HeadBlock {
+  int64_t first, last;
+  HeadBlock(int64_t H, int tid, int team) : first(H * tid / team), last(H * (tid + 1) / team) {}
+};
+
+// Q K^T of one group's chunk (lower triangle; rows of `chunk`), for the scalar decay.
+class GroupScores {
+ public:
+  explicit GroupScores(const GlrDims& d) : d_(d) {
+    if (!d.vector_decay) qk_.resize(d.chunk * d.chunk);
+  }
+  const float* get(const HeadChunks& hc, const float* q, const float* k, int64_t c) {
+    if (d_.vector_decay) return nullptr;
+    if (hg_ != hc.group() || c_ != c) {
+      lower_of_product(hc.rows(c), d_.dk, 1.0f, hc.qk_rows(q, c), hc.qk_ld(), hc.qk_rows(k, c), hc.qk_ld(),
+                       qk_.data(), d_.chunk);
+      hg_ = hc.group();
+      c_ = c;
+    }
+    return qk_.data();
+  }
+
+ private:
+  const GlrDims& d_;
+  std::vector<float> qk_;
+  int64_t hg_ = -1, c_ = -1;
+};
+
+// Scalar decay: the sum over a group's heads of the masked score gradients dP * L, whose
+// products with K and Q are the intra-chunk parts of the group's dq and dk (one GEMM each per
+// chunk and group instead of per head).
+class GroupScoreGradient {
+ public:
+  explicit GroupScoreGradient(const GlrDims& d) : d_(d) {
+    if (!d.vector_decay) acc_.resize(d.chunk * d.chunk);
+  }
+  void add(const float* dpl, int64_t hg, int64_t n) {
+    const int64_t C = d_.chunk;
+    if (hg != hg_) std::fill(acc_.begin(), acc_.end(), 0.0f);
+    hg_ = hg;
+    for (int64_t r = 0; r < n; ++r) axpy(&acc_[r * C], 1.0f, dpl + r * C, r + 1);
+  }
+  // dq, dk rows of the group's chunk += acc K, acc^T Q (ld Hg dk); then empty.
+  void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c, float* dq_out, float* dk_out) {
+    if (hg_ < 0) return;
+    const int64_t n = hc.rows(c), C = d_.chunk, ld = hc.qk_ld(), row = (hc.start(c) * d_.Hg + hg_) * d_.dk;
+    const float* qc = q + row;
+    const float* kc = k + row;
+    for (int64_t r = 0; r < n; ++r) std::fill(&acc_[r * C] + r + 1, &acc_[r * C] + n, 0.0f);
+    lower_times(n, d_.dk, 1.0f, acc_.data(), C, kc, ld, 1.0f, dq_out + row, ld);
+    lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, qc, ld, 1.0f, dk_out + row, ld);
+    hg_ = -1;
+  }
+  int64_t group() const { return hg_; }
+
+ private:
+  const GlrDims& d_;
+  std::vector<float> acc_;
+  int64_t hg_ = -1;
+};
+
+}  // namespace
+
 void glr_forward(float* o, float* h_final, float* states, const float* q, const float* k,
                  const float* v, const float* g, const float* h0, const GlrDims& d) {
   const int64_t SS = state_size(d);
-#pragma omp parallel for schedule(static)
-  for (int64_t h = 0; h < d.H; ++h) {
-    HeadChunks hc(d, h);
-    std::vector<float> S(SS, 0.0f);
-    if (h0) std::memcpy(S.data(), h0 + h * SS, SS * sizeof(float));
-    for (int64_t c = 0; c < hc.chunks(); ++c) {
-      if (states) std::memcpy(states + (c * d.H + h) * SS, S.data(), SS * sizeof(float));
-      const int64_t n = hc.rows(c);
-      hc.load(c, g, k, o != nullptr);
-      if (o) {
-        float* oc = hc.v_rows(o, c);
-        hc.decayed_q(q, c);
-        gemm(false, false, n, d.dv, d.dk, d.scale, hc.qd(), d.dk, S.data(), d.dv, 0.0f, oc, hc.v_ld());
-        hc.scores(q, k, c);
-        lower_times(n, d.dv, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc, hc.v_ld());
-      }
-      advance_state(hc, d, k, v, c, S.data());
+#pragma omp parallel
+  {
+    const HeadBlock block(d.H, omp_get_thread_num(), omp_get_num_threads());
+    std::vector<HeadChunks> hcs;
+    std::vector<std::vector<float>> S;
+    for (int64_t h = block.first; h < block.last; ++h) {
+      hcs.emplace_back(d, h);
+      S.emplace_back(SS, 0.0f);
+      if (h0) std::memcpy(S.back().data(), h0 + h * SS, SS * sizeof(float));
     }
-    if (states) std::memcpy(states + (hc.chunks() * d.H + h) * SS, S.data(), SS * sizeof(float));
-    if (h_final) std::memcpy(h_final + h * SS, S.data(), SS * sizeof(float));
+    GroupScores group_scores(d);
+    const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
+    for (int64_t c = 0; c < nc; ++c)
+      for (int64_t h = block.first; h < block.last; ++h) {
+        HeadChunks& hc = hcs[h - block.first];
+        float* Sh = S[h - block.first].data();
+        if (states) std::memcpy(states + (c * d.H + h) * SS, Sh, SS * sizeof(float));
+        const int64_t n = hc.rows(c);
+        hc.load(c, g, k, o != nullptr);
+        if (o) {
+          float* oc = hc.v_rows(o, c);
+          hc.decayed_q(q, c);
+          gemm(false, false, n, d.dv, d.dk, d.scale, hc.qd(), d.dk, Sh, d.dv, 0.0f, oc, hc.v_ld());
+          hc.scores(q, k, c, group_scores.get(hc, q, k, c));
+          lower_times(n, d.dv, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc, hc.v_ld());
+        }
+        advance_state(hc, d, k, v, c, Sh);
+      }
+    for (int64_t h = block.first; h < block.last; ++h) {
+      const float* Sh = S[h - block.first].data();
+      if (states) std::memcpy(states + (nc * d.H + h) * SS, Sh, SS * sizeof(float));
+      if (h_final) std::memcpy(h_final + h * SS, Sh, SS * sizeof(float));
+    }
   }
 }
 
 void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const float* q,
                   const float* k, const float* v, const float* g, const float* states,
                   const float* dout, const float* dh_final, const GlrDims& d) {
-  const int64_t SS = state_size(d), K = d.dk, qk_size = d.T * d.Hg * K;
-  const bool shared = d.Hg < d.H;  // heads of a group add into the same dq, dk rows
+  const int64_t SS = state_size(d), K = d.dk, qk_size = d.T * d.Hg * K, GW = d.vector_decay ? K : 1;
+  const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
+  // Heads of a group add into the same dq, dk rows (so does the scalar decay's intra part).
+  const bool accumulate = d.Hg < d.H || !d.vector_decay;
   const int threads = omp_get_max_threads();
-  std::vector<float> group_grads(shared && threads > 1 ? static_cast<size_t>(threads) * 2 * qk_size : 0);
-  if (shared) {
+  // A group's heads may be split between threads: each adds into its own buffer, and the
+  // buffers are summed in thread order.
+  const bool split = d.Hg < d.H && threads > 1;
+  std::vector<float> group_grads(split ? static_cast<size_t>(threads) * 2 * qk_size : 0);
+  if (accumulate) {
     std::fill(dq, dq + qk_size, 0.0f);
     std::fill(dk, dk + qk_size, 0.0f);
   }
@@ -479,29 +570,38 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const HeadBlock block(d.H, tid, team);
     float* dq_out = dq;
     float* dk_out = dk;
-    if (shared && team > 1) {
+    if (split && team > 1) {
       dq_out = group_grads.data() + static_cast<size_t>(tid) * 2 * qk_size;
       dk_out = dq_out + qk_size;
       std::fill(dq_out, dq_out + 2 * qk_size, 0.0f);
     }
-    std::vector<float> dS(SS), dq_c(d.chunk * K), dk_c(d.chunk * K);
-    // The gate gradient's running sum within a chunk, in double.
-    std::vector<double> suffix(d.vector_decay ? K : 1);
+    std::vector<HeadChunks> hcs;
+    std::vector<std::vector<float>> dS;
+    for (int64_t h = block.first; h < block.last; ++h) {
+      hcs.emplace_back(d, h);
+      dS.emplace_back(SS, 0.0f);
+      if (dh_final) std::memcpy(dS.back().data(), dh_final + h * SS, SS * sizeof(float));
+    }
+    GroupScores group_scores(d);
+    GroupScoreGradient group_grad(d);
+    std::vector<float> dq_c(d.chunk * K), dk_c(d.chunk * K);
+    // The gate gradient's running sum within a chunk, in double; the scalar decay's row and
+    // column sums of dP * P (the intra parts of q dq and k dk).
+    std::vector<double> suffix(GW), row_sum(d.chunk), col_sum(d.chunk);
 
-#pragma omp for schedule(static)
-    for (int64_t h = 0; h < d.H; ++h) {
-      HeadChunks hc(d, h);
-      const int64_t hg = h / (d.H / d.Hg), nc = hc.chunks();
-      if (dh_final) std::memcpy(dS.data(), dh_final + h * SS, SS * sizeof(float));
-      else std::fill(dS.begin(), dS.end(), 0.0f);
-
-      for (int64_t c = nc - 1; c >= 0; --c) {
-        const int64_t n = hc.rows(c), c0 = hc.start(c);
+    for (int64_t c = nc - 1; c >= 0; --c) {
+      for (int64_t h = block.first; h < block.last; ++h) {
+        HeadChunks& hc = hcs[h - block.first];
+        float* dSh = dS[h - block.first].data();
+        const int64_t hg = hc.group(), n = hc.rows(c), c0 = hc.start(c);
+        if (!d.vector_decay && group_grad.group() >= 0 && group_grad.group() != hg)
+          group_grad.flush(hc, q, k, c, dq_out, dk_out);
         // dg's anchor at the chunk's end: sum_v S_next * dS_next, which equals the suffix sum
         // over all later tokens (plus the final-state term) but is computed directly.
-        anchor_gate_gradient(d, states + ((c + 1) * d.H + h) * SS, dS.data(), suffix.data());
+        anchor_gate_gradient(d, states + ((c + 1) * d.H + h) * SS, dSh, suffix.data());
         const float* s_prev = states + (c * d.H + h) * SS;
         const float* do_c = hc.v_rows(dout, c);
         const float* v_c = hc.v_rows(v, c);
@@ -509,21 +609,41 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         const float* k_c = hc.qk_rows(k, c);
         hc.load(c, g, k, true);
         hc.decayed_k(k, c);
-        hc.scores(q, k, c);
+        const float* qk = group_scores.get(hc, q, k, c);
+        hc.scores(q, k, c, qk);
         // dv = scale P^T dO + kd dS
         float* dv_c = hc.v_rows(dv, c);
         lower_transposed_times(n, d.dv, d.scale, hc.p(), d.chunk, do_c, hc.v_ld(), 0.0f, dv_c, hc.v_ld());
-        gemm(false, false, n, d.dv, K, 1.0f, hc.kd(), K, dS.data(), d.dv, 1.0f, dv_c, hc.v_ld());
+        gemm(false, false, n, d.dv, K, 1.0f, hc.kd(), K, dSh, d.dv, 1.0f, dv_c, hc.v_ld());
         // dq = e^b * (scale dO S_prev^T), dk = e^{gamma - b} * (V dS^T), then the intra parts
         gemm(false, true, n, K, d.dv, d.scale, do_c, hc.v_ld(), s_prev, d.dv, 0.0f, dq_c.data(), K);
-        gemm(false, true, n, K, d.dv, 1.0f, v_c, hc.v_ld(), dS.data(), d.dv, 0.0f, dk_c.data(), K);
+        gemm(false, true, n, K, d.dv, 1.0f, v_c, hc.v_ld(), dSh, d.dv, 0.0f, dk_c.data(), K);
         hc.scale_by(dq_c.data(), hc.eq());
         hc.scale_by(dk_c.data(), hc.ek());
         // dP = scale dO V^T, lower triangle
         float* dp = hc.p();
         lower_of_product(n, d.dv, d.scale, do_c, hc.v_ld(), v_c, hc.v_ld(), dp, d.chunk);
         for (int64_t r = 0; r < n; ++r) std::fill(dp + r * d.chunk + r + 1, dp + r * d.chunk + n, 0.0f);
-        hc.scores_backward(q, k, c, dq_c.data(), dk_c.data());
+        if (d.vector_decay) {
+          hc.scores_backward(q, k, c, dq_c.data(), dk_c.data());
+        } else {
+          hc.mask_scores_gradient();
+          // q_r . dq_intra,r - k_r . dk_intra,r = sum_j M_rj - sum_r' M_r'r, M = (dP * L) * Q K^T
+          std::fill(row_sum.begin(), row_sum.end(), 0.0);
+          std::fill(col_sum.begin(), col_sum.end(), 0.0);
+          for (int64_t r = 0; r < n; ++r) {
+            const float* dpr = dp + r * d.chunk;
+            const float* sr = qk + r * d.chunk;
+            double acc = 0.0;
+            for (int64_t j = 0; j <= r; ++j) {
+              const double m = static_cast<double>(dpr[j]) * sr[j];
+              acc += m;
+              col_sum[j] += m;
+            }
+            row_sum[r] = acc;
+          }
+          group_grad.add(dp, hg, n);
+        }
         // dg: suffix sums of q * dq - k * dk over this head's own gradients, from the anchor
         for (int64_t r = n - 1; r >= 0; --r) {
           const float* qr = q_c + r * hc.qk_ld();
@@ -532,14 +652,14 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
           const float* dkr = &dk_c[r * K];
           if (d.vector_decay) {
             float* dg_r = dg + ((c0 + r) * d.H + h) * K;
-            double* s = suffix.data();
+            double* sfx = suffix.data();
 #pragma omp simd
             for (int64_t i = 0; i < K; ++i) {
-              s[i] += static_cast<double>(qr[i]) * dqr[i] - static_cast<double>(kr[i]) * dkr[i];
-              dg_r[i] = static_cast<float>(s[i]);
+              sfx[i] += static_cast<double>(qr[i]) * dqr[i] - static_cast<double>(kr[i]) * dkr[i];
+              dg_r[i] = static_cast<float>(sfx[i]);
             }
           } else {
-            double term = 0.0;
+            double term = row_sum[r] - col_sum[r];
 #pragma omp simd reduction(+ : term)
             for (int64_t i = 0; i < K; ++i)
               term += static_cast<double>(qr[i]) * dqr[i] - static_cast<double>(kr[i]) * dkr[i];
@@ -550,7 +670,7 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         for (int64_t r = 0; r < n; ++r) {
           float* dqr = dq_out + ((c0 + r) * d.Hg + hg) * K;
           float* dkr = dk_out + ((c0 + r) * d.Hg + hg) * K;
-          if (shared) {
+          if (accumulate) {
             axpy(dqr, 1.0f, &dq_c[r * K], K);
             axpy(dkr, 1.0f, &dk_c[r * K], K);
           } else {
@@ -558,12 +678,17 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
             copy_row(dkr, &dk_c[r * K], K);
           }
         }
-        retreat_state_gradient(hc, d, q, dout, c, dS.data());
+        retreat_state_gradient(hc, d, q, dout, c, dSh);
       }
-      if (dh0) std::memcpy(dh0 + h * SS, dS.data(), SS * sizeof(float));
+      if (!d.vector_decay && block.last > block.first)
+        group_grad.flush(hcs.back(), q, k, c, dq_out, dk_out);
     }
+    if (dh0)
+      for (int64_t h = block.first; h < block.last; ++h)
+        std::memcpy(dh0 + h * SS, dS[h - block.first].data(), SS * sizeof(float));
 
-    if (shared && team > 1) {
+    if (split && team > 1) {
+#pragma omp barrier
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < qk_size; ++i) {
         float a = 0.0f, b = 0.0f;
