@@ -380,12 +380,17 @@ __global__ void glr_dg_piece_scan_kernel(float* dg, const double* terms, const d
   }
 }
 
-// gamma [H, GW]: the total decay, summed in double in token order (as the CPU's).
-__global__ void glr_gamma_kernel(float* gamma, const float* g, GlrDims d) {
+// gamma [H, GW]: the total decay, the pieces' own totals (b at each piece's last row, in double)
+// added in double: pieces steps per thread, not T.
+__global__ void glr_gamma_kernel(float* gamma, const double* b, GlrDims d, int64_t pieces) {
   const int64_t GW = d.vector_decay ? d.dk : 1;
   RT_GRID_STRIDE(e, d.H * GW) {
+    const int64_t ch = e % GW, h = e / GW;
     double total = 0.0;
-    for (int64_t t = 0; t < d.T; ++t) total += g[t * d.H * GW + e];
+    for (int64_t p = 0; p < pieces; ++p) {
+      const HeadPiece hp(d, b, p, h);
+      if (hp.n > 0) total += hp.cum(hp.n - 1, static_cast<int>(ch));
+    }
     gamma[e] = static_cast<float>(total);
   }
 }
@@ -529,7 +534,7 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
   forward_piece_states(all.as<float>(), k, v, nullptr, pd, d);
   copy_device(s_loc, all.as<float>() + pd.pieces() * d.H * d.dk * d.dv, d.H * d.dk * d.dv);
   const int64_t GW = d.vector_decay ? d.dk : 1;
-  launch(glr_gamma_kernel, d.H * GW, gamma, g, d);
+  launch(glr_gamma_kernel, d.H * GW, gamma, pd.b(), d, pd.pieces());
 }
 
 void glr_state_gradient(float* ds, const float* q, const float* g, const float* dout,
