@@ -340,8 +340,26 @@ class HeadChunks {
 
   // The block R with itself: for each key row j, e^{b_r - b_j} grows as a running product over
   // the rows r > j of the block.
+  // (Both are instantiated for the usual key widths, so that the rows stay in registers.)
   void diagonal_scores(const float* qc, const float* kc, int64_t R0, int64_t rn) {
-    const int64_t C = d_.chunk, K = d_.dk;
+    switch (d_.dk) {
+      case 64: return diagonal_scores_k<64>(qc, kc, R0, rn);
+      case 128: return diagonal_scores_k<128>(qc, kc, R0, rn);
+      default: return diagonal_scores_k<0>(qc, kc, R0, rn);
+    }
+  }
+  void diagonal_backward(const float* qc, const float* kc, int64_t R0, int64_t rn, float* dq_c,
+                         float* dk_c) {
+    switch (d_.dk) {
+      case 64: return diagonal_backward_k<64>(qc, kc, R0, rn, dq_c, dk_c);
+      case 128: return diagonal_backward_k<128>(qc, kc, R0, rn, dq_c, dk_c);
+      default: return diagonal_backward_k<0>(qc, kc, R0, rn, dq_c, dk_c);
+    }
+  }
+
+  template <int64_t KC>  // the key width, or 0: d_.dk
+  void diagonal_scores_k(const float* qc, const float* kc, int64_t R0, int64_t rn) {
+    const int64_t C = d_.chunk, K = KC ? KC : d_.dk;
     float* w = e_.data();  // k_j * e^{b_r - b_j}
     for (int64_t j = R0; j < R0 + rn; ++j) {
       const float* kj = kc + j * qk_ld();
@@ -367,18 +385,26 @@ class HeadChunks {
     }
   }
 
-  void diagonal_backward(const float* qc, const float* kc, int64_t R0, int64_t rn, float* dq_c,
-                         float* dk_c) {
-    const int64_t C = d_.chunk, K = d_.dk;
+  template <int64_t KC>
+  void diagonal_backward_k(const float* qc, const float* kc, int64_t R0, int64_t rn, float* dq_c,
+                           float* dk_c) {
+    const int64_t C = d_.chunk, K = KC ? KC : d_.dk;
     float* e = e_.data();      // e^{b_r - b_j}
     float* dkj = e + K;        // dk_j's intra-block sum
     for (int64_t j = R0; j < R0 + rn; ++j) {
       const float* kj = kc + j * qk_ld();
-      std::fill(e, e + K, 1.0f);
-      std::fill(dkj, dkj + K, 0.0f);
-      for (int64_t r = j; r < R0 + rn; ++r) {
+      const float* qj = qc + j * qk_ld();
+      const float dpj = p_[j * C + j];
+      float* dqj = &dq_c[j * K];
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) {  // r = j: e = 1
+        e[i] = 1.0f;
+        dqj[i] += dpj * kj[i];
+        dkj[i] = dpj * qj[i];
+      }
+      for (int64_t r = j + 1; r < R0 + rn; ++r) {
         const float dp = p_[r * C + j];
-        const float* ar = r > j ? &a_[r * K] : e;  // e is all ones at r = j
+        const float* ar = &a_[r * K];
         const float* qr = qc + r * qk_ld();
         float* dqr = &dq_c[r * K];
 #pragma omp simd
