@@ -360,8 +360,50 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
   }
 }
 
+// The same loop after a dedent back to the root ("  steps: 3\n , x": the mapping ends and the
+// ',' stands at the root): a line whose first character is ',' outside quotes and flow
+// collections is refused (a block scalar's line starting with ',' is refused too: a recipe
+// has no use for one).
+void refuse_line_leading_comma(const std::string& text, const std::string& origin) {
+  int depth = 0;
+  char quote = 0;
+  size_t line = 1, line_start = 0;
+  bool leading = true;  // only indentation so far on this line
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      line_start = i + 1;
+      leading = true;
+      continue;
+    }
+    if (quote) {
+      if (quote == '"' && c == '\\') ++i;
+      else if (c == quote) quote = 0;
+      leading = false;
+      continue;
+    }
+    if (leading && (c == ' ' || c == '\t' || c == '\r')) continue;
+    if (leading && c == ',' && depth == 0)
+      throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
+                          ": invalid YAML: a line cannot start with ',' outside [] or {}"));
+    leading = false;
+    if (c == '#' && (i == 0 || std::isspace(static_cast<unsigned char>(text[i - 1])))) {
+      const size_t next = text.find('\n', i);
+      i = (next == std::string::npos ? text.size() : next) - 1;
+    } else if (c == '"' || (c == '\'' && (i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1]))))) {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
 YAML::Node load_document(const std::string& text, const std::string& origin) {
   refuse_leading_comma(text, origin);
+  refuse_line_leading_comma(text, origin);
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(text);

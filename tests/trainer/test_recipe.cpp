@@ -99,6 +99,14 @@ TEST(Recipe, ADocumentStartingWithACommaIsRefusedNotHung) {
       EXPECT_NE(std::string(e.what()).find(": invalid YAML: ',' after the document's root node"), std::string::npos) << e.what();
     }
   }
+  try {
+    parse_recipe("# c\n  steps: 3000\n , tokens: [[1", "c.yaml");
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.yaml:3:2: invalid YAML: a line cannot start with ','"), std::string::npos) << e.what();
+  }
+  // Comma-first style inside a flow collection is fine.
+  EXPECT_EQ(parse_recipe("data: {corpus: c\n  , seq_len: 64}\n", "c.yaml").data.seq_len, 64);
   EXPECT_NE(std::string(recipe_to_yaml(parse_recipe("data: {corpus: \"a,b\"}\n", "c.yaml"))).find("a,b"), std::string::npos);
   EXPECT_EQ(parse_recipe("{\"data\": {corpus: 'x, y'}}", "c.yaml").data.corpus, "x, y");
   EXPECT_EQ(parse_recipe("\"data\": {corpus: c}", "c.yaml").data.corpus, "c");
