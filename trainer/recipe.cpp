@@ -270,14 +270,28 @@ struct Sources {
 
 // ---- The YAML document -----------------------------------------------------------------------
 
-// yaml-cpp 0.7 (Debian 12's) never returns on a document whose first token is ',' (its
-// scanner loops, allocating, found by fuzz_recipe): such a document is refused before it gets
-// there. Skipped before that first token: whitespace, a byte-order mark, comments, directives,
-// anchors and tags; documents start at the stream, after '---' or '...' lines and at a '%'
-// directive line.
-void refuse_leading_comma(const std::string& text, const std::string& origin) {
+// yaml-cpp 0.7 (Debian 12's) never returns from LoadAll when a ',' stands at a document's root
+// outside any collection (its scanner loops, allocating until memory runs out; found by
+// fuzz_recipe: ',', '"a", b', '[a], b', '""""...",', a directive line then ','). A recipe's root
+// is a mapping, so each document is held to that before yaml-cpp sees it: its first token
+// (past whitespace, a BOM, comments, directives, anchors and tags) is a key at column 0 on a
+// line that has the ': ' of a key, or a flow mapping '{...}' with nothing after it. With the
+// root mapping at column 0 no dedent can return to the root. Documents start at the stream,
+// after '---' or '...' lines and at '%' directive lines.
+void refuse_unsafe_root(const std::string& text, const std::string& origin) {
   size_t i = 0, line = 1, line_start = 0;
-  bool at_document_start = true;
+  enum { kStart, kInside, kAfterFlowRoot } state = kStart;
+  auto fail = [&](size_t at, const std::string& what) {
+    throw UserError(cat(origin, ":", line, ":", at - line_start + 1, ": invalid YAML: ", what));
+  };
+  auto not_a_mapping = [&](size_t at) {
+    throw UserError(cat(origin, ": expected a mapping of sections ('section:' at column 0), got "
+                        "something else at line ", line, ", column ", at - line_start + 1));
+  };
+  auto skip_line = [&] {
+    const size_t next = text.find('\n', i);
+    i = next == std::string::npos ? text.size() : next;
+  };
   while (i < text.size()) {
     const char c = text[i];
     const bool line_begin = i == line_start;
@@ -289,19 +303,17 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
     }
     if (line_begin && (text.compare(i, 3, "---") == 0 || text.compare(i, 3, "...") == 0) &&
         (i + 3 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 3])))) {
-      at_document_start = true;
+      state = kStart;
       i += 3;
       continue;
     }
     if (line_begin && c == '%') {  // a directive: yaml-cpp starts a new document with it
-      at_document_start = true;
-      const size_t next = text.find('\n', i);
-      i = next == std::string::npos ? text.size() : next;
+      state = kStart;
+      skip_line();
       continue;
     }
-    if (!at_document_start) {  // skip to the next line
-      const size_t next = text.find('\n', i);
-      i = next == std::string::npos ? text.size() : next;
+    if (state == kInside) {
+      skip_line();
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\r') {
@@ -309,19 +321,15 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
     } else if (text.compare(i, 3, "\xef\xbb\xbf") == 0) {
       i += 3;
     } else if (c == '#') {
-      const size_t next = text.find('\n', i);
-      i = next == std::string::npos ? text.size() : next;
+      skip_line();
+    } else if (state == kAfterFlowRoot) {
+      fail(i, "text after the document's root mapping {...}");
     } else if (c == '&' || c == '!') {  // an anchor or tag ends at a space or a flow indicator
       ++i;
       while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i])) &&
              std::string_view(",[]{}").find(text[i]) == std::string_view::npos)
         ++i;
-    } else if (c == ',') {
-      throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
-                          ": invalid YAML: a document cannot start with ','"));
-    } else if (c == '"' || c == '\'' || c == '[' || c == '{') {
-      // The same loop follows a quoted scalar or flow collection at the root that a ',' follows
-      // ('"a", b', '[a], b'): skip the node, then look at the next token.
+    } else if (c == '{') {  // a flow mapping as the root: skip it, quotes and nesting aware
       int depth = 0;
       char quote = 0;
       for (; i < text.size(); ++i) {
@@ -333,29 +341,37 @@ void refuse_leading_comma(const std::string& text, const std::string& origin) {
         if (quote) {
           if (quote == '"' && d == '\\') ++i;
           else if (d == quote) quote = 0;
-          if (!quote && depth == 0) break;
         } else if (d == '"' || d == '\'') {
           quote = d;
         } else if (d == '[' || d == '{') {
           ++depth;
-        } else if (d == ']' || d == '}') {
-          if (--depth <= 0) break;
+        } else if ((d == ']' || d == '}') && --depth == 0) {
+          break;
         }
       }
       ++i;
-      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) {
-        if (text[i] == '\n') {
-          ++line;
-          line_start = i + 1;
-        }
-        ++i;
-      }
-      if (i < text.size() && text[i] == ',')
-        throw UserError(cat(origin, ":", line, ":", i - line_start + 1,
-                            ": invalid YAML: ',' after the document's root node"));
-      at_document_start = false;
+      state = kAfterFlowRoot;
     } else {
-      at_document_start = false;
+      // A block mapping: its first key at column 0, on a line with the key's ':'.
+      if (i != line_start) not_a_mapping(i);
+      const size_t end = std::min(text.find('\n', i), text.size());
+      bool key = false;
+      char quote = 0;
+      for (size_t j = i; j < end && !key; ++j) {
+        const char d = text[j];
+        if (quote) {
+          if (quote == '"' && d == '\\') ++j;
+          else if (d == quote) quote = 0;
+        } else if (d == '"' || (d == '\'' && j == i)) {
+          quote = d;
+        } else if (d == ',' || d == '[' || d == '{' || (d == '#' && j > i && text[j - 1] == ' ')) {
+          break;
+        } else if (d == ':' && (j + 1 == end || std::isspace(static_cast<unsigned char>(text[j + 1])))) {
+          key = true;
+        }
+      }
+      if (!key) not_a_mapping(i);
+      state = kInside;
     }
   }
 }
@@ -402,7 +418,7 @@ void refuse_line_leading_comma(const std::string& text, const std::string& origi
 }
 
 YAML::Node load_document(const std::string& text, const std::string& origin) {
-  refuse_leading_comma(text, origin);
+  refuse_unsafe_root(text, origin);
   refuse_line_leading_comma(text, origin);
   std::vector<YAML::Node> documents;
   try {
