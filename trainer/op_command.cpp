@@ -332,7 +332,7 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
     in.expect_shape(p.name.substr(6), p.shape, cat(p.name.substr(6), " ", p.shape.str(), " for these attributes"));
   const SequenceLayout layout = SequenceLayout::zigzag(T, 1, 0);
   const double floats = 2.0 * static_cast<double>(params.numel()) + 4.0 * static_cast<double>(xs.numel()) +
-                        static_cast<double>(T) * static_cast<double>(cfg.head_dim) +
+                        (symbol == '*' ? static_cast<double>(T) * static_cast<double>(cfg.head_dim) : 0.0) +
                         static_cast<double>(layer->saved_floats(T, layout)) +
                         static_cast<double>(std::max(layer->forward_floats(T, layout),
                                                      layer->backward_floats(T, layout)));
@@ -348,8 +348,12 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
   std::vector<int32_t> positions(T);
   for (int64_t t = 0; t < T; ++t) positions[t] = static_cast<int32_t>(t);
   Tensor pos = Tensor::wrap(positions.data(), {T}, DType::I32);
-  Tensor rope = Tensor::empty({T, cfg.head_dim / 2, 2});
-  ops::rope_table(rope, pos, static_cast<float>(cfg.rope_theta));
+  // Only attention rotates (an MLP/GLA/Mamba-2 input's head_dim attribute sizes nothing).
+  Tensor rope;
+  if (symbol == '*') {
+    rope = Tensor::empty({T, cfg.head_dim / 2, 2});
+    ops::rope_table(rope, pos, static_cast<float>(cfg.rope_theta));
+  }
   const SequenceContext seq{&layout, 1, nullptr};
   const LayerContext ctx{cfg, params, rope, seq};
   Arena arena;
