@@ -278,6 +278,13 @@ struct Sources {
 // line that has the ': ' of a key, or a flow mapping '{...}' with nothing after it. With the
 // root mapping at column 0 no dedent can return to the root. Documents start at the stream,
 // after '---' or '...' lines and at '%' directive lines.
+// Whether text[i] opens a quoted scalar: a quote character where a scalar can begin (a quote
+// inside a plain scalar, 'a"b', is part of it).
+bool opens_quote(const std::string& text, size_t i) {
+  if (text[i] != '"' && text[i] != '\'') return false;
+  return i == 0 || std::string_view(" \t\r\n[{,:").find(text[i - 1]) != std::string_view::npos;
+}
+
 void refuse_unsafe_root(const std::string& text, const std::string& origin) {
   size_t i = 0, line = 1, line_start = 0;
   enum { kStart, kInside, kAfterFlowRoot } state = kStart;
@@ -341,7 +348,7 @@ void refuse_unsafe_root(const std::string& text, const std::string& origin) {
         if (quote) {
           if (quote == '"' && d == '\\') ++i;
           else if (d == quote) quote = 0;
-        } else if (d == '"' || d == '\'') {
+        } else if (opens_quote(text, i)) {
           quote = d;
         } else if (d == '[' || d == '{') {
           ++depth;
@@ -362,7 +369,7 @@ void refuse_unsafe_root(const std::string& text, const std::string& origin) {
         if (quote) {
           if (quote == '"' && d == '\\') ++j;
           else if (d == quote) quote = 0;
-        } else if (d == '"' || (d == '\'' && j == i)) {
+        } else if (opens_quote(text, j)) {
           quote = d;
         } else if (d == ',' || d == '[' || d == '{' || (d == '#' && j > i && text[j - 1] == ' ')) {
           break;
@@ -407,7 +414,7 @@ void refuse_line_leading_comma(const std::string& text, const std::string& origi
     if (c == '#' && (i == 0 || std::isspace(static_cast<unsigned char>(text[i - 1])))) {
       const size_t next = text.find('\n', i);
       i = (next == std::string::npos ? text.size() : next) - 1;
-    } else if (c == '"' || (c == '\'' && (i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1]))))) {
+    } else if (opens_quote(text, i)) {
       quote = c;
     } else if (c == '[' || c == '{') {
       ++depth;

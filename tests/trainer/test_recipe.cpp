@@ -89,7 +89,8 @@ TEST(Recipe, RootsYamlCppLoopsOnAreRefusedNotHung) {
       {",\n  a\n  b", ""}, {"# c\n  ,x", ""}, {"run: {name: a}\n---\n&x ,", ""},
       {"!,;\x02\x01\x97,;", ""}, {"&a,", ""}, {"run:\n%\xd6\x91\x9e\xf53\n,he=1", ""},
       {"\"a\", b", ""}, {"'a', b", ""}, {"[a], b", ""}, {"{a: 1},", "text after the document's root mapping"},
-      {"\"a\n\tb\", c", ""}, {" \"\"\"\",\"\"", ""}, {"# c\n  steps: 3000\n , tokens: [[1", ""}};
+      {"\"a\n\tb\", c", ""}, {" \"\"\"\",\"\"", ""}, {"# c\n  steps: 3000\n , tokens: [[1", ""},
+      {"!!ec2h{papatte\xff\xff:1\"},\n", ""}};
   for (const auto& [text, what] : cases) {
     try {
       parse_recipe(text, "c.yaml");
