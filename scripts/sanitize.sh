@@ -16,5 +16,12 @@ cmake --build "$build" -j"${RINGTRAIN_JOBS:-2}" >"$build/sanitize-build.log" 2>&
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0}
 export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# OpenMPI unloads its plugins at MPI_Finalize, and their leaks then show '<unknown module>'
+# frames that no suppression can name: keep them loaded so that the library names appear.
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+# Known gap: leaks OpenMPI reports at exit of every process that ran MPI_Init still escape
+# scripts/lsan.supp (frames in dlopen'ed MCA components); RINGTRAIN_SANITIZE_LEAKS=0 runs the
+# suite with ASan + UBSan and leak detection off.
+if [ "${RINGTRAIN_SANITIZE_LEAKS:-1}" = 0 ]; then ASAN_OPTIONS=${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}; fi
 cd "$build"
 ctest --output-on-failure -j"${RINGTRAIN_JOBS:-2}" --timeout 900 "$@"
