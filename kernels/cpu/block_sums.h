@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace rt::cpu {
 
@@ -14,15 +15,14 @@ constexpr int64_t kRowBlock = 256;
 
 inline int64_t row_blocks(int64_t T) { return (T + kRowBlock - 1) / kRowBlock; }
 
-// dst[c] += sum over b of partial[b * C + c] (stride: elements between c's, default 1).
+// dst[c * dst_stride] += sum over b of partial[(b * C + c) * stride], in block order.
 template <class T>
 void add_block_partials(float* dst, const T* partial, int64_t blocks, int64_t C, int64_t stride = 1,
                         int64_t dst_stride = 1) {
-  for (int64_t c = 0; c < C; ++c) {
-    double acc = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) acc += partial[(b * C + c) * stride];
-    dst[c * dst_stride] += static_cast<float>(acc);
-  }
+  std::vector<double> acc(static_cast<size_t>(C), 0.0);
+  for (int64_t b = 0; b < blocks; ++b)  // rows of partials in memory order
+    for (int64_t c = 0; c < C; ++c) acc[c] += partial[(b * C + c) * stride];
+  for (int64_t c = 0; c < C; ++c) dst[c * dst_stride] += static_cast<float>(acc[c]);
 }
 
 }  // namespace rt::cpu

@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -95,10 +96,11 @@ void lower_of_product(int64_t n, int64_t K, float alpha, const float* A, int64_t
   gemm(false, true, n - h, n, K, alpha, A + h * lda, lda, B, ldb, 0.0f, out + h * ldo, ldo);
 }
 
-// One head's rows, and the decay factors and scratch of the chunk loaded last.
+// One head's rows (the head chosen by select()), and the decay factors and scratch of the chunk
+// loaded last. `intra`: with the intra-chunk scores (outputs, gradients), not only the states.
 class HeadChunks {
  public:
-  HeadChunks(const GlrDims& d, int64_t h) : d_(d), h_(h), hg_(h / (d.H / d.Hg)), gw_(d.vector_decay ? d.dk : 1) {
+  HeadChunks(const GlrDims& d, bool intra) : d_(d), gw_(d.vector_decay ? d.dk : 1) {
     const int64_t C = d.chunk, K = d.dk;
     b_.resize(C * gw_);
     gamma_.resize(gw_);
@@ -107,12 +109,15 @@ class HeadChunks {
     egamma_.resize(gw_);
     qd_.resize(C * K);
     kd_.resize(C * K);
-    p_.resize(C * C);
     if (d.vector_decay) {
       a_.resize(C * K);
       er_.resize(C * K);
       ej_.resize(C * K);
       e_.resize(2 * K);
+    }
+    if (!intra) return;
+    p_.resize(C * C);
+    if (d.vector_decay) {
       kt_.resize(C * K);
       const int64_t blocks = (C + kSub - 1) / kSub;
       stage_.resize(kSub * blocks * (blocks - 1) / 2 * K);
@@ -120,6 +125,11 @@ class HeadChunks {
       tmp_.resize(C * K);
       dkt_.resize(C * K);
     }
+  }
+
+  void select(int64_t h) {
+    h_ = h;
+    hg_ = h / (d_.H / d_.Hg);
   }
 
   int64_t chunks() const { return (d_.T + d_.chunk - 1) / d_.chunk; }
@@ -420,8 +430,8 @@ class HeadChunks {
   }
 
   const GlrDims& d_;
-  const int64_t h_, hg_, gw_;
-  int64_t n_ = 0;
+  const int64_t gw_;
+  int64_t h_ = 0, hg_ = 0, n_ = 0;
   std::vector<double> b_, gamma_;
   std::vector<float> eq_, ek_, egamma_, qd_, kd_, p_, a_, er_, ej_, kt_, stage_, qt_, tmp_, dkt_, e_;
 };
@@ -479,6 +489,79 @@ struct HeadBlock {
   HeadBlock(int64_t H, int tid, int team) : first(H * tid / team), last(H * (tid + 1) / team) {}
 };
 
+// Where a thread's dq, dk rows of a q/k group go: straight into dq, dk [T, Hg, dk] when the
+// thread holds every head of the group, else into the thread's own [T, 2, dk] buffer for it,
+// added to the other threads' in thread order at the end (a group's heads may straddle
+// blocks; only the first and last group of a block can).
+class GroupOutputs {
+ public:
+  GroupOutputs(const GlrDims& d, int team)
+      : d_(d), team_(team), first_(d.Hg), last_(d.Hg), own_(static_cast<size_t>(team) * 2) {
+    const int64_t per = d.H / d.Hg;
+    for (int tid = team - 1; tid >= 0; --tid) {
+      const HeadBlock block(d.H, tid, team);
+      for (int64_t h = block.first; h < block.last; ++h) first_[h / per] = tid;
+    }
+    for (int tid = 0; tid < team; ++tid) {
+      const HeadBlock block(d.H, tid, team);
+      for (int64_t h = block.first; h < block.last; ++h) last_[h / per] = tid;
+    }
+  }
+  bool shared(int64_t hg) const { return first_[hg] != last_[hg]; }
+
+  // dq and dk rows of group hg for thread tid: row 0 of each and the leading dimension.
+  struct Rows {
+    float* dq;
+    float* dk;
+    int64_t ld;
+  };
+  // Makes thread tid's buffers (zeros) for its shared groups; a thread calls it for itself.
+  void prepare(int tid, const HeadBlock& block) {
+    if (block.first >= block.last) return;
+    const int64_t per = d_.H / d_.Hg;
+    for (int64_t hg : {block.first / per, (block.last - 1) / per})
+      if (shared(hg)) slot(tid, hg).assign(static_cast<size_t>(2 * d_.T * d_.dk), 0.0f);
+  }
+  Rows rows(int tid, int64_t hg, float* dq, float* dk) {
+    if (!shared(hg)) return {dq + hg * d_.dk, dk + hg * d_.dk, d_.Hg * d_.dk};
+    std::vector<float>& b = slot(tid, hg);
+    return {b.data(), b.data() + d_.dk, 2 * d_.dk};
+  }
+  // dq, dk of the shared groups = the sum of their threads' buffers, in thread order. Called by
+  // every thread of the team (a worksharing loop).
+  void reduce(float* dq, float* dk) {
+    for (int64_t hg = 0; hg < d_.Hg; ++hg) {
+      if (!shared(hg)) continue;
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < d_.T; ++t)
+        for (int64_t i = 0; i < d_.dk; ++i) {
+          float a = 0.0f, b = 0.0f;
+          for (int tid = first_[hg]; tid <= last_[hg]; ++tid) {
+            if (!holds(tid, hg)) continue;  // a thread between them with no heads at all
+            const std::vector<float>& buf = slot(tid, hg);
+            a += buf[2 * t * d_.dk + i];
+            b += buf[(2 * t + 1) * d_.dk + i];
+          }
+          dq[(t * d_.Hg + hg) * d_.dk + i] = a;
+          dk[(t * d_.Hg + hg) * d_.dk + i] = b;
+        }
+    }
+  }
+
+ private:
+  bool holds(int tid, int64_t hg) const {
+    const HeadBlock block(d_.H, tid, team_);
+    const int64_t per = d_.H / d_.Hg;
+    return block.first < block.last && block.first < (hg + 1) * per && block.last > hg * per;
+  }
+  // A thread's first and last group (the only ones it can share) have a slot each.
+  std::vector<float>& slot(int tid, int64_t hg) { return own_[2 * tid + (first_[hg] == tid ? 1 : 0)]; }
+  const GlrDims& d_;
+  const int team_;
+  std::vector<int> first_, last_;  // per group: the first and last thread holding its heads
+  std::vector<std::vector<float>> own_;
+};
+
 // Q K^T of one group's chunk (lower triangle; rows of `chunk`), for the scalar decay.
 class GroupScores {
  public:
@@ -516,15 +599,14 @@ class GroupScoreGradient {
     hg_ = hg;
     for (int64_t r = 0; r < n; ++r) axpy(&acc_[r * C], 1.0f, dpl + r * C, r + 1);
   }
-  // dq, dk rows of the group's chunk += acc K, acc^T Q (ld Hg dk); then empty.
-  void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c, float* dq_out, float* dk_out) {
+  // The group's dq, dk rows of the chunk += acc K, acc^T Q; then empty.
+  void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c, GroupOutputs::Rows out) {
     if (hg_ < 0) return;
     const int64_t n = hc.rows(c), C = d_.chunk, ld = hc.qk_ld(), row = (hc.start(c) * d_.Hg + hg_) * d_.dk;
-    const float* qc = q + row;
-    const float* kc = k + row;
     for (int64_t r = 0; r < n; ++r) std::fill(&acc_[r * C] + r + 1, &acc_[r * C] + n, 0.0f);
-    lower_times(n, d_.dk, 1.0f, acc_.data(), C, kc, ld, 1.0f, dq_out + row, ld);
-    lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, qc, ld, 1.0f, dk_out + row, ld);
+    const int64_t out_row = hc.start(c) * out.ld;
+    lower_times(n, d_.dk, 1.0f, acc_.data(), C, k + row, ld, 1.0f, out.dq + out_row, out.ld);
+    lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, q + row, ld, 1.0f, out.dk + out_row, out.ld);
     hg_ = -1;
   }
   int64_t group() const { return hg_; }
@@ -543,10 +625,9 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
 #pragma omp parallel
   {
     const HeadBlock block(d.H, omp_get_thread_num(), omp_get_num_threads());
-    std::vector<HeadChunks> hcs;
+    HeadChunks hc(d, o != nullptr);
     std::vector<std::vector<float>> S;
     for (int64_t h = block.first; h < block.last; ++h) {
-      hcs.emplace_back(d, h);
       S.emplace_back(SS, 0.0f);
       if (h0) std::memcpy(S.back().data(), h0 + h * SS, SS * sizeof(float));
     }
@@ -554,7 +635,7 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
     const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
     for (int64_t c = 0; c < nc; ++c)
       for (int64_t h = block.first; h < block.last; ++h) {
-        HeadChunks& hc = hcs[h - block.first];
+        hc.select(h);
         float* Sh = S[h - block.first].data();
         if (states) std::memcpy(states + (c * d.H + h) * SS, Sh, SS * sizeof(float));
         const int64_t n = hc.rows(c);
@@ -579,35 +660,31 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
 void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const float* q,
                   const float* k, const float* v, const float* g, const float* states,
                   const float* dout, const float* dh_final, const GlrDims& d) {
-  const int64_t SS = state_size(d), K = d.dk, qk_size = d.T * d.Hg * K, GW = d.vector_decay ? K : 1;
+  const int64_t SS = state_size(d), K = d.dk, GW = d.vector_decay ? K : 1;
   const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
-  // Heads of a group add into the same dq, dk rows (so does the scalar decay's intra part).
+  // Heads of a group add into the same dq, dk rows, and so does the scalar decay's intra part.
   const bool accumulate = d.Hg < d.H || !d.vector_decay;
-  const int threads = omp_get_max_threads();
-  // A group's heads may be split between threads: each adds into its own buffer, and the
-  // buffers are summed in thread order.
-  const bool split = d.Hg < d.H && threads > 1;
-  std::vector<float> group_grads(split ? static_cast<size_t>(threads) * 2 * qk_size : 0);
-  if (accumulate) {
-    std::fill(dq, dq + qk_size, 0.0f);
-    std::fill(dk, dk + qk_size, 0.0f);
-  }
+  std::optional<GroupOutputs> team_outputs;
 
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     const HeadBlock block(d.H, tid, team);
-    float* dq_out = dq;
-    float* dk_out = dk;
-    if (split && team > 1) {
-      dq_out = group_grads.data() + static_cast<size_t>(tid) * 2 * qk_size;
-      dk_out = dq_out + qk_size;
-      std::fill(dq_out, dq_out + 2 * qk_size, 0.0f);
-    }
-    std::vector<HeadChunks> hcs;
+#pragma omp single
+    team_outputs.emplace(d, team);
+    GroupOutputs& outputs = *team_outputs;
+    outputs.prepare(tid, block);
+    // This thread's groups held whole start from zeros when heads add into them.
+    if (accumulate && block.first < block.last)
+      for (int64_t hg = block.first / (d.H / d.Hg); hg <= (block.last - 1) / (d.H / d.Hg); ++hg)
+        if (!outputs.shared(hg))
+          for (int64_t t = 0; t < d.T; ++t) {
+            std::fill(dq + (t * d.Hg + hg) * K, dq + (t * d.Hg + hg + 1) * K, 0.0f);
+            std::fill(dk + (t * d.Hg + hg) * K, dk + (t * d.Hg + hg + 1) * K, 0.0f);
+          }
+    HeadChunks hc(d, true);
     std::vector<std::vector<float>> dS;
     for (int64_t h = block.first; h < block.last; ++h) {
-      hcs.emplace_back(d, h);
       dS.emplace_back(SS, 0.0f);
       if (dh_final) std::memcpy(dS.back().data(), dh_final + h * SS, SS * sizeof(float));
     }
@@ -615,16 +692,17 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
     GroupScoreGradient group_grad(d);
     std::vector<float> dq_c(d.chunk * K), dk_c(d.chunk * K);
     // The gate gradient's running sum within a chunk, in double; the scalar decay's row and
-    // column sums of dP * P (the intra parts of q dq and k dk).
+    // column sums of (dP * L) * Q K^T (= dP * P: the intra parts of q dq and k dk).
     std::vector<double> suffix(GW), row_sum(d.chunk), col_sum(d.chunk);
 
     for (int64_t c = nc - 1; c >= 0; --c) {
       for (int64_t h = block.first; h < block.last; ++h) {
-        HeadChunks& hc = hcs[h - block.first];
+        hc.select(h);
         float* dSh = dS[h - block.first].data();
         const int64_t hg = hc.group(), n = hc.rows(c), c0 = hc.start(c);
         if (!d.vector_decay && group_grad.group() >= 0 && group_grad.group() != hg)
-          group_grad.flush(hc, q, k, c, dq_out, dk_out);
+          group_grad.flush(hc, q, k, c, outputs.rows(tid, group_grad.group(), dq, dk));
+        const GroupOutputs::Rows out = outputs.rows(tid, hg, dq, dk);
         // dg's anchor at the chunk's end: sum_v S_next * dS_next, which equals the suffix sum
         // over all later tokens (plus the final-state term) but is computed directly.
         anchor_gate_gradient(d, states + ((c + 1) * d.H + h) * SS, dSh, suffix.data());
@@ -694,8 +772,8 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
           }
         }
         for (int64_t r = 0; r < n; ++r) {
-          float* dqr = dq_out + ((c0 + r) * d.Hg + hg) * K;
-          float* dkr = dk_out + ((c0 + r) * d.Hg + hg) * K;
+          float* dqr = out.dq + (c0 + r) * out.ld;
+          float* dkr = out.dk + (c0 + r) * out.ld;
           if (accumulate) {
             axpy(dqr, 1.0f, &dq_c[r * K], K);
             axpy(dkr, 1.0f, &dk_c[r * K], K);
@@ -706,26 +784,14 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         }
         retreat_state_gradient(hc, d, q, dout, c, dSh);
       }
-      if (!d.vector_decay && block.last > block.first)
-        group_grad.flush(hcs.back(), q, k, c, dq_out, dk_out);
+      if (!d.vector_decay && group_grad.group() >= 0)
+        group_grad.flush(hc, q, k, c, outputs.rows(tid, group_grad.group(), dq, dk));
     }
     if (dh0)
       for (int64_t h = block.first; h < block.last; ++h)
         std::memcpy(dh0 + h * SS, dS[h - block.first].data(), SS * sizeof(float));
-
-    if (split && team > 1) {
 #pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < qk_size; ++i) {
-        float a = 0.0f, b = 0.0f;
-        for (int t = 0; t < team; ++t) {
-          a += group_grads[static_cast<size_t>(t) * 2 * qk_size + i];
-          b += group_grads[static_cast<size_t>(t) * 2 * qk_size + qk_size + i];
-        }
-        dq[i] = a;
-        dk[i] = b;
-      }
-    }
+    outputs.reduce(dq, dk);
   }
 }
 
@@ -734,7 +800,8 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
   const int64_t SS = state_size(d), GW = d.vector_decay ? d.dk : 1;
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < d.H; ++h) {
-    HeadChunks hc(d, h);
+    HeadChunks hc(d, false);
+    hc.select(h);
     float* S = s_loc + h * SS;
     std::fill(S, S + SS, 0.0f);
     // The total decay over the whole piece, in double: units of 128K tokens sum 128K terms.
@@ -753,7 +820,8 @@ void glr_state_gradient(float* ds, const float* q, const float* g, const float* 
   const int64_t SS = state_size(d);
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < d.H; ++h) {
-    HeadChunks hc(d, h);
+    HeadChunks hc(d, false);
+    hc.select(h);
     float* dS = ds + h * SS;
     std::fill(dS, dS + SS, 0.0f);
     for (int64_t c = hc.chunks() - 1; c >= 0; --c) {

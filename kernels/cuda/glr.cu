@@ -349,18 +349,21 @@ __global__ void glr_dg_terms_kernel(double* terms, const float* q, const float* 
 // dg restarts at every piece from its anchor, sum_v S_{p+1} * G_{p+1} over the channel's rows
 // (the state after the piece and its gradient): that equals the suffix sum of every later term
 // plus the final-state term (kernels/cpu/glr.cpp says why) but carries the rounding of one
-// piece, not of the whole sequence. One thread per (piece, head, channel), in double.
+// piece, not of the whole sequence. One warp per (piece, head, channel), its lanes over the
+// channel's contiguous entries (coalesced), in double, summed by a fixed shuffle tree.
 __global__ void glr_dg_anchor_kernel(double* anchors, const float* piece_states,
                                      const float* grads, GlrDims d, int64_t pieces) {
   const int64_t GW = d.vector_decay ? d.dk : 1, SS_all = d.H * d.dk * d.dv;
-  RT_GRID_STRIDE(e, pieces * d.H * GW) {
-    const int64_t ch = e % GW, h = (e / GW) % d.H, p = e / (GW * d.H);
-    const int64_t lo = d.vector_decay ? ch : 0, hi = d.vector_decay ? ch + 1 : d.dk;
+  RT_GRID_STRIDE(i, pieces * d.H * GW * 32) {  // whole warps: n and the stride are multiples of 32
+    const int64_t e = i / 32, ch = e % GW, h = (e / GW) % d.H, p = e / (GW * d.H);
+    const int lane = static_cast<int>(i % 32);
+    const int64_t lo = (d.vector_decay ? ch : 0) * d.dv, hi = (d.vector_decay ? ch + 1 : d.dk) * d.dv;
     const float* S = piece_states + (p + 1) * SS_all + h * d.dk * d.dv;
     const float* G = grads + (p + 1) * SS_all + h * d.dk * d.dv;
     double acc = 0.0;
-    for (int64_t x = lo * d.dv; x < hi * d.dv; ++x) acc += static_cast<double>(S[x]) * G[x];
-    anchors[e] = acc;
+    for (int64_t x = lo + lane; x < hi; x += 32) acc += static_cast<double>(S[x]) * G[x];
+    acc = warp_sum(acc);
+    if (lane == 0) anchors[e] = acc;
   }
 }
 
@@ -522,7 +525,7 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
   Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
   Scratch anchors(static_cast<size_t>(std::max<int64_t>(n, 1) * d.H * GW) * sizeof(double));
   launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k, dq_head, dk_head, d);
-  launch(glr_dg_anchor_kernel, n * d.H * GW, anchors.as<double>(), piece_states, grads.as<float>(), d, n);
+  launch(glr_dg_anchor_kernel, n * d.H * GW * 32, anchors.as<double>(), piece_states, grads.as<float>(), d, n);
   launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), anchors.as<double>(), d, n);
 }
 

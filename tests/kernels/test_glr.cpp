@@ -4,6 +4,8 @@
 // groups. Also the two state-passing pieces (chunk summary, state gradient).
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -66,6 +68,39 @@ TEST(Glr, ScalarDecayChunk64) { check_glr({150, 4, 2, 16, 16, false, 64, 16.0}, 
 TEST(Glr, ScalarDecayChunk256) { check_glr({300, 4, 2, 16, 16, false, 256, 16.0}, 8); }
 TEST(Glr, ScalarDecayStrong) { check_glr({150, 4, 1, 16, 16, false, 64, 0.1}, 9); }
 TEST(Glr, ScalarDecayNoGroups) { check_glr({99, 3, 3, 8, 12, false, 32, 1.0}, 10); }
+
+// The key widths the diagonal blocks are instantiated for (64, 128), with chunks that are not
+// multiples of the 16-row sub-blocks.
+TEST(Glr, VectorDecayKeyWidth64Chunk40) { check_glr({150, 2, 2, 64, 16, true, 40, 4.0}, 11); }
+TEST(Glr, VectorDecayKeyWidth128Chunk256) { check_glr({300, 1, 1, 128, 8, true, 256, 16.0}, 12); }
+// No tokens: the state passes through, h_final = h0 and dh0 = dh_final.
+TEST(Glr, NoTokens) {
+  for (bool vector_decay : {true, false}) {
+    const GlrCase c{0, 2, vector_decay ? 2 : 1, 8, 8, vector_decay, 64, 1.0};
+    GlrInputs in(c, 13);
+    Tensor o = Tensor::empty({0, c.H, c.dv}), h_final = Tensor::empty({c.H, c.dk, c.dv});
+    Tensor states = Tensor::empty({1, c.H, c.dk, c.dv}), dh0 = Tensor::empty({c.H, c.dk, c.dv});
+    ops::glr_forward(o, h_final, states, in.q, in.k, in.v, in.g, in.h0, 0.5f, c.chunk);
+    EXPECT_EQ(to_vec(h_final), to_vec(in.h0));
+    Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
+           dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape());
+    ops::glr_backward(dq, dk, dv, dg, dh0, in.q, in.k, in.v, in.g, states, in.dout, in.dh_final, 0.5f, c.chunk);
+    EXPECT_EQ(to_vec(dh0), to_vec(in.dh_final));
+  }
+}
+
+// Threads take contiguous blocks of heads; a q/k group's heads may straddle two threads, whose
+// dq, dk are summed at the end. Every team size from 1 to more threads than heads.
+TEST(Glr, SharedGroupsOnAnyTeam) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3, 5, 8, 9}) {
+    omp_set_num_threads(threads);
+    check_glr({97, 8, 2, 16, 8, false, 40, 4.0}, 14);
+    check_glr({97, 6, 3, 8, 16, false, 16, 1.0}, 15);
+    check_glr({97, 3, 3, 16, 8, true, 40, 4.0}, 16);
+  }
+  omp_set_num_threads(saved);
+}
 
 TEST(Glr, ChunkSummaryAndStateGradient) {
   for (bool vector_decay : {true, false}) {
