@@ -24,6 +24,7 @@
 //
 // Output: the configuration, one line per step (loss, grad norm, ms), and one line
 //   RESULT impl=ringtrain params=N loss0=X tokens=T tokens_per_s=Y ms_per_step=Z (median) ...
+//          model_gflop=F sgemm_gflops=S mfu_pct=M (model FLOPs per step against sgemm measured here)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -176,12 +177,17 @@ int run(int argc, char** argv) {
                                           : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
   double mean = 0;
   for (double m : ms) mean += m / static_cast<double>(ms.size());
+  // Model FLOPs (3 x forward, as the trainer's MFU) against the sgemm throughput measured here
+  // after the steps: how close to the GEMM limit the step runs, whatever the other side does.
+  const double model_gflop = model.flops_per_token(T) * static_cast<double>(T) / 1e9;
+  const double sgemm = measure_sgemm_gflops();
   std::printf("RESULT impl=ringtrain params=%lld loss0=%.6f tokens=%lld tokens_per_s=%.1f "
-              "ms_per_step=%.1f mean_ms=%.1f min_ms=%.1f steps=%zu arena_MiB=%.1f rss_MiB=%.1f\n",
+              "ms_per_step=%.1f mean_ms=%.1f min_ms=%.1f steps=%zu arena_MiB=%.1f rss_MiB=%.1f "
+              "model_gflop=%.1f sgemm_gflops=%.1f mfu_pct=%.1f\n",
               static_cast<long long>(model.num_params()), loss0, static_cast<long long>(T),
               1e3 * T / median, median, mean,
               sorted.front(), ms.size(), static_cast<double>(arena.peak()) / 1048576.0,
-              peak_rss_mib());
+              peak_rss_mib(), model_gflop, sgemm, 100.0 * model_gflop / (median / 1e3) / sgemm);
   return 0;
 }
 
