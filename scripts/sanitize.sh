@@ -13,15 +13,16 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGTRAIN_SANITIZE=ON
 cmake --build "$build" -j"${RINGTRAIN_JOBS:-2}" >"$build/sanitize-build.log" 2>&1 ||
   { grep -E "error" "$build/sanitize-build.log" | head -20; exit 1; }
 # halt_on_error: a report ends the process with a failing exit code, so the test fails.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0}
+# fast_unwind_on_malloc=0: the frame-pointer unwinder stops at the first frame of a library built
+# without frame pointers (OpenMPI's plugins), leaving '<unknown module>' stacks that no
+# suppression can name; the DWARF unwinder records the whole stack, library names included.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0:fast_unwind_on_malloc=0}
 export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # OpenMPI unloads its plugins at MPI_Finalize, and their leaks then show '<unknown module>'
 # frames that no suppression can name: keep them loaded so that the library names appear.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
-# Known gap: leaks OpenMPI reports at exit of every process that ran MPI_Init still escape
-# scripts/lsan.supp (frames in dlopen'ed MCA components); RINGTRAIN_SANITIZE_LEAKS=0 runs the
-# suite with ASan + UBSan and leak detection off.
+# RINGTRAIN_SANITIZE_LEAKS=0 runs the suite with ASan + UBSan and leak detection off.
 if [ "${RINGTRAIN_SANITIZE_LEAKS:-1}" = 0 ]; then ASAN_OPTIONS=${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}; fi
 cd "$build"
 ctest --output-on-failure -j"${RINGTRAIN_JOBS:-2}" --timeout 900 "$@"
