@@ -53,26 +53,10 @@ class Input {
   // Every dataset and attribute of the file must be one the op reads: a misspelt optional
   // input (h0, rope_thta) is refused with the nearest valid name instead of silently ignored.
   void check_attributes(const std::string& op, const std::vector<std::string>& attributes) const {
-    std::vector<std::string> names;
-    try {
-      names = file_.attr_names("/");
-    } catch (const h5::Error& e) {
-      fail(e.what());
-    }
-    for (const std::string& name : names)
-      if (std::find(attributes.begin(), attributes.end(), name) == attributes.end())
-        fail(unknown("attribute", op, name, attributes));
+    check_names("attribute", op, [&] { return file_.attr_names("/"); }, attributes);
   }
   void check_datasets(const std::string& op, const std::vector<std::string>& datasets) const {
-    std::vector<std::string> names;
-    try {
-      names = file_.children("/");
-    } catch (const h5::Error& e) {
-      fail(e.what());
-    }
-    for (const std::string& name : names)
-      if (std::find(datasets.begin(), datasets.end(), name) == datasets.end())
-        fail(unknown("dataset", op, name, datasets));
+    check_names("dataset", op, [&] { return file_.children("/"); }, datasets);
   }
 
   // The shape of a float dataset of one of the ranks `ndims`, every size >= 1; `form` names
@@ -149,6 +133,19 @@ class Input {
   const std::string& path() const { return path_; }
 
  private:
+  template <class List>
+  void check_names(const char* kind, const std::string& op, List&& list,
+                   const std::vector<std::string>& valid) const {
+    std::vector<std::string> names;
+    try {
+      names = list();
+    } catch (const h5::Error& e) {
+      fail(e.what());
+    }
+    for (const std::string& name : names)
+      if (std::find(valid.begin(), valid.end(), name) == valid.end()) fail(unknown(kind, op, name, valid));
+  }
+
   std::string unknown(const char* kind, const std::string& op, const std::string& name,
                       const std::vector<std::string>& valid) const {
     std::string quoted;

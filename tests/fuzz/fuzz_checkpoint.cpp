@@ -66,13 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fuzz::Names kNames = names();
   fuzz::Bytes b(data, size);
   const std::string path = fuzz::temp_path("checkpoint.h5");
-  if (size > 0 && data[0] == 'R') {
-    fuzz::write_file(path, data + 1, size - 1);
-  } else {
-    const std::vector<char>& base = base_checkpoint();
-    fuzz::write_file(path, base.data(), base.size());
-    fuzz::run_script(path, b, kNames);
-  }
+  fuzz::make_input_file(path, data, size, b, base_checkpoint(), kNames);
   fuzz::expect_only_user_errors("fuzz_checkpoint", [&] {
     std::vector<CheckpointParam> listed;
     read_checkpoint_state(path, &listed);

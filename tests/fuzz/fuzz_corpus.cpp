@@ -55,13 +55,7 @@ const fuzz::Names kNames = {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Bytes b(data, size);
   const std::string path = fuzz::temp_path("corpus.h5");
-  if (size > 0 && data[0] == 'R') {
-    fuzz::write_file(path, data + 1, size - 1);
-  } else {
-    const std::vector<char>& base = base_corpus();
-    fuzz::write_file(path, base.data(), base.size());
-    fuzz::run_script(path, b, kNames);
-  }
+  fuzz::make_input_file(path, data, size, b, base_corpus(), kNames);
   fuzz::expect_only_user_errors("fuzz_corpus", [&] {
     const Corpus corpus = Corpus::open(path, "data.corpus");
     const int64_t n = corpus.info().num_tokens;

@@ -263,4 +263,16 @@ inline void run_script(const std::string& path, Bytes& b, const Names& names) {
   H5Fclose(file);
 }
 
+// The file a harness reads: the fuzz bytes themselves after a first byte 'R', else the valid
+// `base` file edited by the bytes' script.
+inline void make_input_file(const std::string& path, const uint8_t* data, size_t size, Bytes& b,
+                            const std::vector<char>& base, const Names& names) {
+  if (size > 0 && data[0] == 'R') {
+    write_file(path, data + 1, size - 1);
+    return;
+  }
+  write_file(path, base.data(), base.size());
+  run_script(path, b, names);
+}
+
 }  // namespace rt::fuzz
