@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -515,17 +516,19 @@ class GroupOutputs {
     float* dk;
     int64_t ld;
   };
-  // Makes thread tid's buffers (zeros) for its shared groups; a thread calls it for itself.
+  // Makes thread tid's buffers for its shared groups (uninitialised: every row is written by
+  // the group's first head on the thread before any other adds to it); a thread calls it for
+  // itself.
   void prepare(int tid, const HeadBlock& block) {
     if (block.first >= block.last) return;
     const int64_t per = d_.H / d_.Hg;
     for (int64_t hg : {block.first / per, (block.last - 1) / per})
-      if (shared(hg)) slot(tid, hg).assign(static_cast<size_t>(2 * d_.T * d_.dk), 0.0f);
+      if (shared(hg) && !slot(tid, hg)) slot(tid, hg).reset(new float[2 * d_.T * d_.dk]);
   }
   Rows rows(int tid, int64_t hg, float* dq, float* dk) {
     if (!shared(hg)) return {dq + hg * d_.dk, dk + hg * d_.dk, d_.Hg * d_.dk};
-    std::vector<float>& b = slot(tid, hg);
-    return {b.data(), b.data() + d_.dk, 2 * d_.dk};
+    float* b = slot(tid, hg).get();
+    return {b, b + d_.dk, 2 * d_.dk};
   }
   // dq, dk of the shared groups = the sum of their threads' buffers, in thread order. Called by
   // every thread of the team (a worksharing loop).
@@ -538,7 +541,7 @@ class GroupOutputs {
           float a = 0.0f, b = 0.0f;
           for (int tid = first_[hg]; tid <= last_[hg]; ++tid) {
             if (!holds(tid, hg)) continue;  // a thread between them with no heads at all
-            const std::vector<float>& buf = slot(tid, hg);
+            const float* buf = slot(tid, hg).get();
             a += buf[2 * t * d_.dk + i];
             b += buf[(2 * t + 1) * d_.dk + i];
           }
@@ -555,11 +558,11 @@ class GroupOutputs {
     return block.first < block.last && block.first < (hg + 1) * per && block.last > hg * per;
   }
   // A thread's first and last group (the only ones it can share) have a slot each.
-  std::vector<float>& slot(int tid, int64_t hg) { return own_[2 * tid + (first_[hg] == tid ? 1 : 0)]; }
+  std::unique_ptr<float[]>& slot(int tid, int64_t hg) { return own_[2 * tid + (first_[hg] == tid ? 1 : 0)]; }
   const GlrDims& d_;
   const int team_;
   std::vector<int> first_, last_;  // per group: the first and last thread holding its heads
-  std::vector<std::vector<float>> own_;
+  std::vector<std::unique_ptr<float[]>> own_;
 };
 
 // Q K^T of one group's chunk (lower triangle; rows of `chunk`), for the scalar decay.
@@ -662,8 +665,8 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
                   const float* dout, const float* dh_final, const GlrDims& d) {
   const int64_t SS = state_size(d), K = d.dk, GW = d.vector_decay ? K : 1;
   const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
-  // Heads of a group add into the same dq, dk rows, and so does the scalar decay's intra part.
-  const bool accumulate = d.Hg < d.H || !d.vector_decay;
+  // Heads of a group add into the same dq, dk rows.
+  const bool accumulate = d.Hg < d.H;
   std::optional<GroupOutputs> team_outputs;
 
 #pragma omp parallel
@@ -674,14 +677,6 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
     team_outputs.emplace(d, team);
     GroupOutputs& outputs = *team_outputs;
     outputs.prepare(tid, block);
-    // This thread's groups held whole start from zeros when heads add into them.
-    if (accumulate && block.first < block.last)
-      for (int64_t hg = block.first / (d.H / d.Hg); hg <= (block.last - 1) / (d.H / d.Hg); ++hg)
-        if (!outputs.shared(hg))
-          for (int64_t t = 0; t < d.T; ++t) {
-            std::fill(dq + (t * d.Hg + hg) * K, dq + (t * d.Hg + hg + 1) * K, 0.0f);
-            std::fill(dk + (t * d.Hg + hg) * K, dk + (t * d.Hg + hg + 1) * K, 0.0f);
-          }
     HeadChunks hc(d, true);
     std::vector<std::vector<float>> dS;
     for (int64_t h = block.first; h < block.last; ++h) {
@@ -771,10 +766,13 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
             dg[(c0 + r) * d.H + h] = static_cast<float>(suffix[0]);
           }
         }
+        // The group's first head on this thread writes its rows, the others add to them (and
+        // so does the scalar decay's intra part, flushed after the group's heads).
+        const bool first_of_group = h == block.first || h % (d.H / d.Hg) == 0;
         for (int64_t r = 0; r < n; ++r) {
           float* dqr = out.dq + (c0 + r) * out.ld;
           float* dkr = out.dk + (c0 + r) * out.ld;
-          if (accumulate) {
+          if (accumulate && !first_of_group) {
             axpy(dqr, 1.0f, &dq_c[r * K], K);
             axpy(dkr, 1.0f, &dk_c[r * K], K);
           } else {
