@@ -11,51 +11,23 @@
 //   mamba2: one decay per head, 4 heads sharing q/k (1 group), d_state 32, headdim 32
 // Decay g = logsigmoid(x) / normalizer, x ~ N(0, 4): normalizer 1 (strong, ~-0.7 a step), 16 (GLA's, ~-0.04 a step) and
 // 1000 (weak, ~-7e-4: a memory of ~1500 tokens, where the state and its gradient are largest).
-#include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "kernels/ops.h"
 #include "tests/kernels/glr_inputs.h"
-#include "tests/reference/naive.h"
-#include "tests/testing.h"
 
 namespace rt {
 namespace {
 
-using ref::Vec;
 using testing::GlrCase;
-using testing::GlrInputs;
-using testing::to_vec;
 
-void run(const char* name, GlrCase c) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.dk));
-  GlrInputs in(c, 7);
-  const int64_t chunks = (c.T + c.chunk - 1) / c.chunk;
-  Tensor states = Tensor::empty({chunks + 1, c.H, c.dk, c.dv});
-  ops::glr_forward(Tensor(), Tensor(), states, in.q, in.k, in.v, in.g, Tensor(), scale, c.chunk);
-  Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
-         dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape());
-  const auto t0 = std::chrono::steady_clock::now();
-  ops::glr_backward(dq, dk, dv, dg, Tensor(), in.q, in.k, in.v, in.g, states, in.dout, Tensor(), scale, c.chunk);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-
-  const ref::GlrShape s{c.T, c.H, c.Hg, c.dk, c.dv, c.vector_decay, scale};
-  const Vec g = to_vec(in.g), zero(static_cast<size_t>(c.H) * c.dk * c.dv, 0.0);
-  Vec dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref;
-  ref::glr_backward(to_vec(in.q), to_vec(in.k), to_vec(in.v), g, zero, to_vec(in.dout), zero, s,
-                    dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref);
-  const Vec dg_got = to_vec(dg);
+void run(const char* name, const GlrCase& c) {
+  const testing::GlrErrors e = testing::glr_errors_against_float64(c, 7);
   std::printf("%-7s %6.0f %8d | %9.2e %9.2e %9.2e %9.2e | %9.2e %9.2e | %8.1f\n", name, c.normalizer, c.T,
-              testing::rel_rms_error(dq, dq_ref), testing::rel_rms_error(dk, dk_ref),
-              testing::rel_rms_error(dv, dv_ref), testing::rel_rms_error(dg_got, dg_ref),
-              testing::rel_rms_error(testing::decay_sums(dg_got, g, c.T, true), testing::decay_sums(dg_ref, g, c.T, true)),
-              testing::rel_rms_error(testing::decay_sums(dg_got, g, c.T, false), testing::decay_sums(dg_ref, g, c.T, false)),
-              ms);
+              e.dq, e.dk, e.dv, e.dg, e.sum_dg_g, e.sum_dg, e.backward_ms);
   std::fflush(stdout);
 }
 

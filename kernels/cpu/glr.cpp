@@ -30,8 +30,10 @@
 // the two agree exactly: scaling row i of S_e by l, and k_t'[i] by l, q_t'[i] by 1/l after e,
 // changes the loss only through S_final). Its error is that of one chunk, whatever T is.
 //
-// Heads run in parallel. Query/key groups (Hg < H, Mamba-2's ngroups) share q and k between
-// heads: their gradients are summed over the group, in per-thread buffers added in thread order.
+// Threads take contiguous blocks of heads and walk the chunks in order, their heads within.
+// Query/key groups (Hg < H, Mamba-2's ngroups) share q and k between heads: their gradients are
+// summed over the group, in place when one thread holds the whole group, else in per-thread
+// buffers added in thread order at the end.
 #include <omp.h>
 
 #include <algorithm>
@@ -52,16 +54,10 @@ constexpr int64_t kSub = 16;
 // e^{x - y} for two cumulative decays, the difference taken in double.
 inline float decay(double x, double y) { return fast_exp(static_cast<float>(x - y)); }
 
-// out[i] = a[i] * b[i], and the same accumulated: plain loops that vectorise.
+// out[i] = a[i] * b[i], copies and y += alpha x: plain loops that vectorise.
 inline void mul(float* out, const float* a, const float* b, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
-}
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 inline void copy_row(float* out, const float* x, int64_t n) {
 #pragma omp simd
@@ -199,8 +195,8 @@ class HeadChunks {
   }
 
   // qd = q * e^b and kd = k * e^{gamma - b} over the loaded chunk's rows.
-  void decayed_q(const float* q, int64_t c) { scale_rows(qd_.data(), qk_rows(q, c), eq_.data()); }
-  void decayed_k(const float* k, int64_t c) { scale_rows(kd_.data(), qk_rows(k, c), ek_.data()); }
+  void decayed_q(const float* q, int64_t c) { scale_rows(qd_.data(), qk_rows(q, c), qk_ld(), eq_.data()); }
+  void decayed_k(const float* k, int64_t c) { scale_rows(kd_.data(), qk_rows(k, c), qk_ld(), ek_.data()); }
 
   // p = intra-chunk scores P (lower triangle, diagonal included; zero above). A scalar decay
   // takes the group's Q K^T (qk, lower triangle, rows of `chunk`) and masks it with L.
@@ -294,35 +290,24 @@ class HeadChunks {
   const float* kd() const { return kd_.data(); }
   float* p() { return p_.data(); }
 
-  // x_rows[r, :] *= the row's factor (eq or ek), in place over a contiguous [n, dk] block.
-  void scale_by(float* x, const float* factor) const {
+  // out[r, :] = x[r, :] * the row's factor (eq or ek: per channel, or one per row for a scalar
+  // decay) over the loaded chunk's rows; out is contiguous [n, dk], x has rows ld apart and may
+  // be out itself.
+  void scale_rows(float* out, const float* x, int64_t ld, const float* factor) const {
     const int64_t K = d_.dk;
     for (int64_t r = 0; r < n_; ++r) {
+      const float* xr = x + r * ld;
       if (d_.vector_decay) {
-        mul(x + r * K, x + r * K, factor + r * K, K);
+        mul(out + r * K, xr, factor + r * K, K);
       } else {
         const float f = factor[r];
-#pragma omp simd
-        for (int64_t i = 0; i < K; ++i) x[r * K + i] *= f;
-      }
-    }
-  }
-
- private:
-  void scale_rows(float* out, const float* x, const float* factor) const {
-    const int64_t K = d_.dk;
-    for (int64_t r = 0; r < n_; ++r) {
-      if (d_.vector_decay) {
-        mul(out + r * K, x + r * qk_ld(), factor + r * K, K);
-      } else {
-        const float f = factor[r];
-        const float* xr = x + r * qk_ld();
 #pragma omp simd
         for (int64_t i = 0; i < K; ++i) out[r * K + i] = xr[i] * f;
       }
     }
   }
 
+ private:
   // e^{b_m - b_mJ} for query block R0 (m = R0 - 1) and key block J0 (mJ its last row): 1 when J
   // is the block just before R. Into e_ (K floats).
   const float* block_factor(int64_t R0, int64_t J0) {
@@ -477,10 +462,6 @@ void anchor_gate_gradient(const GlrDims& d, const float* S, const float* dS, dou
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Heads [first, last) of thread tid in a team: contiguous blocks, so that heads of one q/k group
 // meet in one thread, which walks the chunks in order and, within a chunk, its heads: the
 // chunk's q and k rows stay in cache across the group's heads, and with a scalar decay its
@@ -535,13 +516,14 @@ class GroupOutputs {
   void reduce(float* dq, float* dk) {
     for (int64_t hg = 0; hg < d_.Hg; ++hg) {
       if (!shared(hg)) continue;
+      std::vector<const float*> bufs;  // in thread order; not a thread between them with no heads
+      for (int tid = first_[hg]; tid <= last_[hg]; ++tid)
+        if (holds(tid, hg)) bufs.push_back(slot(tid, hg).get());
 #pragma omp for schedule(static)
       for (int64_t t = 0; t < d_.T; ++t)
         for (int64_t i = 0; i < d_.dk; ++i) {
           float a = 0.0f, b = 0.0f;
-          for (int tid = first_[hg]; tid <= last_[hg]; ++tid) {
-            if (!holds(tid, hg)) continue;  // a thread between them with no heads at all
-            const float* buf = slot(tid, hg).get();
+          for (const float* buf : bufs) {
             a += buf[2 * t * d_.dk + i];
             b += buf[(2 * t + 1) * d_.dk + i];
           }
@@ -605,8 +587,8 @@ class GroupScoreGradient {
   // The group's dq, dk rows of the chunk += acc K, acc^T Q; then empty.
   void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c, GroupOutputs::Rows out) {
     if (hg_ < 0) return;
+    // (acc is zero above its diagonal: zeroed when the group started, added to below it only.)
     const int64_t n = hc.rows(c), C = d_.chunk, ld = hc.qk_ld(), row = (hc.start(c) * d_.Hg + hg_) * d_.dk;
-    for (int64_t r = 0; r < n; ++r) std::fill(&acc_[r * C] + r + 1, &acc_[r * C] + n, 0.0f);
     const int64_t out_row = hc.start(c) * out.ld;
     lower_times(n, d_.dk, 1.0f, acc_.data(), C, k + row, ld, 1.0f, out.dq + out_row, out.ld);
     lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, q + row, ld, 1.0f, out.dk + out_row, out.ld);
@@ -635,7 +617,7 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
       if (h0) std::memcpy(S.back().data(), h0 + h * SS, SS * sizeof(float));
     }
     GroupScores group_scores(d);
-    const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
+    const int64_t nc = hc.chunks();
     for (int64_t c = 0; c < nc; ++c)
       for (int64_t h = block.first; h < block.last; ++h) {
         hc.select(h);
@@ -664,7 +646,6 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
                   const float* k, const float* v, const float* g, const float* states,
                   const float* dout, const float* dh_final, const GlrDims& d) {
   const int64_t SS = state_size(d), K = d.dk, GW = d.vector_decay ? K : 1;
-  const int64_t nc = (d.T + d.chunk - 1) / d.chunk;
   // Heads of a group add into the same dq, dk rows.
   const bool accumulate = d.Hg < d.H;
   std::optional<GroupOutputs> team_outputs;
@@ -690,7 +671,7 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
     // column sums of (dP * L) * Q K^T (= dP * P: the intra parts of q dq and k dk).
     std::vector<double> suffix(GW), row_sum(d.chunk), col_sum(d.chunk);
 
-    for (int64_t c = nc - 1; c >= 0; --c) {
+    for (int64_t c = hc.chunks() - 1; c >= 0; --c) {
       for (int64_t h = block.first; h < block.last; ++h) {
         hc.select(h);
         float* dSh = dS[h - block.first].data();
@@ -717,12 +698,11 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         // dq = e^b * (scale dO S_prev^T), dk = e^{gamma - b} * (V dS^T), then the intra parts
         gemm(false, true, n, K, d.dv, d.scale, do_c, hc.v_ld(), s_prev, d.dv, 0.0f, dq_c.data(), K);
         gemm(false, true, n, K, d.dv, 1.0f, v_c, hc.v_ld(), dSh, d.dv, 0.0f, dk_c.data(), K);
-        hc.scale_by(dq_c.data(), hc.eq());
-        hc.scale_by(dk_c.data(), hc.ek());
-        // dP = scale dO V^T, lower triangle
+        hc.scale_rows(dq_c.data(), dq_c.data(), K, hc.eq());
+        hc.scale_rows(dk_c.data(), dk_c.data(), K, hc.ek());
+        // dP = scale dO V^T, lower triangle (nothing reads above it)
         float* dp = hc.p();
         lower_of_product(n, d.dv, d.scale, do_c, hc.v_ld(), v_c, hc.v_ld(), dp, d.chunk);
-        for (int64_t r = 0; r < n; ++r) std::fill(dp + r * d.chunk + r + 1, dp + r * d.chunk + n, 0.0f);
         if (d.vector_decay) {
           hc.scores_backward(q, k, c, dq_c.data(), dk_c.data());
         } else {
