@@ -16,7 +16,7 @@ void check(char symbol) {
   cfg.glr_chunk = 64;
   const int64_t T = 65536;
   for (const testing::GradientError& e : testing::layer_gradient_errors(symbol, cfg, T, world.get(), 5))
-    EXPECT_LT(e.error, testing::behind_decay(e.name) ? 1e-4 : 2e-6)
+    EXPECT_LT(e.error, testing::long_sequence_tolerance(e.name))
         << symbol << " " << e.name << " over sp = " << world->size();
 }
 
