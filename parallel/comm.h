@@ -25,9 +25,10 @@ class Communicator {
 
   // In-place sums over every rank of the communicator. Results are bit-identical on every rank
   // and from run to run for the same sizes (the reduction order is fixed by the algorithm).
-  virtual void allreduce_sum(float* data, int64_t count, const char* what = "allreduce") = 0;
-  virtual void allreduce_sum(double* data, int64_t count, const char* what = "allreduce") = 0;
-  virtual void allreduce_max(double* data, int64_t count, const char* what = "allreduce") = 0;
+  // `what` ("allreduce(loss)") is what the watchdog names when a peer never arrives.
+  virtual void allreduce_sum(float* data, int64_t count, const char* what) = 0;
+  virtual void allreduce_sum(double* data, int64_t count, const char* what) = 0;
+  virtual void allreduce_max(double* data, int64_t count, const char* what) = 0;
   // out holds size() * bytes_per_rank bytes: rank r's block lands at r * bytes_per_rank.
   virtual void allgather(const void* in, void* out, int64_t bytes_per_rank,
                          const char* what = "allgather") = 0;

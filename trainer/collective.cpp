@@ -38,7 +38,7 @@ void agree(Communicator& comm, bool participates, const std::function<void()>& f
   }
   // The lowest failing rank speaks for all: max of (size - rank) over the failing ranks.
   double first = code ? static_cast<double>(comm.size() - comm.rank()) : 0.0;
-  comm.allreduce_max(&first, 1);
+  comm.allreduce_max(&first, 1, "allreduce(error check)");
   if (first == 0.0) return;
   const int root = comm.size() - static_cast<int>(first);
   int64_t header[2] = {code, static_cast<int64_t>(message.size())};

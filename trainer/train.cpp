@@ -394,7 +394,7 @@ int run_train(const TrainOptions& opt) {
     peak_gflops = peak.gflops;
     peak_source = peak.source;
   }
-  world.allreduce_sum(&peak_gflops, 1);
+  world.allreduce_sum(&peak_gflops, 1, "allreduce(peak GFLOP/s)");
   if (root) std::printf("MFU peak: %.1f GFLOP/s over %d rank%s (%s)\n", peak_gflops, world.size(),
                         world.size() == 1 ? "" : "s", peak_source.c_str());
 

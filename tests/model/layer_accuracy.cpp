@@ -81,7 +81,8 @@ std::vector<GradientError> layer_gradient_errors(char symbol, const ModelConfig&
   Arena arena;
   layer->forward(y, x_mine, ctx, arena);
   layer->backward(dx, dy_mine, x_mine, ctx, arena);
-  if (sp_group) sp_group->allreduce_sum(params.flat_grads().f32(), params.flat_grads().numel());
+  if (sp_group) sp_group->allreduce_sum(params.flat_grads().f32(), params.flat_grads().numel(),
+                                      "allreduce(gradients)");
   if (rank != 0) return {};
 
   std::vector<GradientError> errors;

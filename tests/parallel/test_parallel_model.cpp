@@ -97,9 +97,9 @@ void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-") {
   const double estimate = static_cast<double>(model.activation_bytes(per_group, layout, recompute));
   EXPECT_LE(estimate, static_cast<double>(rank_arena.peak()));
   EXPECT_GE(estimate, static_cast<double>(rank_arena.peak()) - 64.0 * 128);
-  grid.world->allreduce_sum(&loss, 1);
+  grid.world->allreduce_sum(&loss, 1, "allreduce(loss)");
   const Tensor g = model.params().flat_grads();
-  grid.world->allreduce_sum(g.f32(), g.numel());
+  grid.world->allreduce_sum(g.f32(), g.numel(), "allreduce(gradients)");
 
   const std::string where = cat(pattern, " dp ", grid.dp, " x sp ", grid.sp, " rank ",
                                 grid.world_rank, recompute ? " recompute" : "");
