@@ -1,4 +1,4 @@
-// Shared pieces of the benchmark programs: inputs and the sgemm baseline every figure is
+// Shared parts of the benchmark programs: inputs and the sgemm baseline every figure is
 // compared with.
 #pragma once
 

@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
   AdamWOptimizer optim(model.params(), OptimSection{});
 
   std::vector<int32_t> tokens, targets, positions;
-  for (const Chunk& c : layout.chunks)
+  for (const Segment& c : layout.segments)
     for (int64_t t = c.global_start; t < c.global_start + c.length; ++t) {
       tokens.push_back(static_cast<int32_t>((t * 7919) % 256));
       targets.push_back(static_cast<int32_t>((t * 7919 + 7919) % 256));

@@ -11,8 +11,8 @@
 #include "data/h5.h"
 #include "data/jsonl.h"
 #include "data/tokenizer.h"
-#include "kernels/check.h"
-#include "kernels/hash.h"
+#include "core/check.h"
+#include "core/hash.h"
 
 namespace rt {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/hash.h"
+#include "core/hash.h"
 
 namespace rt {
 

@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "data/loader.h"
-#include "kernels/check.h"
-#include "kernels/hash.h"
+#include "core/check.h"
+#include "core/hash.h"
 
 namespace rt {
 

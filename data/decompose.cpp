@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "data/h5.h"
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 
@@ -83,7 +83,7 @@ Buckets read_buckets(const std::string& corpus_path, const std::string& key, int
       const h5::DatasetInfo info = f.info(name);
       if (info.dims.size() != 1 || info.type_class != H5T_INTEGER || info.type_size != 8)
         throw bad(cat(name, " is not a 1-d u64 dataset"));
-      // A sequence of 2^k pairs takes 2^k + 1 tokens; the pieces of a document are disjoint
+      // A sequence of 2^k pairs takes 2^k + 1 tokens; the sequences cut from a document are disjoint
       // but for their boundary tokens: at most (N - 1) / 2^k of them fit.
       const uint64_t len = uint64_t(1) << k;
       const uint64_t room = num_tokens > 0 ? static_cast<uint64_t>(num_tokens - 1) >> k : 0;

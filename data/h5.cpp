@@ -3,7 +3,7 @@
 #include <mutex>
 
 #include "data/memory.h"
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt::h5 {
 

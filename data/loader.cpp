@@ -1,7 +1,7 @@
 #include "data/loader.h"
 
-#include "kernels/check.h"
-#include "kernels/hash.h"
+#include "core/check.h"
+#include "core/hash.h"
 
 namespace rt {
 
@@ -45,7 +45,7 @@ void read_sequence(const Corpus& corpus, int64_t start, const SequenceLayout& la
                    std::vector<int32_t>& tokens, std::vector<int32_t>& targets,
                    std::vector<int32_t>& positions) {
   std::vector<int32_t> buf;
-  for (const Chunk& c : layout.chunks) {
+  for (const Segment& c : layout.segments) {
     buf.resize(c.length + 1);
     corpus.read_tokens(start + c.global_start, c.length + 1, buf.data());
     tokens.insert(tokens.end(), buf.begin(), buf.end() - 1);

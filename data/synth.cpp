@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "data/tokenizer.h"
-#include "kernels/check.h"
-#include "kernels/hash.h"
+#include "core/check.h"
+#include "core/hash.h"
 
 namespace rt {
 

@@ -92,7 +92,7 @@ void conv1d_causal_backward(const Tensor& dx, const Tensor& dweight, const Tenso
                             const Tensor& dhalo, const Tensor& dout, const Tensor& x,
                             const Tensor& weight, const Tensor& halo);
 
-// ---- Mamba-2's element-wise pieces ------------------------------------------------------
+// ---- Mamba-2's element-wise parts ------------------------------------------------------
 // dt [T,H] = softplus(dt_raw + dt_bias), g [T,H] = -exp(A_log) * dt (the decay, <= 0)
 void mamba_dt_forward(const Tensor& dt, const Tensor& g, const Tensor& dt_raw,
                       const Tensor& dt_bias, const Tensor& a_log);
@@ -162,19 +162,19 @@ void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Te
                   const Tensor& dh0, const Tensor& q, const Tensor& k, const Tensor& v,
                   const Tensor& g, const Tensor& states, const Tensor& dout,
                   const Tensor& dh_final, float scale, int64_t chunk);
-// A sequence piece as an affine map of its incoming state, S_out = Diag(e^gamma) S_in + s_loc:
+// A zigzag unit of a sequence as an affine map of its incoming state, S_out = Diag(e^gamma) S_in + s_loc:
 // s_loc [H, dk, dv] (its final state from zero), gamma [H, dk] or [H] (its total decay).
 void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k,
                        const Tensor& v, const Tensor& g, int64_t chunk);
-// The gradient of sum(o * dout) with respect to h0 through the piece's own outputs,
+// The gradient of sum(o * dout) with respect to h0 through the unit's own outputs,
 // scale * sum_t (q_t e^{B_t})^T dout_t: the local term of the state-passing backward.
 void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, const Tensor& dout,
                         float scale, int64_t chunk);
 
-// Scan of the pieces of a sequence, each an affine map S_out = Diag(e^gamma_c) S_in + s_loc_c:
+// Scan of the units of a sequence, each an affine map S_out = Diag(e^gamma_c) S_in + s_loc_c:
 //   forward: out[0] = 0, out[c+1] = Diag(e^gamma_c) out[c] + s_loc[c]     (states entering)
 //   reverse: out[n] = 0, out[c] = s_loc[c] + Diag(e^gamma_c) out[c+1]     (gradients: s_loc
-//            holds each piece's local state gradient)
+//            holds each unit's local state gradient)
 // out [n+1, H, dk, dv], s_loc [n, H, dk, dv], gamma [n, H, dk] or [n, H].
 void glr_state_scan(const Tensor& out, const Tensor& s_loc, const Tensor& gamma, bool reverse);
 

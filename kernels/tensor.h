@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 

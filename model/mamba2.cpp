@@ -35,8 +35,8 @@ Mamba2Layer::Part Mamba2Layer::part(int i) const {
   }
 }
 
-int64_t Mamba2Layer::pieces(const SequenceLayout& layout, int64_t T) const {
-  return T / layout.local_len * static_cast<int64_t>(layout.chunks.size());
+int64_t Mamba2Layer::segments(const SequenceLayout& layout, int64_t T) const {
+  return T / layout.local_len * static_cast<int64_t>(layout.segments.size());
 }
 
 void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) {
@@ -49,7 +49,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   for (int i = 0; i < 3; ++i) {
     const Part pt = part(i);
     pre_[i] = arena.alloc({T, pt.width});
-    halo_[i] = arena.alloc({pieces(*seq.layout, T), W_ - 1, pt.width});
+    halo_[i] = arena.alloc({segments(*seq.layout, T), W_ - 1, pt.width});
     conv_[i] = arena.alloc({T, pt.width});
     act_[i] = arena.alloc({T, pt.width});
   }
@@ -67,15 +67,15 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
     const Part pt = part(i);
     ops::linear_forward(pre_[i], x, w_in.rows(DI_ + pt.row, pt.width));
     conv_halos_forward(*seq.layout, seq.n_seqs, seq.sp_group, pre_[i], halo_[i], arena);
-    // Each piece of each sequence convolves with the rows before it.
-    const int64_t n_pieces = static_cast<int64_t>(seq.layout->chunks.size());
+    // Each segment of each sequence convolves with the rows before it.
+    const int64_t n_segments = static_cast<int64_t>(seq.layout->segments.size());
     for (int64_t b = 0; b < seq.n_seqs; ++b)
-      for (int64_t k = 0; k < n_pieces; ++k) {
-        const Chunk& c = seq.layout->chunks[k];
+      for (int64_t k = 0; k < n_segments; ++k) {
+        const Segment& c = seq.layout->segments[k];
         const int64_t row = b * seq.layout->local_len + c.local_offset;
         ops::conv1d_causal_forward(conv_[i].rows(row, c.length), pre_[i].rows(row, c.length),
                                    cw.rows(pt.row, pt.width), cb.rows(pt.row, pt.width),
-                                   halo_[i].rows(b * n_pieces + k, 1).view({W_ - 1, pt.width}));
+                                   halo_[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width}));
       }
     ops::silu_forward(act_[i], conv_[i]);
   }
@@ -122,19 +122,19 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
                          p.value(dt_bias), p.value(a_log));
 
   const Tensor cw = p.value(conv_w), dcw = p.grad(conv_w), dcb = p.grad(conv_b);
-  const int64_t n_pieces = static_cast<int64_t>(seq.layout->chunks.size());
+  const int64_t n_segments = static_cast<int64_t>(seq.layout->segments.size());
   for (int i = 0; i < 3; ++i) {
     const Part pt = part(i);
     const Tensor dconv = dact[i];
     ops::silu_backward(dconv, dact[i], conv_[i]);
     for (int64_t b = 0; b < seq.n_seqs; ++b)
-      for (int64_t k = 0; k < n_pieces; ++k) {
-        const Chunk& c = seq.layout->chunks[k];
+      for (int64_t k = 0; k < n_segments; ++k) {
+        const Segment& c = seq.layout->segments[k];
         const int64_t row = b * seq.layout->local_len + c.local_offset;
-        const Tensor h = halo_[i].rows(b * n_pieces + k, 1).view({W_ - 1, pt.width});
+        const Tensor h = halo_[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width});
         ops::conv1d_causal_backward(dpre[i].rows(row, c.length), dcw.rows(pt.row, pt.width),
                                     dcb.rows(pt.row, pt.width),
-                                    dhalo[i].rows(b * n_pieces + k, 1).view({W_ - 1, pt.width}),
+                                    dhalo[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width}),
                                     dconv.rows(row, c.length), pre_[i].rows(row, c.length),
                                     cw.rows(pt.row, pt.width), h);
       }
@@ -155,7 +155,7 @@ int64_t Mamba2Layer::saved_floats(int64_t T, const SequenceLayout& layout) const
   const int64_t conv_dim = DI_ + 2 * G_ * N_;
   // z | pre, conv, act of x, B, C | halos | dt_raw, dt, g | v, y | gated, normed | rstd
   return T * (DI_ + 3 * conv_dim + 3 * NH_ + 2 * DI_ + 2 * DI_ + G_) +
-         pieces(layout, T) * (W_ - 1) * conv_dim +
+         segments(layout, T) * (W_ - 1) * conv_dim +
          glr_sequences_saved_floats(layout, T / layout.local_len, NH_, N_, P_, false, chunk_);
 }
 
@@ -168,7 +168,7 @@ int64_t Mamba2Layer::forward_floats(int64_t T, const SequenceLayout& layout) con
 int64_t Mamba2Layer::backward_floats(int64_t T, const SequenceLayout& layout) const {
   const int64_t conv_dim = DI_ + 2 * G_ * N_, n_seqs = T / layout.local_len;
   // dnormed (= dy), dgated, dz | dact (= dconv), dpre of x, B, C | dhalos | dv | dg, ddt, ddt_raw
-  const int64_t own = T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + pieces(layout, T) * (W_ - 1) * conv_dim;
+  const int64_t own = T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + segments(layout, T) * (W_ - 1) * conv_dim;
   return own + std::max(glr_sequences_backward_floats(layout, n_seqs, NH_, N_, P_),
                         conv_halos_floats(layout, n_seqs, W_, DI_));
 }

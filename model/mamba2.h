@@ -1,7 +1,7 @@
 // Mamba-2 (Dao & Gu), parameters laid out as mamba_ssm's Mamba2 (in_proj rows z | x | B | C | dt).
 //   x [T, C] -> z, xr [T, DI], Br, Cr [T, G*N], dt_raw [T, NH]     (rows of in_proj)
 //   xs, B, C = SiLU(causal depthwise conv1d of width W (+ bias) over xr, Br, Cr)
-//              (the rows before each piece come from the previous rank: halos)
+//              (the rows before each segment come from the previous rank: halos)
 //   dt = softplus(dt_raw + dt_bias) [T, NH];  A = -exp(A_log) [NH]
 //   per head h (group h / (NH/G)): h_t = exp(dt_t A) h_{t-1} + (dt_t x_t) B_t^T,  o_t = h_t^T C_t
 //              (the GLR kernel with q = C, k = B, v = dt * x, g = dt * A, scale 1)
@@ -37,7 +37,7 @@ class Mamba2Layer final : public Layer {
     int64_t row, width;  // first row in conv_w/conv_b (and in_proj after z), channels
   };
   Part part(int i) const;
-  int64_t pieces(const SequenceLayout& layout, int64_t T) const;
+  int64_t segments(const SequenceLayout& layout, int64_t T) const;
 
   int64_t C_, DI_, NH_, P_, N_, G_, W_, chunk_;
   float eps_;

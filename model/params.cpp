@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/hash.h"
+#include "core/hash.h"
 #include "kernels/ops.h"
 
 namespace rt {

@@ -42,7 +42,7 @@ class Communicator {
   // for each other); MPI posts each call at once and ignores the brackets.
   virtual void group_start() {}
   virtual void group_end() {}
-  // Non-blocking point to point (any size; large messages travel in pieces).
+  // Non-blocking point to point (any size; large messages travel in parts).
   virtual Request isend(const void* data, int64_t bytes, int dest, int tag) = 0;
   virtual Request irecv(void* data, int64_t bytes, int source, int tag) = 0;
   // Completes the requests; `what` names the wait for the watchdog.

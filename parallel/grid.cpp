@@ -1,6 +1,6 @@
 #include "parallel/grid.h"
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 

@@ -1,6 +1,6 @@
 #include "parallel/layout.h"
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 
@@ -10,28 +10,28 @@ SequenceLayout SequenceLayout::zigzag(int64_t seq_len, int sp, int sp_rank) {
   l.seq_len = seq_len;
   l.sp = sp;
   l.sp_rank = sp_rank;
-  if (sp == 1) {  // nothing to balance: one chunk of any length
-    l.chunks.push_back({0, seq_len, 0});
+  if (sp == 1) {  // nothing to balance: one segment of any length
+    l.segments.push_back({0, seq_len, 0});
     l.local_len = seq_len;
     return l;
   }
   RT_CHECK(seq_len % (2 * sp) == 0, "sequence length ", seq_len, " is not a multiple of 2*sp");
-  const int64_t chunk = seq_len / (2 * sp);
-  for (int64_t c : {int64_t(sp_rank), int64_t(2 * sp - 1 - sp_rank)}) {
-    const int64_t start = c * chunk;
-    if (!l.chunks.empty() && l.chunks.back().global_start + l.chunks.back().length == start) {
-      l.chunks.back().length += chunk;
+  const int64_t unit = seq_len / (2 * sp);
+  for (int64_t u : {int64_t(sp_rank), int64_t(2 * sp - 1 - sp_rank)}) {
+    const int64_t start = u * unit;
+    if (!l.segments.empty() && l.segments.back().global_start + l.segments.back().length == start) {
+      l.segments.back().length += unit;
     } else {
-      l.chunks.push_back({start, chunk, l.local_len});
+      l.segments.push_back({start, unit, l.local_len});
     }
-    l.local_len += chunk;
+    l.local_len += unit;
   }
   return l;
 }
 
 int SequenceLayout::owner(int64_t seq_len, int sp, int64_t position) {
-  const int64_t c = position / (seq_len / (2 * sp));
-  return static_cast<int>(c < sp ? c : 2 * sp - 1 - c);
+  const int64_t u = position / (seq_len / (2 * sp));
+  return static_cast<int>(u < sp ? u : 2 * sp - 1 - u);
 }
 
 }  // namespace rt

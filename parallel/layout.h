@@ -1,7 +1,9 @@
 // How one sequence of L tokens is cut across the sp ranks of a group (zigzag, as in
-// TransformerEngine and ring-flash-attention): 2*sp chunks of L/(2*sp) tokens; sp-rank r holds
-// chunks r and 2*sp-1-r, so every rank has the same causal work. Positions stay global.
-// Adjacent chunks held by one rank are merged (sp = 1: one chunk, the whole sequence).
+// TransformerEngine and ring-flash-attention): 2*sp units of L/(2*sp) tokens; sp-rank r holds
+// units r and 2*sp-1-r, so every rank has the same causal work. Positions stay global.
+// A segment is a contiguous run of the sequence on one rank: adjacent units held by one rank
+// are merged into one segment (sp = 1: one segment, the whole sequence). "Chunk" is the
+// recurrence's block of model.glr_chunk tokens only (docs/DESIGN.md, glossary).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +11,7 @@
 
 namespace rt {
 
-struct Chunk {
+struct Segment {
   int64_t global_start = 0;  // position of its first token in the sequence
   int64_t length = 0;
   int64_t local_offset = 0;  // row of its first token in this rank's slice of the sequence
@@ -18,7 +20,7 @@ struct Chunk {
 struct SequenceLayout {
   int64_t seq_len = 0;
   int sp = 1, sp_rank = 0;
-  std::vector<Chunk> chunks;  // in increasing global position
+  std::vector<Segment> segments;  // in increasing global position
   int64_t local_len = 0;      // tokens of one sequence on this rank
 
   static SequenceLayout zigzag(int64_t seq_len, int sp, int sp_rank);

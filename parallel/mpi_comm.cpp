@@ -4,7 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/watchdog.h"
 
@@ -134,7 +134,7 @@ class MpiCommunicator final : public Communicator {
  private:
   static constexpr int64_t kMaxCount = int64_t(1) << 30;  // MPI counts are int
 
-  // One MPI message per piece of at most kMaxCount bytes; the pieces share the tag (MPI keeps
+  // One MPI message per part of at most kMaxCount bytes; the parts share the tag (MPI keeps
   // their order between a pair of ranks).
   Request post(void* data, int64_t bytes, int peer, int tag, bool send) {
     std::vector<MPI_Request>& reqs = pending_[next_id_];

@@ -1,5 +1,5 @@
 // A build without NCCL: GPU ranks stage their buffers through MPI (parallel/staging_comm.h).
-#include "kernels/check.h"
+#include "core/check.h"
 #include "parallel/nccl_comm.h"
 
 namespace rt {

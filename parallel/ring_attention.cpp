@@ -60,8 +60,8 @@ struct Ring {
 struct Block {
   size_t q_index;  // sequence * chunks per rank + chunk: which query chunk of this rank
   int64_t q_row, kv_row;
-  const Chunk& qc;
-  const Chunk& kc;
+  const Segment& qc;
+  const Segment& kc;
   ops::Mask mask;
 };
 
@@ -72,12 +72,12 @@ void for_each_block(const SequenceLayout& layout, int source, int64_t n_seqs, Fn
   const SequenceLayout kv_layout = SequenceLayout::zigzag(layout.seq_len, layout.sp, source);
   for (int64_t b = 0; b < n_seqs; ++b) {
     const int64_t base = b * layout.local_len;
-    for (size_t i = 0; i < layout.chunks.size(); ++i) {
-      const Chunk& qc = layout.chunks[i];
-      for (const Chunk& kc : kv_layout.chunks) {
+    for (size_t i = 0; i < layout.segments.size(); ++i) {
+      const Segment& qc = layout.segments[i];
+      for (const Segment& kc : kv_layout.segments) {
         const auto kind = ops::classify_block(qc.global_start, qc.length, kc.global_start, kc.length);
         if (kind == ops::BlockKind::Skip) continue;
-        fn(Block{static_cast<size_t>(b) * layout.chunks.size() + i, base + qc.local_offset,
+        fn(Block{static_cast<size_t>(b) * layout.segments.size() + i, base + qc.local_offset,
                  base + kc.local_offset, qc, kc, mask_of(kind)});
       }
     }
@@ -86,7 +86,7 @@ void for_each_block(const SequenceLayout& layout, int source, int64_t n_seqs, Fn
 
 int64_t longest_chunk(const SequenceLayout& layout) {
   int64_t n = 0;
-  for (const Chunk& c : layout.chunks) n = std::max(n, c.length);
+  for (const Segment& c : layout.segments) n = std::max(n, c.length);
   return n;
 }
 
@@ -94,7 +94,7 @@ int64_t longest_chunk(const SequenceLayout& layout) {
 
 int64_t ring_attention_forward_floats(const SequenceLayout& layout, int64_t T, int64_t H,
                                       int64_t Hkv, int64_t D) {
-  const bool merges = layout.sp > 1 || layout.chunks.size() > 1;
+  const bool merges = layout.sp > 1 || layout.segments.size() > 1;
   const int64_t merge = merges ? longest_chunk(layout) * (H * D + H) : 0;
   return merge + (layout.sp > 1 ? 4 * T * Hkv * D : 0);
 }
@@ -113,7 +113,7 @@ void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Commun
   const int64_t H = q.size(1), D = q.size(2);
   const Arena::Mark mark = arena.mark();
   Tensor merge_out, merge_lse;
-  if (layout.sp > 1 || layout.chunks.size() > 1) {
+  if (layout.sp > 1 || layout.segments.size() > 1) {
     merge_out = arena.alloc({longest_chunk(layout), H, D});
     merge_lse = arena.alloc({longest_chunk(layout), H});
   }
@@ -123,7 +123,7 @@ void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Commun
       for (auto& t : buf) t = arena.alloc(k.shape());
 
   // The first block a query chunk sees writes out/lse; later ones merge into them.
-  std::vector<char> written(static_cast<size_t>(n_seqs) * layout.chunks.size(), 0);
+  std::vector<char> written(static_cast<size_t>(n_seqs) * layout.segments.size(), 0);
   Tensor k_cur = k, v_cur = v;
   for (int step = 0; step < ring.sp; ++step) {
     std::vector<Communicator::Request> pending;

@@ -4,7 +4,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/device.h"
 
 namespace rt {

@@ -10,7 +10,7 @@
 
 namespace rt {
 
-// Wraps `inner`; split() wraps the pieces too, so sub-communicators stage as well.
+// Wraps `inner`; split() wraps the sub-communicators too, so sub-communicators stage as well.
 std::unique_ptr<Communicator> staging_communicator(std::unique_ptr<Communicator> inner);
 
 }  // namespace rt

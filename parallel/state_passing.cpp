@@ -14,11 +14,11 @@ struct Units {
   int owner(int64_t u) const { return static_cast<int>(u < sp ? u : 2 * sp - 1 - u); }
   int slot(int64_t u) const { return u < sp ? 0 : 1; }
   int64_t mine(int slot_index) const { return slot_index == 0 ? layout.sp_rank : 2 * sp - 1 - layout.sp_rank; }
-  int64_t first(const Chunk& piece) const { return piece.global_start / size; }
-  int64_t last(const Chunk& piece) const { return (piece.global_start + piece.length) / size - 1; }
+  int64_t first(const Segment& segment) const { return segment.global_start / size; }
+  int64_t last(const Segment& segment) const { return (segment.global_start + segment.length) / size - 1; }
   // Local row of unit u (held by this rank) in sequence b.
   int64_t row(int64_t b, int64_t u) const {
-    for (const Chunk& c : layout.chunks)
+    for (const Segment& c : layout.segments)
       if (u * size >= c.global_start && u * size < c.global_start + c.length)
         return b * layout.local_len + c.local_offset + (u * size - c.global_start);
     RT_CHECK(false, "unit ", u, " is not held by rank ", layout.sp_rank);
@@ -51,8 +51,8 @@ void glr_sequences_forward(const SequenceLayout& layout, int64_t n_seqs, Communi
 
   saved.states.clear();
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (const Chunk& piece : layout.chunks)
-      saved.states.push_back(arena.alloc({chunk_states(piece.length, chunk), H, dk, dv}));
+    for (const Segment& segment : layout.segments)
+      saved.states.push_back(arena.alloc({chunk_states(segment.length, chunk), H, dk, dv}));
   saved.s_in = Tensor();
   saved.gamma = Tensor();
 
@@ -92,9 +92,9 @@ void glr_sequences_forward(const SequenceLayout& layout, int64_t n_seqs, Communi
 
   size_t p = 0;
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (const Chunk& piece : layout.chunks) {
-      const int64_t row = b * layout.local_len + piece.local_offset, n = piece.length;
-      const Tensor h0 = layout.sp > 1 ? at(saved.s_in, (b * (units.count + 1) + units.first(piece)) * SS, {H, dk, dv})
+    for (const Segment& segment : layout.segments) {
+      const int64_t row = b * layout.local_len + segment.local_offset, n = segment.length;
+      const Tensor h0 = layout.sp > 1 ? at(saved.s_in, (b * (units.count + 1) + units.first(segment)) * SS, {H, dk, dv})
                                       : Tensor();
       ops::glr_forward(o.rows(row, n), Tensor(), saved.states[p++], q.rows(row, n), k.rows(row, n),
                        v.rows(row, n), g.rows(row, n), h0, scale, chunk);
@@ -140,10 +140,10 @@ void glr_sequences_backward(const SequenceLayout& layout, int64_t n_seqs,
 
   size_t p = 0;
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (const Chunk& piece : layout.chunks) {
-      const int64_t row = b * layout.local_len + piece.local_offset, n = piece.length;
-      // The forward's saved states already start from the piece's incoming state.
-      const Tensor dh_final = layout.sp > 1 ? at(ds, (b * (units.count + 1) + units.last(piece) + 1) * SS, {H, dkk, dvv})
+    for (const Segment& segment : layout.segments) {
+      const int64_t row = b * layout.local_len + segment.local_offset, n = segment.length;
+      // The forward's saved states already start from the segment's incoming state.
+      const Tensor dh_final = layout.sp > 1 ? at(ds, (b * (units.count + 1) + units.last(segment) + 1) * SS, {H, dkk, dvv})
                                             : Tensor();
       ops::glr_backward(dq.rows(row, n), dk.rows(row, n), dv.rows(row, n), dg.rows(row, n), Tensor(),
                         q.rows(row, n), k.rows(row, n), v.rows(row, n), g.rows(row, n),
@@ -156,7 +156,7 @@ int64_t glr_sequences_saved_floats(const SequenceLayout& layout, int64_t n_seqs,
                                    int64_t dk, int64_t dv, bool vector_decay, int64_t chunk) {
   const int64_t SS = H * dk * dv, units = 2 * layout.sp;
   int64_t n = 0;
-  for (const Chunk& piece : layout.chunks) n += chunk_states(piece.length, chunk) * SS;
+  for (const Segment& segment : layout.segments) n += chunk_states(segment.length, chunk) * SS;
   n *= n_seqs;
   if (layout.sp > 1) n += n_seqs * ((units + 1) * SS + units * H * (vector_decay ? dk : 1));
   return n;
@@ -179,11 +179,11 @@ int64_t glr_sequences_backward_floats(const SequenceLayout& layout, int64_t n_se
 void conv_halos_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
                         const Tensor& x, const Tensor& halos, Arena& arena) {
   const Units units(layout);
-  const int64_t C = x.size(1), rows = halos.size(1), pieces = static_cast<int64_t>(layout.chunks.size());
-  RT_CHECK(halos.size(0) == n_seqs * pieces && rows <= units.size,
-           "conv halos: ", halos.shape().str(), " for ", n_seqs, " x ", pieces, " pieces of units of ", units.size);
+  const int64_t C = x.size(1), rows = halos.size(1), segments = static_cast<int64_t>(layout.segments.size());
+  RT_CHECK(halos.size(0) == n_seqs * segments && rows <= units.size,
+           "conv halos: ", halos.shape().str(), " for ", n_seqs, " x ", segments, " segments of units of ", units.size);
   ops::fill(halos, 0.0f);
-  if (layout.sp == 1) return;  // one piece per sequence, starting it: zeros
+  if (layout.sp == 1) return;  // one segment per sequence, starting it: zeros
   const Arena::Mark mark = arena.mark();
   // The last rows of each of this rank's units, gathered from every rank.
   Tensor mine = arena.alloc({n_seqs * 2 * rows, C});
@@ -194,11 +194,11 @@ void conv_halos_forward(const SequenceLayout& layout, int64_t n_seqs, Communicat
   Tensor all = arena.alloc({layout.sp * n_seqs * 2 * rows, C});
   sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()), "allgather(conv halos)");
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (int64_t p = 0; p < pieces; ++p) {
-      const int64_t u = units.first(layout.chunks[p]);
+    for (int64_t p = 0; p < segments; ++p) {
+      const int64_t u = units.first(layout.segments[p]);
       if (u == 0) continue;
       const int64_t src = ((units.owner(u - 1) * n_seqs + b) * 2 + units.slot(u - 1)) * rows;
-      copy_tensor(halos.rows(b * pieces + p, 1).view({rows, C}), all.rows(src, rows));
+      copy_tensor(halos.rows(b * segments + p, 1).view({rows, C}), all.rows(src, rows));
     }
   arena.release(mark);
 }
@@ -207,16 +207,16 @@ void conv_halos_backward(const SequenceLayout& layout, int64_t n_seqs, Communica
                          const Tensor& dhalos, const Tensor& dx, Arena& arena) {
   if (layout.sp == 1) return;  // the only halo is the zero before the sequence
   const Units units(layout);
-  const int64_t C = dx.size(1), rows = dhalos.size(1), pieces = static_cast<int64_t>(layout.chunks.size());
+  const int64_t C = dx.size(1), rows = dhalos.size(1), segments = static_cast<int64_t>(layout.segments.size());
   const Arena::Mark mark = arena.mark();
-  // Slot s carries the gradient of the rows before unit mine(s) when a piece starts there.
+  // Slot s carries the gradient of the rows before unit mine(s) when a segment starts there.
   Tensor mine = arena.zeros({n_seqs * 2 * rows, C});
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (int64_t p = 0; p < pieces; ++p) {
-      const int64_t u = units.first(layout.chunks[p]);
+    for (int64_t p = 0; p < segments; ++p) {
+      const int64_t u = units.first(layout.segments[p]);
       if (u == 0) continue;
       copy_tensor(mine.rows((b * 2 + units.slot(u)) * rows, rows),
-                  dhalos.rows(b * pieces + p, 1).view({rows, C}));
+                  dhalos.rows(b * segments + p, 1).view({rows, C}));
     }
   Tensor all = arena.alloc({layout.sp * n_seqs * 2 * rows, C});
   sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()), "allgather(conv halo gradients)");

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 

@@ -12,7 +12,7 @@
 #include <regex>
 
 #include "data/h5.h"
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/ops.h"
 
 namespace rt {

@@ -7,7 +7,7 @@
 #include "data/memory.h"
 #include "data/synth.h"
 #include "kernels/arena.h"
-#include "kernels/check.h"
+#include "core/check.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/recipe.h"

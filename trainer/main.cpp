@@ -1,5 +1,5 @@
 // `ringtrain` subcommands. Errors end as one line on stderr with the exit code of their kind
-// (2 for bad input); see kernels/check.h and trainer/collective.h.
+// (2 for bad input); see core/check.h and trainer/collective.h.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

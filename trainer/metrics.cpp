@@ -8,7 +8,7 @@
 #include <sstream>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
 

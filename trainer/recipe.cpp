@@ -25,7 +25,7 @@
 #include <type_traits>
 #include <variant>
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 namespace {

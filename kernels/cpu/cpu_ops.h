@@ -5,29 +5,9 @@
 #include <cstdint>
 
 #include "kernels/adamw_step.h"  // AdamWStep
+#include "kernels/kernel_shapes.h"
 
-namespace rt {
-
-// Shapes the attention and recurrence kernels of every backend take.
-struct AttentionDims {
-  int64_t Tq, Tk;
-  int64_t H, Hkv, D;
-};
-// A GEMM operand for gemm_bf16: row-major with leading dimension ld, f32 (rounded to bf16 before
-// the product) or already bf16 (uint16_t bits).
-struct GemmInput {
-  const void* data;
-  int64_t ld;
-  bool bf16;
-};
-struct GlrDims {
-  int64_t T, H, Hg, dk, dv;
-  bool vector_decay;  // g [T, H, dk] (GLA) or [T, H] (Mamba-2)
-  int64_t chunk;
-  float scale;
-};
-
-namespace cpu {
+namespace rt::cpu {
 
 #include "kernels/backend_ops.inc"
 
@@ -39,5 +19,4 @@ struct AttentionTiles {
 };
 AttentionTiles& attention_tiles();
 
-}  // namespace cpu
-}  // namespace rt
+}  // namespace rt::cpu

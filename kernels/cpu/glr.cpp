@@ -782,7 +782,7 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
     hc.select(h);
     float* S = s_loc + h * SS;
     std::fill(S, S + SS, 0.0f);
-    // The total decay over the whole piece, in double: units of 128K tokens sum 128K terms.
+    // The total decay over the whole input (one zigzag unit), in double: units of 128K tokens sum 128K terms.
     std::vector<double> total(GW, 0.0);
     for (int64_t c = 0; c < hc.chunks(); ++c) {
       hc.load(c, g, k, false);

@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/fast_math.h"
 

@@ -1,5 +1,5 @@
 // The causal depthwise convolution of Mamba-2 (and any short conv), and Mamba-2's
-// element-wise pieces around the recurrence.
+// element-wise parts around the recurrence.
 //   conv: out[t, c] = bias[c] + sum_i weight[c, i] * x[t + i - (W - 1), c], rows before the
 //         first coming from halo [W - 1, C] (the previous rows of the sequence, held by another
 //         rank or chunk) or zero

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/host_device.h"
 
 namespace rt::cuda {

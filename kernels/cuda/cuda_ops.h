@@ -8,7 +8,8 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/cpu_ops.h"  // AttentionDims, GlrDims
+#include "kernels/adamw_step.h"  // AdamWStep
+#include "kernels/kernel_shapes.h"
 
 namespace rt::cuda {
 

@@ -40,7 +40,7 @@
 // every run. No atomics. f32 on CUDA cores (no TF32): the tensor-core form comes with bf16.
 #include <algorithm>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 

@@ -1,5 +1,5 @@
 // The CUDA runtime entry points of a build without the CUDA backend: nothing is there.
-#include "kernels/check.h"
+#include "core/check.h"
 #include "kernels/cuda/runtime.h"
 
 namespace rt::cuda {

@@ -1,4 +1,4 @@
-// The causal depthwise convolution and Mamba-2's element-wise pieces on the GPU (as
+// The causal depthwise convolution and Mamba-2's element-wise parts on the GPU (as
 // kernels/cpu/ssm.cpp):
 //   conv: out[t, c] = bias[c] + sum_i weight[c, i] * x[t + i - (W - 1), c], rows before the
 //         first from halo [W - 1, C] or zero

@@ -11,7 +11,7 @@
 #include "data/jsonl.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
-#include "kernels/check.h"
+#include "core/check.h"
 
 #include <functional>
 #include <unistd.h>
@@ -261,13 +261,13 @@ TEST(Loader, RanksReadOnlyTheirChunksAndTogetherTheWholeSequence) {
 
 TEST(Layout, ZigzagBalancesAndMergesAdjacentChunks) {
   SequenceLayout one = SequenceLayout::zigzag(64, 1, 0);
-  ASSERT_EQ(one.chunks.size(), 1u);
-  EXPECT_EQ(one.chunks[0].length, 64);
+  ASSERT_EQ(one.segments.size(), 1u);
+  EXPECT_EQ(one.segments[0].length, 64);
   SequenceLayout r1 = SequenceLayout::zigzag(64, 4, 1);
-  ASSERT_EQ(r1.chunks.size(), 2u);
-  EXPECT_EQ(r1.chunks[0].global_start, 8);
-  EXPECT_EQ(r1.chunks[1].global_start, 48);
-  EXPECT_EQ(r1.chunks[1].local_offset, 8);
+  ASSERT_EQ(r1.segments.size(), 2u);
+  EXPECT_EQ(r1.segments[0].global_start, 8);
+  EXPECT_EQ(r1.segments[1].global_start, 48);
+  EXPECT_EQ(r1.segments[1].local_offset, 8);
   EXPECT_EQ(r1.local_len, 16);
 }
 

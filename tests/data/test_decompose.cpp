@@ -16,7 +16,7 @@
 #include "data/decompose.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt {
 namespace {

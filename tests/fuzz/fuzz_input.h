@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 
 namespace rt::fuzz {
 

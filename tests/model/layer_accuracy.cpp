@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "kernels/arena.h"
-#include "kernels/check.h"
+#include "core/check.h"
 #include "model/gla.h"
 #include "model/mamba2.h"
 #include "tests/reference/naive_layers.h"
@@ -50,7 +50,7 @@ const std::vector<Named>& mamba_names() {
 Tensor local_rows(const Tensor& global, const SequenceLayout& layout) {
   const int64_t C = global.size(1);
   Tensor out = Tensor::empty({layout.local_len, C});
-  for (const Chunk& c : layout.chunks)
+  for (const Segment& c : layout.segments)
     copy_tensor(out.rows(c.local_offset, c.length), global.rows(c.global_start, c.length));
   return out;
 }

@@ -37,7 +37,7 @@ Rows rows_of(const std::vector<std::vector<int32_t>>& seqs, int64_t first, int64
              const SequenceLayout& layout) {
   Rows r;
   for (int64_t s = first; s < first + count; ++s)
-    for (const Chunk& c : layout.chunks)
+    for (const Segment& c : layout.segments)
       for (int64_t t = c.global_start; t < c.global_start + c.length; ++t) {
         r.tokens.push_back(seqs[s][t]);
         r.targets.push_back(seqs[s][t + 1]);

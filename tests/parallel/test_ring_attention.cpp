@@ -22,7 +22,7 @@ struct Case {
 Vec local_rows(const Vec& global, const SequenceLayout& layout, int64_t n_seqs, int64_t width) {
   Vec out;
   for (int64_t b = 0; b < n_seqs; ++b)
-    for (const Chunk& c : layout.chunks)
+    for (const Segment& c : layout.segments)
       for (int64_t t = 0; t < c.length; ++t) {
         const int64_t row = b * layout.seq_len + c.global_start + t;
         out.insert(out.end(), global.begin() + row * width, global.begin() + (row + 1) * width);

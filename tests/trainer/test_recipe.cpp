@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "core/check.h"
 #include "trainer/recipe.h"
 
 namespace rt {

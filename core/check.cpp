@@ -1,4 +1,4 @@
-#include "kernels/check.h"
+#include "core/check.h"
 
 #include <cstring>
 
