@@ -10,9 +10,9 @@
 //
 // Model keys and defaults are the recipe's (model/config.h): heads 4, kv_heads = heads, GLA
 // heads = heads, Mamba-2 d_state 64, headdim 64, expand 2, one group, chunk 64, vocabulary 258,
-// tied embeddings; init as Model::init_weights(seed). One step = zero grads + forward +
-// backward (one micro-batch of seq_len tokens, loss = mean over tokens) + global grad norm +
-// clip to 1.0 + AdamW (the recipe's optim defaults: betas 0.9/0.95, eps 1e-8, weight decay 0.1
+// tied embeddings; init as Model::init_weights(seed). One step is the trainer's own
+// (trainer/train_step.h): zero grads + forward + backward (one micro-batch of seq_len tokens,
+// loss = mean over tokens) + global grad norm + clip to 1.0 + AdamW (the recipe's optim defaults: betas 0.9/0.95, eps 1e-8, weight decay 0.1
 // on matrices) at a constant lr. Step 0 is a warm-up (first touch of the arena and the thread
 // pools) and is not timed; its loss is the initial loss. Tokens: (t * 7919) % 256, targets
 // (t * 7919 + 13) % 256, positions 0..seq_len-1.
@@ -38,6 +38,7 @@
 #include "model/model.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
+#include "trainer/train_step.h"
 
 namespace rt {
 namespace {
@@ -136,6 +137,9 @@ int run(int argc, char** argv) {
   batch.positions = Tensor::wrap(positions.data(), {T}, DType::I32);
   batch.seq = {&layout, 1, nullptr};
   Arena arena;
+  auto world = mpi_world();  // one rank: the trainer's step reduces over it
+  TrainStep train(model, optim, *world, *world, arena, args.recompute, optim_cfg.grad_clip);
+  const StepInput input{{batch}, T};
 
   std::printf("ringtrain: pattern %s d_model %lld heads %lld kv_heads %lld head_dim %lld mlp_hidden %lld "
               "gla_heads %lld (dk %lld dv %lld) mamba heads %lld x %lld d_state %lld groups %lld "
@@ -155,14 +159,8 @@ int run(int argc, char** argv) {
   std::vector<double> ms;
   for (int64_t step = 0; step <= args.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    ops::fill(model.params().flat_grads(), 0.0f);
-    const double loss =
-        model.forward_backward(batch, 1.0f / static_cast<float>(T), args.recompute, arena) /
-        static_cast<double>(T);
-    arena.reset();
-    const double gnorm = grad_norm(model.params());
-    clip_grad_norm(model.params(), gnorm, optim_cfg.grad_clip);
-    optim.update(model.params(), args.lr, step);
+    const StepResult r = train.run(input, step, args.lr);
+    const double loss = r.loss, gnorm = r.grad_norm;
     const double elapsed =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (step == 0) loss0 = loss;

@@ -1,6 +1,6 @@
 // Sequence parallelism on this machine: one sequence of L tokens split over the sp ranks of
-// the world (zigzag), one training step (forward + backward + gradient all-reduce + AdamW) of
-// an attention+MLP model, and one ring-attention layer's traffic.
+// the world (zigzag), one training step of an attention+MLP model (the trainer's own step,
+// trainer/train_step.h), and one ring-attention layer's traffic.
 //
 //   mpirun -np SP bench_ring --seq-len L [--d-model 256] [--heads 4] [--pattern "*-"]
 //                            [--steps 3] [--recompute 1]
@@ -27,6 +27,7 @@
 #include "parallel/state_passing.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
+#include "trainer/train_step.h"
 
 namespace rt {
 namespace {
@@ -89,16 +90,14 @@ int run(int argc, char** argv) {
   batch.seq = {&layout, 1, world.get()};
   Arena arena(Device::CPU, static_cast<size_t>(model.activation_bytes(1, layout, args.recompute)));
 
+  TrainStep train(model, optim, *world, *world, arena, args.recompute, /*grad_clip=*/1.0);
+  const StepInput input{{batch}, T};
   std::vector<double> times;
   double waited = 0;  // in ring waits, over the timed steps
   for (int64_t step = 0; step <= args.steps; ++step) {  // step 0 is the warm-up
     world->barrier();
     const double t0 = now(), w0 = world->wait_seconds();
-    ops::fill(model.params().flat_grads(), 0.0f);
-    model.forward_backward(batch, 1.0f / static_cast<float>(args.seq_len), args.recompute, arena);
-    arena.reset();
-    world->allreduce_sum(model.params().flat_grads().f32(), model.params().numel(), "allreduce(gradients)");
-    optim.update(model.params(), 1e-4, step);
+    train.run(input, step, 1e-4);
     world->barrier();
     if (step > 0) {
       times.push_back(now() - t0);

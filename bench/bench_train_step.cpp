@@ -1,5 +1,6 @@
-// One training step (forward + backward + gradient norm + AdamW) of the attention+MLP model,
-// against the sgemm throughput measured in the same process.
+// One training step of the attention+MLP model: the trainer's own step (trainer/train_step.h:
+// forward + backward, the reductions over a world of one, gradient norm, finite checks, clip,
+// AdamW), against the sgemm throughput measured in the same process.
 //   bench_train_step [--benchmark_filter=...]
 // Arguments: d_model / seq_len / recompute. Pattern "*-*-*-*-", head dim 64, byte vocab,
 // 8192 tokens per step in one micro-batch. MFU = model FLOPs (3x forward, recompute not
@@ -8,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "bench/bench_common.h"
 #include "kernels/arena.h"
@@ -15,11 +17,13 @@
 #include "model/model.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
+#include "trainer/train_step.h"
 
 namespace rt {
 namespace {
 
 double g_sgemm_gflops = 0;
+std::unique_ptr<Communicator> g_world;  // one rank
 constexpr int64_t kTokensPerStep = 8192;
 
 void BM_TrainStep(benchmark::State& state) {
@@ -48,15 +52,11 @@ void BM_TrainStep(benchmark::State& state) {
   batch.positions = Tensor::wrap(positions.data(), {kTokensPerStep}, DType::I32);
   batch.seq = {&layout, n_seqs, nullptr};
   Arena arena;
+  TrainStep train(model, optim, *g_world, *g_world, arena, recompute, /*grad_clip=*/1.0);
+  const StepInput input{{batch}, kTokensPerStep};
 
   int64_t step = 0;
-  auto train_step = [&] {
-    ops::fill(model.params().flat_grads(), 0.0f);
-    model.forward_backward(batch, 1.0f / kTokensPerStep, recompute, arena);
-    arena.reset();
-    clip_grad_norm(model.params(), grad_norm(model.params()), 1.0);
-    optim.update(model.params(), 1e-4, step++);
-  };
+  auto train_step = [&] { train.run(input, step++, 1e-4); };
   train_step();  // warm-up: first-touch page faults of the arena and the thread pools
   double seconds = 0;
   for (auto _ : state) {
@@ -87,6 +87,7 @@ BENCHMARK(BM_TrainStep)
 }  // namespace rt
 
 int main(int argc, char** argv) {
+  rt::g_world = rt::mpi_world();
   rt::g_sgemm_gflops = rt::measure_sgemm_gflops();
   std::printf("measured sgemm (2048^3, best of 3): %.1f GFLOP/s\n", rt::g_sgemm_gflops);
   benchmark::Initialize(&argc, argv);

@@ -1,4 +1,4 @@
-// `ringtrain train`: the training loop and everything it needs to start, stop and resume.
+// `ringtrain train`: its options and entry point (trainer/trainer.h does the work).
 #pragma once
 
 #include <cstdint>
