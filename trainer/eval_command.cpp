@@ -89,6 +89,61 @@ std::string percent(double x) {
   return buf;
 }
 
+// The accuracy table: a row per length, a column per depth (passkey), the row's overall
+// accuracy and token accuracy, and the first document's answer.
+void print_table(const EvalOptions& opt, int64_t step, const std::vector<double>& depths,
+                 const std::vector<std::vector<Cell>>& table) {
+  const bool passkey = opt.task == "passkey";
+  std::printf("%s accuracy of %s (step %lld), %lld %s per cell\n", opt.task.c_str(),
+              opt.checkpoint.c_str(), static_cast<long long>(step),
+              static_cast<long long>(opt.samples), passkey ? "documents" : "documents (scored per query)");
+  std::printf("%14s", passkey ? "length \\ depth" : "length");
+  if (passkey)
+    for (double d : depths) std::printf(" %7.2f", d);
+  std::printf(" %7s %7s\n", "all", "tokens");
+  for (size_t li = 0; li < opt.lengths.size(); ++li) {
+    std::printf("%14lld", static_cast<long long>(opt.lengths[li]));
+    Cell all;
+    for (const Cell& c : table[li]) {
+      if (passkey) std::printf(" %s", percent(c.accuracy()).c_str());
+      all.correct += c.correct;
+      all.total += c.total;
+      all.tokens_right += c.tokens_right;
+      all.tokens += c.tokens;
+    }
+    std::printf(" %s  %s   e.g. %s\n", percent(all.accuracy()).c_str(),
+                percent(all.token_accuracy()).c_str(), table[li][0].example.c_str());
+  }
+}
+
+// The table as JSON (--out): accuracy and token accuracy per length and depth.
+void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>& depths,
+              const std::vector<std::vector<Cell>>& table) {
+  const bool passkey = opt.task == "passkey";
+  std::ofstream out(opt.out_json);
+  out << "{\"task\": \"" << opt.task << "\", \"checkpoint\": \"" << opt.checkpoint
+      << "\", \"step\": " << step << ", \"samples\": " << opt.samples << ", \"lengths\": [";
+  for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
+  out << "], \"depths\": [";
+  if (passkey)
+    for (size_t i = 0; i < depths.size(); ++i) out << (i ? ", " : "") << depths[i];
+  out << "], \"accuracy\": [";
+  for (size_t li = 0; li < table.size(); ++li) {
+    out << (li ? ", " : "") << "[";
+    for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].accuracy();
+    out << "]";
+  }
+  out << "], \"token_accuracy\": [";
+  for (size_t li = 0; li < table.size(); ++li) {
+    out << (li ? ", " : "") << "[";
+    for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].token_accuracy();
+    out << "]";
+  }
+  out << "]}\n";
+  if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
+  std::printf("wrote %s\n", opt.out_json.c_str());
+}
+
 }  // namespace
 
 int run_eval(const EvalOptions& opt) {
@@ -128,51 +183,8 @@ int run_eval(const EvalOptions& opt) {
       table[li][di] = score(model, arena, docs, passkey);
     }
 
-  std::printf("%s accuracy of %s (step %lld), %lld %s per cell\n", opt.task.c_str(),
-              opt.checkpoint.c_str(), static_cast<long long>(state.step),
-              static_cast<long long>(opt.samples), passkey ? "documents" : "documents (scored per query)");
-  std::printf("%14s", passkey ? "length \\ depth" : "length");
-  if (passkey)
-    for (double d : depths) std::printf(" %7.2f", d);
-  std::printf(" %7s %7s\n", "all", "tokens");
-  for (size_t li = 0; li < opt.lengths.size(); ++li) {
-    std::printf("%14lld", static_cast<long long>(opt.lengths[li]));
-    Cell all;
-    for (const Cell& c : table[li]) {
-      if (passkey) std::printf(" %s", percent(c.accuracy()).c_str());
-      all.correct += c.correct;
-      all.total += c.total;
-      all.tokens_right += c.tokens_right;
-      all.tokens += c.tokens;
-    }
-    std::printf(" %s  %s   e.g. %s\n", percent(all.accuracy()).c_str(),
-                percent(all.token_accuracy()).c_str(), table[li][0].example.c_str());
-  }
-
-  if (!opt.out_json.empty()) {
-    std::ofstream out(opt.out_json);
-    out << "{\"task\": \"" << opt.task << "\", \"checkpoint\": \"" << opt.checkpoint
-        << "\", \"step\": " << state.step << ", \"samples\": " << opt.samples << ", \"lengths\": [";
-    for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
-    out << "], \"depths\": [";
-    if (passkey)
-      for (size_t i = 0; i < depths.size(); ++i) out << (i ? ", " : "") << depths[i];
-    out << "], \"accuracy\": [";
-    for (size_t li = 0; li < table.size(); ++li) {
-      out << (li ? ", " : "") << "[";
-      for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].accuracy();
-      out << "]";
-    }
-    out << "], \"token_accuracy\": [";
-    for (size_t li = 0; li < table.size(); ++li) {
-      out << (li ? ", " : "") << "[";
-      for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].token_accuracy();
-      out << "]";
-    }
-    out << "]}\n";
-    if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
-    std::printf("wrote %s\n", opt.out_json.c_str());
-  }
+  print_table(opt, state.step, depths, table);
+  if (!opt.out_json.empty()) write_json(opt, state.step, depths, table);
   return 0;
 }
 
