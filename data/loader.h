@@ -85,8 +85,8 @@ class DecomposedSource final : public BatchSource {
   CurriculumSchedule schedule_;
 };
 
-// This rank's rows of one sequence starting at corpus offset `start`: for each chunk of the
-// layout, tokens [start + chunk.global_start, + length) as inputs and the next token of each as
+// This rank's rows of one sequence starting at corpus offset `start`: for each segment of the
+// layout, tokens [start + segment.global_start, + length) as inputs and the next token of each as
 // targets, read straight from the corpus (nothing else of the sequence is read).
 // Appends to tokens, targets and positions.
 void read_sequence(const Corpus& corpus, int64_t start, const SequenceLayout& layout,

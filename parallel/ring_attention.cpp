@@ -2,7 +2,7 @@
 //
 // Forward, sp steps. At step s this rank holds the K/V rows of rank src = r - s (mod sp): it
 // posts the transfer of that block to r + 1 (and the receipt of the next from r - 1), computes
-// every (local Q chunk, src KV chunk) block the positions allow, merges, then waits and swaps.
+// every (local Q segment, src KV segment) block the positions allow, merges, then waits and swaps.
 // Only the kv_heads travel (GQA).
 //
 // Backward, sp steps. K/V travel as in the forward; next to them travels dK/dV (f32) of the
@@ -56,9 +56,9 @@ struct Ring {
   int sp, rank, next, prev;
 };
 
-// One (Q chunk, KV chunk) pair of one sequence: rows in the local buffers, chunks, mask.
+// One (Q segment, KV segment) pair of one sequence: rows in the local buffers, segments, mask.
 struct Block {
-  size_t q_index;  // sequence * chunks per rank + chunk: which query chunk of this rank
+  size_t q_index;  // sequence * segments per rank + segment: which query segment of this rank
   int64_t q_row, kv_row;
   const Segment& qc;
   const Segment& kc;
@@ -66,7 +66,7 @@ struct Block {
 };
 
 // Calls fn(block) for every block that is not skipped, sequence by sequence, with this rank's
-// chunks as queries and `source`'s as keys.
+// segments as queries and `source`'s as keys.
 template <class Fn>
 void for_each_block(const SequenceLayout& layout, int source, int64_t n_seqs, Fn&& fn) {
   const SequenceLayout kv_layout = SequenceLayout::zigzag(layout.seq_len, layout.sp, source);
@@ -84,7 +84,7 @@ void for_each_block(const SequenceLayout& layout, int source, int64_t n_seqs, Fn
   }
 }
 
-int64_t longest_chunk(const SequenceLayout& layout) {
+int64_t longest_segment(const SequenceLayout& layout) {
   int64_t n = 0;
   for (const Segment& c : layout.segments) n = std::max(n, c.length);
   return n;
@@ -95,7 +95,7 @@ int64_t longest_chunk(const SequenceLayout& layout) {
 int64_t ring_attention_forward_floats(const SequenceLayout& layout, int64_t T, int64_t H,
                                       int64_t Hkv, int64_t D) {
   const bool merges = layout.sp > 1 || layout.segments.size() > 1;
-  const int64_t merge = merges ? longest_chunk(layout) * (H * D + H) : 0;
+  const int64_t merge = merges ? longest_segment(layout) * (H * D + H) : 0;
   return merge + (layout.sp > 1 ? 4 * T * Hkv * D : 0);
 }
 
@@ -114,15 +114,15 @@ void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Commun
   const Arena::Mark mark = arena.mark();
   Tensor merge_out, merge_lse;
   if (layout.sp > 1 || layout.segments.size() > 1) {
-    merge_out = arena.alloc({longest_chunk(layout), H, D});
-    merge_lse = arena.alloc({longest_chunk(layout), H});
+    merge_out = arena.alloc({longest_segment(layout), H, D});
+    merge_lse = arena.alloc({longest_segment(layout), H});
   }
   Tensor recv[2][2];  // [buffer][k, v], used alternately
   if (ring.sp > 1)
     for (auto& buf : recv)
       for (auto& t : buf) t = arena.alloc(k.shape());
 
-  // The first block a query chunk sees writes out/lse; later ones merge into them.
+  // The first block a query segment sees writes out/lse; later ones merge into them.
   std::vector<char> written(static_cast<size_t>(n_seqs) * layout.segments.size(), 0);
   Tensor k_cur = k, v_cur = v;
   for (int step = 0; step < ring.sp; ++step) {
@@ -149,7 +149,7 @@ void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Commun
       v_cur = recv[step % 2][1];
     }
   }
-  for (char w : written) RT_CHECK(w, "a query chunk saw no key chunk (its own is always visible)");
+  for (char w : written) RT_CHECK(w, "a query segment saw no key segment (its own is always visible)");
   arena.release(mark);
 }
 

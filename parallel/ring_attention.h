@@ -1,5 +1,5 @@
 // Causal attention over sequences whose tokens are spread across the sp ranks of a group
-// (parallel/layout.h). Every (Q chunk, KV chunk) pair is classified by global positions
+// (parallel/layout.h). Every (Q segment, KV segment) pair is classified by global positions
 // (skip / full / causal) and computed with the block kernel of kernels/ops.h; results are
 // merged in f32 with the stable sigmoid form. Backward uses the GLOBAL out and lse of each
 // query (delta = rowsum(dout * out)) for every block.

@@ -46,7 +46,7 @@ void StepBatcher::check(const std::string& origin, int64_t conv_halo) const {
                           " tokens (every sequence length of the data: ", source_.describe(), ")"));
     if (len % (2 * grid_.sp) != 0 || len / (2 * grid_.sp) < std::max<int64_t>(conv_halo, 1))
       throw UserError(cat(origin, ": parallel.sp: ", grid_.sp, " cuts sequences of ", len,
-                          " tokens into chunks of ", len / (2 * grid_.sp),
+                          " tokens into zigzag units of ", len / (2 * grid_.sp),
                           conv_halo > 0 ? cat(", fewer than the ", conv_halo, " rows of conv halo") : std::string(),
                           "; expected sequences of at least ", 2 * grid_.sp * std::max<int64_t>(conv_halo, 1),
                           " tokens (data decompose --min-len) or a smaller sp"));

@@ -42,7 +42,7 @@ class StepBatcher {
               int64_t tokens_per_step, int64_t micro_tokens);
 
   // Every length the source produces must split over the grid: a UserError naming the key
-  // (origin: the recipe's file name) otherwise. conv_halo: rows a chunk must have (Mamba-2).
+  // (origin: the recipe's file name) otherwise. conv_halo: rows a zigzag unit must have (Mamba-2).
   void check(const std::string& origin, int64_t conv_halo) const;
   RankStep fetch(int64_t step);
   // The largest arena one micro-batch of any length needs (the dry run prints it; the arena

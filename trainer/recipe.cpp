@@ -819,21 +819,21 @@ void check_counts(const Validator& v, const Recipe& r) {
 void check_relations(const Validator& v, const Recipe& r) {
   const int64_t seq_len = r.data.seq_len;
   const int64_t sp = r.parallel.sp;
-  // The zigzag layout cuts each sequence into 2 * sp chunks, two per rank.
+  // The zigzag layout cuts each sequence into 2 * sp units, two per rank.
   v.require(sp <= seq_len / 2, "parallel.sp",
             cat(sp, " is too large for data.seq_len ", seq_len, "; expected at most seq_len / 2 = ",
-                seq_len / 2, " (each rank holds two chunks of a sequence)"));
+                seq_len / 2, " (each rank holds two units of a sequence)"));
   v.require(
       seq_len % (2 * sp) == 0, "data.seq_len",
       cat(seq_len, " is not a multiple of 2 * parallel.sp = ", 2 * sp, "; expected a multiple of ",
-          2 * sp, " (the zigzag layout cuts a sequence into 2 * sp chunks)"));
+          2 * sp, " (the zigzag layout cuts a sequence into 2 * sp units)"));
 
   if (r.model.pattern.find('M') != std::string::npos)
     v.require(r.model.mamba_conv_width - 1 <= seq_len / (2 * sp), "model.mamba_conv_width",
               cat(r.model.mamba_conv_width, " needs ", r.model.mamba_conv_width - 1,
-                  " rows before each chunk, more than the ", seq_len / (2 * sp),
-                  " tokens of a chunk (data.seq_len / (2 * parallel.sp)); expected a narrower "
-                  "conv or longer chunks"));
+                  " rows before each zigzag unit, more than the ", seq_len / (2 * sp),
+                  " tokens of a unit (data.seq_len / (2 * parallel.sp)); expected a narrower "
+                  "conv or longer sequences"));
 
   const int64_t tokens = r.train.tokens_per_step;
   v.require(

@@ -170,11 +170,11 @@ void Trainer::resume() {
     std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(loaded.step));
   });
   int64_t header[2] = {state_.step, state_.tokens_seen};
-  world_.broadcast(header, sizeof header, 0);
+  world_.broadcast(header, sizeof header, 0, "broadcast(resume step)");
   state_.step = header[0];
   state_.tokens_seen = header[1];
   for (const Tensor& t : {model_->params().flat_values(), optim_->m(), optim_->v()})
-    world_.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0);
+    world_.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0, "broadcast(resumed state)");
 }
 
 void Trainer::open_run_directory() {

@@ -2,14 +2,14 @@
 //   q [Tq, H, D], k, v [Tk, Hkv, D], out [Tq, H, D], lse/delta [Tq, H]; query head h reads
 //   key/value head h / (H / Hkv). Query i is at position q_pos0 + i, key j at k_pos0 + j.
 //
-// Forward: one work unit per (head, query tile). The unit walks the key tiles with an online
+// Forward: one task per (head, query tile). The task walks the key tiles with an online
 // softmax (running max m, running sum l, unnormalised accumulator), so S = QK^T exists only
 // as one tile_q x tile_k tile per thread.
 //
-// Backward: one work unit per (kv head, key tile) owns dK and dV of its tile and walks every
-// query tile (of every query head of its group) that sees it. dQ is shared between units, so
+// Backward: one task per (kv head, key tile) owns dK and dV of its tile and walks every
+// query tile (of every query head of its group) that sees it. dQ is shared between tasks, so
 // each thread adds into a private dQ scratch that is summed into dq in thread order: no atomics,
-// same bits every run with the same thread count. The scratch covers a segment of query rows
+// same bits every run with the same thread count. The scratch covers a band of query rows
 // at a time to bound its memory.
 #include <omp.h>
 
@@ -26,7 +26,7 @@ namespace rt::cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// Per-thread dQ scratch budget in floats (16 MiB); segments of query rows are sized to it.
+// Per-thread dQ scratch budget in floats (16 MiB); bands of query rows are sized to it.
 constexpr int64_t kScratchFloats = int64_t(4) << 20;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -53,15 +53,15 @@ void attention_block_forward(float* out, float* lse, const float* q, const float
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t tile_q = attention_tiles().q, tile_k = attention_tiles().k;
   const int64_t q_tiles = ceil_div(d.Tq, tile_q), k_tiles = ceil_div(d.Tk, tile_k);
-  const int64_t units = d.H * q_tiles;
+  const int64_t tasks = d.H * q_tiles;
 
 #pragma omp parallel
   {
     std::vector<float> s(tile_q * tile_k), acc(tile_q * D), m(tile_q), l(tile_q);
-    // Heads vary fastest so that neighbouring units cost the same under a causal mask.
+    // Heads vary fastest so that neighbouring tasks cost the same under a causal mask.
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t unit = 0; unit < units; ++unit) {
-      const int64_t h = unit % d.H, qt = unit / d.H;
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t h = task % d.H, qt = task / d.H;
       const int64_t i0 = qt * tile_q, bq = std::min(tile_q, d.Tq - i0);
       const int64_t q_lo = q_pos0 + i0, q_hi = q_lo + bq - 1;
       const float* qh = q + i0 * ldq + h * D;
@@ -171,36 +171,36 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
   const int64_t tile_q = attention_tiles().q, tile_k = attention_tiles().k;
   const int64_t k_tiles = ceil_div(d.Tk, tile_k);
   const int nthreads = omp_get_max_threads();
-  // A segment of query rows whose dQ scratch fits the budget, a whole number of tiles.
-  const int64_t seg_rows = std::max<int64_t>(
+  // A band of query rows whose dQ scratch fits the budget, a whole number of tiles.
+  const int64_t band_rows = std::max<int64_t>(
       tile_q, kScratchFloats / std::max<int64_t>(ldq, 1) / tile_q * tile_q);
   std::vector<float> scratch(nthreads > 1 ? static_cast<size_t>(nthreads) *
-                                                std::min(seg_rows, d.Tq) * ldq
+                                                std::min(band_rows, d.Tq) * ldq
                                           : 0);
 
-  for (int64_t seg0 = 0; seg0 < d.Tq; seg0 += seg_rows) {
-    const int64_t seg_len = std::min(seg_rows, d.Tq - seg0);
-    const int64_t seg_pos_hi = q_pos0 + seg0 + seg_len - 1;
-    // Key tiles that some query of this segment sees.
+  for (int64_t band0 = 0; band0 < d.Tq; band0 += band_rows) {
+    const int64_t band_len = std::min(band_rows, d.Tq - band0);
+    const int64_t band_pos_hi = q_pos0 + band0 + band_len - 1;
+    // Key tiles that some query of this band sees.
     int64_t k_tiles_seen = k_tiles;
     if (causal)
-      k_tiles_seen = std::clamp<int64_t>(ceil_div(seg_pos_hi - k_pos0 + 1, tile_k), 0, k_tiles);
-    const int64_t units = d.Hkv * k_tiles_seen;
-    if (units == 0) continue;
+      k_tiles_seen = std::clamp<int64_t>(ceil_div(band_pos_hi - k_pos0 + 1, tile_k), 0, k_tiles);
+    const int64_t tasks = d.Hkv * k_tiles_seen;
+    if (tasks == 0) continue;
 
 #pragma omp parallel num_threads(nthreads)
     {
       const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-      // One thread: add straight into dq. Several: into this thread's scratch (rows of the segment).
-      float* dq_out = team > 1 ? scratch.data() + static_cast<size_t>(tid) * seg_len * ldq
-                               : dq + seg0 * ldq;
-      if (team > 1) std::fill(dq_out, dq_out + seg_len * ldq, 0.0f);
+      // One thread: add straight into dq. Several: into this thread's scratch (rows of the band).
+      float* dq_out = team > 1 ? scratch.data() + static_cast<size_t>(tid) * band_len * ldq
+                               : dq + band0 * ldq;
+      if (team > 1) std::fill(dq_out, dq_out + band_len * ldq, 0.0f);
       std::vector<float> p(tile_q * tile_k), ds(tile_q * tile_k), dk_acc(tile_k * D),
           dv_acc(tile_k * D);
 
 #pragma omp for schedule(static, 1)
-      for (int64_t unit = 0; unit < units; ++unit) {
-        const int64_t hk = unit % d.Hkv, kt = unit / d.Hkv;
+      for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t hk = task % d.Hkv, kt = task / d.Hkv;
         const int64_t j0 = kt * tile_k, bk = std::min(tile_k, d.Tk - j0);
         const int64_t k_lo = k_pos0 + j0, k_hi = k_lo + bk - 1;
         const float* kt_ptr = k + j0 * ldk + hk * D;
@@ -209,8 +209,8 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
         std::fill(dv_acc.begin(), dv_acc.begin() + bk * D, 0.0f);
 
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
-          for (int64_t i0 = seg0; i0 < seg0 + seg_len; i0 += tile_q) {
-            const int64_t bq = std::min(tile_q, seg0 + seg_len - i0);
+          for (int64_t i0 = band0; i0 < band0 + band_len; i0 += tile_q) {
+            const int64_t bq = std::min(tile_q, band0 + band_len - i0);
             const int64_t q_lo = q_pos0 + i0, q_hi = q_lo + bq - 1;
             if (causal && k_lo > q_hi) continue;
             const float* qt_ptr = q + i0 * ldq + h * D;
@@ -243,7 +243,7 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
             }
             // dQ += scale * dS K ; dK += scale * dS^T Q
             gemm(false, false, bq, D, bk, scale, ds.data(), tile_k, kt_ptr, ldk, 1.0f,
-                 dq_out + (i0 - seg0) * ldq + h * D, ldq);
+                 dq_out + (i0 - band0) * ldq + h * D, ldq);
             gemm(true, false, bk, D, bq, scale, ds.data(), tile_k, qt_ptr, ldq, 1.0f,
                  dk_acc.data(), D);
           }
@@ -262,10 +262,10 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
       if (team > 1) {
         // The implicit barrier of the loop above has passed: every scratch is complete.
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < seg_len; ++r) {
-          float* dst = dq + (seg0 + r) * ldq;
+        for (int64_t r = 0; r < band_len; ++r) {
+          float* dst = dq + (band0 + r) * ldq;
           for (int t = 0; t < team; ++t) {
-            const float* src = scratch.data() + (static_cast<size_t>(t) * seg_len + r) * ldq;
+            const float* src = scratch.data() + (static_cast<size_t>(t) * band_len + r) * ldq;
 #pragma omp simd
             for (int64_t c = 0; c < ldq; ++c) dst[c] += src[c];
           }

@@ -282,7 +282,7 @@ TEST(Recipe, HybridLayerShapes) {
   EXPECT_CONTAINS(error_of(kMinimal, {"model.glr_chunk=8"}), "model.glr_chunk: 8 is too small");
   EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "data.seq_len=8", "train.tokens_per_step=8",
                                       "parallel.sp=4"}),
-                  "model.mamba_conv_width: 4 needs 3 rows before each chunk, more than the 1 tokens");
+                  "model.mamba_conv_width: 4 needs 3 rows before each zigzag unit, more than the 1 tokens");
   // The same shapes without a G or an M are not checked: those layers do not exist.
   EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"model.gla_heads=3"}).model.gla_heads, 3);
 }
