@@ -8,13 +8,12 @@
 
 namespace rt {
 
-std::vector<double> curriculum_odds(const std::string& kind, int n) {
+std::vector<double> curriculum_odds(CurriculumKind kind, int n) {
   std::vector<double> odds(n, 1.0);
-  if (kind == "natural") return {};
+  if (kind == CurriculumKind::Natural) return {};
   for (int i = 0; i < n; ++i) {
-    if (kind == "grow_linear") odds[i] = n - i;
-    else if (kind == "grow_p2") odds[i] = std::ldexp(1.0, n - 1 - i);
-    else RT_CHECK(kind == "uniform", "unknown curriculum ", kind);
+    if (kind == CurriculumKind::GrowLinear) odds[i] = n - i;
+    else if (kind == CurriculumKind::GrowP2) odds[i] = std::ldexp(1.0, n - 1 - i);
   }
   return odds;
 }

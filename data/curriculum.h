@@ -14,16 +14,29 @@
 // step, and it does not depend on dp or sp.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "core/enum_names.h"
 #include "data/decompose.h"
 
 namespace rt {
 
+// How often each bucket is drawn: the same for all, as many draws as sequences (natural), or
+// shorter buckets first, growing linearly or by powers of two (data.curriculum).
+enum class CurriculumKind { Uniform, Natural, GrowLinear, GrowP2 };
+template <>
+struct EnumNames<CurriculumKind> {
+  static constexpr std::string_view noun = "curriculum";
+  static constexpr std::array<std::string_view, 4> names = {"uniform", "natural", "grow_linear",
+                                                            "grow_p2"};
+};
+
 struct CurriculumSpec {
-  std::string kind = "grow_p2";  // uniform | natural | grow_linear | grow_p2
+  CurriculumKind kind = CurriculumKind::GrowP2;
   std::vector<double> odds;      // one per bucket, shortest first; overrides kind when given
   int64_t cycles = 8;
 };
@@ -64,6 +77,6 @@ class CurriculumSchedule {
 
 // Odds of `kind` for n buckets, shortest first (empty for "natural", which follows the
 // remaining batches).
-std::vector<double> curriculum_odds(const std::string& kind, int n);
+std::vector<double> curriculum_odds(CurriculumKind kind, int n);
 
 }  // namespace rt

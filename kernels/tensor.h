@@ -7,14 +7,22 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <array>
 #include <string>
+#include <string_view>
 
 #include "core/check.h"
+#include "core/enum_names.h"
 
 namespace rt {
 
 enum class DType : uint8_t { F32, BF16, I32, U16, U32 };
 enum class Device : uint8_t { CPU, CUDA };
+template <>
+struct EnumNames<Device> {  // run.device
+  static constexpr std::string_view noun = "device";
+  static constexpr std::array<std::string_view, 2> names = {"cpu", "cuda"};
+};
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);

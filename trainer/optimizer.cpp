@@ -11,9 +11,9 @@ double learning_rate(const OptimSection& optim, const ScheduleSection& schedule,
   const double peak = optim.lr;
   if (step < schedule.warmup_steps)
     return peak * static_cast<double>(step + 1) / static_cast<double>(schedule.warmup_steps);
-  if (schedule.kind == "constant") return peak;
+  if (schedule.kind == ScheduleKind::Constant) return peak;
   const double floor = schedule.min_lr_ratio * peak;
-  if (schedule.kind == "wsd") {  // warmup-stable-decay: linear to the floor over the last steps
+  if (schedule.kind == ScheduleKind::Wsd) {  // warmup-stable-decay: linear to the floor over the last steps
     const int64_t decay_start = total_steps - schedule.decay_steps;
     if (step < decay_start) return peak;
     const double progress = static_cast<double>(step - decay_start + 1) /
@@ -24,7 +24,7 @@ double learning_rate(const OptimSection& optim, const ScheduleSection& schedule,
   if (decay_steps <= 1) return peak;
   const double progress =
       static_cast<double>(step - schedule.warmup_steps) / static_cast<double>(decay_steps - 1);
-  if (schedule.kind == "linear") return peak + (floor - peak) * progress;
+  if (schedule.kind == ScheduleKind::Linear) return peak + (floor - peak) * progress;
   return floor + 0.5 * (peak - floor) * (1.0 + std::cos(M_PI * progress));  // cosine
 }
 

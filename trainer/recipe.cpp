@@ -32,7 +32,28 @@ namespace {
 
 // ---- The key table ---------------------------------------------------------------------------
 
-using FieldRef = std::variant<int64_t*, double*, bool*, std::string*>;
+// A key whose values are an enumeration's names (core/enum_names.h), type-erased.
+struct EnumField {
+  void* field;
+  std::string_view noun;
+  std::vector<std::string_view> names;  // in the order of the enumerators
+  void (*assign)(void* field, size_t index);
+  size_t (*index)(const void* field);
+};
+
+using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, EnumField>;
+
+template <class T>
+FieldRef field_ref(T* field) {
+  if constexpr (std::is_enum_v<T>) {
+    const auto& names = EnumNames<T>::names;
+    return EnumField{field, EnumNames<T>::noun, {names.begin(), names.end()},
+                     [](void* f, size_t i) { *static_cast<T*>(f) = static_cast<T>(i); },
+                     [](const void* f) { return static_cast<size_t>(*static_cast<const T*>(f)); }};
+  } else {
+    return field;
+  }
+}
 
 struct KeyDef {
   std::string_view section;
@@ -45,7 +66,7 @@ struct KeyDef {
 // The YAML names are the C++ names, so one macro argument pair gives both.
 // clang-format off
 #define RT_KEY(section, member) \
-  KeyDef { #section, #member, [](Recipe& r) -> FieldRef { return &r.section.member; } }
+  KeyDef { #section, #member, [](Recipe& r) -> FieldRef { return field_ref(&r.section.member); } }
 // clang-format on
 
 // In the order of recipe.h and model/config.h; sections must stay grouped.
@@ -556,6 +577,20 @@ void read_value(const YAML::Node& node, std::string& out, const std::string& whe
   out = node.Scalar();
 }
 
+void read_value(const YAML::Node& node, const EnumField& out, const std::string& where) {
+  if (!node.IsScalar()) type_error(where, cat("a ", out.noun, " name"), node);
+  const std::string& text = node.Scalar();
+  for (size_t i = 0; i < out.names.size(); ++i)
+    if (out.names[i] == text) return out.assign(out.field, i);
+  std::string choices;
+  for (size_t i = 0; i < out.names.size(); ++i)
+    choices += cat(i == 0 ? "" : i + 1 == out.names.size() ? " or " : ", ", out.names[i]);
+  const std::vector<std::string> candidates(out.names.begin(), out.names.end());
+  const std::optional<std::string> guess = nearest_name(text, candidates);
+  throw UserError(cat(where, ": ", quote(text), " is not a known ", out.noun, "; expected ", choices,
+                      guess ? cat(" (did you mean ", *guess, "?)") : std::string()));
+}
+
 // A present child of a mapping; nullopt when the key (or the mapping itself) is absent.
 std::optional<YAML::Node> child(const YAML::Node& map, std::string_view name) {
   if (!map.IsDefined() || !map.IsMap()) return std::nullopt;
@@ -571,8 +606,14 @@ Recipe read_recipe(const YAML::Node& root, const Sources& sources) {
     const std::optional<YAML::Node> section = child(root, key.section);
     const std::optional<YAML::Node> node = section ? child(*section, key.name) : std::nullopt;
     if (!node) continue;
-    std::visit([&](auto* field) { read_value(*node, *field, sources.at(key.path())); },
-               key.field(recipe));
+    std::visit(
+        [&](auto field) {
+          if constexpr (std::is_same_v<decltype(field), EnumField>)
+            read_value(*node, field, sources.at(key.path()));
+          else
+            read_value(*node, *field, sources.at(key.path()));
+        },
+        key.field(recipe));
   }
   return recipe;
 }
@@ -621,10 +662,6 @@ void check_run(const Validator& v, const RunSection& run) {
                 " is not a plain name; expected a name without '/' (it names the "
                 "directory runs/<name>)"));
   v.range("run.seed", run.seed, 0, kMaxCount, "a seed >= 0");
-  v.require(run.device == "cpu" || run.device == "cuda", "run.device",
-            cat(quote(run.device), " is not a device; expected cpu or cuda"));
-  v.require(run.precision == "auto" || run.precision == "f32" || run.precision == "bf16",
-            "run.precision", cat(quote(run.precision), " is not a precision; expected auto, f32 or bf16"));
 }
 
 void check_pattern(const Validator& v, const std::string& pattern) {
@@ -754,13 +791,6 @@ namespace {
 void check_data(const Validator& v, const DataSection& data) {
   v.require(!data.corpus.empty(), "data.corpus",
             "missing; expected the path of an HDF5 corpus made by 'ringtrain data import'");
-  v.require(data.mode == "concat_chunk" || data.mode == "decomposed", "data.mode",
-            cat(quote(data.mode), " is not a known mode; expected one of: concat_chunk, decomposed"));
-  const bool known_curriculum = data.curriculum == "uniform" || data.curriculum == "natural" ||
-                                data.curriculum == "grow_linear" || data.curriculum == "grow_p2";
-  v.require(known_curriculum, "data.curriculum",
-            cat(quote(data.curriculum), " is not a known curriculum; expected one of: uniform, "
-                "natural, grow_linear, grow_p2"));
   v.require(parse_odds(data.curriculum_odds).has_value(), "data.curriculum_odds",
             cat(quote(data.curriculum_odds), " is not a list of odds; expected numbers > 0 separated "
                 "by ':', one per bucket, shortest first (e.g. \"32:16:8:4:2:1\"), or empty"));
@@ -774,8 +804,6 @@ void check_parallel(const Validator& v, const ParallelSection& parallel) {
             cat(parallel.sp, " is not a power of two; expected 1, 2, 4, 8, ..."));
   v.range("parallel.timeout_s", parallel.timeout_s, kAboveZero, HUGE_VAL,
           "seconds > 0 (how long a rank waits for a peer before the job is ended)");
-  v.require(parallel.gpu_comm == "auto" || parallel.gpu_comm == "nccl" || parallel.gpu_comm == "staged",
-            "parallel.gpu_comm", cat(quote(parallel.gpu_comm), " is not a GPU communicator; expected auto, nccl or staged"));
 }
 
 void check_optim(const Validator& v, const OptimSection& optim) {
@@ -788,12 +816,6 @@ void check_optim(const Validator& v, const OptimSection& optim) {
 }
 
 void check_schedule(const Validator& v, const ScheduleSection& schedule) {
-  const bool known =
-      schedule.kind == "cosine" || schedule.kind == "linear" || schedule.kind == "constant" ||
-      schedule.kind == "wsd";
-  v.require(known, "schedule.kind",
-            cat(quote(schedule.kind),
-                " is not a known schedule; expected one of: cosine, linear, constant, wsd"));
   v.range("schedule.warmup_steps", schedule.warmup_steps, 0, kMaxCount, "a step count >= 0");
   v.range("schedule.min_lr_ratio", schedule.min_lr_ratio, 0.0, 1.0, "0 <= min_lr_ratio <= 1");
   v.range("schedule.decay_steps", schedule.decay_steps, 0, kMaxCount, "a step count >= 0");
@@ -853,7 +875,7 @@ void check_relations(const Validator& v, const Recipe& r) {
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
                 "; expected at most train.steps"));
-  if (r.schedule.kind == "wsd") {
+  if (r.schedule.kind == ScheduleKind::Wsd) {
     const int64_t stable_room = r.train.steps - r.schedule.warmup_steps;
     v.require(r.schedule.decay_steps >= 1 && r.schedule.decay_steps <= stable_room,
               "schedule.decay_steps",
@@ -906,7 +928,8 @@ void validate_and_resolve(Recipe& recipe, const Sources& sources) {
   check_resolved_model(v, recipe.model, head_dim_derived);
   check_activation_scale(v, recipe);
   if (recipe.run.out_dir.empty()) recipe.run.out_dir = "runs/" + recipe.run.name;
-  if (recipe.run.precision == "auto") recipe.run.precision = recipe.run.device == "cuda" ? "bf16" : "f32";
+  if (recipe.run.precision == Precision::Auto)
+    recipe.run.precision = recipe.run.device == Device::CUDA ? Precision::BF16 : Precision::F32;
 }
 
 // ---- Files and emission ----------------------------------------------------------------------
@@ -933,6 +956,9 @@ std::string format_value(const FieldRef& field) {
     std::string operator()(const double* v) const { return show(*v); }
     std::string operator()(const bool* v) const { return *v ? "true" : "false"; }
     std::string operator()(const std::string* v) const { return yaml_string(*v); }
+    std::string operator()(const EnumField& v) const {
+      return yaml_string(v.names[v.index(v.field)]);
+    }
   };
   return std::visit(Formatter{}, field);
 }

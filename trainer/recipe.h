@@ -16,24 +16,58 @@
 //   eval:       every, batches, seq_len
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/enum_names.h"
+#include "data/curriculum.h"
+#include "kernels/tensor.h"  // Device
 #include "model/config.h"
 
 namespace rt {
+
+// The recipe's enumerations (their YAML names in EnumNames, core/enum_names.h); run.device is
+// Device (kernels/tensor.h) and data.curriculum CurriculumKind (data/curriculum.h).
+enum class Precision { Auto, F32, BF16 };  // Auto: resolved at load, never seen after it
+template <>
+struct EnumNames<Precision> {
+  static constexpr std::string_view noun = "precision";
+  static constexpr std::array<std::string_view, 3> names = {"auto", "f32", "bf16"};
+};
+
+enum class DataMode { ConcatChunk, Decomposed };
+template <>
+struct EnumNames<DataMode> {
+  static constexpr std::string_view noun = "data mode";
+  static constexpr std::array<std::string_view, 2> names = {"concat_chunk", "decomposed"};
+};
+
+enum class GpuComm { Auto, Nccl, Staged };
+template <>
+struct EnumNames<GpuComm> {
+  static constexpr std::string_view noun = "GPU communicator";
+  static constexpr std::array<std::string_view, 3> names = {"auto", "nccl", "staged"};
+};
+
+enum class ScheduleKind { Cosine, Linear, Constant, Wsd };
+template <>
+struct EnumNames<ScheduleKind> {
+  static constexpr std::string_view noun = "schedule";
+  static constexpr std::array<std::string_view, 4> names = {"cosine", "linear", "constant", "wsd"};
+};
 
 struct RunSection {
   std::string name = "ringtrain";
   std::string out_dir;  // "" resolves to "runs/<name>"
   int64_t seed = 1234;
-  std::string device = "cpu";  // cpu | cuda (one GPU per rank: the node-local rank's)
+  Device device = Device::CPU;  // cpu | cuda (one GPU per rank: the node-local rank's)
   // f32 | bf16: the linear layers' GEMMs on a bf16 copy of the weights with f32 accumulation
   // (DESIGN §2); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
-  std::string precision = "auto";
+  Precision precision = Precision::Auto;
   // Refuse a run whose memory plan (parameters, optimizer state, activations per rank) exceeds
   // the memory available; false tries anyway (for those who know the estimate is pessimistic).
   bool memory_check = true;
@@ -44,9 +78,9 @@ struct DataSection {
   std::string val_corpus;  // optional held-out corpus for eval; "" = no eval data
   // concat_chunk: fixed seq_len sequences of the concatenated corpus; decomposed: one 2^k
   // bucket per step on a curriculum (ringtrain data decompose makes the buckets)
-  std::string mode = "concat_chunk";
+  DataMode mode = DataMode::ConcatChunk;
   int64_t seq_len = 256;   // tokens per sequence (concat_chunk)
-  std::string curriculum = "grow_p2";  // uniform | natural | grow_linear | grow_p2
+  CurriculumKind curriculum = CurriculumKind::GrowP2;  // uniform | natural | grow_linear | grow_p2
   std::string curriculum_odds;         // "32:16:8:..." one per bucket, shortest first; overrides
   int64_t cycles = 8;                  // curriculum cycles per epoch
 };
@@ -56,7 +90,7 @@ struct ParallelSection {
   double timeout_s = 600;   // longest wait for a peer rank before the job is ended
   // run.device: cuda: how GPU buffers travel between ranks. auto: NCCL when the build has it;
   // nccl; staged: through host memory and MPI (any MPI; slower)
-  std::string gpu_comm = "auto";
+  GpuComm gpu_comm = GpuComm::Auto;
 };
 
 struct OptimSection {
@@ -69,7 +103,7 @@ struct OptimSection {
 };
 
 struct ScheduleSection {
-  std::string kind = "cosine";  // cosine | linear | constant | wsd (after warmup)
+  ScheduleKind kind = ScheduleKind::Cosine;  // cosine | linear | constant | wsd (after warmup)
   int64_t warmup_steps = 0;
   double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * optim.lr (cosine, linear, wsd)
   int64_t decay_steps = 0;      // wsd: the peak lr holds until the last decay_steps steps

@@ -64,16 +64,16 @@ int configure_threads(const LocalPlacement& placement, std::string& warning) {
 std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device, bool dry_run,
                                                   Communicator& world) {
   if (device == Device::CPU || dry_run) return mpi_world();
-  const std::string& choice = r.parallel.gpu_comm;
-  if (choice == "nccl" && !nccl_compiled())
+  const GpuComm choice = r.parallel.gpu_comm;
+  if (choice == GpuComm::Nccl && !nccl_compiled())
     throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but this ringtrain was built without "
                         "NCCL; rebuild with NCCL_ROOT set, or use auto or staged"));
   const bool shared = ranks_share_a_gpu(world);
-  if (choice == "nccl" && shared)
+  if (choice == GpuComm::Nccl && shared)
     throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but ranks share a GPU (NCCL needs one "
                         "per rank); start one rank per GPU, or use staged"));
   // auto: a world of one has nothing to send, and shared GPUs rule NCCL out.
-  if (choice == "staged" || !nccl_compiled() || (choice == "auto" && (world.size() == 1 || shared)))
+  if (choice == GpuComm::Staged || !nccl_compiled() || (choice == GpuComm::Auto && (world.size() == 1 || shared)))
     return staging_communicator(mpi_world());
   return nccl_communicator(mpi_world());
 }
@@ -90,7 +90,7 @@ Corpus open_corpus(const Recipe& r, const std::string& path, const std::string& 
 
 std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) {
   const uint64_t seed = static_cast<uint64_t>(r.run.seed);
-  if (r.data.mode == "concat_chunk") return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
+  if (r.data.mode == DataMode::ConcatChunk) return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
   Buckets buckets = read_buckets(corpus.info().path, "data.corpus", corpus.info().num_tokens);
   for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
     if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
@@ -118,7 +118,7 @@ std::unique_ptr<BatchSource> make_val_source(const Recipe& r, const Corpus& val_
 
 MemoryPlan memory_plan(const Recipe& r, const Model& model, StepBatcher& batcher,
                        StepBatcher* val_batcher) {
-  const double bytes_per_param = 4.0 * 4 + (r.run.precision == "bf16" ? 2.0 : 0.0);
+  const double bytes_per_param = 4.0 * 4 + (r.run.precision == Precision::BF16 ? 2.0 : 0.0);
   MemoryPlan plan;
   plan.state_bytes = bytes_per_param * static_cast<double>(model.params().numel());
   plan.activation_bytes = static_cast<double>(batcher.max_activation_bytes(model, r.train.recompute));
@@ -168,14 +168,14 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
                   const MemoryPlan& plan) {
   std::printf("# resolved recipe (%s)\n%s", r.origin.c_str(), recipe_to_yaml(r).c_str());
   std::string device = cat(threads, " CPU thread", threads == 1 ? "" : "s", " per rank");
-  if (r.run.device == "cuda")
+  if (r.run.device == Device::CUDA)
     device = gpu < 0 ? "one GPU per rank (not opened by a dry run)"
                      : cat("one GPU per rank: GPU ", gpu, " (", cuda_device_name(gpu), ") on rank 0");
-  const std::string comm = r.run.device == "cuda" && gpu < 0
-      ? cat("parallel.gpu_comm: ", r.parallel.gpu_comm, " (NCCL ", nccl_compiled() ? "built" : "not built", ")")
+  const std::string comm = r.run.device == Device::CUDA && gpu < 0
+      ? cat("parallel.gpu_comm: ", name_of(r.parallel.gpu_comm), " (NCCL ", nccl_compiled() ? "built" : "not built", ")")
       : g.world->backend();
   std::printf("world %d = dp %d x sp %d | %s | %s | %s GEMMs\n", g.world_size, g.dp, g.sp,
-              device.c_str(), comm.c_str(), r.run.precision.c_str());
+              device.c_str(), comm.c_str(), std::string(name_of(r.run.precision)).c_str());
   const std::vector<int64_t> lens = source.seq_lens();
   std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
               r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),

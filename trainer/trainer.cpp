@@ -72,7 +72,7 @@ void Trainer::load_recipe_and_grid() {
                           world_.size(), " ranks; expected a divisor of the world size"));
   });
   Watchdog::start({recipe_.parallel.timeout_s, kStopGraceSeconds, world_.rank()});
-  device_ = recipe_.run.device == "cuda" ? Device::CUDA : Device::CPU;
+  device_ = recipe_.run.device;
   if (device_ == Device::CUDA && !opt_.dry_run)  // a dry run checks the recipe on any machine
     on_every_rank(world_, [&] { gpu_ = use_cuda_device(local_placement().local_rank); });
   std::unique_ptr<Communicator> tensors;
@@ -100,7 +100,7 @@ void Trainer::open_data() {
 // Before anything of the model is allocated: a recipe this machine cannot hold is refused.
 void Trainer::plan_memory() {
   model_ = std::make_unique<Model>(recipe_.model, /*allocate=*/false);
-  if (recipe_.run.precision == "bf16") model_->params().keep_bf16_copy();  // before the estimate
+  if (recipe_.run.precision == Precision::BF16) model_->params().keep_bf16_copy();  // before the estimate
   plan_ = memory_plan(recipe_, *model_, *batcher_, val_batcher_.get());
   if (root_)
     print_header(recipe_, grid_, threads_, gpu_, *model_, corpus_.info(), *source_, *batcher_, plan_);
@@ -144,7 +144,7 @@ void Trainer::allocate() {
   state_.dp = grid_.dp;
   state_.sp = grid_.sp;
   state_.seed = recipe_.run.seed;
-  state_.data_mode = recipe_.data.mode;
+  state_.data_mode = name_of(recipe_.data.mode);
   state_.recipe_yaml = recipe_to_yaml(recipe_);
   state_.corpus_fingerprint = corpus_.info().fingerprint;
 }

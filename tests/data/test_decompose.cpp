@@ -84,7 +84,7 @@ TEST(Decompose, PiecesFollowTheSetBitsLargestFirst) {
 CurriculumSchedule make(const std::string& kind, int64_t cycles, uint64_t seed = 5) {
   // Buckets 2^4..2^7 with 100, 37, 21 and 5 sequences; 128 tokens per step.
   CurriculumSpec spec;
-  spec.kind = kind;
+  spec.kind = *enum_from_name<CurriculumKind>(kind);
   spec.cycles = cycles;
   return CurriculumSchedule({100, 37, 21, 5}, 4, 128, spec, seed);
 }
@@ -157,7 +157,7 @@ TEST(Curriculum, IsAPureFunctionOfSeedAndStep) {
 TEST(Curriculum, GrowP2LengthensWithinACycle) {
   // Many equal buckets: with odds 8:4:2:1 short buckets run out first in every cycle.
   CurriculumSpec spec;
-  spec.kind = "grow_p2";
+  spec.kind = CurriculumKind::GrowP2;
   spec.cycles = 2;
   const CurriculumSchedule s({800, 400, 200, 100}, 4, 128, spec, 9);
   const int64_t per_cycle = s.steps_per_epoch() / 2;
@@ -166,8 +166,8 @@ TEST(Curriculum, GrowP2LengthensWithinACycle) {
     for (int64_t i = 0; i < per_cycle; ++i) (i < per_cycle / 2 ? first : second) += s.at(cycle * per_cycle + i).log2_len;
     EXPECT_LT(first, second) << "cycle " << cycle;
   }
-  EXPECT_EQ(curriculum_odds("grow_p2", 4), (std::vector<double>{8, 4, 2, 1}));
-  EXPECT_EQ(curriculum_odds("grow_linear", 3), (std::vector<double>{3, 2, 1}));
+  EXPECT_EQ(curriculum_odds(CurriculumKind::GrowP2, 4), (std::vector<double>{8, 4, 2, 1}));
+  EXPECT_EQ(curriculum_odds(CurriculumKind::GrowLinear, 3), (std::vector<double>{3, 2, 1}));
 }
 
 TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {

@@ -179,7 +179,7 @@ errors)
     expect_user_error "no CUDA backend" "built without the CUDA backend" \
       "$bin" train recipe.yaml --set run.device=cuda
   fi
-  expect_user_error "unknown device" "run.device: 'gpu' is not a device; expected cpu or cuda" \
+  expect_user_error "unknown device" "run.device: 'gpu' is not a known device; expected cpu or cuda" \
     "$bin" train recipe.yaml --set run.device=gpu
   ;;
 

@@ -196,16 +196,16 @@ TEST(Schedule, WarmupThenCosineLinearConstant) {
   s.min_lr_ratio = 0.1;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 0), 0.25);
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 3), 1.0);
-  s.kind = "cosine";
+  s.kind = ScheduleKind::Cosine;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 4), 1.0);
   EXPECT_NEAR(learning_rate(o, s, 14, 13), 0.1, 1e-12);
   EXPECT_NEAR(learning_rate(o, s, 14, 8) + learning_rate(o, s, 14, 9), 1.1, 1e-12);  // symmetric
-  s.kind = "linear";
+  s.kind = ScheduleKind::Linear;
   EXPECT_NEAR(learning_rate(o, s, 14, 13), 0.1, 1e-12);
   EXPECT_NEAR(learning_rate(o, s, 14, 7), 0.7, 1e-12);  // 1/3 of the way down to 0.1
-  s.kind = "constant";
+  s.kind = ScheduleKind::Constant;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 13), 1.0);
-  s.kind = "wsd";  // peak until the last 4 steps, then linear down to 0.1 at the last step
+  s.kind = ScheduleKind::Wsd;  // peak until the last 4 steps, then linear down to 0.1 at the last step
   s.decay_steps = 4;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 9), 1.0);
   EXPECT_NEAR(learning_rate(o, s, 14, 10), 1.0 - 0.9 / 4, 1e-12);

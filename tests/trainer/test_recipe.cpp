@@ -123,7 +123,7 @@ TEST(Recipe, DefaultsNeedOnlyTheCorpus) {
   EXPECT_EQ(r.model.head_dim, 64);
   EXPECT_EQ(r.model.mlp_hidden, 704);
   EXPECT_EQ(r.optim.lr, defaults.optim.lr);
-  EXPECT_EQ(r.schedule.kind, "cosine");
+  EXPECT_EQ(r.schedule.kind, ScheduleKind::Cosine);
   EXPECT_EQ(r.train.tokens_per_step, defaults.train.tokens_per_step);
   EXPECT_FALSE(r.train.recompute);
 }
@@ -151,7 +151,7 @@ TEST(Recipe, FullRecipeParses) {
   EXPECT_EQ(r.parallel.sp, 4);
   EXPECT_EQ(r.optim.lr, 6e-4);
   EXPECT_EQ(r.optim.weight_decay, 0.0);  // an integer is a valid float
-  EXPECT_EQ(r.schedule.kind, "linear");
+  EXPECT_EQ(r.schedule.kind, ScheduleKind::Linear);
   EXPECT_EQ(r.train.micro_tokens, 2048);
   EXPECT_TRUE(r.train.recompute);
   EXPECT_EQ(r.log.peak_gflops, 989.5);
@@ -199,10 +199,11 @@ TEST(Recipe, YamlListsEveryKeyInOrder) {
 }
 
 TEST(Recipe, PrecisionAutoIsBf16OnCudaF32OnCpu) {
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml").run.precision, "f32");
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda"}).run.precision, "bf16");
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda", "run.precision=f32"}).run.precision, "f32");
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.precision=bf16"}).run.precision, "bf16");
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml").run.precision, Precision::F32);
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda"}).run.precision, Precision::BF16);
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda", "run.precision=f32"}).run.precision,
+            Precision::F32);
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.precision=bf16"}).run.precision, Precision::BF16);
 }
 
 TEST(Recipe, UnknownKeySuggestsTheNearest) {
@@ -311,7 +312,7 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"model.init_std=0", "model.init_std: 0 is too small; expected a standard deviation > 0"},
       {"data.corpus=''", "data.corpus: missing; expected the path of an HDF5 corpus"},
       {"data.mode=shuffle",
-       "data.mode: 'shuffle' is not a known mode; expected one of: concat_chunk"},
+       "data.mode: 'shuffle' is not a known data mode; expected concat_chunk or decomposed"},
       {"data.seq_len=1", "data.seq_len: 1 is too small; expected at least 2 tokens"},
       {"parallel.sp=0", "parallel.sp: 0 is too small; expected a power of two"},
       {"parallel.sp=3", "parallel.sp: 3 is not a power of two; expected 1, 2, 4, 8"},
@@ -325,12 +326,12 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"optim.weight_decay=-1", "optim.weight_decay: -1 is negative; expected a decay >= 0"},
       {"optim.grad_clip=-1", "optim.grad_clip: -1 is negative; expected a norm >= 0"},
       {"optim.lr=nan", "optim.lr: 'nan' is not finite; expected a finite number"},
-      {"run.device=gpu", "run.device: 'gpu' is not a device; expected cpu or cuda"},
-      {"run.precision=fp16", "run.precision: 'fp16' is not a precision; expected auto, f32 or bf16"},
+      {"run.device=gpu", "run.device: 'gpu' is not a known device; expected cpu or cuda (did you mean cpu?)"},
+      {"run.precision=fp16", "run.precision: 'fp16' is not a known precision; expected auto, f32 or bf16"},
       {"parallel.gpu_comm=gloo",
-       "parallel.gpu_comm: 'gloo' is not a GPU communicator; expected auto, nccl or staged"},
+       "parallel.gpu_comm: 'gloo' is not a known GPU communicator; expected auto, nccl or staged"},
       {"schedule.kind=step",
-       "schedule.kind: 'step' is not a known schedule; expected one of: cosine, linear, constant, wsd"},
+       "schedule.kind: 'step' is not a known schedule; expected cosine, linear, constant or wsd"},
       {"schedule.kind=wsd", "schedule.decay_steps: 0 does not fit the wsd schedule; expected 1 to"},
       {"schedule.warmup_steps=-1",
        "schedule.warmup_steps: -1 is negative; expected a step count >= 0"},
