@@ -5,6 +5,7 @@
 //   internal bugs  RT_CHECK: "file:line: check failed ..." and exit code 1.
 #pragma once
 
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -34,6 +35,19 @@ std::string cat(const Args&... args) {
   std::ostringstream s;
   (s << ... << args);
   return s.str();
+}
+
+// "a, b or c": the valid names of something, for messages.
+template <class Names>
+std::string choices_of(const Names& names) {
+  std::string out;
+  size_t i = 0;
+  for (const auto& name : names) {
+    if (i) out += i + 1 == std::size(names) ? " or " : ", ";
+    out += name;
+    ++i;
+  }
+  return out;
 }
 
 [[noreturn]] void fail_internal(const char* file, int line, const std::string& message);

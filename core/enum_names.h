@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+
 namespace rt {
 
 template <class E>
@@ -29,18 +30,6 @@ std::optional<E> enum_from_name(std::string_view name) {
   for (size_t i = 0; i < EnumNames<E>::names.size(); ++i)
     if (EnumNames<E>::names[i] == name) return static_cast<E>(i);
   return std::nullopt;
-}
-
-// "cosine, linear, constant or wsd": the valid names, for messages.
-template <class E>
-std::string enum_choices() {
-  std::string out;
-  const auto& names = EnumNames<E>::names;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i) out += i + 1 == names.size() ? " or " : ", ";
-    out += names[i];
-  }
-  return out;
 }
 
 }  // namespace rt

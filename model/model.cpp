@@ -4,10 +4,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
-#include "model/attention.h"
-#include "model/gla.h"
-#include "model/mamba2.h"
-#include "model/mlp.h"
+#include "model/layer_registry.h"
 
 namespace rt {
 
@@ -18,13 +15,9 @@ Model::Model(const ModelConfig& config, bool allocate) : config_(config) {
     const std::string prefix = "layers." + std::to_string(i);
     Block b;
     b.norm = params_.add(prefix + ".norm.weight", {C}, false);
-    switch (config_.pattern[i]) {
-      case '*': b.layer = std::make_unique<AttentionLayer>(prefix + ".attn", config_, params_); break;
-      case '-': b.layer = std::make_unique<MlpLayer>(prefix + ".mlp", config_, params_); break;
-      case 'G': b.layer = std::make_unique<GlaLayer>(prefix + ".gla", config_, params_); break;
-      case 'M': b.layer = std::make_unique<Mamba2Layer>(prefix + ".mamba", config_, params_); break;
-      default: RT_CHECK(false, "pattern symbol '", config_.pattern[i], "' reached the model");
-    }
+    const LayerKind* kind = layer_kind(config_.pattern[i]);
+    RT_CHECK(kind, "pattern symbol '", config_.pattern[i], "' reached the model");
+    b.layer = kind->make(cat(prefix, ".", kind->scope), config_, params_);
     blocks_.push_back(std::move(b));
   }
   final_norm_ = params_.add("final_norm.weight", {C}, false);

@@ -13,10 +13,7 @@
 #include "data/memory.h"
 #include "kernels/arena.h"
 #include "kernels/ops.h"
-#include "model/attention.h"
-#include "model/gla.h"
-#include "model/mamba2.h"
-#include "model/mlp.h"
+#include "model/layer_registry.h"
 #include "trainer/recipe.h"
 
 namespace rt {
@@ -315,12 +312,7 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
                 2 * (cfg.mamba_conv_width - 1), " tokens"));
   ParameterSet params;
   std::unique_ptr<Layer> layer;
-  switch (symbol) {
-    case '*': layer = std::make_unique<AttentionLayer>("layer", cfg, params); break;
-    case '-': layer = std::make_unique<MlpLayer>("layer", cfg, params); break;
-    case 'G': layer = std::make_unique<GlaLayer>("layer", cfg, params); break;
-    default: layer = std::make_unique<Mamba2Layer>("layer", cfg, params); break;
-  }
+  layer = layer_kind(symbol)->make("layer", cfg, params);
   std::vector<std::string> datasets = {"x", "dy"};
   for (const Parameter& p : params.all()) datasets.push_back(p.name.substr(6));
   in.check_datasets(op, datasets);
@@ -367,16 +359,14 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
 }  // namespace
 
 int run_op(const std::string& name, const std::string& in_path, const std::string& out_path) {
-  static const std::pair<const char*, char> kLayers[] = {
-      {"attention", '*'}, {"mlp", '-'}, {"gla", 'G'}, {"mamba2", 'M'}};
   std::optional<char> symbol;
-  for (auto [n, s] : kLayers)
-    if (name == n) symbol = s;
+  if (const LayerKind* kind = layer_kind(std::string_view(name))) symbol = kind->symbol;
   if (name != "glr" && !symbol) {
-    const std::vector<std::string> ops = {"glr", "attention", "mlp", "gla", "mamba2"};
+    std::vector<std::string> ops = {"glr"};
+    for (const LayerKind& k : layer_kinds()) ops.emplace_back(k.name);
     const std::optional<std::string> guess = nearest_name(name, ops);
     throw UserError(cat("op: unknown op '", name, "'", guess ? cat(" (did you mean '", *guess, "'?)") : "",
-                        "; expected glr, attention, mlp, gla or mamba2"));
+                        "; expected ", choices_of(ops)));
   }
   const Input in(in_path);
   Output out(out_path);

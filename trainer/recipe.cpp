@@ -26,6 +26,7 @@
 #include <variant>
 
 #include "core/check.h"
+#include "model/layer_registry.h"
 
 namespace rt {
 namespace {
@@ -582,12 +583,10 @@ void read_value(const YAML::Node& node, const EnumField& out, const std::string&
   const std::string& text = node.Scalar();
   for (size_t i = 0; i < out.names.size(); ++i)
     if (out.names[i] == text) return out.assign(out.field, i);
-  std::string choices;
-  for (size_t i = 0; i < out.names.size(); ++i)
-    choices += cat(i == 0 ? "" : i + 1 == out.names.size() ? " or " : ", ", out.names[i]);
   const std::vector<std::string> candidates(out.names.begin(), out.names.end());
   const std::optional<std::string> guess = nearest_name(text, candidates);
-  throw UserError(cat(where, ": ", quote(text), " is not a known ", out.noun, "; expected ", choices,
+  throw UserError(cat(where, ": ", quote(text), " is not a known ", out.noun, "; expected ",
+                      choices_of(out.names),
                       guess ? cat(" (did you mean ", *guess, "?)") : std::string()));
 }
 
@@ -665,12 +664,11 @@ void check_run(const Validator& v, const RunSection& run) {
 }
 
 void check_pattern(const Validator& v, const std::string& pattern) {
-  const std::string valid =
-      "valid symbols: '*' (attention), '-' (SwiGLU MLP), 'G' (GLA), 'M' (Mamba-2)";
+  const std::string valid = "valid symbols: " + layer_symbols_described();
   v.require(!pattern.empty(), "model.pattern",
             cat("empty; expected one symbol per layer, e.g. '*-*-'; ", valid));
   for (size_t i = 0; i < pattern.size(); ++i) {
-    if (std::string_view("*-GM").find(pattern[i]) != std::string_view::npos) continue;
+    if (layer_kind(pattern[i])) continue;
     v.fail("model.pattern", cat("unknown symbol ", quote(pattern.substr(i, 1)), " at position ",
                                 i + 1, "; ", valid));
   }
