@@ -116,9 +116,9 @@ int run(int argc, char** argv) {
     Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({T, H});
     Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()), dv = Tensor::empty(v.shape());
     b0 = world->bytes_sent();
-    ring_attention_forward(layout, 1, world.get(), q, k, v, out, lse, arena);
+    ring_attention_forward(batch.seq, q, k, v, out, lse, arena);
     b1 = world->bytes_sent();
-    ring_attention_backward(layout, 1, world.get(), q, k, v, out, dout, lse, dq, dk, dv, arena);
+    ring_attention_backward(batch.seq, q, k, v, out, dout, lse, dq, dk, dv, arena);
     b2 = world->bytes_sent();
   }
   const double kv_bytes = 2.0 * T * Hkv * D * 4;
@@ -138,9 +138,9 @@ int run(int argc, char** argv) {
     GlrSaved saved;
     const Arena::Mark mark = arena.mark();
     const int64_t c0 = world->bytes_sent();
-    glr_sequences_forward(layout, 1, world.get(), gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, go, saved, arena);
+    glr_sequences_forward(batch.seq, gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, go, saved, arena);
     const int64_t c1 = world->bytes_sent();
-    glr_sequences_backward(layout, 1, world.get(), gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, gdo, saved,
+    glr_sequences_backward(batch.seq, gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, gdo, saved,
                            dgq, dgk, dgv, dgg, arena);
     sp_fwd = static_cast<double>(c1 - c0);
     sp_bwd = static_cast<double>(world->bytes_sent() - c1);

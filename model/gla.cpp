@@ -47,7 +47,7 @@ void GlaLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx
   ops::linear_forward(gate_pre_, low_, p.matmul_weight(w_gate2));
   ops::logsigmoid_forward(g_.view({T, K}), gate_pre_, p.value(b_gate), 1.0f / kGateNormalizer);
   const SequenceContext& seq = ctx.seq;
-  glr_sequences_forward(*seq.layout, seq.n_seqs, seq.sp_group, q_, k_, v_, g_,
+  glr_sequences_forward(seq, q_, k_, v_, g_,
                         1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, o_, glr_, arena);
   // RMSNorm over each head's dv values (one weight for all heads), then the swish gate.
   ops::rmsnorm_forward(normed_.view({T * H_, dv_}), rstd_, o_.view({T * H_, dv_}), p.value(norm), eps_);
@@ -69,7 +69,7 @@ void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   ops::rmsnorm_backward(d_o.view({T * H_, dv_}), p.grad(norm), dnormed.view({T * H_, dv_}),
                         o_.view({T * H_, dv_}), p.value(norm), rstd_);
   const SequenceContext& seq = ctx.seq;
-  glr_sequences_backward(*seq.layout, seq.n_seqs, seq.sp_group, q_, k_, v_, g_,
+  glr_sequences_backward(seq, q_, k_, v_, g_,
                          1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, d_o, glr_, dq, dk,
                          dv, dg, arena);
   ops::logsigmoid_backward(dgate_pre, p.grad(b_gate), dg.view({T, K}), gate_pre_, p.value(b_gate),

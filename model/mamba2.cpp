@@ -66,7 +66,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   for (int i = 0; i < 3; ++i) {
     const Part pt = part(i);
     ops::linear_forward(pre_[i], x, w_in.rows(DI_ + pt.row, pt.width));
-    conv_halos_forward(*seq.layout, seq.n_seqs, seq.sp_group, pre_[i], halo_[i], arena);
+    conv_halos_forward(seq, pre_[i], halo_[i], arena);
     // Each segment of each sequence convolves with the rows before it.
     const int64_t n_segments = static_cast<int64_t>(seq.layout->segments.size());
     for (int64_t b = 0; b < seq.n_seqs; ++b)
@@ -82,7 +82,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   const Tensor xs = act_[0].view({T, NH_, P_});
   ops::mamba_dt_forward(dt_, g_, dt_raw_, p.value(dt_bias), p.value(a_log));
   ops::scale_heads_forward(v_, xs, dt_);
-  glr_sequences_forward(*seq.layout, seq.n_seqs, seq.sp_group, act_[2].view({T, G_, N_}),
+  glr_sequences_forward(seq, act_[2].view({T, G_, N_}),
                         act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, y_, glr_, arena);
   ops::skip_heads_forward(y_, y_, xs, p.value(d_skip));
   ops::silu_gate_forward(gated_, y_.view({T, DI_}), z_);
@@ -114,7 +114,7 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   ops::rmsnorm_backward(dgated, p.grad(norm), dnormed, gated_, p.value(norm), rstd_, G_);
   ops::silu_gate_backward(dyy.view({T, DI_}), dz, dgated, y_.view({T, DI_}), z_);
   ops::skip_heads_backward(dxs, p.grad(d_skip), dyy, xs, p.value(d_skip));  // do = dy
-  glr_sequences_backward(*seq.layout, seq.n_seqs, seq.sp_group, act_[2].view({T, G_, N_}),
+  glr_sequences_backward(seq, act_[2].view({T, G_, N_}),
                          act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, dyy, glr_,
                          dact[2].view({T, G_, N_}), dact[1].view({T, G_, N_}), dv, dg, arena);
   ops::scale_heads_backward(dxs, ddt, dv, xs, dt_);
@@ -139,7 +139,7 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
                                     cw.rows(pt.row, pt.width), h);
       }
     // The halo rows' gradients go back to the rows (and ranks) they came from.
-    conv_halos_backward(*seq.layout, seq.n_seqs, seq.sp_group, dhalo[i], dpre[i], arena);
+    conv_halos_backward(seq, dhalo[i], dpre[i], arena);
   }
   ops::linear_backward(dx, dw_in.rows(0, DI_), dz, x, w_in.rows(0, DI_), false);
   for (int i = 0; i < 3; ++i) {

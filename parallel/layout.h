@@ -11,6 +11,8 @@
 
 namespace rt {
 
+class Communicator;
+
 struct Segment {
   int64_t global_start = 0;  // position of its first token in the sequence
   int64_t length = 0;
@@ -26,6 +28,15 @@ struct SequenceLayout {
   static SequenceLayout zigzag(int64_t seq_len, int sp, int sp_rank);
   // The sp-rank holding global position p.
   static int owner(int64_t seq_len, int sp, int64_t position);
+};
+
+// Where the rows a layer sees come from, from the batch to the ring: n_seqs sequences, each cut
+// by `layout` across the sp group; this rank holds layout.local_len rows of each, sequence
+// after sequence.
+struct SequenceContext {
+  const SequenceLayout* layout = nullptr;
+  int64_t n_seqs = 0;
+  Communicator* sp_group = nullptr;  // null: a group of one
 };
 
 }  // namespace rt

@@ -104,9 +104,11 @@ int64_t ring_attention_backward_floats(const SequenceLayout& layout, int64_t T, 
   return T * H + (layout.sp > 1 ? 10 * T * Hkv * D : 0);
 }
 
-void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
-                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                             const Tensor& lse, Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   const Ring ring(layout, sp_group);
   RT_CHECK(q.size(0) == n_seqs * layout.local_len, "ring_attention: q has ", q.size(0),
            " rows for ", n_seqs, " sequences of ", layout.local_len);
@@ -153,11 +155,13 @@ void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Commun
   arena.release(mark);
 }
 
-void ring_attention_backward(const SequenceLayout& layout, int64_t n_seqs,
-                             Communicator* sp_group, const Tensor& q, const Tensor& k,
+void ring_attention_backward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& out, const Tensor& dout,
                              const Tensor& lse, const Tensor& dq, const Tensor& dk,
                              const Tensor& dv, Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   const Ring ring(layout, sp_group);
   const Arena::Mark mark = arena.mark();
   Tensor delta = arena.alloc({q.size(0), q.size(1)});

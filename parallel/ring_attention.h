@@ -20,13 +20,11 @@
 
 namespace rt {
 
-void ring_attention_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
-                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                             const Tensor& lse, Arena& arena);
 
 // dq, dk, dv are overwritten.
-void ring_attention_backward(const SequenceLayout& layout, int64_t n_seqs,
-                             Communicator* sp_group, const Tensor& q, const Tensor& k,
+void ring_attention_backward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& out, const Tensor& dout,
                              const Tensor& lse, const Tensor& dq, const Tensor& dk,
                              const Tensor& dv, Arena& arena);

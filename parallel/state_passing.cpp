@@ -40,10 +40,12 @@ Shape gamma_shape(int64_t H, int64_t dk, bool vector_decay) {
 
 }  // namespace
 
-void glr_sequences_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
-                           const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
                            float scale, int64_t chunk, const Tensor& o, GlrSaved& saved,
                            Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   const Units units(layout);
   const int64_t H = v.size(1), dk = k.size(2), dv = v.size(2), SS = H * dk * dv;
   const bool vector_decay = g.ndim() == 3;
@@ -101,11 +103,13 @@ void glr_sequences_forward(const SequenceLayout& layout, int64_t n_seqs, Communi
     }
 }
 
-void glr_sequences_backward(const SequenceLayout& layout, int64_t n_seqs,
-                            Communicator* sp_group, const Tensor& q, const Tensor& k,
+void glr_sequences_backward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
                             const Tensor& v, const Tensor& g, float scale, int64_t chunk,
                             const Tensor& dout, const GlrSaved& saved, const Tensor& dq,
                             const Tensor& dk, const Tensor& dv, const Tensor& dg, Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   const Units units(layout);
   const int64_t H = v.size(1), dkk = k.size(2), dvv = v.size(2), SS = H * dkk * dvv;
   const bool vector_decay = g.ndim() == 3;
@@ -176,8 +180,10 @@ int64_t glr_sequences_backward_floats(const SequenceLayout& layout, int64_t n_se
   return n_seqs * (units + 1) * SS + (1 + layout.sp) * n_seqs * 2 * SS + units * SS;
 }
 
-void conv_halos_forward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
-                        const Tensor& x, const Tensor& halos, Arena& arena) {
+void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tensor& halos, Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   const Units units(layout);
   const int64_t C = x.size(1), rows = halos.size(1), segments = static_cast<int64_t>(layout.segments.size());
   RT_CHECK(halos.size(0) == n_seqs * segments && rows <= units.size,
@@ -203,8 +209,10 @@ void conv_halos_forward(const SequenceLayout& layout, int64_t n_seqs, Communicat
   arena.release(mark);
 }
 
-void conv_halos_backward(const SequenceLayout& layout, int64_t n_seqs, Communicator* sp_group,
-                         const Tensor& dhalos, const Tensor& dx, Arena& arena) {
+void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const Tensor& dx, Arena& arena) {
+  const SequenceLayout& layout = *seq.layout;
+  const int64_t n_seqs = seq.n_seqs;
+  Communicator* sp_group = seq.sp_group;
   if (layout.sp == 1) return;  // the only halo is the zero before the sequence
   const Units units(layout);
   const int64_t C = dx.size(1), rows = dhalos.size(1), segments = static_cast<int64_t>(layout.segments.size());

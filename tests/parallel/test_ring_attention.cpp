@@ -45,13 +45,14 @@ void check_ring(const Case& c, uint64_t seed) {
   Tensor lv = testing::from_vec(local_rows(v, layout, N, kw), {T, c.Hkv, c.D});
   Tensor ldout = testing::from_vec(local_rows(dout, layout, N, qw), {T, c.H, c.D});
 
+  const SequenceContext seq{&layout, N, world.get()};
   Arena arena;
   Tensor out = Tensor::empty({T, c.H, c.D}), lse = Tensor::empty({T, c.H});
   Tensor dq = Tensor::empty(lq.shape()), dk = Tensor::empty(lk.shape()), dv = Tensor::empty(lv.shape());
   const int64_t sent0 = world->bytes_sent();
-  ring_attention_forward(layout, N, world.get(), lq, lk, lv, out, lse, arena);
+  ring_attention_forward(seq, lq, lk, lv, out, lse, arena);
   const int64_t sent_forward = world->bytes_sent() - sent0;
-  ring_attention_backward(layout, N, world.get(), lq, lk, lv, out, ldout, lse, dq, dk, dv, arena);
+  ring_attention_backward(seq, lq, lk, lv, out, ldout, lse, dq, dk, dv, arena);
   const int64_t sent_backward = world->bytes_sent() - sent0 - sent_forward;
   EXPECT_EQ(arena.in_use(), 0u);
 
