@@ -1,4 +1,4 @@
-// The HDF5 corpus (DESIGN §5):
+// The HDF5 corpus (docs/DESIGN.md §7):
 //   /tokens        u16 or u32 [N]   chunked 2^20; every document ends with <eos>
 //   /doc_offsets   u64 [D+1]        document d is tokens[off[d] : off[d+1]]
 //   attributes     format="ringtrain-corpus", version=1, vocab_size, eos_id, tokenizer,

@@ -1,4 +1,4 @@
-// Which bucket each step draws (Algorithm 1 of the dataset-decomposition paper, DESIGN §5).
+// Which bucket each step draws (Algorithm 1 of the dataset-decomposition paper, docs/DESIGN.md §7).
 // Every step takes one bucket k and tokens_per_step / 2^k of its sequences, so tokens per step
 // are constant while the attention cost follows real document lengths.
 //

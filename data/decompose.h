@@ -1,4 +1,4 @@
-// Dataset decomposition (Pouransari et al., DESIGN §5): each document of n tokens has m = n - 1
+// Dataset decomposition (Pouransari et al., docs/DESIGN.md §7): each document of n tokens has m = n - 1
 // (input, target) pairs; it is cut into sequences of 2^k pairs for the set bits of m, largest
 // first, after sequences of max_len for every whole max_len in m; what is left below min_len is
 // dropped and counted. Consecutive sequences share their boundary token, so every pair of the

@@ -7,7 +7,7 @@
 //   H   query heads, Hkv key/value heads (GQA: H % Hkv == 0), D head dim
 //   Linear weights are [out_features, in_features]; y = x W^T.
 //   "accumulate" outputs are added to (+=); the others are overwritten.
-//   Everything is f32, except under run.precision: bf16 (DESIGN §2) the weights of the linear
+//   Everything is f32, except under run.precision: bf16 (docs/DESIGN.md §3) the weights of the linear
 //   ops (a bf16 copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32) and
 //   the residual stream (RMSNorm's input, add_bf16's output).
 #pragma once
@@ -145,7 +145,7 @@ enum class BlockKind { Skip, Full, Causal };
 BlockKind classify_block(int64_t q_pos0, int64_t q_len, int64_t k_pos0, int64_t k_len);
 
 // ---- gated linear recurrence (GLA, Mamba-2) -----------------------------------------------
-// Per head h, for one sequence (DESIGN §3):
+// Per head h, for one sequence (docs/DESIGN.md §5):
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t,  S_{-1} = h0
 //   q, k [T, Hg, dk]: heads h of a group (h / (H / Hg)) share q and k (Mamba-2's B and C);
 //   v, o [T, H, dv]; g <= 0: [T, H, dk] per-channel decay (GLA, needs Hg == H) or [T, H] one

@@ -26,7 +26,7 @@ class ParameterSet {
   // host); views taken before the move keep pointing at the old storage.
   void move_to(Device device);
 
-  // run.precision: bf16 (DESIGN §2): the linear layers' GEMMs read a bf16 copy of the weights,
+  // run.precision: bf16 (docs/DESIGN.md §3): the linear layers' GEMMs read a bf16 copy of the weights,
   // rounded from the f32 values, which stay the master copy (optimizer, checkpoints).
   // keep_bf16_copy() asks for it, before or after allocate() (which then makes it);
   // refresh_bf16_copy() follows every change of the values (allocate, move_to, a checkpoint

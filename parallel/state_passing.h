@@ -1,5 +1,5 @@
 // The gated linear recurrence (GLA, Mamba-2) over sequences cut across the sp ranks of a
-// group (LASP-2 style, DESIGN §4), and the halos of a causal convolution across the same cut.
+// group (LASP-2 style, docs/DESIGN.md §6), and the halos of a causal convolution across the same cut.
 //
 // A sequence is 2*sp units of L/(2*sp) tokens (zigzag: this rank holds units r and 2sp-1-r,
 // merged into one segment when adjacent). Each unit maps its incoming state affinely,

@@ -1,4 +1,4 @@
-// HDF5 checkpoints (DESIGN §7), readable with h5py:
+// HDF5 checkpoints (docs/DESIGN.md §9), readable with h5py:
 //   /params/<name>            f32, the parameter's shape
 //   /optim/<name>/m, /v       f32, AdamW moments, same shape
 //   /rng                      u64 [1]: the run seed (all randomness is counter-based on it)

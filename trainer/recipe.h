@@ -66,7 +66,7 @@ struct RunSection {
   int64_t seed = 1234;
   Device device = Device::CPU;  // cpu | cuda (one GPU per rank: the node-local rank's)
   // f32 | bf16: the linear layers' GEMMs on a bf16 copy of the weights with f32 accumulation
-  // (DESIGN §2); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
+  // (docs/DESIGN.md §3); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
   Precision precision = Precision::Auto;
   // Refuse a run whose memory plan (parameters, optimizer state, activations per rank) exceeds
   // the memory available; false tries anyway (for those who know the estimate is pessimistic).

@@ -1,4 +1,4 @@
-// The gated linear recurrence (GLR), chunked, on the CPU (DESIGN §3):
+// The gated linear recurrence (GLR), chunked, on the CPU (docs/DESIGN.md §5):
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t
 // Per head, per chunk of n <= C tokens with local cumulative decay b_r = sum_{s<=r} g_s, gamma = b_{n-1}:
 //   O       = scale * ((Q * e^b) S_prev + P V),   P_rj = sum_d q_rd k_jd e^{b_rd - b_jd} (j <= r)

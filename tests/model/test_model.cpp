@@ -190,7 +190,7 @@ TEST(Model, MicroBatchesAccumulateToTheFullBatchGradient) {
     parts += m.forward_backward(b, 0.25f, false, arena);
   }
   // Not bit-equal: OpenBLAS blocks a 64-row GEMM differently from a 128-row one, so f32 sums
-  // run in another order. The bound is the f32 one of DESIGN §8.
+  // run in another order. The bound is the f32 one of docs/DESIGN.md §10.
   EXPECT_NEAR(parts, whole, 1e-6 * whole);
   EXPECT_LT(testing::rel_rms_error(g, want), 1e-5);
 }

@@ -71,7 +71,7 @@ double lm_head_loss(const Vec& h, const Vec& w, const std::vector<int32_t>& targ
 void lm_head_loss_backward(const Vec& h, const Vec& w, const std::vector<int32_t>& targets, int T,
                            int C, int V, Vec& dh, Vec& dw);
 
-// Gated linear recurrence, token by token (DESIGN §3), per head h (query/key group hg):
+// Gated linear recurrence, token by token (docs/DESIGN.md §5), per head h (query/key group hg):
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t,  S_{-1} = h0
 // q, k [T, Hg, dk]; v, o [T, H, dv]; g [T, H, dk] (vector decay) or [T, H] (scalar decay,
 // vector_decay = false); h0, h_final [H, dk, dv].
