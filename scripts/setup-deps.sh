@@ -12,6 +12,7 @@ packages=(
   libopenblas-openmp-dev              # CPU GEMM (the OpenMP build: no oversubscription inside omp regions)
   libgtest-dev libbenchmark-dev       # tests and benchmarks
   python3-matplotlib                  # scripts/plot_metrics.py
+  clang-format                        # scripts/check-format.sh (CI fails on unformatted files)
 )
 
 missing=()
