@@ -50,8 +50,8 @@ void BM_AttentionBackward(benchmark::State& state) {
   ops::attention_block_forward(in.out, in.lse, in.q, in.k, in.v, 0, 0, ops::Mask::Causal);
   for (auto _ : state) {
     ops::attention_backward_delta(in.delta, in.dout, in.out);
-    ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse,
-                                  in.delta, 0, 0, ops::Mask::Causal);
+    ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse, in.delta,
+                                  0, 0, ops::Mask::Causal);
     bench::sync();
   }
   bench::set_flops(state, 2.5 * causal_forward_flops(L));
@@ -63,8 +63,8 @@ void BM_AttentionForwardBackward(benchmark::State& state) {
   for (auto _ : state) {
     ops::attention_block_forward(in.out, in.lse, in.q, in.k, in.v, 0, 0, ops::Mask::Causal);
     ops::attention_backward_delta(in.delta, in.dout, in.out);
-    ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse,
-                                  in.delta, 0, 0, ops::Mask::Causal);
+    ops::attention_block_backward(in.dq, in.dk, in.dv, in.q, in.k, in.v, in.dout, in.lse, in.delta,
+                                  0, 0, ops::Mask::Causal);
     bench::sync();
   }
   bench::set_flops(state, 3.5 * causal_forward_flops(L));
@@ -74,7 +74,8 @@ void BM_AttentionForwardBackward(benchmark::State& state) {
 BENCHMARK(bench::BM_Sgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionForward) ATTENTION_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionBackward) ATTENTION_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_AttentionForwardBackward) ATTENTION_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionForwardBackward)
+ATTENTION_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace rt
@@ -83,9 +84,11 @@ BENCHMARK(BM_AttentionForwardBackward) ATTENTION_SIZES->Unit(benchmark::kMillise
 int main(int argc, char** argv) {
   if (const char* tiles = std::getenv("RINGTRAIN_ATTENTION_TILES")) {
     long q = 0, k = 0;
-    if (std::sscanf(tiles, "%ld,%ld", &q, &k) == 2 && q > 0 && k > 0) rt::cpu::attention_tiles() = {q, k};
+    if (std::sscanf(tiles, "%ld,%ld", &q, &k) == 2 && q > 0 && k > 0)
+      rt::cpu::attention_tiles() = {q, k};
   }
-  std::printf("attention tiles: %lld x %lld\n", static_cast<long long>(rt::cpu::attention_tiles().q),
+  std::printf("attention tiles: %lld x %lld\n",
+              static_cast<long long>(rt::cpu::attention_tiles().q),
               static_cast<long long>(rt::cpu::attention_tiles().k));
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

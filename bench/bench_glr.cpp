@@ -32,7 +32,8 @@ double flops_per_token(const Shape3& s) {
 void run(benchmark::State& state, const Shape3& s) {
   const int64_t T = state.range(0);
   Tensor q = bench::random_tensor({T, s.Hg, s.dk}, 1), k = bench::random_tensor({T, s.Hg, s.dk}, 2),
-         v = bench::random_tensor({T, s.H, s.dv}, 3), dout = bench::random_tensor({T, s.H, s.dv}, 4);
+         v = bench::random_tensor({T, s.H, s.dv}, 3),
+         dout = bench::random_tensor({T, s.H, s.dv}, 4);
   Tensor g = s.vector_decay ? bench::empty({T, s.H, s.dk}) : bench::empty({T, s.H});
   ops::fill(g, -0.05f);
   Tensor o = bench::empty({T, s.H, s.dv});
@@ -50,16 +51,18 @@ void run(benchmark::State& state, const Shape3& s) {
   step();
   for (auto _ : state) step();
   bench::set_flops(state, flops_per_token(s) * static_cast<double>(T));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(T), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["us/token"] = benchmark::Counter(static_cast<double>(T) * 1e-6,
-                                                  benchmark::Counter::kIsIterationInvariantRate |
-                                                      benchmark::Counter::kInvert);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(T), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["us/token"] = benchmark::Counter(
+      static_cast<double>(T) * 1e-6,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 void BM_GlrGla(benchmark::State& state) { run(state, {2, 2, 64, 128, true}); }
 void BM_GlrMamba2(benchmark::State& state) { run(state, {4, 1, 64, 64, false}); }
 
-#define GLR_SIZES ->Arg(1 << 10)->Arg(1 << 12)->Arg(1 << 14)->Arg(1 << 16)->Arg(1 << 18)->Arg(1 << 20)
+#define GLR_SIZES \
+  ->Arg(1 << 10)->Arg(1 << 12)->Arg(1 << 14)->Arg(1 << 16)->Arg(1 << 18)->Arg(1 << 20)
 BENCHMARK(bench::BM_Sgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GlrGla) GLR_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GlrMamba2) GLR_SIZES->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -12,10 +12,10 @@
 // heads = heads, Mamba-2 d_state 64, headdim 64, expand 2, one group, chunk 64, vocabulary 258,
 // tied embeddings; init as Model::init_weights(seed). One step is the trainer's own
 // (trainer/train_step.h): zero grads + forward + backward (one micro-batch of seq_len tokens,
-// loss = mean over tokens) + global grad norm + clip to 1.0 + AdamW (the recipe's optim defaults: betas 0.9/0.95, eps 1e-8, weight decay 0.1
-// on matrices) at a constant lr. Step 0 is a warm-up (first touch of the arena and the thread
-// pools) and is not timed; its loss is the initial loss. Tokens: (t * 7919) % 256, targets
-// (t * 7919 + 13) % 256, positions 0..seq_len-1.
+// loss = mean over tokens) + global grad norm + clip to 1.0 + AdamW (the recipe's optim defaults:
+// betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices) at a constant lr. Step 0 is a warm-up
+// (first touch of the arena and the thread pools) and is not timed; its loss is the initial loss.
+// Tokens: (t * 7919) % 256, targets (t * 7919 + 13) % 256, positions 0..seq_len-1.
 //
 // --dump-params FILE writes the initial parameters, so that hybrid_torch.py can start from the
 // same weights: text lines "RTPARAMS 1", "<count>", then per parameter
@@ -24,7 +24,8 @@
 //
 // Output: the configuration, one line per step (loss, grad norm, ms), and one line
 //   RESULT impl=ringtrain params=N loss0=X tokens=T tokens_per_s=Y ms_per_step=Z (median) ...
-//          model_gflop=F sgemm_gflops=S mfu_pct=M (model FLOPs per step against sgemm measured here)
+//          model_gflop=F sgemm_gflops=S mfu_pct=M (model FLOPs per step against sgemm measured
+//          here)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -66,25 +67,44 @@ Args parse(int argc, char** argv) {
     if (i + 1 >= argc) usage("option " + k + " needs a value");
     const std::string v = argv[i + 1];
     const auto num = [&] { return static_cast<int64_t>(std::atoll(v.c_str())); };
-    if (k == "--pattern") a.cfg.pattern = v;
-    else if (k == "--d-model") a.cfg.d_model = num();
-    else if (k == "--heads") a.cfg.heads = num();
-    else if (k == "--kv-heads") a.cfg.kv_heads = num();
-    else if (k == "--gla-heads") a.cfg.gla_heads = num();
-    else if (k == "--mamba-d-state") a.cfg.mamba_d_state = num();
-    else if (k == "--mamba-headdim") a.cfg.mamba_headdim = num();
-    else if (k == "--mamba-expand") a.cfg.mamba_expand = num();
-    else if (k == "--mamba-ngroups") a.cfg.mamba_ngroups = num();
-    else if (k == "--chunk") a.cfg.glr_chunk = num();
-    else if (k == "--vocab") a.cfg.vocab_size = num();
-    else if (k == "--untied") a.cfg.tied_embeddings = v == "0";
-    else if (k == "--seq-len") a.seq_len = num();
-    else if (k == "--steps") a.steps = num();
-    else if (k == "--lr") a.lr = std::atof(v.c_str());
-    else if (k == "--seed") a.seed = static_cast<uint64_t>(num());
-    else if (k == "--recompute") a.recompute = v != "0";
-    else if (k == "--dump-params") a.dump = v;
-    else usage("unknown option " + k);
+    if (k == "--pattern")
+      a.cfg.pattern = v;
+    else if (k == "--d-model")
+      a.cfg.d_model = num();
+    else if (k == "--heads")
+      a.cfg.heads = num();
+    else if (k == "--kv-heads")
+      a.cfg.kv_heads = num();
+    else if (k == "--gla-heads")
+      a.cfg.gla_heads = num();
+    else if (k == "--mamba-d-state")
+      a.cfg.mamba_d_state = num();
+    else if (k == "--mamba-headdim")
+      a.cfg.mamba_headdim = num();
+    else if (k == "--mamba-expand")
+      a.cfg.mamba_expand = num();
+    else if (k == "--mamba-ngroups")
+      a.cfg.mamba_ngroups = num();
+    else if (k == "--chunk")
+      a.cfg.glr_chunk = num();
+    else if (k == "--vocab")
+      a.cfg.vocab_size = num();
+    else if (k == "--untied")
+      a.cfg.tied_embeddings = v == "0";
+    else if (k == "--seq-len")
+      a.seq_len = num();
+    else if (k == "--steps")
+      a.steps = num();
+    else if (k == "--lr")
+      a.lr = std::atof(v.c_str());
+    else if (k == "--seed")
+      a.seed = static_cast<uint64_t>(num());
+    else if (k == "--recompute")
+      a.recompute = v != "0";
+    else if (k == "--dump-params")
+      a.dump = v;
+    else
+      usage("unknown option " + k);
   }
   a.cfg.resolve();
   if (a.steps < 1 || a.seq_len < 2) usage("--steps >= 1 and --seq-len >= 2 expected");
@@ -104,7 +124,8 @@ void dump_params(const std::string& path, const ParameterSet& params) {
   std::fprintf(f, "RTPARAMS 1\n%zu\n", params.all().size());
   for (const Parameter& p : params.all()) {
     std::fprintf(f, "%s %d %d", p.name.c_str(), p.decay ? 1 : 0, p.shape.ndim);
-    for (int i = 0; i < p.shape.ndim; ++i) std::fprintf(f, " %lld", static_cast<long long>(p.shape[i]));
+    for (int i = 0; i < p.shape.ndim; ++i)
+      std::fprintf(f, " %lld", static_cast<long long>(p.shape[i]));
     std::fprintf(f, "\n");
   }
   std::fprintf(f, "DATA\n");
@@ -141,17 +162,17 @@ int run(int argc, char** argv) {
   TrainStep train(model, optim, *world, *world, arena, args.recompute, optim_cfg.grad_clip);
   const StepInput input{{batch}, T};
 
-  std::printf("ringtrain: pattern %s d_model %lld heads %lld kv_heads %lld head_dim %lld mlp_hidden %lld "
-              "gla_heads %lld (dk %lld dv %lld) mamba heads %lld x %lld d_state %lld groups %lld "
-              "conv %lld chunk %lld vocab %lld %s, seq_len %lld, %d threads\n",
-              cfg.pattern.c_str(), (long long)cfg.d_model, (long long)cfg.heads,
-              (long long)cfg.kv_heads, (long long)cfg.head_dim, (long long)cfg.mlp_hidden,
-              (long long)cfg.gla_heads, (long long)(cfg.gla_key_dim() / cfg.gla_heads),
-              (long long)(cfg.gla_value_dim() / cfg.gla_heads), (long long)cfg.mamba_heads(),
-              (long long)cfg.mamba_headdim, (long long)cfg.mamba_d_state,
-              (long long)cfg.mamba_ngroups, (long long)cfg.mamba_conv_width,
-              (long long)cfg.glr_chunk, (long long)cfg.vocab_size,
-              cfg.tied_embeddings ? "tied" : "untied", (long long)T, cpu_threads());
+  std::printf(
+      "ringtrain: pattern %s d_model %lld heads %lld kv_heads %lld head_dim %lld mlp_hidden %lld "
+      "gla_heads %lld (dk %lld dv %lld) mamba heads %lld x %lld d_state %lld groups %lld "
+      "conv %lld chunk %lld vocab %lld %s, seq_len %lld, %d threads\n",
+      cfg.pattern.c_str(), (long long)cfg.d_model, (long long)cfg.heads, (long long)cfg.kv_heads,
+      (long long)cfg.head_dim, (long long)cfg.mlp_hidden, (long long)cfg.gla_heads,
+      (long long)(cfg.gla_key_dim() / cfg.gla_heads),
+      (long long)(cfg.gla_value_dim() / cfg.gla_heads), (long long)cfg.mamba_heads(),
+      (long long)cfg.mamba_headdim, (long long)cfg.mamba_d_state, (long long)cfg.mamba_ngroups,
+      (long long)cfg.mamba_conv_width, (long long)cfg.glr_chunk, (long long)cfg.vocab_size,
+      cfg.tied_embeddings ? "tied" : "untied", (long long)T, cpu_threads());
   std::printf("ringtrain: params %lld\n", static_cast<long long>(model.num_params()));
   std::fflush(stdout);
 
@@ -163,29 +184,33 @@ int run(int argc, char** argv) {
     const double loss = r.loss, gnorm = r.grad_norm;
     const double elapsed =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (step == 0) loss0 = loss;
-    else ms.push_back(elapsed);
+    if (step == 0)
+      loss0 = loss;
+    else
+      ms.push_back(elapsed);
     std::printf("ringtrain: step %lld%s loss %.6f gnorm %.6f %.1f ms\n", (long long)step,
                 step == 0 ? " (warm-up)" : "", loss, gnorm, elapsed);
     std::fflush(stdout);
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
-  const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
-                                          : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+  const double median = sorted.size() % 2
+                            ? sorted[sorted.size() / 2]
+                            : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
   double mean = 0;
   for (double m : ms) mean += m / static_cast<double>(ms.size());
   // Model FLOPs (3 x forward, as the trainer's MFU) against the sgemm throughput measured here
   // after the steps: how close to the GEMM limit the step runs, whatever the other side does.
   const double model_gflop = model.flops_per_token(T) * static_cast<double>(T) / 1e9;
   const double sgemm = measure_sgemm_gflops();
-  std::printf("RESULT impl=ringtrain params=%lld loss0=%.6f tokens=%lld tokens_per_s=%.1f "
-              "ms_per_step=%.1f mean_ms=%.1f min_ms=%.1f steps=%zu arena_MiB=%.1f rss_MiB=%.1f "
-              "model_gflop=%.1f sgemm_gflops=%.1f mfu_pct=%.1f\n",
-              static_cast<long long>(model.num_params()), loss0, static_cast<long long>(T),
-              1e3 * T / median, median, mean,
-              sorted.front(), ms.size(), static_cast<double>(arena.peak()) / 1048576.0,
-              peak_rss_mib(), model_gflop, sgemm, 100.0 * model_gflop / (median / 1e3) / sgemm);
+  std::printf(
+      "RESULT impl=ringtrain params=%lld loss0=%.6f tokens=%lld tokens_per_s=%.1f "
+      "ms_per_step=%.1f mean_ms=%.1f min_ms=%.1f steps=%zu arena_MiB=%.1f rss_MiB=%.1f "
+      "model_gflop=%.1f sgemm_gflops=%.1f mfu_pct=%.1f\n",
+      static_cast<long long>(model.num_params()), loss0, static_cast<long long>(T),
+      1e3 * T / median, median, mean, sorted.front(), ms.size(),
+      static_cast<double>(arena.peak()) / 1048576.0, peak_rss_mib(), model_gflop, sgemm,
+      100.0 * model_gflop / (median / 1e3) / sgemm);
   return 0;
 }
 

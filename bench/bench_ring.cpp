@@ -42,12 +42,18 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--seq-len") a.seq_len = std::atoll(v.c_str());
-    else if (k == "--d-model") a.d_model = std::atoll(v.c_str());
-    else if (k == "--heads") a.heads = std::atoll(v.c_str());
-    else if (k == "--steps") a.steps = std::atoll(v.c_str());
-    else if (k == "--pattern") a.pattern = v;
-    else if (k == "--recompute") a.recompute = v != "0";
+    if (k == "--seq-len")
+      a.seq_len = std::atoll(v.c_str());
+    else if (k == "--d-model")
+      a.d_model = std::atoll(v.c_str());
+    else if (k == "--heads")
+      a.heads = std::atoll(v.c_str());
+    else if (k == "--steps")
+      a.steps = std::atoll(v.c_str());
+    else if (k == "--pattern")
+      a.pattern = v;
+    else if (k == "--recompute")
+      a.recompute = v != "0";
     else {
       std::fprintf(stderr, "bench_ring: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -93,7 +99,7 @@ int run(int argc, char** argv) {
   TrainStep train(model, optim, *world, *world, arena, args.recompute, /*grad_clip=*/1.0);
   const StepInput input{{batch}, T};
   std::vector<double> times;
-  double waited = 0;  // in ring waits, over the timed steps
+  double waited = 0;                                    // in ring waits, over the timed steps
   for (int64_t step = 0; step <= args.steps; ++step) {  // step 0 is the warm-up
     world->barrier();
     const double t0 = now(), w0 = world->wait_seconds();
@@ -114,7 +120,8 @@ int run(int argc, char** argv) {
     Tensor q = bench::random_tensor({T, H, D}, 1), k = bench::random_tensor({T, Hkv, D}, 2),
            v = bench::random_tensor({T, Hkv, D}, 3), dout = bench::random_tensor({T, H, D}, 4);
     Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({T, H});
-    Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()), dv = Tensor::empty(v.shape());
+    Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()),
+           dv = Tensor::empty(v.shape());
     b0 = world->bytes_sent();
     ring_attention_forward(batch.seq, q, k, v, out, lse, arena);
     b1 = world->bytes_sent();
@@ -140,8 +147,8 @@ int run(int argc, char** argv) {
     const int64_t c0 = world->bytes_sent();
     glr_sequences_forward(batch.seq, gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, go, saved, arena);
     const int64_t c1 = world->bytes_sent();
-    glr_sequences_backward(batch.seq, gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, gdo, saved,
-                           dgq, dgk, dgv, dgg, arena);
+    glr_sequences_backward(batch.seq, gq, gkk, gvv, gg, 0.125f, cfg.glr_chunk, gdo, saved, dgq, dgk,
+                           dgv, dgg, arena);
     sp_fwd = static_cast<double>(c1 - c0);
     sp_bwd = static_cast<double>(world->bytes_sent() - c1);
     arena.release(mark);
@@ -163,8 +170,10 @@ int run(int argc, char** argv) {
         static_cast<double>(args.seq_len) / median, peaks[0], peaks[1],
         static_cast<double>(b1 - b0), analytic_fwd, static_cast<double>(b2 - b1), analytic_bwd);
     if (cfg.pattern.find('G') != std::string::npos)
-      std::printf("   GLA state passing bytes/rank/layer: fwd %.0f (analytic %.0f) bwd %.0f (analytic %.0f)\n",
-                  sp_fwd, sp_fwd_analytic, sp_bwd, sp_bwd_analytic);
+      std::printf(
+          "   GLA state passing bytes/rank/layer: fwd %.0f (analytic %.0f) bwd %.0f (analytic "
+          "%.0f)\n",
+          sp_fwd, sp_fwd_analytic, sp_bwd, sp_bwd_analytic);
   }
   return 0;
 }

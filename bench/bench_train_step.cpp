@@ -40,7 +40,8 @@ void BM_TrainStep(benchmark::State& state) {
   model.init_weights(1);
   AdamWOptimizer optim(model.params(), OptimSection{});
   SequenceLayout layout = SequenceLayout::zigzag(seq_len, 1, 0);
-  std::vector<int32_t> token_ids(kTokensPerStep), targets(kTokensPerStep), positions(kTokensPerStep);
+  std::vector<int32_t> token_ids(kTokensPerStep), targets(kTokensPerStep),
+      positions(kTokensPerStep);
   for (int64_t i = 0; i < kTokensPerStep; ++i) {
     token_ids[i] = static_cast<int32_t>((i * 7919) % 256);
     targets[i] = static_cast<int32_t>((i * 7919 + 13) % 256);

@@ -9,8 +9,9 @@
 // Shapes are small (the reference is a plain double loop) but keep the two decay kinds:
 //   gla:    per-channel decay, 2 heads, dk 32, dv 64
 //   mamba2: one decay per head, 4 heads sharing q/k (1 group), d_state 32, headdim 32
-// Decay g = logsigmoid(x) / normalizer, x ~ N(0, 4): normalizer 1 (strong, ~-0.7 a step), 16 (GLA's, ~-0.04 a step) and
-// 1000 (weak, ~-7e-4: a memory of ~1500 tokens, where the state and its gradient are largest).
+// Decay g = logsigmoid(x) / normalizer, x ~ N(0, 4): normalizer 1 (strong, ~-0.7 a step), 16
+// (GLA's, ~-0.04 a step) and 1000 (weak, ~-7e-4: a memory of ~1500 tokens, where the state and its
+// gradient are largest).
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -26,8 +27,8 @@ using testing::GlrCase;
 
 void run(const char* name, const GlrCase& c) {
   const testing::GlrErrors e = testing::glr_errors_against_float64(c, 7);
-  std::printf("%-7s %6.0f %8d | %9.2e %9.2e %9.2e %9.2e | %9.2e %9.2e | %8.1f\n", name, c.normalizer, c.T,
-              e.dq, e.dk, e.dv, e.dg, e.sum_dg_g, e.sum_dg, e.backward_ms);
+  std::printf("%-7s %6.0f %8d | %9.2e %9.2e %9.2e %9.2e | %9.2e %9.2e | %8.1f\n", name,
+              c.normalizer, c.T, e.dq, e.dk, e.dv, e.dg, e.sum_dg_g, e.sum_dg, e.backward_ms);
   std::fflush(stdout);
 }
 
@@ -47,17 +48,22 @@ int main(int argc, char** argv) {
   std::string shapes = "gla,mamba2";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--lengths") lengths = rt::parse_list(argv[i + 1]);
-    else if (flag == "--chunk") chunk = std::atoll(argv[i + 1]);
-    else if (flag == "--shapes") shapes = argv[i + 1];
+    if (flag == "--lengths")
+      lengths = rt::parse_list(argv[i + 1]);
+    else if (flag == "--chunk")
+      chunk = std::atoll(argv[i + 1]);
+    else if (flag == "--shapes")
+      shapes = argv[i + 1];
     else {
-      std::fprintf(stderr, "glr_accuracy: unknown flag %s (valid: --lengths, --chunk, --shapes)\n", argv[i]);
+      std::fprintf(stderr, "glr_accuracy: unknown flag %s (valid: --lengths, --chunk, --shapes)\n",
+                   argv[i]);
       return 2;
     }
   }
-  std::printf("chunk %lld; errors relative to the float64 reference\n", static_cast<long long>(chunk));
-  std::printf("%-7s %6s %8s | %9s %9s %9s %9s | %9s %9s | %8s\n", "shape", "norm", "T", "dq", "dk", "dv",
-              "dg", "sum dg*g", "sum dg", "bwd ms");
+  std::printf("chunk %lld; errors relative to the float64 reference\n",
+              static_cast<long long>(chunk));
+  std::printf("%-7s %6s %8s | %9s %9s %9s %9s | %9s %9s | %8s\n", "shape", "norm", "T", "dq", "dk",
+              "dv", "dg", "sum dg*g", "sum dg", "bwd ms");
   for (double normalizer : {1.0, 16.0, 1000.0})
     for (int T : lengths) {
       if (shapes.find("gla") != std::string::npos)

@@ -30,22 +30,29 @@ int main(int argc, char** argv) {
   int64_t chunk = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--layers") layers = split(argv[i + 1]);
-    else if (flag == "--lengths") lengths = split(argv[i + 1]);
-    else if (flag == "--chunk") chunk = std::stoll(argv[i + 1]);
+    if (flag == "--layers")
+      layers = split(argv[i + 1]);
+    else if (flag == "--lengths")
+      lengths = split(argv[i + 1]);
+    else if (flag == "--chunk")
+      chunk = std::stoll(argv[i + 1]);
     else {
-      std::fprintf(stderr, "layer_accuracy: unknown flag %s (valid: --layers, --lengths, --chunk)\n", argv[i]);
+      std::fprintf(stderr,
+                   "layer_accuracy: unknown flag %s (valid: --layers, --lengths, --chunk)\n",
+                   argv[i]);
       return 2;
     }
   }
   auto world = rt::mpi_world();
   rt::Communicator* group = world->size() > 1 ? world.get() : nullptr;
-  if (world->rank() == 0) std::printf("sp %d, chunk %lld\n", world->size(), static_cast<long long>(chunk));
+  if (world->rank() == 0)
+    std::printf("sp %d, chunk %lld\n", world->size(), static_cast<long long>(chunk));
   for (const std::string& layer : layers)
     for (const std::string& length : lengths) {
       rt::ModelConfig cfg = rt::testing::tiny_model_config(layer);
       cfg.glr_chunk = chunk;
-      const auto errors = rt::testing::layer_gradient_errors(layer[0], cfg, std::stoll(length), group, 3);
+      const auto errors =
+          rt::testing::layer_gradient_errors(layer[0], cfg, std::stoll(length), group, 3);
       if (world->rank() != 0) continue;
       std::printf("%s T %8s |", layer.c_str(), length.c_str());
       for (const auto& e : errors) std::printf(" %s %.2e", e.name.c_str(), e.error);

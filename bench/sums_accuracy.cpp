@@ -63,30 +63,34 @@ void run(int T) {
     Tensor dx = Tensor::empty({T, C}), dw = Tensor::zeros({C, W}), db = Tensor::zeros({C});
     ops::conv1d_causal_backward(dx, dw, db, Tensor(), dy, x, w, Tensor());
     Vec dx_ref, dw_ref, db_ref, dh_ref;
-    ref::conv1d_causal_backward(to_vec(dy), to_vec(x), to_vec(w), Vec(), T, C, W, dx_ref, dw_ref, db_ref, dh_ref);
+    ref::conv1d_causal_backward(to_vec(dy), to_vec(x), to_vec(w), Vec(), T, C, W, dx_ref, dw_ref,
+                                db_ref, dh_ref);
     report("conv1d dweight", T, rel_rms_error(dw, dw_ref));
     report("conv1d dbias", T, rel_rms_error(db, db_ref));
   }
   {
-    const Tensor raw = random_tensor({T, H}, 6), bias = random_tensor({H}, 7), a_log = random_tensor({H}, 8),
-                 ddt = gradient({T, H}, 9), dg = gradient({T, H}, 10);
+    const Tensor raw = random_tensor({T, H}, 6), bias = random_tensor({H}, 7),
+                 a_log = random_tensor({H}, 8), ddt = gradient({T, H}, 9),
+                 dg = gradient({T, H}, 10);
     Tensor draw = Tensor::empty({T, H}), dbias = Tensor::zeros({H}), dalog = Tensor::zeros({H});
     ops::mamba_dt_backward(draw, dbias, dalog, ddt, dg, raw, bias, a_log);
     Vec draw_ref, dbias_ref, dalog_ref;
-    ref::mamba_dt_backward(to_vec(ddt), to_vec(dg), to_vec(raw), to_vec(bias), to_vec(a_log), T, H, draw_ref,
-                           dbias_ref, dalog_ref);
+    ref::mamba_dt_backward(to_vec(ddt), to_vec(dg), to_vec(raw), to_vec(bias), to_vec(a_log), T, H,
+                           draw_ref, dbias_ref, dalog_ref);
     report("mamba_dt ddt_bias", T, rel_rms_error(dbias, dbias_ref));
     report("mamba_dt dA_log", T, rel_rms_error(dalog, dalog_ref));
   }
   {
-    const Tensor xs = random_tensor({T, H, P}, 11), dys = gradient({T, H, P}, 12), d = random_tensor({H}, 13);
+    const Tensor xs = random_tensor({T, H, P}, 11), dys = gradient({T, H, P}, 12),
+                 d = random_tensor({H}, 13);
     Tensor dx = Tensor::zeros({T, H, P}), dd = Tensor::zeros({H});
     ops::skip_heads_backward(dx, dd, dys, xs, d);
     const Vec xv = to_vec(xs), dyv = to_vec(dys);
     Vec dd_ref(H, 0.0);
     for (int t = 0; t < T; ++t)
       for (int h = 0; h < H; ++h)
-        for (int p = 0; p < P; ++p) dd_ref[h] += dyv[(size_t(t) * H + h) * P + p] * xv[(size_t(t) * H + h) * P + p];
+        for (int p = 0; p < P; ++p)
+          dd_ref[h] += dyv[(size_t(t) * H + h) * P + p] * xv[(size_t(t) * H + h) * P + p];
     report("skip_heads dD", T, rel_rms_error(dd, dd_ref));
   }
   {
@@ -96,7 +100,8 @@ void run(int T) {
     const Tensor tokens = testing::int_tensor(ids);
     Tensor dtable = Tensor::zeros({V, C});
     ops::embedding_backward(dtable, tokens, dy);
-    report("embedding dtable", T, rel_rms_error(dtable, ref::embedding_backward(ids, to_vec(dy), V, C)));
+    report("embedding dtable", T,
+           rel_rms_error(dtable, ref::embedding_backward(ids, to_vec(dy), V, C)));
   }
   {
     const int OC = 64;

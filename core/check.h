@@ -54,8 +54,9 @@ std::string choices_of(const Names& names) {
 
 }  // namespace rt
 
-#define RT_CHECK(cond, ...)                                                                   \
-  do {                                                                                        \
-    if (!(cond)) ::rt::fail_internal(__FILE__, __LINE__, ::rt::cat("check failed: " #cond " ", \
-                                                                   ##__VA_ARGS__));           \
+#define RT_CHECK(cond, ...)                                                      \
+  do {                                                                           \
+    if (!(cond))                                                                 \
+      ::rt::fail_internal(__FILE__, __LINE__,                                    \
+                          ::rt::cat("check failed: " #cond " ", ##__VA_ARGS__)); \
   } while (0)

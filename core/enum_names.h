@@ -14,7 +14,6 @@
 #include <string>
 #include <string_view>
 
-
 namespace rt {
 
 template <class E>

@@ -8,11 +8,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/check.h"
+#include "core/hash.h"
 #include "data/h5.h"
 #include "data/jsonl.h"
 #include "data/tokenizer.h"
-#include "core/check.h"
-#include "core/hash.h"
 
 namespace rt {
 
@@ -33,7 +33,9 @@ bool file_exists(const std::string& path) {
 }  // namespace
 
 Corpus::~Corpus() { delete impl_; }
-Corpus::Corpus(Corpus&& o) noexcept : impl_(o.impl_), info_(std::move(o.info_)) { o.impl_ = nullptr; }
+Corpus::Corpus(Corpus&& o) noexcept : impl_(o.impl_), info_(std::move(o.info_)) {
+  o.impl_ = nullptr;
+}
 Corpus& Corpus::operator=(Corpus&& o) noexcept {
   if (this != &o) {
     delete impl_;
@@ -45,12 +47,10 @@ Corpus& Corpus::operator=(Corpus&& o) noexcept {
 }
 
 Corpus Corpus::open(const std::string& path, const std::string& key) {
-  auto bad = [&](const std::string& what) {
-    return UserError(cat(key, ": ", path, ": ", what));
-  };
+  auto bad = [&](const std::string& what) { return UserError(cat(key, ": ", path, ": ", what)); };
   if (!file_exists(path))
-    throw UserError(cat(key, ": corpus file '", path,
-                        "' does not exist; expected an HDF5 corpus (", kHowToMake, ")"));
+    throw UserError(cat(key, ": corpus file '", path, "' does not exist; expected an HDF5 corpus (",
+                        kHowToMake, ")"));
   Corpus c;
   c.impl_ = new Impl;
   try {
@@ -63,7 +63,8 @@ Corpus Corpus::open(const std::string& path, const std::string& key) {
   info.path = path;
   try {
     if (!f.has_attr("/", "format"))
-      throw bad(cat("no 'format' attribute; expected format='", kCorpusFormat, "' (", kHowToMake, ")"));
+      throw bad(
+          cat("no 'format' attribute; expected format='", kCorpusFormat, "' (", kHowToMake, ")"));
     const std::string format = f.attr_string("/", "format");
     if (format != kCorpusFormat)
       throw bad(cat("format is '", format, "', expected '", kCorpusFormat, "' (", kHowToMake, ")"));
@@ -77,7 +78,8 @@ Corpus Corpus::open(const std::string& path, const std::string& key) {
     if (info.vocab_size < 2 || info.vocab_size > (int64_t(1) << 31) - 1)
       throw bad(cat("vocab_size ", info.vocab_size, " is out of range; expected 2 .. 2^31-1"));
     if (info.eos_id < 0 || info.eos_id >= info.vocab_size)
-      throw bad(cat("eos_id ", info.eos_id, " is outside the vocabulary [0, ", info.vocab_size, ")"));
+      throw bad(
+          cat("eos_id ", info.eos_id, " is outside the vocabulary [0, ", info.vocab_size, ")"));
 
     const h5::DatasetInfo tokens = f.info("/tokens");
     if (tokens.dims.size() != 1 || tokens.type_class != H5T_INTEGER || tokens.is_signed ||
@@ -106,8 +108,7 @@ Corpus Corpus::open(const std::string& path, const std::string& key) {
       throw bad(cat("/doc_offsets must run from 0 to the token count ", info.num_tokens,
                     ", it runs from ", off.front(), " to ", off.back()));
     for (size_t i = 1; i < off.size(); ++i)
-      if (off[i] < off[i - 1])
-        throw bad(cat("/doc_offsets decreases at document ", i - 1));
+      if (off[i] < off[i - 1]) throw bad(cat("/doc_offsets decreases at document ", i - 1));
     if (info.num_tokens < 2) throw bad("the corpus holds fewer than 2 tokens");
   } catch (const h5::Error& e) {
     throw bad(cat(e.what(), " (", kHowToMake, ")"));
@@ -132,7 +133,8 @@ void Corpus::read_tokens(int64_t start, int64_t count, int32_t* out) const {
 
 std::vector<uint64_t> Corpus::doc_offsets() const {
   try {
-    return impl_->file.read_all<uint64_t>("/doc_offsets", static_cast<uint64_t>(info_.num_docs) + 1);
+    return impl_->file.read_all<uint64_t>("/doc_offsets",
+                                          static_cast<uint64_t>(info_.num_docs) + 1);
   } catch (const h5::Error& e) {
     throw UserError(cat(info_.path, ": ", e.what()));
   }
@@ -182,7 +184,8 @@ CorpusWriter::CorpusWriter(const std::string& out_path) : impl_(new Impl) {
     impl_->file.create_appendable<uint16_t>("/tokens", kTokenChunk);
   } catch (const h5::Error& e) {
     delete impl_;
-    throw UserError(cat("--out ", out_path, ": cannot create ", out_path, ".tmp: ", std::strerror(errno)));
+    throw UserError(
+        cat("--out ", out_path, ": cannot create ", out_path, ".tmp: ", std::strerror(errno)));
   }
 }
 
@@ -233,7 +236,8 @@ ImportStats CorpusWriter::finish() {
 
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
                           ImportFormat format) {
-  if (files.empty()) throw UserError("data import: no input files; expected FILE... after the options");
+  if (files.empty())
+    throw UserError("data import: no input files; expected FILE... after the options");
   CorpusWriter writer(out_path);
   int64_t empty = 0;
   std::vector<int32_t> doc;
@@ -250,7 +254,8 @@ ImportStats import_corpus(const std::vector<std::string>& files, const std::stri
   for (const std::string& path : files) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw UserError(cat(path, ": cannot read input file: ", std::strerror(errno)));
-    const bool jsonl = format == ImportFormat::Jsonl || (format == ImportFormat::Auto && is_jsonl_name(path));
+    const bool jsonl =
+        format == ImportFormat::Jsonl || (format == ImportFormat::Auto && is_jsonl_name(path));
     if (!jsonl) {
       std::ostringstream s;
       s << in.rdbuf();
@@ -267,7 +272,8 @@ ImportStats import_corpus(const std::vector<std::string>& files, const std::stri
       add_document(*text);
     }
   }
-  if (writer.documents() == 0) throw UserError("data import: the input files hold no non-empty document");
+  if (writer.documents() == 0)
+    throw UserError("data import: the input files hold no non-empty document");
   ImportStats stats = writer.finish();
   stats.empty_skipped = empty;
   return stats;

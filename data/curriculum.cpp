@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "data/loader.h"
 #include "core/check.h"
 #include "core/hash.h"
+#include "data/loader.h"
 
 namespace rt {
 
@@ -12,8 +12,10 @@ std::vector<double> curriculum_odds(CurriculumKind kind, int n) {
   std::vector<double> odds(n, 1.0);
   if (kind == CurriculumKind::Natural) return {};
   for (int i = 0; i < n; ++i) {
-    if (kind == CurriculumKind::GrowLinear) odds[i] = n - i;
-    else if (kind == CurriculumKind::GrowP2) odds[i] = std::ldexp(1.0, n - 1 - i);
+    if (kind == CurriculumKind::GrowLinear)
+      odds[i] = n - i;
+    else if (kind == CurriculumKind::GrowP2)
+      odds[i] = std::ldexp(1.0, n - 1 - i);
   }
   return odds;
 }
@@ -21,12 +23,15 @@ std::vector<double> curriculum_odds(CurriculumKind kind, int n) {
 CurriculumSchedule::CurriculumSchedule(std::vector<int64_t> bucket_sizes, int min_log2,
                                        int64_t tokens_per_step, const CurriculumSpec& spec,
                                        uint64_t seed)
-    : sizes_(std::move(bucket_sizes)), min_log2_(min_log2), tokens_per_step_(tokens_per_step),
-      spec_(spec), seed_(seed) {
+    : sizes_(std::move(bucket_sizes)),
+      min_log2_(min_log2),
+      tokens_per_step_(tokens_per_step),
+      spec_(spec),
+      seed_(seed) {
   RT_CHECK(spec_.cycles >= 1, "cycles ", spec_.cycles);
   if (spec_.odds.empty()) spec_.odds = curriculum_odds(spec_.kind, static_cast<int>(sizes_.size()));
-  RT_CHECK(spec_.odds.empty() || spec_.odds.size() == sizes_.size(), "odds for ",
-           spec_.odds.size(), " of ", sizes_.size(), " buckets");
+  RT_CHECK(spec_.odds.empty() || spec_.odds.size() == sizes_.size(), "odds for ", spec_.odds.size(),
+           " of ", sizes_.size(), " buckets");
   for (size_t i = 0; i < sizes_.size(); ++i) {
     const int64_t per = per_step(min_log2_ + static_cast<int>(i));
     batches_.push_back(sizes_[i] == 0 || per == 0 ? 0 : (sizes_[i] + per - 1) / per);
@@ -84,9 +89,10 @@ CurriculumSchedule::Draw CurriculumSchedule::at(int64_t step) const {
 
 std::vector<int64_t> CurriculumSchedule::sequences(const Draw& draw) const {
   const int64_t n = sizes_.at(draw.log2_len - min_log2_), per = per_step(draw.log2_len);
-  const SeededPermutation perm(static_cast<uint64_t>(n),
-                               splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(draw.epoch) * 131 +
-                                                            static_cast<uint64_t>(draw.log2_len))));
+  const SeededPermutation perm(
+      static_cast<uint64_t>(n),
+      splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(draw.epoch) * 131 +
+                                    static_cast<uint64_t>(draw.log2_len))));
   std::vector<int64_t> ids(per);
   for (int64_t i = 0; i < per; ++i)
     ids[i] = static_cast<int64_t>(perm(static_cast<uint64_t>((draw.batch * per + i) % n)));

@@ -37,7 +37,7 @@ struct EnumNames<CurriculumKind> {
 
 struct CurriculumSpec {
   CurriculumKind kind = CurriculumKind::GrowP2;
-  std::vector<double> odds;      // one per bucket, shortest first; overrides kind when given
+  std::vector<double> odds;  // one per bucket, shortest first; overrides kind when given
   int64_t cycles = 8;
 };
 
@@ -49,9 +49,9 @@ class CurriculumSchedule {
                      const CurriculumSpec& spec, uint64_t seed);
 
   struct Draw {
-    int log2_len = 0;     // the bucket: sequences of 2^log2_len tokens
+    int log2_len = 0;  // the bucket: sequences of 2^log2_len tokens
     int64_t epoch = 0;
-    int64_t batch = 0;    // index among the bucket's batches of this epoch
+    int64_t batch = 0;  // index among the bucket's batches of this epoch
   };
   Draw at(int64_t step) const;
   // The bucket-local indices of the sequences of a draw (per_step(k) of them).

@@ -2,8 +2,8 @@
 
 #include <cstdio>
 
-#include "data/h5.h"
 #include "core/check.h"
+#include "data/h5.h"
 
 namespace rt {
 
@@ -62,11 +62,13 @@ Buckets read_buckets(const std::string& corpus_path, const std::string& key, int
     const h5::File f = h5::File::open_read(corpus_path);
     if (!f.exists("/buckets") || !f.has_attr("/", "min_log2"))
       throw UserError(cat(key, ": ", corpus_path, " has no buckets; run 'ringtrain data decompose ",
-                          corpus_path, " --min-len N --max-len M' first (or use data.mode: "
+                          corpus_path,
+                          " --min-len N --max-len M' first (or use data.mode: "
                           "concat_chunk)"));
     const int64_t lo = f.attr_int("/", "min_log2"), hi = f.attr_int("/", "max_log2");
     if (lo < 0 || hi < lo || hi >= 40)
-      throw bad(cat("bucket range 2^", lo, "..2^", hi, " (attributes min_log2, max_log2) is invalid; "
+      throw bad(cat("bucket range 2^", lo, "..2^", hi,
+                    " (attributes min_log2, max_log2) is invalid; "
                     "expected 0 <= min_log2 <= max_log2 < 40"));
     Buckets b;
     b.min_log2 = static_cast<int>(lo);
@@ -76,23 +78,25 @@ Buckets read_buckets(const std::string& corpus_path, const std::string& key, int
     if (b.dropped_pairs < 0 || b.total_pairs < 0 || b.dropped_pairs > b.total_pairs ||
         b.total_pairs > num_tokens)
       throw bad(cat("/buckets counts ", b.dropped_pairs, " dropped of ", b.total_pairs,
-                    " pairs; expected 0 <= dropped <= total <= the corpus's ", num_tokens, " tokens"));
+                    " pairs; expected 0 <= dropped <= total <= the corpus's ", num_tokens,
+                    " tokens"));
     int64_t sequences = 0;
     for (int k = b.min_log2; k <= b.max_log2; ++k) {
       const std::string name = cat("/buckets/", k, "/starts");
       const h5::DatasetInfo info = f.info(name);
       if (info.dims.size() != 1 || info.type_class != H5T_INTEGER || info.type_size != 8)
         throw bad(cat(name, " is not a 1-d u64 dataset"));
-      // A sequence of 2^k pairs takes 2^k + 1 tokens; the sequences cut from a document are disjoint
-      // but for their boundary tokens: at most (N - 1) / 2^k of them fit.
+      // A sequence of 2^k pairs takes 2^k + 1 tokens; the sequences cut from a document are
+      // disjoint but for their boundary tokens: at most (N - 1) / 2^k of them fit.
       const uint64_t len = uint64_t(1) << k;
       const uint64_t room = num_tokens > 0 ? static_cast<uint64_t>(num_tokens - 1) >> k : 0;
       if (info.dims[0] > room)
-        throw bad(cat(name, " holds ", info.dims[0], " sequences of 2^", k, " + 1 tokens, more than the ",
-                      num_tokens, " tokens of the corpus hold"));
+        throw bad(cat(name, " holds ", info.dims[0], " sequences of 2^", k,
+                      " + 1 tokens, more than the ", num_tokens, " tokens of the corpus hold"));
       std::vector<uint64_t> starts = f.read_all<uint64_t>(name, room);
       for (size_t i = 0; i < starts.size(); ++i)
-        if (starts[i] > static_cast<uint64_t>(num_tokens) || static_cast<uint64_t>(num_tokens) - starts[i] < len + 1)
+        if (starts[i] > static_cast<uint64_t>(num_tokens) ||
+            static_cast<uint64_t>(num_tokens) - starts[i] < len + 1)
           throw bad(cat(name, "[", i, "] = ", starts[i], " starts a sequence of ", len + 1,
                         " tokens beyond the corpus's ", num_tokens, " tokens"));
       sequences += static_cast<int64_t>(starts.size());
@@ -113,14 +117,19 @@ std::string bucket_table(const Buckets& b) {
   char line[160];
   for (int k = b.min_log2; k <= b.max_log2; ++k) {
     const int64_t pairs = b.pairs(k);
-    std::snprintf(line, sizeof line, "%6d %10lld %12zu %15lld %7.2f%%\n", k, 1LL << k, b.of(k).size(),
-                  static_cast<long long>(pairs),
-                  b.total_pairs ? 100.0 * static_cast<double>(pairs) / static_cast<double>(b.total_pairs) : 0.0);
+    std::snprintf(line, sizeof line, "%6d %10lld %12zu %15lld %7.2f%%\n", k, 1LL << k,
+                  b.of(k).size(), static_cast<long long>(pairs),
+                  b.total_pairs
+                      ? 100.0 * static_cast<double>(pairs) / static_cast<double>(b.total_pairs)
+                      : 0.0);
     out += line;
   }
-  std::snprintf(line, sizeof line, "dropped: %lld tokens (%.2f%%) in remainders shorter than 2^%d; total %lld\n",
+  std::snprintf(line, sizeof line,
+                "dropped: %lld tokens (%.2f%%) in remainders shorter than 2^%d; total %lld\n",
                 static_cast<long long>(b.dropped_pairs),
-                b.total_pairs ? 100.0 * static_cast<double>(b.dropped_pairs) / static_cast<double>(b.total_pairs) : 0.0,
+                b.total_pairs ? 100.0 * static_cast<double>(b.dropped_pairs) /
+                                    static_cast<double>(b.total_pairs)
+                              : 0.0,
                 b.min_log2, static_cast<long long>(b.total_pairs));
   out += line;
   return out;

@@ -1,10 +1,10 @@
-// Dataset decomposition (Pouransari et al., docs/DESIGN.md §7): each document of n tokens has m = n - 1
-// (input, target) pairs; it is cut into sequences of 2^k pairs for the set bits of m, largest
-// first, after sequences of max_len for every whole max_len in m; what is left below min_len is
-// dropped and counted. Consecutive sequences share their boundary token, so every pair of the
-// corpus is used exactly once or counted as dropped. A sequence of 2^k pairs is
-// tokens[start : start + 2^k + 1]. Buckets are index arrays (starts) only; tokens are never
-// copied. In the corpus file: /buckets/<k>/starts u64 [m_k], root attributes min_log2, max_log2.
+// Dataset decomposition (Pouransari et al., docs/DESIGN.md §7): each document of n tokens has
+// m = n - 1 (input, target) pairs; it is cut into sequences of 2^k pairs for the set bits of m,
+// largest first, after sequences of max_len for every whole max_len in m; what is left below
+// min_len is dropped and counted. Consecutive sequences share their boundary token, so every pair
+// of the corpus is used exactly once or counted as dropped. A sequence of 2^k pairs is tokens[start
+// : start + 2^k + 1]. Buckets are index arrays (starts) only; tokens are never copied. In the
+// corpus file: /buckets/<k>/starts u64 [m_k], root attributes min_log2, max_log2.
 #pragma once
 
 #include <cstdint>

@@ -2,8 +2,8 @@
 
 #include <mutex>
 
-#include "data/memory.h"
 #include "core/check.h"
+#include "data/memory.h"
 
 namespace rt::h5 {
 
@@ -39,13 +39,34 @@ Handle::~Handle() {
   if (id_ >= 0 && closer_) closer_(id_);
 }
 
-template <> hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
-template <> hid_t native_type<uint32_t>() { return H5T_NATIVE_UINT32; }
-template <> hid_t native_type<uint64_t>() { return H5T_NATIVE_UINT64; }
-template <> hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
-template <> hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
-template <> hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
-template <> hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <>
+hid_t native_type<uint16_t>() {
+  return H5T_NATIVE_UINT16;
+}
+template <>
+hid_t native_type<uint32_t>() {
+  return H5T_NATIVE_UINT32;
+}
+template <>
+hid_t native_type<uint64_t>() {
+  return H5T_NATIVE_UINT64;
+}
+template <>
+hid_t native_type<int32_t>() {
+  return H5T_NATIVE_INT32;
+}
+template <>
+hid_t native_type<int64_t>() {
+  return H5T_NATIVE_INT64;
+}
+template <>
+hid_t native_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
+template <>
+hid_t native_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
 
 File File::create(const std::string& path) {
   silence_hdf5();
@@ -75,13 +96,14 @@ File File::open_write(const std::string& path) {
     throw Error("not a readable HDF5 file (truncated, corrupt or another format)");
   File f;
   f.path_ = path;
-  f.file_ = Handle(check(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "cannot open for writing"),
-                   H5Fclose);
+  f.file_ = Handle(
+      check(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "cannot open for writing"), H5Fclose);
   return f;
 }
 
 void File::remove(const std::string& object) {
-  if (exists(object)) check_status(H5Ldelete(file_.id(), object.c_str(), H5P_DEFAULT), "cannot remove " + object);
+  if (exists(object))
+    check_status(H5Ldelete(file_.id(), object.c_str(), H5P_DEFAULT), "cannot remove " + object);
 }
 
 bool File::exists(const std::string& object) const {
@@ -172,7 +194,9 @@ DatasetInfo File::info(const std::string& name) const {
 }
 
 namespace {
-uint64_t saturating_mul(uint64_t a, uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
+uint64_t saturating_mul(uint64_t a, uint64_t b) {
+  return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
 }  // namespace
 
 void File::check_stored(const std::string& name, const DatasetInfo& info,
@@ -223,7 +247,8 @@ void File::read_into(const std::string& name, T* out, uint64_t count) const {
   const DatasetInfo i = info(name);
   const uint64_t n = i.elements;
   if (n != count)
-    throw Error(name + " holds " + std::to_string(n) + " values, expected " + std::to_string(count));
+    throw Error(name + " holds " + std::to_string(n) + " values, expected " +
+                std::to_string(count));
   if (n == 0) return;
   check_stored(name, i, 0);  // the caller allocated `count`: only the file's side to check
   Handle ds(check(H5Dopen2(file_.id(), name.c_str(), H5P_DEFAULT), "missing dataset " + name),
@@ -276,10 +301,10 @@ void File::set_attr(const std::string& object, const std::string& name, const st
   Handle type(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose);
   check_status(H5Tset_size(type.id(), std::max<size_t>(value.size(), 1)), "H5Tset_size");
   Handle space(check(H5Screate(H5S_SCALAR), "H5Screate"), H5Sclose);
-  Handle attr(check(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT,
-                               H5P_DEFAULT),
-                    "cannot create attribute " + name),
-              H5Aclose);
+  Handle attr(
+      check(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
+            "cannot create attribute " + name),
+      H5Aclose);
   const char* data = value.empty() ? "" : value.data();
   check_status(H5Awrite(attr.id(), type.id(), data), "cannot write attribute " + name);
 }
@@ -321,7 +346,8 @@ Handle open_single_attr(hid_t obj, const std::string& name) {
   if (H5Aexists(obj, name.c_str()) <= 0) throw Error("missing attribute " + name);
   Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "cannot open attribute " + name),
               H5Aclose);
-  Handle space(check(H5Aget_space(attr.id()), "cannot read the shape of attribute " + name), H5Sclose);
+  Handle space(check(H5Aget_space(attr.id()), "cannot read the shape of attribute " + name),
+               H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space.id());
   if (n != 1)
     throw Error("attribute " + name + " holds " + std::to_string(n) + " values, expected one");
@@ -337,7 +363,8 @@ std::string File::attr_string(const std::string& object, const std::string& name
   if (H5Tget_class(type.id()) != H5T_STRING) throw Error("attribute " + name + " is not a string");
   if (H5Tis_variable_str(type.id()) > 0) {  // written by h5py, for example
     char* value = nullptr;
-    Handle mem(check(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), "H5Tget_native_type"), H5Tclose);
+    Handle mem(check(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), "H5Tget_native_type"),
+               H5Tclose);
     check_status(H5Aread(attr.id(), mem.id(), &value), "cannot read attribute " + name);
     std::string s = value ? value : "";
     H5free_memory(value);
@@ -358,7 +385,8 @@ int64_t File::attr_int(const std::string& object, const std::string& name) const
   Handle obj = open_object(object);
   Handle attr = open_single_attr(obj.id(), name);
   Handle type(check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose);
-  if (H5Tget_class(type.id()) != H5T_INTEGER) throw Error("attribute " + name + " is not an integer");
+  if (H5Tget_class(type.id()) != H5T_INTEGER)
+    throw Error("attribute " + name + " is not an integer");
   int64_t v = 0;
   check_status(H5Aread(attr.id(), H5T_NATIVE_INT64, &v), "cannot read attribute " + name);
   return v;
@@ -375,19 +403,21 @@ double File::attr_double(const std::string& object, const std::string& name) con
   return v;
 }
 
-void File::flush() { check_status(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_); }
+void File::flush() {
+  check_status(H5Fflush(file_.id(), H5F_SCOPE_GLOBAL), "cannot flush " + path_);
+}
 
 void File::close() {
   if (file_.id() >= 0) check_status(H5Fclose(file_.release()), "cannot close " + path_);
 }
 
-#define RT_H5_INSTANTIATE(T)                                                                    \
-  template void File::write<T>(const std::string&, const T*, const std::vector<uint64_t>&,      \
-                               uint64_t);                                                       \
-  template void File::read<T>(const std::string&, T*, uint64_t, uint64_t) const;                \
-  template std::vector<T> File::read_all<T>(const std::string&, uint64_t) const;                \
-  template void File::read_into<T>(const std::string&, T*, uint64_t) const;                     \
-  template void File::create_appendable<T>(const std::string&, uint64_t);                       \
+#define RT_H5_INSTANTIATE(T)                                                               \
+  template void File::write<T>(const std::string&, const T*, const std::vector<uint64_t>&, \
+                               uint64_t);                                                  \
+  template void File::read<T>(const std::string&, T*, uint64_t, uint64_t) const;           \
+  template std::vector<T> File::read_all<T>(const std::string&, uint64_t) const;           \
+  template void File::read_into<T>(const std::string&, T*, uint64_t) const;                \
+  template void File::create_appendable<T>(const std::string&, uint64_t);                  \
   template void File::append<T>(const std::string&, const T*, uint64_t);
 RT_H5_INSTANTIATE(uint16_t)
 RT_H5_INSTANTIATE(uint32_t)

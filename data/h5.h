@@ -39,7 +39,8 @@ class Handle {
   Closer closer_ = nullptr;
 };
 
-template <class T> hid_t native_type();
+template <class T>
+hid_t native_type();
 
 struct DatasetInfo {
   std::vector<uint64_t> dims;
@@ -53,15 +54,15 @@ struct DatasetInfo {
 
 class File {
  public:
-  static File create(const std::string& path);     // truncates an existing file
-  static File open_read(const std::string& path);  // throws Error when not readable HDF5
+  static File create(const std::string& path);      // truncates an existing file
+  static File open_read(const std::string& path);   // throws Error when not readable HDF5
   static File open_write(const std::string& path);  // an existing file, read-write
   const std::string& path() const { return path_; }
 
-  bool exists(const std::string& object) const;   // "/a/b": every link on the way exists
+  bool exists(const std::string& object) const;  // "/a/b": every link on the way exists
   std::vector<std::string> children(const std::string& group) const;  // names, in name order
-  void create_groups(const std::string& path);     // like mkdir -p
-  void remove(const std::string& object);          // unlink a dataset or group (if present)
+  void create_groups(const std::string& path);                        // like mkdir -p
+  void remove(const std::string& object);  // unlink a dataset or group (if present)
 
   template <class T>
   void write(const std::string& name, const T* data, const std::vector<uint64_t>& dims,

@@ -25,8 +25,10 @@ size_t column_of_depth_limit(std::string_view line) {
   for (size_t i = 0; i < line.size(); ++i) {
     const char c = line[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '{' || c == '[') {
@@ -70,7 +72,8 @@ class TextField : public nlohmann::json_sax<json> {
     expecting_text_ = depth_ == 1 && name == "text";
     return true;
   }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) override {
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& e) override {
     // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 14:
     // syntax error while parsing object - unexpected end of input; expected '}'". Kept: what
     // is wrong, and the column.

@@ -50,17 +50,21 @@ void read_sequence(const Corpus& corpus, int64_t start, const SequenceLayout& la
     corpus.read_tokens(start + c.global_start, c.length + 1, buf.data());
     tokens.insert(tokens.end(), buf.begin(), buf.end() - 1);
     targets.insert(targets.end(), buf.begin() + 1, buf.end());
-    for (int64_t i = 0; i < c.length; ++i) positions.push_back(static_cast<int32_t>(c.global_start + i));
+    for (int64_t i = 0; i < c.length; ++i)
+      positions.push_back(static_cast<int32_t>(c.global_start + i));
   }
 }
 
 ConcatChunkSource::ConcatChunkSource(int64_t num_tokens, int64_t seq_len, int64_t tokens_per_step,
                                      uint64_t seed)
-    : sampler_(num_tokens, seq_len, seed), seq_len_(seq_len), per_step_(tokens_per_step / seq_len) {}
+    : sampler_(num_tokens, seq_len, seed),
+      seq_len_(seq_len),
+      per_step_(tokens_per_step / seq_len) {}
 
 StepSequences ConcatChunkSource::at(int64_t step) const {
   StepSequences s{seq_len_, {}};
-  for (int64_t j = 0; j < per_step_; ++j) s.starts.push_back(sampler_.sequence_start(step, j, per_step_));
+  for (int64_t j = 0; j < per_step_; ++j)
+    s.starts.push_back(sampler_.sequence_start(step, j, per_step_));
   return s;
 }
 
@@ -90,8 +94,9 @@ std::vector<int64_t> DecomposedSource::seq_lens() const {
 }
 
 std::string DecomposedSource::describe() const {
-  return cat("dataset decomposition: buckets 2^", buckets_.min_log2, "..2^", buckets_.max_log2, ", ",
-             schedule_.steps_per_epoch(), " steps per epoch in ", schedule_.cycles(), " cycles");
+  return cat("dataset decomposition: buckets 2^", buckets_.min_log2, "..2^", buckets_.max_log2,
+             ", ", schedule_.steps_per_epoch(), " steps per epoch in ", schedule_.cycles(),
+             " cycles");
 }
 
 }  // namespace rt

@@ -76,7 +76,8 @@ MemoryAvailable host_memory_available() {
              : read_number(base + "/memory.usage_in_bytes", usage)))
       usage = 0;
     const uint64_t left = limit > usage ? limit - usage : 0;
-    if (left < m.bytes) m = {left, v2 ? "the cgroup's memory.max" : "the cgroup's memory.limit_in_bytes"};
+    if (left < m.bytes)
+      m = {left, v2 ? "the cgroup's memory.max" : "the cgroup's memory.limit_in_bytes"};
     break;
   }
   return m;

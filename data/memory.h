@@ -8,8 +8,8 @@
 namespace rt {
 
 struct MemoryAvailable {
-  uint64_t bytes = 0;   // the smallest of the limits found
-  std::string source;   // where the figure comes from: "MemAvailable", "cgroup memory.max", ...
+  uint64_t bytes = 0;  // the smallest of the limits found
+  std::string source;  // where the figure comes from: "MemAvailable", "cgroup memory.max", ...
 };
 
 // Host memory: MemAvailable of /proc/meminfo, or the cgroup's limit less its usage when that

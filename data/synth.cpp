@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "data/tokenizer.h"
 #include "core/check.h"
 #include "core/hash.h"
+#include "data/tokenizer.h"
 
 namespace rt {
 
@@ -38,7 +38,8 @@ std::string filler(int64_t n, Random& rng) {
   std::string s;
   while (static_cast<int64_t>(s.size()) < n) {
     const int64_t words = 4 + rng.below(6);
-    for (int64_t w = 0; w < words; ++w) s += (w ? " " : "") + lexicon[static_cast<size_t>(rng.below(12))];
+    for (int64_t w = 0; w < words; ++w)
+      s += (w ? " " : "") + lexicon[static_cast<size_t>(rng.below(12))];
     s += ". ";
   }
   s.resize(static_cast<size_t>(n));
@@ -79,8 +80,8 @@ SynthDocument passkey_document(int64_t length, double depth, uint64_t seed, int6
     return end != std::string::npos && at - end < 40 ? end + 1 : at;
   };
   // The key goes at the depth; the extra questions at random points after it.
-  const size_t key_at = sentence_start(static_cast<size_t>(
-      std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(room))));
+  const size_t key_at = sentence_start(
+      static_cast<size_t>(std::llround(std::clamp(depth, 0.0, 1.0) * static_cast<double>(room))));
   std::vector<size_t> question_at;
   for (int64_t q = 1; q < asked; ++q)
     question_at.push_back(sentence_start(
@@ -133,13 +134,15 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
     throw UserError(cat("data synth: --task '", spec.task, "' is not one of passkey, mqar"));
   if (spec.questions < 1 || spec.questions > 64)
     throw UserError(cat("data synth: --questions ", spec.questions, "; expected 1 to 64"));
-  if (spec.documents < 1) throw UserError(cat("data synth: --docs ", spec.documents, "; expected at least 1"));
+  if (spec.documents < 1)
+    throw UserError(cat("data synth: --docs ", spec.documents, "; expected at least 1"));
   // A document is built in memory: 2^36 tokens (a few hundred GiB of text) is beyond any use.
-  if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len || spec.max_len > (int64_t(1) << 36))
+  if (spec.min_len < kSynthMinLength || spec.max_len < spec.min_len ||
+      spec.max_len > (int64_t(1) << 36))
     throw UserError(cat("data synth: lengths ", spec.min_len, "..", spec.max_len, "; expected ",
                         kSynthMinLength, " <= --min-len <= --max-len <= 2^36"));
-  if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" && spec.length_dist != "fixed" &&
-      spec.length_dist != "pow2")
+  if (spec.length_dist != "log_uniform" && spec.length_dist != "uniform" &&
+      spec.length_dist != "fixed" && spec.length_dist != "pow2")
     throw UserError(cat("data synth: --length-dist '", spec.length_dist,
                         "' is not one of log_uniform, uniform, fixed, pow2"));
   // pow2: 2^k (input, target) pairs, 2^k a power of two in [min_len, max_len].
@@ -147,17 +150,20 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   while ((int64_t{1} << lo2) < spec.min_len) ++lo2;
   while ((int64_t{1} << (hi2 + 1)) <= spec.max_len) ++hi2;
   if (spec.length_dist == "pow2" && lo2 > hi2)
-    throw UserError(cat("data synth: --length-dist pow2: no power of two in ", spec.min_len, "..", spec.max_len));
+    throw UserError(cat("data synth: --length-dist pow2: no power of two in ", spec.min_len, "..",
+                        spec.max_len));
   CorpusWriter writer(out_path);
   Random rng(spec.seed ^ 0x9e3779b97f4a7c15ull);
   for (int64_t d = 0; d < spec.documents; ++d) {
     const double u = rng.unit();
     int64_t length = spec.max_len;
     if (spec.length_dist == "uniform")
-      length = spec.min_len + static_cast<int64_t>(u * static_cast<double>(spec.max_len - spec.min_len + 1));
+      length = spec.min_len +
+               static_cast<int64_t>(u * static_cast<double>(spec.max_len - spec.min_len + 1));
     else if (spec.length_dist == "log_uniform")
-      length = static_cast<int64_t>(std::exp(std::log(static_cast<double>(spec.min_len)) +
-                                             u * std::log(static_cast<double>(spec.max_len) / spec.min_len)));
+      length = static_cast<int64_t>(
+          std::exp(std::log(static_cast<double>(spec.min_len)) +
+                   u * std::log(static_cast<double>(spec.max_len) / spec.min_len)));
     length = std::clamp(length, spec.min_len, spec.max_len);
     if (spec.length_dist == "pow2") {
       // k with odds 2^-k: every bucket gets the same expected number of tokens, so dataset
@@ -170,9 +176,11 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
     }
     const uint64_t doc_seed = rng.next();
     // Drawn only when asked for, so that corpora of one question stay what they were.
-    const int64_t questions = spec.questions > 1 ? 1 + static_cast<int64_t>(rng.below(spec.questions)) : 1;
-    writer.add(spec.task == "passkey" ? passkey_document(length, rng.unit(), doc_seed, questions).tokens
-                                      : mqar_document(length, doc_seed).tokens);
+    const int64_t questions =
+        spec.questions > 1 ? 1 + static_cast<int64_t>(rng.below(spec.questions)) : 1;
+    writer.add(spec.task == "passkey"
+                   ? passkey_document(length, rng.unit(), doc_seed, questions).tokens
+                   : mqar_document(length, doc_seed).tokens);
   }
   return writer.finish();
 }

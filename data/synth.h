@@ -16,8 +16,8 @@
 namespace rt {
 
 struct SynthDocument {
-  std::vector<int32_t> tokens;    // exactly the requested length, ending with <eos>
-  std::vector<int64_t> answers;   // positions of the answer tokens in `tokens`
+  std::vector<int32_t> tokens;   // exactly the requested length, ending with <eos>
+  std::vector<int64_t> answers;  // positions of the answer tokens in `tokens`
 };
 
 // depth in [0, 1]: where the key sits in the filler (0 = start, 1 = just before the question).
@@ -30,7 +30,7 @@ SynthDocument mqar_document(int64_t length, uint64_t seed);
 inline constexpr int64_t kSynthMinLength = 128;
 
 struct SynthSpec {
-  std::string task = "passkey";          // passkey | mqar
+  std::string task = "passkey";  // passkey | mqar
   int64_t documents = 1000;
   int64_t min_len = 256, max_len = 4096;  // document lengths in tokens
   // log_uniform | uniform | fixed (max_len) | pow2: 2^k + 1 tokens, so that dataset

@@ -10,10 +10,16 @@ void ByteTokenizer::encode(std::string_view text, std::vector<int32_t>& out) {
 std::string ByteTokenizer::decode(const std::vector<int32_t>& tokens) {
   std::string s;
   for (int32_t t : tokens) {
-    if (t >= 0 && t < 256) s.push_back(static_cast<char>(t));
-    else if (t == kEos) s += "<eos>";
-    else if (t == kPad) s += "<pad>";
-    else s.append("<").append(std::to_string(t)).append(">");  // not "<" + ...: GCC 12 -Wrestrict false positive
+    if (t >= 0 && t < 256)
+      s.push_back(static_cast<char>(t));
+    else if (t == kEos)
+      s += "<eos>";
+    else if (t == kPad)
+      s += "<pad>";
+    else
+      s.append("<")
+          .append(std::to_string(t))
+          .append(">");  // not "<" + ...: GCC 12 -Wrestrict false positive
   }
   return s;
 }

@@ -15,14 +15,15 @@ size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 Arena::Arena(Device device, size_t initial_bytes) : device_(device) {
   if (initial_bytes > 0) {
     Device d = device_;
-    blocks_.push_back({std::shared_ptr<void>(device_alloc(d, initial_bytes),
-                                             [d](void* p) { device_free(d, p); }),
-                       initial_bytes});
+    blocks_.push_back(
+        {std::shared_ptr<void>(device_alloc(d, initial_bytes), [d](void* p) { device_free(d, p); }),
+         initial_bytes});
   }
 }
 
 Tensor Arena::alloc(Shape shape, DType dtype) {
-  size_t bytes = round_up(std::max<size_t>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), 1));
+  size_t bytes =
+      round_up(std::max<size_t>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), 1));
   // Find room in the current block or a later one (kept from earlier steps), else add one.
   while (current_ < blocks_.size() && offset_ + bytes > blocks_[current_].size) {
     in_use_ += blocks_[current_].size - offset_;  // the tail of a block is lost until release
@@ -61,7 +62,8 @@ void Arena::reset() {
     blocks_.clear();
     Device d = device_;
     blocks_.push_back(
-        {std::shared_ptr<void>(device_alloc(d, total), [d](void* p) { device_free(d, p); }), total});
+        {std::shared_ptr<void>(device_alloc(d, total), [d](void* p) { device_free(d, p); }),
+         total});
   }
   current_ = 0;
   offset_ = 0;

@@ -22,7 +22,7 @@ int cpu_threads();
 // communicator must stage (parallel/staging_comm.h).
 bool is_cuda_pointer(const void* ptr);
 
-bool cuda_compiled();        // this binary was built with the CUDA backend
+bool cuda_compiled();  // this binary was built with the CUDA backend
 // Makes GPU `ordinal % cuda_device_count()` this process's device (one rank per GPU: the
 // node-local rank's) and returns its ordinal; a UserError when the build or the machine has
 // no GPU.
@@ -32,7 +32,7 @@ int use_cuda_device(int ordinal);
 std::string cuda_device_uuid();
 // Waits for the work queued on `device` (timing; a no-op on the CPU).
 void device_synchronize(Device device);
-int cuda_device_count();     // 0 without a driver/device, or without the CUDA backend
+int cuda_device_count();  // 0 without a driver/device, or without the CUDA backend
 std::string cuda_device_name(int ordinal);
 
 }  // namespace rt

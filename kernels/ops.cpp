@@ -103,7 +103,7 @@ void matmul(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, b
            trans_a ? "^T" : "", " x ", b.shape().str(), trans_b ? "^T" : "", " -> ",
            out.shape().str());
   RT_RUN(dev, gemm, trans_a, trans_b, m, n, k, alpha, a.f32(), a.size(1), b.f32(), b.size(1), beta,
-            out.f32(), n);
+         out.f32(), n);
 }
 
 void to_bf16(const Tensor& out, const Tensor& x) {
@@ -117,11 +117,11 @@ namespace {
 
 // C = op(A) op(B) + beta C for the linear ops: an f32 GEMM, or, when the layer's weight is bf16,
 // the bf16 GEMM, every operand in bf16 (f32 ones rounded to it).
-void linear_gemm(Device dev, bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n,
-                 int64_t k, const Tensor& a, const Tensor& b, float beta, const Tensor& c) {
+void linear_gemm(Device dev, bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 const Tensor& a, const Tensor& b, float beta, const Tensor& c) {
   if (!bf16) {
-    RT_RUN(dev, gemm, trans_a, trans_b, m, n, k, 1.0f, a.f32(), a.size(1), b.f32(), b.size(1),
-           beta, c.f32(), c.size(1));
+    RT_RUN(dev, gemm, trans_a, trans_b, m, n, k, 1.0f, a.f32(), a.size(1), b.f32(), b.size(1), beta,
+           c.f32(), c.size(1));
     return;
   }
   const GemmInput ga{a.data(), a.size(1), a.dtype() == DType::BF16};
@@ -155,7 +155,8 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& do
   const bool bf16 = weight.dtype() == DType::BF16;  // dweight's f32 operands too go in bf16
   if (dinp.defined()) {
     expect("linear_backward", "dinp", dinp, {T, C});
-    linear_gemm(dev, bf16, false, false, T, C, OC, dout, weight, accumulate_dinp ? 1.0f : 0.0f, dinp);
+    linear_gemm(dev, bf16, false, false, T, C, OC, dout, weight, accumulate_dinp ? 1.0f : 0.0f,
+                dinp);
   }
   linear_gemm(dev, bf16, true, false, OC, C, T, dout, inp, 1.0f, dweight);
 }
@@ -185,8 +186,8 @@ namespace {
 Shape rstd_shape(int64_t T, int64_t groups) { return groups == 1 ? Shape{T} : Shape{T, groups}; }
 }  // namespace
 
-void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
-                     const Tensor& weight, float eps, int64_t groups) {
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                     float eps, int64_t groups) {
   const Device dev = device_of("rmsnorm_forward", out, rstd, inp, weight);
   const int64_t T = inp.size(0), C = inp.size(1);
   RT_CHECK(groups >= 1 && C % groups == 0, "rmsnorm: ", C, " channels in ", groups, " groups");
@@ -202,8 +203,7 @@ void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
 }
 
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
-                      int64_t groups) {
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd, int64_t groups) {
   const Device dev = device_of("rmsnorm_backward", dinp, dweight, dout, inp, weight, rstd);
   const int64_t T = inp.size(0), C = inp.size(1);
   RT_CHECK(groups >= 1 && C % groups == 0, "rmsnorm: ", C, " channels in ", groups, " groups");
@@ -256,12 +256,13 @@ void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate) {
   RT_RUN(dev, silu_gate_forward, out.f32(), a.f32(), gate.f32(), out.numel());
 }
 
-void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout,
-                        const Tensor& a, const Tensor& gate) {
+void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout, const Tensor& a,
+                        const Tensor& gate) {
   const char* op = "silu_gate_backward";
   const Device dev = device_of(op, da, dgate, dout, a, gate);
   for (const Tensor* t : {&dgate, &dout, &a, &gate}) expect(op, "tensor", *t, da.shape());
-  RT_RUN(dev, silu_gate_backward, da.f32(), dgate.f32(), dout.f32(), a.f32(), gate.f32(), da.numel());
+  RT_RUN(dev, silu_gate_backward, da.f32(), dgate.f32(), dout.f32(), a.f32(), gate.f32(),
+         da.numel());
 }
 
 void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, float scale) {
@@ -272,8 +273,8 @@ void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, 
   RT_RUN(dev, logsigmoid_forward, out.f32(), x.f32(), bias.f32(), scale, x.size(0), x.size(1));
 }
 
-void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout,
-                         const Tensor& x, const Tensor& bias, float scale) {
+void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                         const Tensor& bias, float scale) {
   const Device dev = device_of("logsigmoid_backward", dx, dbias, dout, x, bias);
   RT_CHECK(x.ndim() == 2, "logsigmoid: x must be [T, C]");
   expect("logsigmoid_backward", "dx", dx, x.shape());
@@ -281,7 +282,7 @@ void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& do
   expect("logsigmoid_backward", "bias", bias, {x.size(1)});
   expect("logsigmoid_backward", "dbias", dbias, {x.size(1)});
   RT_RUN(dev, logsigmoid_backward, dx.f32(), dbias.f32(), dout.f32(), x.f32(), bias.f32(), scale,
-                           x.size(0), x.size(1));
+         x.size(0), x.size(1));
 }
 
 void conv1d_causal_forward(const Tensor& out, const Tensor& x, const Tensor& weight,
@@ -293,8 +294,7 @@ void conv1d_causal_forward(const Tensor& out, const Tensor& x, const Tensor& wei
   expect(op, "out", out, {T, C});
   expect(op, "weight", weight, {C, W});
   RT_RUN(dev, conv1d_causal_forward, out.f32(), x.f32(), weight.f32(),
-                             optional_f32(op, "bias", bias, {C}),
-                             optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
+         optional_f32(op, "bias", bias, {C}), optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
 }
 
 void conv1d_causal_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
@@ -308,9 +308,9 @@ void conv1d_causal_backward(const Tensor& dx, const Tensor& dweight, const Tenso
   expect(op, "dout", dout, {T, C});
   expect(op, "weight", weight, {C, W});
   expect(op, "dweight", dweight, {C, W});
-  RT_RUN(dev, conv1d_causal_backward, dx.f32(), dweight.f32(), optional_f32(op, "dbias", dbias, {C}),
-                              optional_f32(op, "dhalo", dhalo, {W - 1, C}), dout.f32(), x.f32(),
-                              weight.f32(), optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
+  RT_RUN(dev, conv1d_causal_backward, dx.f32(), dweight.f32(),
+         optional_f32(op, "dbias", dbias, {C}), optional_f32(op, "dhalo", dhalo, {W - 1, C}),
+         dout.f32(), x.f32(), weight.f32(), optional_f32(op, "halo", halo, {W - 1, C}), T, C, W);
 }
 
 void mamba_dt_forward(const Tensor& dt, const Tensor& g, const Tensor& dt_raw,
@@ -336,14 +336,16 @@ void mamba_dt_backward(const Tensor& ddt_raw, const Tensor& ddt_bias, const Tens
   for (const Tensor* t : {&ddt_raw, &ddt, &dg}) expect(op, "[T, H] tensor", *t, {T, H});
   for (const Tensor* t : {&ddt_bias, &da_log, &dt_bias, &a_log}) expect(op, "[H] tensor", *t, {H});
   RT_RUN(dev, mamba_dt_backward, ddt_raw.f32(), ddt_bias.f32(), da_log.f32(), ddt.f32(), dg.f32(),
-                         dt_raw.f32(), dt_bias.f32(), a_log.f32(), T, H);
+         dt_raw.f32(), dt_bias.f32(), a_log.f32(), T, H);
 }
 
 namespace {
 void expect_heads(const char* op, const Tensor& x, const Tensor& per_head, bool per_token) {
   RT_CHECK(x.ndim() == 3, op, ": x must be [T, H, P], got ", x.shape().str());
-  if (per_token) expect(op, "s", per_head, {x.size(0), x.size(1)});
-  else expect(op, "d", per_head, {x.size(1)});
+  if (per_token)
+    expect(op, "s", per_head, {x.size(0), x.size(1)});
+  else
+    expect(op, "d", per_head, {x.size(1)});
 }
 }  // namespace
 
@@ -354,15 +356,15 @@ void scale_heads_forward(const Tensor& out, const Tensor& x, const Tensor& s) {
   RT_RUN(dev, scale_heads_forward, out.f32(), x.f32(), s.f32(), x.size(0), x.size(1), x.size(2));
 }
 
-void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout,
-                          const Tensor& x, const Tensor& s) {
+void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout, const Tensor& x,
+                          const Tensor& s) {
   const Device dev = device_of("scale_heads_backward", dx, ds, dout, x, s);
   expect_heads("scale_heads_backward", x, s, true);
   expect("scale_heads_backward", "dx", dx, x.shape());
   expect("scale_heads_backward", "dout", dout, x.shape());
   expect("scale_heads_backward", "ds", ds, s.shape());
   RT_RUN(dev, scale_heads_backward, dx.f32(), ds.f32(), dout.f32(), x.f32(), s.f32(), x.size(0),
-                            x.size(1), x.size(2));
+         x.size(1), x.size(2));
 }
 
 void skip_heads_forward(const Tensor& y, const Tensor& o, const Tensor& x, const Tensor& d) {
@@ -370,7 +372,8 @@ void skip_heads_forward(const Tensor& y, const Tensor& o, const Tensor& x, const
   expect_heads("skip_heads_forward", x, d, false);
   expect("skip_heads_forward", "y", y, x.shape());
   expect("skip_heads_forward", "o", o, x.shape());
-  RT_RUN(dev, skip_heads_forward, y.f32(), o.f32(), x.f32(), d.f32(), x.size(0), x.size(1), x.size(2));
+  RT_RUN(dev, skip_heads_forward, y.f32(), o.f32(), x.f32(), d.f32(), x.size(0), x.size(1),
+         x.size(2));
 }
 
 void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, const Tensor& x,
@@ -381,7 +384,7 @@ void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, c
   expect("skip_heads_backward", "dy", dy, x.shape());
   expect("skip_heads_backward", "dd", dd, d.shape());
   RT_RUN(dev, skip_heads_backward, dx.f32(), dd.f32(), dy.f32(), x.f32(), d.f32(), x.size(0),
-                           x.size(1), x.size(2));
+         x.size(1), x.size(2));
 }
 
 void rope_table(const Tensor& table, const Tensor& positions, float theta) {
@@ -405,11 +408,12 @@ void rope(const char* op, const Tensor& x, const Tensor& table, bool inverse) {
 }  // namespace
 
 void rope_forward(const Tensor& x, const Tensor& table) { rope("rope_forward", x, table, false); }
-void rope_backward(const Tensor& dx, const Tensor& table) { rope("rope_backward", dx, table, true); }
+void rope_backward(const Tensor& dx, const Tensor& table) {
+  rope("rope_backward", dx, table, true);
+}
 
 namespace {
-AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k,
-                                  const Tensor& v) {
+AttentionDims attention_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
   RT_CHECK(q.ndim() == 3 && k.ndim() == 3, op, ": q, k, v must be [T, heads, D]");
   AttentionDims d{q.size(0), k.size(0), q.size(1), k.size(1), q.size(2)};
   RT_CHECK(d.Hkv > 0 && d.H % d.Hkv == 0, op, ": ", d.H, " query heads are not a multiple of ",
@@ -427,15 +431,14 @@ BlockKind classify_block(int64_t q_pos0, int64_t q_len, int64_t k_pos0, int64_t 
   return BlockKind::Causal;
 }
 
-void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
-                             const Tensor& k, const Tensor& v, int64_t q_pos0, int64_t k_pos0,
-                             Mask mask) {
+void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                             const Tensor& v, int64_t q_pos0, int64_t k_pos0, Mask mask) {
   const Device dev = device_of("attention_block_forward", out, lse, q, k, v);
   auto d = attention_dims("attention_block_forward", q, k, v);
   expect("attention_block_forward", "out", out, q.shape());
   expect("attention_block_forward", "lse", lse, {d.Tq, d.H});
   RT_RUN(dev, attention_block_forward, out.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), d, q_pos0,
-                               k_pos0, mask == Mask::Causal);
+         k_pos0, mask == Mask::Causal);
 }
 
 void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk,
@@ -446,7 +449,7 @@ void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk
   expect("attention_merge", "lse", lse, {out.size(0), out.size(1)});
   expect("attention_merge", "lse_blk", lse_blk, {out.size(0), out.size(1)});
   RT_RUN(dev, attention_merge, out.f32(), lse.f32(), out_blk.f32(), lse_blk.f32(), out.size(0),
-                       out.size(1), out.size(2));
+         out.size(1), out.size(2));
 }
 
 void attention_backward_delta(const Tensor& delta, const Tensor& dout, const Tensor& out) {
@@ -454,14 +457,14 @@ void attention_backward_delta(const Tensor& delta, const Tensor& dout, const Ten
   RT_CHECK(out.ndim() == 3, "attention_backward_delta: out must be [T, H, D]");
   expect("attention_backward_delta", "dout", dout, out.shape());
   expect("attention_backward_delta", "delta", delta, {out.size(0), out.size(1)});
-  RT_RUN(dev, attention_backward_delta, delta.f32(), dout.f32(), out.f32(), out.size(0), out.size(1),
-                                out.size(2));
+  RT_RUN(dev, attention_backward_delta, delta.f32(), dout.f32(), out.f32(), out.size(0),
+         out.size(1), out.size(2));
 }
 
-void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                              const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& dout, const Tensor& lse, const Tensor& delta,
-                              int64_t q_pos0, int64_t k_pos0, Mask mask) {
+void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& q,
+                              const Tensor& k, const Tensor& v, const Tensor& dout,
+                              const Tensor& lse, const Tensor& delta, int64_t q_pos0,
+                              int64_t k_pos0, Mask mask) {
   const char* op = "attention_block_backward";
   const Device dev = device_of(op, dq, dk, dv, q, k, v, dout, lse, delta);
   auto d = attention_dims(op, q, k, v);
@@ -472,17 +475,17 @@ void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
   expect(op, "lse", lse, {d.Tq, d.H});
   expect(op, "delta", delta, {d.Tq, d.H});
   RT_RUN(dev, attention_block_backward, dq.f32(), dk.f32(), dv.f32(), q.f32(), k.f32(), v.f32(),
-                                dout.f32(), lse.f32(), delta.f32(), d, q_pos0, k_pos0,
-                                mask == Mask::Causal);
+         dout.f32(), lse.f32(), delta.f32(), d, q_pos0, k_pos0, mask == Mask::Causal);
 }
 
 namespace {
-GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
-                      const Tensor& g, float scale, int64_t chunk) {
+GlrDims glr_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                 float scale, int64_t chunk) {
   RT_CHECK(v.ndim() == 3, op, ": v must be [T, H, dv], got ", v.shape().str());
   const int64_t T = v.size(0), H = v.size(1), dv = v.size(2);
   const Tensor& qk = q.defined() ? q : k;
-  RT_CHECK(qk.ndim() == 3 && qk.size(0) == T, op, ": q/k must be [T, Hg, dk], got ", qk.shape().str());
+  RT_CHECK(qk.ndim() == 3 && qk.size(0) == T, op, ": q/k must be [T, Hg, dk], got ",
+           qk.shape().str());
   const int64_t Hg = qk.size(1), dk = qk.size(2);
   RT_CHECK(Hg > 0 && H % Hg == 0, op, ": ", H, " heads are not a multiple of ", Hg, " q/k groups");
   if (q.defined()) expect(op, "q", q, {T, Hg, dk});
@@ -511,16 +514,16 @@ void glr_forward(const Tensor& o, const Tensor& h_final, const Tensor& states, c
   const auto d = glr_dims(op, q, k, v, g, scale, chunk);
   const Shape state{d.H, d.dk, d.dv};
   RT_RUN(dev, glr_forward, optional_f32(op, "o", o, {d.T, d.H, d.dv}),
-                   optional_f32(op, "h_final", h_final, state),
-                   optional_f32(op, "states", states, {glr_chunks(d) + 1, d.H, d.dk, d.dv}),
-                   q.defined() ? q.f32() : nullptr, k.f32(), v.f32(), g.f32(),
-                   optional_f32(op, "h0", h0, state), d);
+         optional_f32(op, "h_final", h_final, state),
+         optional_f32(op, "states", states, {glr_chunks(d) + 1, d.H, d.dk, d.dv}),
+         q.defined() ? q.f32() : nullptr, k.f32(), v.f32(), g.f32(),
+         optional_f32(op, "h0", h0, state), d);
 }
 
 void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dg,
                   const Tensor& dh0, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& g, const Tensor& states, const Tensor& dout,
-                  const Tensor& dh_final, float scale, int64_t chunk) {
+                  const Tensor& g, const Tensor& states, const Tensor& dout, const Tensor& dh_final,
+                  float scale, int64_t chunk) {
   const char* op = "glr_backward";
   const Device dev = device_of(op, v, dq, dk, dv, dg, dh0, q, k, g, states, dout, dh_final);
   const auto d = glr_dims(op, q, k, v, g, scale, chunk);
@@ -531,19 +534,21 @@ void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Te
   expect(op, "dg", dg, g.shape());
   expect(op, "dout", dout, v.shape());
   expect(op, "states", states, {glr_chunks(d) + 1, d.H, d.dk, d.dv});
-  RT_RUN(dev, glr_backward, dq.f32(), dk.f32(), dv.f32(), dg.f32(), optional_f32(op, "dh0", dh0, state),
-                    q.f32(), k.f32(), v.f32(), g.f32(), states.f32(), dout.f32(),
-                    optional_f32(op, "dh_final", dh_final, state), d);
+  RT_RUN(dev, glr_backward, dq.f32(), dk.f32(), dv.f32(), dg.f32(),
+         optional_f32(op, "dh0", dh0, state), q.f32(), k.f32(), v.f32(), g.f32(), states.f32(),
+         dout.f32(), optional_f32(op, "dh_final", dh_final, state), d);
 }
 
-void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k,
-                       const Tensor& v, const Tensor& g, int64_t chunk) {
+void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k, const Tensor& v,
+                       const Tensor& g, int64_t chunk) {
   const char* op = "glr_chunk_summary";
   const Device dev = device_of(op, v, s_loc, gamma, k, g);
   const auto d = glr_dims(op, Tensor(), k, v, g, 1.0f, chunk);
   expect(op, "s_loc", s_loc, {d.H, d.dk, d.dv});
-  if (d.vector_decay) expect(op, "gamma", gamma, {d.H, d.dk});
-  else expect(op, "gamma", gamma, {d.H});
+  if (d.vector_decay)
+    expect(op, "gamma", gamma, {d.H, d.dk});
+  else
+    expect(op, "gamma", gamma, {d.H});
   RT_RUN(dev, glr_chunk_summary, s_loc.f32(), gamma.f32(), k.f32(), v.f32(), g.f32(), d);
 }
 
@@ -563,14 +568,16 @@ void glr_state_scan(const Tensor& out, const Tensor& s_loc, const Tensor& gamma,
   const int64_t n = s_loc.size(0), H = s_loc.size(1), dk = s_loc.size(2), dv = s_loc.size(3);
   expect(op, "out", out, {n + 1, H, dk, dv});
   const bool vector_decay = gamma.ndim() == 3;
-  if (vector_decay) expect(op, "gamma", gamma, {n, H, dk});
-  else expect(op, "gamma", gamma, {n, H});
-  RT_RUN(dev, glr_state_scan, out.f32(), s_loc.f32(), gamma.f32(), n, H, dk, dv, vector_decay, reverse);
+  if (vector_decay)
+    expect(op, "gamma", gamma, {n, H, dk});
+  else
+    expect(op, "gamma", gamma, {n, H});
+  RT_RUN(dev, glr_state_scan, out.f32(), s_loc.f32(), gamma.f32(), n, H, dk, dv, vector_decay,
+         reverse);
 }
 
-double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
-                    const Tensor& dh, const Tensor& dweight, float grad_scale,
-                    const Tensor& token_losses) {
+double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets, const Tensor& dh,
+                    const Tensor& dweight, float grad_scale, const Tensor& token_losses) {
   const char* op = "lm_head_loss";
   const Device dev = device_of(op, h, weight, targets, dh, dweight, token_losses);
   const int64_t T = h.size(0), C = h.size(1), V = weight.size(0);
@@ -587,8 +594,8 @@ double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets
   }
   if (token_losses.defined()) expect(op, "token_losses", token_losses, {T});
   return RT_RUN(dev, lm_head_loss, h.f32(), weight.f32(), tg, dh.defined() ? dh.f32() : nullptr,
-                           dweight.defined() ? dweight.f32() : nullptr, grad_scale,
-                           token_losses.defined() ? token_losses.f32() : nullptr, T, C, V);
+                dweight.defined() ? dweight.f32() : nullptr, grad_scale,
+                token_losses.defined() ? token_losses.f32() : nullptr, T, C, V);
 }
 
 void lm_head_argmax(const Tensor& out, const Tensor& h, const Tensor& weight) {
@@ -607,7 +614,11 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& m, cons
   expect("adamw_update", "v", v, param.shape());
   RT_CHECK(hp.step >= 1, "adamw_update: step is 1-based");
   const double t = static_cast<double>(hp.step);
-  const AdamWStep s{hp.lr, hp.beta1, hp.beta2, hp.eps, decay ? hp.lr * hp.weight_decay : 0.0f,
+  const AdamWStep s{hp.lr,
+                    hp.beta1,
+                    hp.beta2,
+                    hp.eps,
+                    decay ? hp.lr * hp.weight_decay : 0.0f,
                     1.0f - static_cast<float>(std::pow(hp.beta1, t)),
                     1.0f - static_cast<float>(std::pow(hp.beta2, t))};
   RT_RUN(dev, adamw_update, param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), s);

@@ -7,9 +7,9 @@
 //   H   query heads, Hkv key/value heads (GQA: H % Hkv == 0), D head dim
 //   Linear weights are [out_features, in_features]; y = x W^T.
 //   "accumulate" outputs are added to (+=); the others are overwritten.
-//   Everything is f32, except under run.precision: bf16 (docs/DESIGN.md §3) the weights of the linear
-//   ops (a bf16 copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32) and
-//   the residual stream (RMSNorm's input, add_bf16's output).
+//   Everything is f32, except under run.precision: bf16 (docs/DESIGN.md §3) the weights of the
+//   linear ops (a bf16 copy; the GEMM then rounds its f32 operands to bf16 and accumulates in f32)
+//   and the residual stream (RMSNorm's input, add_bf16's output).
 #pragma once
 
 #include <cstdint>
@@ -24,8 +24,8 @@ void add(const Tensor& out, const Tensor& a, const Tensor& b);  // out = a + b (
 // out = bf16(a + b), out and b bf16, a f32: a layer's output joining the bf16 residual stream
 // (run.precision: bf16); out may alias b.
 void add_bf16(const Tensor& out, const Tensor& a, const Tensor& b);
-void accumulate(const Tensor& dst, const Tensor& src);          // dst += src
-void scale(const Tensor& x, float factor);                      // x *= factor
+void accumulate(const Tensor& dst, const Tensor& src);  // dst += src
+void scale(const Tensor& x, float factor);              // x *= factor
 double sum_squares(const Tensor& x);  // deterministic: fixed blocking, double partial sums
 bool all_finite(const Tensor& x);
 
@@ -55,8 +55,8 @@ void embedding_backward(const Tensor& dtable, const Tensor& tokens, const Tensor
 // out[T,C] = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps) over each of `groups`
 // groups of C/groups channels: rstd [T] (groups = 1) or [T, groups]. inp f32 or bf16 (the
 // residual stream under run.precision: bf16), everything else f32.
-void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
-                     const Tensor& weight, float eps, int64_t groups = 1);
+void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                     float eps, int64_t groups = 1);
 // dinp[T,C] += ..., dweight[C] += ... (both accumulate: dinp is the residual stream's gradient)
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                       const Tensor& inp, const Tensor& weight, const Tensor& rstd,
@@ -72,13 +72,13 @@ void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& g
 
 // out = a * silu(gate), element by element (same shapes); backward overwrites da and dgate.
 void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate);
-void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout,
-                        const Tensor& a, const Tensor& gate);
+void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dout, const Tensor& a,
+                        const Tensor& gate);
 // out[T,C] = scale * logsigmoid(x + bias[c]) (a decay <= 0, GLA's gate); dx overwritten,
 // dbias [C] accumulates.
 void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, float scale);
-void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout,
-                         const Tensor& x, const Tensor& bias, float scale);
+void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout, const Tensor& x,
+                         const Tensor& bias, float scale);
 
 // ---- causal depthwise convolution -------------------------------------------------------
 // out[t, c] = bias[c] + sum_{i<W} weight[c, i] * x[t + i - (W-1), c]   x, out [T, C],
@@ -102,8 +102,8 @@ void mamba_dt_backward(const Tensor& ddt_raw, const Tensor& ddt_bias, const Tens
                        const Tensor& dt_bias, const Tensor& a_log);
 // out[t,h,:] = s[t,h] * x[t,h,:]   x, out [T,H,P], s [T,H]; backward: dx += s dout, ds = sum_p
 void scale_heads_forward(const Tensor& out, const Tensor& x, const Tensor& s);
-void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout,
-                          const Tensor& x, const Tensor& s);
+void scale_heads_backward(const Tensor& dx, const Tensor& ds, const Tensor& dout, const Tensor& x,
+                          const Tensor& s);
 // y[t,h,:] = o[t,h,:] + d[h] * x[t,h,:]; backward: dx += d dy, dd [H] += sum_{t,p} dy x
 void skip_heads_forward(const Tensor& y, const Tensor& o, const Tensor& x, const Tensor& d);
 void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, const Tensor& x,
@@ -125,9 +125,8 @@ void rope_backward(const Tensor& dx, const Tensor& table);
 //   out [Tq, H, D] = softmax(q k^T / sqrt(D)) v over the kept keys; lse [Tq, H] its log-sum-exp
 //   (-inf and out = 0 for a query with no kept key).
 enum class Mask { Full, Causal };
-void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
-                             const Tensor& k, const Tensor& v, int64_t q_pos0, int64_t k_pos0,
-                             Mask mask);
+void attention_block_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                             const Tensor& v, int64_t q_pos0, int64_t k_pos0, Mask mask);
 // Merges a block's (out_blk, lse_blk) into the running (out, lse) in f32 with the stable form
 //   out -= sigmoid(lse_blk - lse) * (out - out_blk);  lse -= logsigmoid(lse - lse_blk)
 void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk,
@@ -135,10 +134,10 @@ void attention_merge(const Tensor& out, const Tensor& lse, const Tensor& out_blk
 // delta[Tq, H] = rowsum(dout * out), computed once per Q chunk from the GLOBAL out.
 void attention_backward_delta(const Tensor& delta, const Tensor& dout, const Tensor& out);
 // Gradients of one block given the GLOBAL lse and delta of the queries; dq, dk, dv accumulate.
-void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                              const Tensor& q, const Tensor& k, const Tensor& v,
-                              const Tensor& dout, const Tensor& lse, const Tensor& delta,
-                              int64_t q_pos0, int64_t k_pos0, Mask mask);
+void attention_block_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& q,
+                              const Tensor& k, const Tensor& v, const Tensor& dout,
+                              const Tensor& lse, const Tensor& delta, int64_t q_pos0,
+                              int64_t k_pos0, Mask mask);
 // Which kind of work a block is, from the positions alone: skip when every key is after every
 // query (causal), full when every key is at or before every query, causal otherwise.
 enum class BlockKind { Skip, Full, Causal };
@@ -160,12 +159,13 @@ void glr_forward(const Tensor& o, const Tensor& h_final, const Tensor& states, c
 // forward's states. dq, dk, dv, dg are overwritten; dh0 is optional.
 void glr_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dg,
                   const Tensor& dh0, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& g, const Tensor& states, const Tensor& dout,
-                  const Tensor& dh_final, float scale, int64_t chunk);
-// A zigzag unit of a sequence as an affine map of its incoming state, S_out = Diag(e^gamma) S_in + s_loc:
-// s_loc [H, dk, dv] (its final state from zero), gamma [H, dk] or [H] (its total decay).
-void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k,
-                       const Tensor& v, const Tensor& g, int64_t chunk);
+                  const Tensor& g, const Tensor& states, const Tensor& dout, const Tensor& dh_final,
+                  float scale, int64_t chunk);
+// A zigzag unit of a sequence as an affine map of its incoming state,
+// S_out = Diag(e^gamma) S_in + s_loc: s_loc [H, dk, dv] (its final state from zero), gamma [H, dk]
+// or [H] (its total decay).
+void glr_chunk_summary(const Tensor& s_loc, const Tensor& gamma, const Tensor& k, const Tensor& v,
+                       const Tensor& g, int64_t chunk);
 // The gradient of sum(o * dout) with respect to h0 through the unit's own outputs,
 // scale * sum_t (q_t e^{B_t})^T dout_t: the local term of the state-passing backward.
 void glr_state_gradient(const Tensor& ds, const Tensor& q, const Tensor& g, const Tensor& dout,
@@ -185,9 +185,8 @@ void glr_state_scan(const Tensor& out, const Tensor& s_loc, const Tensor& gamma,
 // When dh is defined: dh[T,C] = grad_scale * d(loss sum)/dh (overwritten) and
 // dweight[V,C] += grad_scale * d(loss sum)/dweight.
 // When token_losses [T] is defined it receives each token's loss (0 for ignored ones).
-double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets,
-                    const Tensor& dh, const Tensor& dweight, float grad_scale,
-                    const Tensor& token_losses = Tensor());
+double lm_head_loss(const Tensor& h, const Tensor& weight, const Tensor& targets, const Tensor& dh,
+                    const Tensor& dweight, float grad_scale, const Tensor& token_losses = Tensor());
 
 // argmax over the vocabulary of h[T,C] weight[V,C]^T for each token, in token blocks: out i32 [T].
 void lm_head_argmax(const Tensor& out, const Tensor& h, const Tensor& weight);

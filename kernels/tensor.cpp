@@ -91,7 +91,8 @@ Tensor Tensor::rows(int64_t start, int64_t count) const {
            ", ", start + count, ") of a tensor ", shape_.str());
   Tensor t = *this;
   int64_t row_elems = numel() / std::max<int64_t>(size(0), 1);
-  t.data_ = static_cast<char*>(data_) + start * row_elems * static_cast<int64_t>(dtype_size(dtype_));
+  t.data_ =
+      static_cast<char*>(data_) + start * row_elems * static_cast<int64_t>(dtype_size(dtype_));
   t.shape_.dims[0] = count;
   return t;
 }

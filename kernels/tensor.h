@@ -3,11 +3,11 @@
 // (an Arena, a flat parameter buffer). Views are offsets along dim 0 (rows) or reshapes.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
-#include <array>
 #include <string>
 #include <string_view>
 

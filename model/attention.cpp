@@ -28,8 +28,7 @@ void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContex
   ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
   ops::rope_forward(q_, ctx.rope);
   ops::rope_forward(k_, ctx.rope);
-  ring_attention_forward(ctx.seq, q_, k_, v_, out_,
-                         lse_, arena);
+  ring_attention_forward(ctx.seq, q_, k_, v_, out_, lse_, arena);
   if (y.defined()) ops::linear_forward(y, out_.view({T, H_ * D_}), p.matmul_weight(wo));
 }
 
@@ -42,8 +41,7 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& 
          dv = arena.alloc({T, Hkv_, D_});
   ops::linear_backward(dout.view({T, H_ * D_}), p.grad(wo), dy, out_.view({T, H_ * D_}),
                        p.matmul_weight(wo), false);
-  ring_attention_backward(ctx.seq, q_, k_, v_, out_,
-                          dout, lse_, dq, dk, dv, arena);
+  ring_attention_backward(ctx.seq, q_, k_, v_, out_, dout, lse_, dq, dk, dv, arena);
   // q and k were rotated after projection: their gradients rotate back before it.
   ops::rope_backward(dq, ctx.rope);
   ops::rope_backward(dk, ctx.rope);

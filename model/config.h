@@ -11,12 +11,12 @@ struct ModelConfig {
   // One symbol per residual layer (Megatron's hybrid convention, plus G):
   //   '*' softmax attention, '-' SwiGLU MLP, 'G' Gated Linear Attention, 'M' Mamba-2.
   std::string pattern = "*-*-";
-  int64_t vocab_size = 258;   // byte tokenizer: 256 bytes + <eos> + <pad>
+  int64_t vocab_size = 258;  // byte tokenizer: 256 bytes + <eos> + <pad>
   int64_t d_model = 256;
   int64_t heads = 4;
-  int64_t kv_heads = 0;       // 0: same as heads (no GQA)
-  int64_t head_dim = 0;       // 0: d_model / heads
-  int64_t mlp_hidden = 0;     // 0: 8/3 d_model rounded up to a multiple of 64 (Llama)
+  int64_t kv_heads = 0;    // 0: same as heads (no GQA)
+  int64_t head_dim = 0;    // 0: d_model / heads
+  int64_t mlp_hidden = 0;  // 0: 8/3 d_model rounded up to a multiple of 64 (Llama)
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool tied_embeddings = true;

@@ -47,10 +47,11 @@ void GlaLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx
   ops::linear_forward(gate_pre_, low_, p.matmul_weight(w_gate2));
   ops::logsigmoid_forward(g_.view({T, K}), gate_pre_, p.value(b_gate), 1.0f / kGateNormalizer);
   const SequenceContext& seq = ctx.seq;
-  glr_sequences_forward(seq, q_, k_, v_, g_,
-                        1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, o_, glr_, arena);
+  glr_sequences_forward(seq, q_, k_, v_, g_, 1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, o_,
+                        glr_, arena);
   // RMSNorm over each head's dv values (one weight for all heads), then the swish gate.
-  ops::rmsnorm_forward(normed_.view({T * H_, dv_}), rstd_, o_.view({T * H_, dv_}), p.value(norm), eps_);
+  ops::rmsnorm_forward(normed_.view({T * H_, dv_}), rstd_, o_.view({T * H_, dv_}), p.value(norm),
+                       eps_);
   ops::silu_gate_forward(gated_, normed_, gate_);
   if (y.defined()) ops::linear_forward(y, gated_, p.matmul_weight(wo));
 }
@@ -69,9 +70,8 @@ void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   ops::rmsnorm_backward(d_o.view({T * H_, dv_}), p.grad(norm), dnormed.view({T * H_, dv_}),
                         o_.view({T * H_, dv_}), p.value(norm), rstd_);
   const SequenceContext& seq = ctx.seq;
-  glr_sequences_backward(seq, q_, k_, v_, g_,
-                         1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, d_o, glr_, dq, dk,
-                         dv, dg, arena);
+  glr_sequences_backward(seq, q_, k_, v_, g_, 1.0f / std::sqrt(static_cast<float>(dk_)), chunk_,
+                         d_o, glr_, dq, dk, dv, dg, arena);
   ops::logsigmoid_backward(dgate_pre, p.grad(b_gate), dg.view({T, K}), gate_pre_, p.value(b_gate),
                            1.0f / kGateNormalizer);
   ops::linear_backward(dlow, p.grad(w_gate2), dgate_pre, low_, p.matmul_weight(w_gate2), false);
@@ -102,7 +102,8 @@ int64_t GlaLayer::backward_floats(int64_t T, const SequenceLayout& layout) const
 
 double GlaLayer::forward_flops_per_token(int64_t) const {
   const double K = static_cast<double>(H_ * dk_), V = static_cast<double>(H_ * dv_);
-  const double projections = 2.0 * C_ * (2 * K + 2 * V + kGateRank) + 2.0 * kGateRank * K + 2.0 * V * C_;
+  const double projections =
+      2.0 * C_ * (2 * K + 2 * V + kGateRank) + 2.0 * kGateRank * K + 2.0 * V * C_;
   // Chunked recurrence per token and head: inter-chunk (q S), state update (k^T v) and the
   // intra-chunk scores and values over on average chunk/2 earlier tokens.
   const double recurrence = H_ * (4.0 * dk_ * dv_ + 2.0 * (chunk_ / 2.0) * (dk_ + dv_));

@@ -11,7 +11,8 @@ namespace rt {
 namespace {
 
 template <class L>
-std::unique_ptr<Layer> make(const std::string& prefix, const ModelConfig& config, ParameterSet& params) {
+std::unique_ptr<Layer> make(const std::string& prefix, const ModelConfig& config,
+                            ParameterSet& params) {
   return std::make_unique<L>(prefix, config, params);
 }
 

@@ -24,8 +24,8 @@ struct LayerKind {
 };
 
 const std::vector<LayerKind>& layer_kinds();
-const LayerKind* layer_kind(char symbol);             // null for a symbol that is no layer
-const LayerKind* layer_kind(std::string_view name);   // null for an unknown name
+const LayerKind* layer_kind(char symbol);            // null for a symbol that is no layer
+const LayerKind* layer_kind(std::string_view name);  // null for an unknown name
 // "'*' (attention), '-' (SwiGLU MLP), 'G' (GLA), 'M' (Mamba-2)", for messages.
 std::string layer_symbols_described();
 

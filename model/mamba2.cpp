@@ -29,8 +29,8 @@ Mamba2Layer::Mamba2Layer(const std::string& prefix, const ModelConfig& cfg, Para
 
 Mamba2Layer::Part Mamba2Layer::part(int i) const {
   switch (i) {
-    case 0: return {0, DI_};                  // x
-    case 1: return {DI_, G_ * N_};            // B
+    case 0: return {0, DI_};                   // x
+    case 1: return {DI_, G_ * N_};             // B
     default: return {DI_ + G_ * N_, G_ * N_};  // C
   }
 }
@@ -82,8 +82,8 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   const Tensor xs = act_[0].view({T, NH_, P_});
   ops::mamba_dt_forward(dt_, g_, dt_raw_, p.value(dt_bias), p.value(a_log));
   ops::scale_heads_forward(v_, xs, dt_);
-  glr_sequences_forward(seq, act_[2].view({T, G_, N_}),
-                        act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, y_, glr_, arena);
+  glr_sequences_forward(seq, act_[2].view({T, G_, N_}), act_[1].view({T, G_, N_}), v_, g_, 1.0f,
+                        chunk_, y_, glr_, arena);
   ops::skip_heads_forward(y_, y_, xs, p.value(d_skip));
   ops::silu_gate_forward(gated_, y_.view({T, DI_}), z_);
   ops::rmsnorm_forward(normed_, rstd_, gated_, p.value(norm), eps_, G_);
@@ -114,9 +114,9 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   ops::rmsnorm_backward(dgated, p.grad(norm), dnormed, gated_, p.value(norm), rstd_, G_);
   ops::silu_gate_backward(dyy.view({T, DI_}), dz, dgated, y_.view({T, DI_}), z_);
   ops::skip_heads_backward(dxs, p.grad(d_skip), dyy, xs, p.value(d_skip));  // do = dy
-  glr_sequences_backward(seq, act_[2].view({T, G_, N_}),
-                         act_[1].view({T, G_, N_}), v_, g_, 1.0f, chunk_, dyy, glr_,
-                         dact[2].view({T, G_, N_}), dact[1].view({T, G_, N_}), dv, dg, arena);
+  glr_sequences_backward(seq, act_[2].view({T, G_, N_}), act_[1].view({T, G_, N_}), v_, g_, 1.0f,
+                         chunk_, dyy, glr_, dact[2].view({T, G_, N_}), dact[1].view({T, G_, N_}),
+                         dv, dg, arena);
   ops::scale_heads_backward(dxs, ddt, dv, xs, dt_);
   ops::mamba_dt_backward(ddt_raw, p.grad(dt_bias), p.grad(a_log), ddt, dg, dt_raw_,
                          p.value(dt_bias), p.value(a_log));
@@ -132,11 +132,10 @@ void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
         const Segment& c = seq.layout->segments[k];
         const int64_t row = b * seq.layout->local_len + c.local_offset;
         const Tensor h = halo_[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width});
-        ops::conv1d_causal_backward(dpre[i].rows(row, c.length), dcw.rows(pt.row, pt.width),
-                                    dcb.rows(pt.row, pt.width),
-                                    dhalo[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width}),
-                                    dconv.rows(row, c.length), pre_[i].rows(row, c.length),
-                                    cw.rows(pt.row, pt.width), h);
+        ops::conv1d_causal_backward(
+            dpre[i].rows(row, c.length), dcw.rows(pt.row, pt.width), dcb.rows(pt.row, pt.width),
+            dhalo[i].rows(b * n_segments + k, 1).view({W_ - 1, pt.width}),
+            dconv.rows(row, c.length), pre_[i].rows(row, c.length), cw.rows(pt.row, pt.width), h);
       }
     // The halo rows' gradients go back to the rows (and ranks) they came from.
     conv_halos_backward(seq, dhalo[i], dpre[i], arena);
@@ -168,7 +167,8 @@ int64_t Mamba2Layer::forward_floats(int64_t T, const SequenceLayout& layout) con
 int64_t Mamba2Layer::backward_floats(int64_t T, const SequenceLayout& layout) const {
   const int64_t conv_dim = DI_ + 2 * G_ * N_, n_seqs = T / layout.local_len;
   // dnormed (= dy), dgated, dz | dact (= dconv), dpre of x, B, C | dhalos | dv | dg, ddt, ddt_raw
-  const int64_t own = T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + segments(layout, T) * (W_ - 1) * conv_dim;
+  const int64_t own =
+      T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + segments(layout, T) * (W_ - 1) * conv_dim;
   return own + std::max(glr_sequences_backward_floats(layout, n_seqs, NH_, N_, P_),
                         conv_halos_floats(layout, n_seqs, W_, DI_));
 }

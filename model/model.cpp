@@ -59,8 +59,7 @@ void Model::block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, con
   }
 }
 
-double Model::forward_backward(const Batch& batch, float grad_scale, bool recompute,
-                               Arena& arena) {
+double Model::forward_backward(const Batch& batch, float grad_scale, bool recompute, Arena& arena) {
   const int64_t T = batch.tokens.size(0), C = config_.d_model, L = blocks_.size();
   const Arena::Mark start = arena.mark();
   // Everything that lives through the whole step comes first, below the per-layer marks.
@@ -125,7 +124,8 @@ Tensor Model::forward_hidden(const Batch& batch, Arena& arena) {
     std::swap(h_in, h_out);
   }
   Tensor rstd = arena.alloc({T});
-  ops::rmsnorm_forward(hn, rstd, h_in, params_.value(final_norm_), static_cast<float>(config_.norm_eps));
+  ops::rmsnorm_forward(hn, rstd, h_in, params_.value(final_norm_),
+                       static_cast<float>(config_.norm_eps));
   arena.release(mark);  // hn was allocated before the mark and stays
   return hn;
 }

@@ -93,7 +93,8 @@ void init_uniform(const Tensor& x, double lo, double hi, uint64_t seed, uint64_t
   const uint64_t key = splitmix64(seed ^ splitmix64(stream));
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i)
-    p[i] = static_cast<float>(lo + (hi - lo) * uniform01(splitmix64(key + static_cast<uint64_t>(i))));
+    p[i] =
+        static_cast<float>(lo + (hi - lo) * uniform01(splitmix64(key + static_cast<uint64_t>(i))));
 }
 
 void init_param_normal(const ParameterSet& params, int id, double stddev, uint64_t seed) {

@@ -14,7 +14,7 @@ namespace rt {
 struct Parameter {
   std::string name;  // "layers.3.attn.wq"
   Shape shape;
-  bool decay = true;  // AdamW weight decay applies (matrices yes; norm weights no)
+  bool decay = true;   // AdamW weight decay applies (matrices yes; norm weights no)
   int64_t offset = 0;  // in the flat buffers
 };
 
@@ -26,8 +26,8 @@ class ParameterSet {
   // host); views taken before the move keep pointing at the old storage.
   void move_to(Device device);
 
-  // run.precision: bf16 (docs/DESIGN.md §3): the linear layers' GEMMs read a bf16 copy of the weights,
-  // rounded from the f32 values, which stay the master copy (optimizer, checkpoints).
+  // run.precision: bf16 (docs/DESIGN.md §3): the linear layers' GEMMs read a bf16 copy of the
+  // weights, rounded from the f32 values, which stay the master copy (optimizer, checkpoints).
   // keep_bf16_copy() asks for it, before or after allocate() (which then makes it);
   // refresh_bf16_copy() follows every change of the values (allocate, move_to, a checkpoint
   // load and the optimizer step call it).

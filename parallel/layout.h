@@ -23,7 +23,7 @@ struct SequenceLayout {
   int64_t seq_len = 0;
   int sp = 1, sp_rank = 0;
   std::vector<Segment> segments;  // in increasing global position
-  int64_t local_len = 0;      // tokens of one sequence on this rank
+  int64_t local_len = 0;          // tokens of one sequence on this rank
 
   static SequenceLayout zigzag(int64_t seq_len, int sp, int sp_rank);
   // The sp-rank holding global position p.

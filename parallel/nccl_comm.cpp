@@ -73,8 +73,10 @@ class NcclCommunicator final : public Communicator {
           std::this_thread::yield();
         clean = state == ncclSuccess;
       }
-      if (clean) ncclCommDestroy(comm_);
-      else ncclCommAbort(comm_);
+      if (clean)
+        ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
     }
     for (auto& [event, users] : event_users_) cudaEventDestroy(event);
     cudaEventDestroy(compute_done_);
@@ -86,24 +88,32 @@ class NcclCommunicator final : public Communicator {
 
   void allreduce_sum(float* data, int64_t count, const char* what) override {
     if (!is_cuda_pointer(data)) return host_->allreduce_sum(data, count, what);
-    collective(what, [&] { return ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm_, stream_); });
+    collective(what, [&] {
+      return ncclAllReduce(data, data, count, ncclFloat32, ncclSum, comm_, stream_);
+    });
   }
   void allreduce_sum(double* data, int64_t count, const char* what) override {
     if (!is_cuda_pointer(data)) return host_->allreduce_sum(data, count, what);
-    collective(what, [&] { return ncclAllReduce(data, data, count, ncclFloat64, ncclSum, comm_, stream_); });
+    collective(what, [&] {
+      return ncclAllReduce(data, data, count, ncclFloat64, ncclSum, comm_, stream_);
+    });
   }
   void allreduce_max(double* data, int64_t count, const char* what) override {
     if (!is_cuda_pointer(data)) return host_->allreduce_max(data, count, what);
-    collective(what, [&] { return ncclAllReduce(data, data, count, ncclFloat64, ncclMax, comm_, stream_); });
+    collective(what, [&] {
+      return ncclAllReduce(data, data, count, ncclFloat64, ncclMax, comm_, stream_);
+    });
   }
   void allgather(const void* in, void* out, int64_t bytes_per_rank, const char* what) override {
     if (!is_cuda_pointer(out)) return host_->allgather(in, out, bytes_per_rank, what);
     bytes_sent_ += bytes_per_rank * (size() - 1);
-    collective(what, [&] { return ncclAllGather(in, out, bytes_per_rank, ncclUint8, comm_, stream_); });
+    collective(what,
+               [&] { return ncclAllGather(in, out, bytes_per_rank, ncclUint8, comm_, stream_); });
   }
   void broadcast(void* data, int64_t bytes, int root, const char* what) override {
     if (!is_cuda_pointer(data)) return host_->broadcast(data, bytes, root, what);
-    collective(what, [&] { return ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_); });
+    collective(what,
+               [&] { return ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_); });
   }
   void barrier(const char* what) override { host_->barrier(what); }
   [[noreturn]] void abort(int exit_code) override {
@@ -168,8 +178,8 @@ class NcclCommunicator final : public Communicator {
  private:
   void check(ncclResult_t r, const char* call) {
     if (r == ncclSuccess || r == ncclInProgress) return;
-    const std::string message = cat("NCCL ", call, " failed: ", ncclGetErrorString(r), " (",
-                                    ncclGetLastError(comm_), ")");
+    const std::string message =
+        cat("NCCL ", call, " failed: ", ncclGetErrorString(r), " (", ncclGetLastError(comm_), ")");
     abort_all_live();
     fail(message);
   }
@@ -192,11 +202,13 @@ class NcclCommunicator final : public Communicator {
 
   void give_up_after(std::chrono::steady_clock::time_point t0, const char* what) {
     const double timeout = Watchdog::timeout_seconds();
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (waited <= timeout) return;
     abort_all_live();
     fail(cat("no answer in ", what, " after ", static_cast<int64_t>(waited),
-             " s (parallel.timeout_s = ", timeout, "); a peer rank died or stopped answering; "
+             " s (parallel.timeout_s = ", timeout,
+             "); a peer rank died or stopped answering; "
              "NCCL communicators aborted"));
   }
 
@@ -254,9 +266,9 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;
   bool in_group_ = false;
-  std::vector<int64_t> group_;                          // requests of the open group
-  std::unordered_map<int64_t, cudaEvent_t> pending_;    // request -> its group's event
-  std::unordered_map<cudaEvent_t, int> event_users_;    // requests not yet waited for
+  std::vector<int64_t> group_;                        // requests of the open group
+  std::unordered_map<int64_t, cudaEvent_t> pending_;  // request -> its group's event
+  std::unordered_map<cudaEvent_t, int> event_users_;  // requests not yet waited for
   int64_t next_id_ = 0, bytes_sent_ = 0;
   double wait_seconds_ = 0;
 };

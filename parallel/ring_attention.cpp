@@ -32,8 +32,8 @@ struct Ring {
   Ring(const SequenceLayout& layout, Communicator* group)
       : comm(group), sp(layout.sp), rank(layout.sp_rank) {
     RT_CHECK(sp == 1 || (comm && comm->size() == sp && comm->rank() == rank),
-             "ring attention: the sp group does not match the layout (", sp, " ranks, rank ",
-             rank, ")");
+             "ring attention: the sp group does not match the layout (", sp, " ranks, rank ", rank,
+             ")");
     next = (rank + 1) % sp;
     prev = (rank + sp - 1) % sp;
   }
@@ -75,7 +75,8 @@ void for_each_block(const SequenceLayout& layout, int source, int64_t n_seqs, Fn
     for (size_t i = 0; i < layout.segments.size(); ++i) {
       const Segment& qc = layout.segments[i];
       for (const Segment& kc : kv_layout.segments) {
-        const auto kind = ops::classify_block(qc.global_start, qc.length, kc.global_start, kc.length);
+        const auto kind =
+            ops::classify_block(qc.global_start, qc.length, kc.global_start, kc.length);
         if (kind == ops::BlockKind::Skip) continue;
         fn(Block{static_cast<size_t>(b) * layout.segments.size() + i, base + qc.local_offset,
                  base + kc.local_offset, qc, kc, mask_of(kind)});
@@ -104,8 +105,8 @@ int64_t ring_attention_backward_floats(const SequenceLayout& layout, int64_t T, 
   return T * H + (layout.sp > 1 ? 10 * T * Hkv * D : 0);
 }
 
-void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, Arena& arena) {
+void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
+                            const Tensor& v, const Tensor& out, const Tensor& lse, Arena& arena) {
   const SequenceLayout& layout = *seq.layout;
   const int64_t n_seqs = seq.n_seqs;
   Communicator* sp_group = seq.sp_group;
@@ -137,12 +138,14 @@ void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const T
                    vb = v_cur.rows(b.kv_row, kn);
       const Tensor o = out.rows(b.q_row, qn), l = lse.rows(b.q_row, qn);
       if (!written[b.q_index]) {
-        ops::attention_block_forward(o, l, qb, kb, vb, b.qc.global_start, b.kc.global_start, b.mask);
+        ops::attention_block_forward(o, l, qb, kb, vb, b.qc.global_start, b.kc.global_start,
+                                     b.mask);
         written[b.q_index] = 1;
         return;
       }
       const Tensor ob = merge_out.rows(0, qn), lb = merge_lse.rows(0, qn);
-      ops::attention_block_forward(ob, lb, qb, kb, vb, b.qc.global_start, b.kc.global_start, b.mask);
+      ops::attention_block_forward(ob, lb, qb, kb, vb, b.qc.global_start, b.kc.global_start,
+                                   b.mask);
       ops::attention_merge(o, l, ob, lb);
     });
     if (step + 1 < ring.sp) {
@@ -151,7 +154,8 @@ void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const T
       v_cur = recv[step % 2][1];
     }
   }
-  for (char w : written) RT_CHECK(w, "a query segment saw no key segment (its own is always visible)");
+  for (char w : written)
+    RT_CHECK(w, "a query segment saw no key segment (its own is always visible)");
   arena.release(mark);
 }
 
@@ -175,8 +179,8 @@ void ring_attention_backward(const SequenceContext& seq, const Tensor& q, const 
       ops::attention_block_backward(
           dq.rows(b.q_row, qn), dk_acc.rows(b.kv_row, kn), dv_acc.rows(b.kv_row, kn),
           q.rows(b.q_row, qn), k_cur.rows(b.kv_row, kn), v_cur.rows(b.kv_row, kn),
-          dout.rows(b.q_row, qn), lse.rows(b.q_row, qn), delta.rows(b.q_row, qn),
-          b.qc.global_start, b.kc.global_start, b.mask);
+          dout.rows(b.q_row, qn), lse.rows(b.q_row, qn), delta.rows(b.q_row, qn), b.qc.global_start,
+          b.kc.global_start, b.mask);
     });
   };
 
@@ -196,7 +200,8 @@ void ring_attention_backward(const SequenceContext& seq, const Tensor& q, const 
   std::vector<Communicator::Request> kv_pending, d_pending;
   for (int step = 0; step < ring.sp; ++step) {
     if (step + 1 < ring.sp)
-      kv_pending = ring.exchange(k_cur, v_cur, kv_recv[step % 2][0], kv_recv[step % 2][1], kTagK, kTagV);
+      kv_pending =
+          ring.exchange(k_cur, v_cur, kv_recv[step % 2][0], kv_recv[step % 2][1], kTagK, kTagV);
     // This step's share of dK/dV for the block we hold, while the last exchange is in flight.
     // d_out[step % 2] was last sent two steps ago; that send completed at the previous wait.
     const Tensor& dk_step = d_out[step % 2][0];

@@ -20,8 +20,8 @@
 
 namespace rt {
 
-void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, Arena& arena);
+void ring_attention_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
+                            const Tensor& v, const Tensor& out, const Tensor& lse, Arena& arena);
 
 // dq, dk, dv are overwritten.
 void ring_attention_backward(const SequenceContext& seq, const Tensor& q, const Tensor& k,

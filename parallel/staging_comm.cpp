@@ -42,13 +42,16 @@ class StagingCommunicator final : public Communicator {
   int size() const override { return inner_->size(); }
 
   void allreduce_sum(float* data, int64_t count, const char* what) override {
-    staged(data, count * sizeof(float), [&](void* p) { inner_->allreduce_sum(static_cast<float*>(p), count, what); });
+    staged(data, count * sizeof(float),
+           [&](void* p) { inner_->allreduce_sum(static_cast<float*>(p), count, what); });
   }
   void allreduce_sum(double* data, int64_t count, const char* what) override {
-    staged(data, count * sizeof(double), [&](void* p) { inner_->allreduce_sum(static_cast<double*>(p), count, what); });
+    staged(data, count * sizeof(double),
+           [&](void* p) { inner_->allreduce_sum(static_cast<double*>(p), count, what); });
   }
   void allreduce_max(double* data, int64_t count, const char* what) override {
-    staged(data, count * sizeof(double), [&](void* p) { inner_->allreduce_max(static_cast<double*>(p), count, what); });
+    staged(data, count * sizeof(double),
+           [&](void* p) { inner_->allreduce_max(static_cast<double*>(p), count, what); });
   }
   void allgather(const void* in, void* out, int64_t bytes_per_rank, const char* what) override {
     Staged src(const_cast<void*>(in), bytes_per_rank), dst(out, bytes_per_rank * size());
@@ -97,7 +100,9 @@ class StagingCommunicator final : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override {
     return staging_communicator(inner_->split(color, key));
   }
-  std::string backend() const override { return inner_->backend() + " (GPU buffers staged through host)"; }
+  std::string backend() const override {
+    return inner_->backend() + " (GPU buffers staged through host)";
+  }
 
  private:
   struct Pending {

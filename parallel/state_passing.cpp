@@ -10,12 +10,19 @@ namespace {
 // rank 2sp-1-u (slot 1) otherwise.
 struct Units {
   explicit Units(const SequenceLayout& layout)
-      : layout(layout), sp(layout.sp), count(2 * layout.sp), size(layout.seq_len / (2 * layout.sp)) {}
+      : layout(layout),
+        sp(layout.sp),
+        count(2 * layout.sp),
+        size(layout.seq_len / (2 * layout.sp)) {}
   int owner(int64_t u) const { return static_cast<int>(u < sp ? u : 2 * sp - 1 - u); }
   int slot(int64_t u) const { return u < sp ? 0 : 1; }
-  int64_t mine(int slot_index) const { return slot_index == 0 ? layout.sp_rank : 2 * sp - 1 - layout.sp_rank; }
+  int64_t mine(int slot_index) const {
+    return slot_index == 0 ? layout.sp_rank : 2 * sp - 1 - layout.sp_rank;
+  }
   int64_t first(const Segment& segment) const { return segment.global_start / size; }
-  int64_t last(const Segment& segment) const { return (segment.global_start + segment.length) / size - 1; }
+  int64_t last(const Segment& segment) const {
+    return (segment.global_start + segment.length) / size - 1;
+  }
   // Local row of unit u (held by this rank) in sequence b.
   int64_t row(int64_t b, int64_t u) const {
     for (const Segment& c : layout.segments)
@@ -40,9 +47,9 @@ Shape gamma_shape(int64_t H, int64_t dk, bool vector_decay) {
 
 }  // namespace
 
-void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                           float scale, int64_t chunk, const Tensor& o, GlrSaved& saved,
-                           Arena& arena) {
+void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
+                           const Tensor& v, const Tensor& g, float scale, int64_t chunk,
+                           const Tensor& o, GlrSaved& saved, Arena& arena) {
   const SequenceLayout& layout = *seq.layout;
   const int64_t n_seqs = seq.n_seqs;
   Communicator* sp_group = seq.sp_group;
@@ -59,7 +66,8 @@ void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Te
   saved.gamma = Tensor();
 
   if (layout.sp > 1) {
-    RT_CHECK(sp_group && sp_group->size() == layout.sp, "state passing: no sp group of ", layout.sp);
+    RT_CHECK(sp_group && sp_group->size() == layout.sp, "state passing: no sp group of ",
+             layout.sp);
     saved.s_in = arena.alloc({n_seqs * (units.count + 1) * SS});
     saved.gamma = arena.alloc({n_seqs * units.count * GW});
     const Arena::Mark mark = arena.mark();
@@ -69,9 +77,9 @@ void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Te
     for (int64_t b = 0; b < n_seqs; ++b)
       for (int s = 0; s < 2; ++s) {
         const int64_t u = units.mine(s), row = units.row(b, u), base = (b * 2 + s) * payload;
-        ops::glr_chunk_summary(at(mine, base, {H, dk, dv}), at(mine, base + SS, gamma_shape(H, dk, vector_decay)),
-                               k.rows(row, units.size), v.rows(row, units.size),
-                               g.rows(row, units.size), chunk);
+        ops::glr_chunk_summary(
+            at(mine, base, {H, dk, dv}), at(mine, base + SS, gamma_shape(H, dk, vector_decay)),
+            k.rows(row, units.size), v.rows(row, units.size), g.rows(row, units.size), chunk);
       }
     Tensor all = arena.alloc({layout.sp * n_seqs * 2 * payload});
     sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()),
@@ -96,8 +104,10 @@ void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Te
   for (int64_t b = 0; b < n_seqs; ++b)
     for (const Segment& segment : layout.segments) {
       const int64_t row = b * layout.local_len + segment.local_offset, n = segment.length;
-      const Tensor h0 = layout.sp > 1 ? at(saved.s_in, (b * (units.count + 1) + units.first(segment)) * SS, {H, dk, dv})
-                                      : Tensor();
+      const Tensor h0 =
+          layout.sp > 1
+              ? at(saved.s_in, (b * (units.count + 1) + units.first(segment)) * SS, {H, dk, dv})
+              : Tensor();
       ops::glr_forward(o.rows(row, n), Tensor(), saved.states[p++], q.rows(row, n), k.rows(row, n),
                        v.rows(row, n), g.rows(row, n), h0, scale, chunk);
     }
@@ -133,8 +143,9 @@ void glr_sequences_backward(const SequenceContext& seq, const Tensor& q, const T
     Tensor local = arena.alloc({units.count, H, dkk, dvv});
     for (int64_t b = 0; b < n_seqs; ++b) {
       for (int64_t u = 0; u < units.count; ++u)
-        copy_tensor(local.rows(u, 1),
-                    at(all, ((units.owner(u) * n_seqs + b) * 2 + units.slot(u)) * SS, {1, H, dkk, dvv}));
+        copy_tensor(
+            local.rows(u, 1),
+            at(all, ((units.owner(u) * n_seqs + b) * 2 + units.slot(u)) * SS, {1, H, dkk, dvv}));
       const Tensor gamma_b = at(saved.gamma, b * units.count * GW,
                                 vector_decay ? Shape{units.count, H, dkk} : Shape{units.count, H});
       ops::glr_state_scan(at(ds, b * (units.count + 1) * SS, {units.count + 1, H, dkk, dvv}), local,
@@ -147,10 +158,12 @@ void glr_sequences_backward(const SequenceContext& seq, const Tensor& q, const T
     for (const Segment& segment : layout.segments) {
       const int64_t row = b * layout.local_len + segment.local_offset, n = segment.length;
       // The forward's saved states already start from the segment's incoming state.
-      const Tensor dh_final = layout.sp > 1 ? at(ds, (b * (units.count + 1) + units.last(segment) + 1) * SS, {H, dkk, dvv})
-                                            : Tensor();
-      ops::glr_backward(dq.rows(row, n), dk.rows(row, n), dv.rows(row, n), dg.rows(row, n), Tensor(),
-                        q.rows(row, n), k.rows(row, n), v.rows(row, n), g.rows(row, n),
+      const Tensor dh_final =
+          layout.sp > 1
+              ? at(ds, (b * (units.count + 1) + units.last(segment) + 1) * SS, {H, dkk, dvv})
+              : Tensor();
+      ops::glr_backward(dq.rows(row, n), dk.rows(row, n), dv.rows(row, n), dg.rows(row, n),
+                        Tensor(), q.rows(row, n), k.rows(row, n), v.rows(row, n), g.rows(row, n),
                         saved.states[p++], dout.rows(row, n), dh_final, scale, chunk);
     }
   arena.release(mark);
@@ -180,14 +193,17 @@ int64_t glr_sequences_backward_floats(const SequenceLayout& layout, int64_t n_se
   return n_seqs * (units + 1) * SS + (1 + layout.sp) * n_seqs * 2 * SS + units * SS;
 }
 
-void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tensor& halos, Arena& arena) {
+void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tensor& halos,
+                        Arena& arena) {
   const SequenceLayout& layout = *seq.layout;
   const int64_t n_seqs = seq.n_seqs;
   Communicator* sp_group = seq.sp_group;
   const Units units(layout);
-  const int64_t C = x.size(1), rows = halos.size(1), segments = static_cast<int64_t>(layout.segments.size());
+  const int64_t C = x.size(1), rows = halos.size(1),
+                segments = static_cast<int64_t>(layout.segments.size());
   RT_CHECK(halos.size(0) == n_seqs * segments && rows <= units.size,
-           "conv halos: ", halos.shape().str(), " for ", n_seqs, " x ", segments, " segments of units of ", units.size);
+           "conv halos: ", halos.shape().str(), " for ", n_seqs, " x ", segments,
+           " segments of units of ", units.size);
   ops::fill(halos, 0.0f);
   if (layout.sp == 1) return;  // one segment per sequence, starting it: zeros
   const Arena::Mark mark = arena.mark();
@@ -198,7 +214,8 @@ void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tenso
       copy_tensor(mine.rows((b * 2 + s) * rows, rows),
                   x.rows(units.row(b, units.mine(s)) + units.size - rows, rows));
   Tensor all = arena.alloc({layout.sp * n_seqs * 2 * rows, C});
-  sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()), "allgather(conv halos)");
+  sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()),
+                      "allgather(conv halos)");
   for (int64_t b = 0; b < n_seqs; ++b)
     for (int64_t p = 0; p < segments; ++p) {
       const int64_t u = units.first(layout.segments[p]);
@@ -209,13 +226,15 @@ void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tenso
   arena.release(mark);
 }
 
-void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const Tensor& dx, Arena& arena) {
+void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const Tensor& dx,
+                         Arena& arena) {
   const SequenceLayout& layout = *seq.layout;
   const int64_t n_seqs = seq.n_seqs;
   Communicator* sp_group = seq.sp_group;
   if (layout.sp == 1) return;  // the only halo is the zero before the sequence
   const Units units(layout);
-  const int64_t C = dx.size(1), rows = dhalos.size(1), segments = static_cast<int64_t>(layout.segments.size());
+  const int64_t C = dx.size(1), rows = dhalos.size(1),
+                segments = static_cast<int64_t>(layout.segments.size());
   const Arena::Mark mark = arena.mark();
   // Slot s carries the gradient of the rows before unit mine(s) when a segment starts there.
   Tensor mine = arena.zeros({n_seqs * 2 * rows, C});
@@ -227,7 +246,8 @@ void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const
                   dhalos.rows(b * segments + p, 1).view({rows, C}));
     }
   Tensor all = arena.alloc({layout.sp * n_seqs * 2 * rows, C});
-  sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()), "allgather(conv halo gradients)");
+  sp_group->allgather(mine.data(), all.data(), static_cast<int64_t>(mine.nbytes()),
+                      "allgather(conv halo gradients)");
   for (int64_t b = 0; b < n_seqs; ++b)
     for (int s = 0; s < 2; ++s) {
       const int64_t u = units.mine(s);

@@ -1,5 +1,6 @@
 // The gated linear recurrence (GLA, Mamba-2) over sequences cut across the sp ranks of a
-// group (LASP-2 style, docs/DESIGN.md §6), and the halos of a causal convolution across the same cut.
+// group (LASP-2 style, docs/DESIGN.md §6), and the halos of a causal convolution across the same
+// cut.
 //
 // A sequence is 2*sp units of L/(2*sp) tokens (zigzag: this rank holds units r and 2sp-1-r,
 // merged into one segment when adjacent). Each unit maps its incoming state affinely,
@@ -34,9 +35,9 @@ struct GlrSaved {
   Tensor gamma;  // flat [n_seqs, 2sp, H, gw]: each unit's total decay (sp > 1)
 };
 
-void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                           float scale, int64_t chunk, const Tensor& o, GlrSaved& saved,
-                           Arena& arena);
+void glr_sequences_forward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
+                           const Tensor& v, const Tensor& g, float scale, int64_t chunk,
+                           const Tensor& o, GlrSaved& saved, Arena& arena);
 
 // dq, dk, dv, dg overwritten.
 void glr_sequences_backward(const SequenceContext& seq, const Tensor& q, const Tensor& k,
@@ -55,9 +56,11 @@ int64_t glr_sequences_backward_floats(const SequenceLayout& layout, int64_t n_se
 // Causal convolution halos: for each local segment (sequence b, segment p at index
 // b * segments + p) the W-1 rows of x before it; zeros for a segment that starts its sequence.
 // halos [n_seqs * segments, W-1, C].
-void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tensor& halos, Arena& arena);
+void conv_halos_forward(const SequenceContext& seq, const Tensor& x, const Tensor& halos,
+                        Arena& arena);
 // Adds the halos' gradients dhalos to the rows of dx they came from (on whichever rank).
-void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const Tensor& dx, Arena& arena);
+void conv_halos_backward(const SequenceContext& seq, const Tensor& dhalos, const Tensor& dx,
+                         Arena& arena);
 int64_t conv_halos_floats(const SequenceLayout& layout, int64_t n_seqs, int64_t W, int64_t C);
 
 }  // namespace rt

@@ -35,7 +35,8 @@ State& state() {
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 void on_stop_signal(int sig) {
@@ -92,7 +93,8 @@ void watch() {
                    blocked, opt.grace_s);
       std::fflush(stderr);
     }
-    const double since_signal = static_cast<double>(now - std::max(start, s.signal_seen_ns.load())) * 1e-9;
+    const double since_signal =
+        static_cast<double>(now - std::max(start, s.signal_seen_ns.load())) * 1e-9;
     if (since_signal > opt.grace_s)
       give_up(cat("rank ", opt.rank, ": still no answer in ", op, " at ", context, " ",
                   static_cast<int64_t>(since_signal),

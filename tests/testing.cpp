@@ -12,7 +12,8 @@ ref::Vec decay_sums(const ref::Vec& dg, const ref::Vec& g, int64_t T, bool weigh
   const size_t width = dg.size() / static_cast<size_t>(T);
   ref::Vec out(width, 0.0);
   for (int64_t t = 0; t < T; ++t)
-    for (size_t i = 0; i < width; ++i) out[i] += dg[t * width + i] * (weighted ? g[t * width + i] : 1.0);
+    for (size_t i = 0; i < width; ++i)
+      out[i] += dg[t * width + i] * (weighted ? g[t * width + i] : 1.0);
   return out;
 }
 

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <regex>
 
-#include "data/h5.h"
 #include "core/check.h"
+#include "data/h5.h"
 #include "kernels/ops.h"
 
 namespace rt {
@@ -30,7 +30,8 @@ std::string step_file_name(int64_t step) {
 // fsync of a file or directory; a failure means the data may not be durable.
 void sync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  if (fd < 0) throw std::runtime_error(cat("cannot open ", path, " to sync: ", std::strerror(errno)));
+  if (fd < 0)
+    throw std::runtime_error(cat("cannot open ", path, " to sync: ", std::strerror(errno)));
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
@@ -145,7 +146,8 @@ namespace {
 
 h5::File open_checkpoint(const std::string& path) {
   if (!fs::exists(path))
-    throw UserError(cat("checkpoint ", path, " does not exist; expected a step-NNNNNNN.h5 file "
+    throw UserError(cat("checkpoint ", path,
+                        " does not exist; expected a step-NNNNNNN.h5 file "
                         "written by 'ringtrain train' (or its run directory with --resume)"));
   try {
     h5::File f = h5::File::open_read(path);
@@ -167,8 +169,9 @@ h5::File open_checkpoint(const std::string& path) {
 // bit flip, a hand edit), and would otherwise reach the data schedule's arithmetic.
 CheckpointState read_state(const h5::File& f, const std::string& path) {
   auto corrupt = [&](const std::string& what) {
-    return UserError(cat(path, ": corrupt checkpoint: ", what,
-                         " (ringtrain inspect shows its header; resume from an earlier checkpoint)"));
+    return UserError(
+        cat(path, ": corrupt checkpoint: ", what,
+            " (ringtrain inspect shows its header; resume from an earlier checkpoint)"));
   };
   // 2^62: far beyond any run, and step x tokens_per_step arithmetic stays inside int64.
   constexpr int64_t kMaxCount = int64_t(1) << 62;
@@ -184,13 +187,15 @@ CheckpointState read_state(const h5::File& f, const std::string& path) {
   s.tokens_seen = count("/", "tokens_seen", 0);
   s.dp = count("/", "dp", 1);
   s.sp = count("/", "sp", 1);
-  if ((s.sp & (s.sp - 1)) != 0) throw corrupt(cat("attribute sp is ", s.sp, "; expected a power of two"));
+  if ((s.sp & (s.sp - 1)) != 0)
+    throw corrupt(cat("attribute sp is ", s.sp, "; expected a power of two"));
   s.recipe_yaml = f.attr_string("/", "recipe");
   s.corpus_fingerprint = f.attr_string("/", "corpus_fingerprint");
   s.seed = count("/data", "seed", 0);
   s.data_mode = f.attr_string("/data", "mode");
   if (s.data_mode != "concat_chunk" && s.data_mode != "decomposed")
-    throw corrupt(cat("attribute /data/mode is '", s.data_mode, "'; expected concat_chunk or decomposed"));
+    throw corrupt(
+        cat("attribute /data/mode is '", s.data_mode, "'; expected concat_chunk or decomposed"));
   const int64_t data_step = count("/data", "step", 0);
   if (data_step != s.step)
     throw corrupt(cat("the data cursor /data/step ", data_step, " differs from step ", s.step));
@@ -232,8 +237,10 @@ namespace {
 // moments of every parameter too.
 void check_matches(const h5::File& f, const std::string& path, const ParameterSet& params,
                    bool with_moments) {
-  const std::string advice = cat("; resume with the recipe the checkpoint was written with "
-                                 "(ringtrain inspect ", path, ")");
+  const std::string advice =
+      cat("; resume with the recipe the checkpoint was written with "
+          "(ringtrain inspect ",
+          path, ")");
   for (const Parameter& p : params.all()) {
     const std::string name = "/params/" + p.name;
     const std::vector<uint64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
@@ -259,16 +266,18 @@ void check_matches(const h5::File& f, const std::string& path, const ParameterSe
   }
   for (const std::string& name : f.children("/params"))
     if (params.find(name) < 0)
-      throw UserError(cat(path, ": holds parameter '", name, "' ", shape_str(f.info("/params/" + name).dims),
-                          " that the recipe's model does not have (the model has ", params.all().size(),
-                          " parameters, the checkpoint ", f.children("/params").size(), ")", advice));
+      throw UserError(
+          cat(path, ": holds parameter '", name, "' ", shape_str(f.info("/params/" + name).dims),
+              " that the recipe's model does not have (the model has ", params.all().size(),
+              " parameters, the checkpoint ", f.children("/params").size(), ")", advice));
 }
 
 // A checkpoint holds finite values only (the writer refuses others): a non-finite one is
 // named, with exit code 3.
 void check_finite(const std::string& path, const std::string& dataset, const Tensor& values) {
   if (!ops::all_finite(values))
-    throw RunError(cat(path, ": ", dataset, " holds a non-finite value; a checkpoint must be "
+    throw RunError(cat(path, ": ", dataset,
+                       " holds a non-finite value; a checkpoint must be "
                        "finite (resume from an earlier one)"),
                    kExitDiverged);
 }

@@ -4,10 +4,10 @@
 #include <fstream>
 #include <limits>
 
+#include "core/check.h"
 #include "data/memory.h"
 #include "data/synth.h"
 #include "kernels/arena.h"
-#include "core/check.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/recipe.h"
@@ -18,9 +18,12 @@ int64_t parse_length(const std::string& text, const std::string& what) {
   char* end = nullptr;
   const long long n = std::strtoll(text.c_str(), &end, 10);
   int64_t scale = 1;
-  if (end && (*end == 'k' || *end == 'K')) scale = 1024, ++end;
-  else if (end && (*end == 'm' || *end == 'M')) scale = 1 << 20, ++end;
-  if (end == text.c_str() || *end != '\0' || n <= 0 || n > std::numeric_limits<int64_t>::max() / scale)
+  if (end && (*end == 'k' || *end == 'K'))
+    scale = 1024, ++end;
+  else if (end && (*end == 'm' || *end == 'M'))
+    scale = 1 << 20, ++end;
+  if (end == text.c_str() || *end != '\0' || n <= 0 ||
+      n > std::numeric_limits<int64_t>::max() / scale)
     throw UserError(cat(what, ": '", text, "' is not a length; expected e.g. 1k, 4096 or 1m"));
   return n * scale;
 }
@@ -31,7 +34,9 @@ struct Cell {
   int64_t correct = 0, total = 0;
   int64_t tokens_right = 0, tokens = 0;  // single answer tokens: how near a miss is
   std::string example;  // the first document's answers: "expected 71432, predicted 71402"
-  double accuracy() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
+  double accuracy() const {
+    return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
+  }
   double token_accuracy() const {
     return tokens ? static_cast<double>(tokens_right) / static_cast<double>(tokens) : 0.0;
   }
@@ -39,7 +44,8 @@ struct Cell {
 
 // One batch of documents of the same length: answers right among the given ones.
 Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, bool per_document) {
-  const int64_t L = static_cast<int64_t>(docs[0].tokens.size()), n = static_cast<int64_t>(docs.size());
+  const int64_t L = static_cast<int64_t>(docs[0].tokens.size()),
+                n = static_cast<int64_t>(docs.size());
   std::vector<int32_t> tokens, targets, positions;
   for (const SynthDocument& d : docs)
     for (int64_t t = 0; t < L; ++t) {
@@ -96,7 +102,8 @@ void print_table(const EvalOptions& opt, int64_t step, const std::vector<double>
   const bool passkey = opt.task == "passkey";
   std::printf("%s accuracy of %s (step %lld), %lld %s per cell\n", opt.task.c_str(),
               opt.checkpoint.c_str(), static_cast<long long>(step),
-              static_cast<long long>(opt.samples), passkey ? "documents" : "documents (scored per query)");
+              static_cast<long long>(opt.samples),
+              passkey ? "documents" : "documents (scored per query)");
   std::printf("%14s", passkey ? "length \\ depth" : "length");
   if (passkey)
     for (double d : depths) std::printf(" %7.2f", d);
@@ -118,7 +125,7 @@ void print_table(const EvalOptions& opt, int64_t step, const std::vector<double>
 
 // The table as JSON (--out): accuracy and token accuracy per length and depth.
 void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>& depths,
-              const std::vector<std::vector<Cell>>& table) {
+                const std::vector<std::vector<Cell>>& table) {
   const bool passkey = opt.task == "passkey";
   std::ofstream out(opt.out_json);
   out << "{\"task\": \"" << opt.task << "\", \"checkpoint\": \"" << opt.checkpoint
@@ -130,13 +137,15 @@ void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>&
   out << "], \"accuracy\": [";
   for (size_t li = 0; li < table.size(); ++li) {
     out << (li ? ", " : "") << "[";
-    for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].accuracy();
+    for (size_t di = 0; di < table[li].size(); ++di)
+      out << (di ? ", " : "") << table[li][di].accuracy();
     out << "]";
   }
   out << "], \"token_accuracy\": [";
   for (size_t li = 0; li < table.size(); ++li) {
     out << (li ? ", " : "") << "[";
-    for (size_t di = 0; di < table[li].size(); ++di) out << (di ? ", " : "") << table[li][di].token_accuracy();
+    for (size_t di = 0; di < table[li].size(); ++di)
+      out << (di ? ", " : "") << table[li][di].token_accuracy();
     out << "]";
   }
   out << "]}\n";
@@ -152,8 +161,10 @@ int run_eval(const EvalOptions& opt) {
   if (opt.lengths.empty()) throw UserError("eval: --lengths is required (e.g. --lengths 1k,4k)");
   for (int64_t L : opt.lengths)
     if (L < kSynthMinLength)
-      throw UserError(cat("eval: --lengths: ", L, " is shorter than a task document (", kSynthMinLength, ")"));
-  if (opt.samples < 1) throw UserError(cat("eval: --samples ", opt.samples, "; expected at least 1"));
+      throw UserError(
+          cat("eval: --lengths: ", L, " is shorter than a task document (", kSynthMinLength, ")"));
+  if (opt.samples < 1)
+    throw UserError(cat("eval: --samples ", opt.samples, "; expected at least 1"));
 
   const CheckpointState state = read_checkpoint_state(opt.checkpoint);
   const Recipe recipe = parse_recipe(state.recipe_yaml, opt.checkpoint + " (its recipe)");
@@ -163,9 +174,9 @@ int run_eval(const EvalOptions& opt) {
   const double bytes = 8.0 * static_cast<double>(model.params().numel());
   const MemoryAvailable available = host_memory_available();
   if (bytes > static_cast<double>(available.bytes))
-    throw UserError(cat(opt.checkpoint, ": its model needs ", format_bytes(bytes), ", more than the ",
-                        format_bytes(static_cast<double>(available.bytes)), " available (",
-                        available.source, ")"));
+    throw UserError(cat(opt.checkpoint, ": its model needs ", format_bytes(bytes),
+                        ", more than the ", format_bytes(static_cast<double>(available.bytes)),
+                        " available (", available.source, ")"));
   model.params().allocate();
   load_checkpoint(opt.checkpoint, model.params(), nullptr);
   Arena arena;

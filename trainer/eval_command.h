@@ -14,7 +14,7 @@ struct EvalOptions {
   std::string task = "passkey";
   std::vector<int64_t> lengths;
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // passkey only
-  int64_t samples = 10;                                       // documents per cell
+  int64_t samples = 10;                                      // documents per cell
   uint64_t seed = 20261126;
   std::string out_json;  // "" = no file
 };

@@ -25,12 +25,15 @@ namespace {
 
 constexpr const char* kUsage =
     "usage:\n"
-    "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | --resume=auto]\n"
+    "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | "
+    "--resume=auto]\n"
     "                  [--stop-at=N] [--dry-run]\n"
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
-    "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] [--max-len N]\n"
-    "                       [--length-dist log_uniform|uniform|fixed|pow2] [--questions N] [--seed N]\n"
+    "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] "
+    "[--max-len N]\n"
+    "                       [--length-dist log_uniform|uniform|fixed|pow2] [--questions N] [--seed "
+    "N]\n"
     "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5\n"
@@ -62,9 +65,11 @@ int cmd_train(const std::vector<std::string>& args) {
     } else if (a.rfind("--stop-at=", 0) == 0) {
       char* end = nullptr;
       opt.stop_at = std::strtoll(a.c_str() + 10, &end, 10);
-      if (*end != '\0' || opt.stop_at < 1) usage_error(cat("--stop-at: '", a.substr(10), "' is not a step number >= 1"));
+      if (*end != '\0' || opt.stop_at < 1)
+        usage_error(cat("--stop-at: '", a.substr(10), "' is not a step number >= 1"));
     } else if (a.rfind("--", 0) == 0) {
-      usage_error(cat("train: unknown option '", a, "' (valid: --set, --resume, --resume=PATH, --stop-at=N, --dry-run)"));
+      usage_error(cat("train: unknown option '", a,
+                      "' (valid: --set, --resume, --resume=PATH, --stop-at=N, --dry-run)"));
     } else if (opt.recipe_path.empty()) {
       opt.recipe_path = a;
     } else {
@@ -87,10 +92,14 @@ int cmd_data_import(const std::vector<std::string>& args) {
     } else if (a == "--format") {
       if (i + 1 >= args.size()) usage_error("--format needs auto, text or jsonl");
       const std::string f = args[++i];
-      if (f == "auto") format = ImportFormat::Auto;
-      else if (f == "text") format = ImportFormat::Text;
-      else if (f == "jsonl") format = ImportFormat::Jsonl;
-      else usage_error(cat("--format '", f, "' is not one of auto, text, jsonl"));
+      if (f == "auto")
+        format = ImportFormat::Auto;
+      else if (f == "text")
+        format = ImportFormat::Text;
+      else if (f == "jsonl")
+        format = ImportFormat::Jsonl;
+      else
+        usage_error(cat("--format '", f, "' is not one of auto, text, jsonl"));
     } else if (a.rfind("--", 0) == 0) {
       usage_error(cat("data import: unknown option '", a, "' (valid: --out, --format)"));
     } else {
@@ -158,19 +167,26 @@ int cmd_data_decompose(const std::vector<std::string>& raw) {
     return static_cast<int>(std::countr_zero(static_cast<uint64_t>(n)));
   };
   const int lo = log2_of("--min-len", min_len), hi = log2_of("--max-len", max_len);
-  if (lo > hi) throw UserError(cat("data decompose: --min-len ", min_len, " is above --max-len ", max_len));
+  if (lo > hi)
+    throw UserError(cat("data decompose: --min-len ", min_len, " is above --max-len ", max_len));
   // The offsets are read and the file closed again before the buckets are written into it.
-  const std::vector<uint64_t> offsets = Corpus::open(a.positional[0], "data decompose").doc_offsets();
+  const std::vector<uint64_t> offsets =
+      Corpus::open(a.positional[0], "data decompose").doc_offsets();
   const Buckets buckets = decompose_documents(offsets, lo, hi);
   write_buckets(a.positional[0], buckets);
-  std::printf("%s: buckets 2^%d..2^%d\n%s", a.positional[0].c_str(), lo, hi, bucket_table(buckets).c_str());
+  std::printf("%s: buckets 2^%d..2^%d\n%s", a.positional[0].c_str(), lo, hi,
+              bucket_table(buckets).c_str());
   return 0;
 }
 
 int cmd_data_synth(const std::vector<std::string>& raw) {
-  const Args a("data synth", raw, {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist", "--questions", "--seed"});
+  const Args a("data synth", raw,
+               {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist",
+                "--questions", "--seed"});
   if (!a.positional.empty() || a.get("--out").empty())
-    usage_error("data synth: expected --task passkey|mqar --out CORPUS.h5 [options], no positional arguments");
+    usage_error(
+        "data synth: expected --task passkey|mqar --out CORPUS.h5 [options], no positional "
+        "arguments");
   SynthSpec spec;
   spec.task = a.get("--task", spec.task);
   spec.documents = a.number("data synth", "--docs", spec.documents);
@@ -178,11 +194,12 @@ int cmd_data_synth(const std::vector<std::string>& raw) {
   spec.max_len = a.number("data synth", "--max-len", spec.max_len);
   spec.questions = a.number("data synth", "--questions", spec.questions);
   spec.length_dist = a.get("--length-dist", spec.length_dist);
-  spec.seed = static_cast<uint64_t>(a.number("data synth", "--seed", static_cast<int64_t>(spec.seed)));
+  spec.seed =
+      static_cast<uint64_t>(a.number("data synth", "--seed", static_cast<int64_t>(spec.seed)));
   const ImportStats s = synth_corpus(spec, a.get("--out"));
   std::printf("wrote %s: %lld %s documents, %lld tokens, %s\n", a.get("--out").c_str(),
-              static_cast<long long>(s.documents), spec.task.c_str(), static_cast<long long>(s.tokens),
-              s.fingerprint.c_str());
+              static_cast<long long>(s.documents), spec.task.c_str(),
+              static_cast<long long>(s.tokens), s.fingerprint.c_str());
   return 0;
 }
 
@@ -192,13 +209,15 @@ int cmd_eval(const std::vector<std::string>& raw) {
   EvalOptions opt;
   opt.checkpoint = a.positional[0];
   opt.task = a.get("--task", opt.task);
-  for (const std::string& l : split_commas(a.get("--lengths"))) opt.lengths.push_back(parse_length(l, "eval --lengths"));
+  for (const std::string& l : split_commas(a.get("--lengths")))
+    opt.lengths.push_back(parse_length(l, "eval --lengths"));
   if (!a.get("--depths").empty()) {
     opt.depths.clear();
     for (const std::string& d : split_commas(a.get("--depths"))) {
       char* end = nullptr;
       const double x = std::strtod(d.c_str(), &end);
-      if (*end != '\0' || x < 0 || x > 1) usage_error(cat("eval: --depths: '", d, "' is not a depth in [0, 1]"));
+      if (*end != '\0' || x < 0 || x > 1)
+        usage_error(cat("eval: --depths: '", d, "' is not a depth in [0, 1]"));
       opt.depths.push_back(x);
     }
   }
@@ -228,7 +247,8 @@ int cmd_inspect(const std::vector<std::string>& args) {
               static_cast<unsigned long long>(total));
   for (const auto& p : params) {
     std::string shape;
-    for (size_t i = 0; i < p.shape.size(); ++i) shape += (i ? " x " : "") + std::to_string(p.shape[i]);
+    for (size_t i = 0; i < p.shape.size(); ++i)
+      shape += (i ? " x " : "") + std::to_string(p.shape[i]);
     std::printf("  %-32s %s\n", p.name.c_str(), shape.c_str());
   }
   std::printf("recipe:\n%s", s.recipe_yaml.c_str());
@@ -249,7 +269,8 @@ int cmd_op(const std::vector<std::string>& args) {
       usage_error(cat("op: a second op name '", args[i], "'"));
     }
   }
-  if (name.empty() || in.empty() || out.empty()) usage_error("op: expected NAME --in IN.h5 --out OUT.h5");
+  if (name.empty() || in.empty() || out.empty())
+    usage_error("op: expected NAME --in IN.h5 --out OUT.h5");
   return run_op(name, in, out);
 }
 
@@ -261,7 +282,8 @@ int dispatch(const std::vector<std::string>& args) {
   if (args[0] == "--version") {
     if (cuda_compiled()) {
       const int gpus = cuda_device_count();
-      std::printf("ringtrain 0.1.0 (CUDA backend built, %d GPU%s visible)\n", gpus, gpus == 1 ? "" : "s");
+      std::printf("ringtrain 0.1.0 (CUDA backend built, %d GPU%s visible)\n", gpus,
+                  gpus == 1 ? "" : "s");
     } else {
       std::printf("ringtrain 0.1.0 (CUDA backend not built)\n");
     }

@@ -82,7 +82,8 @@ void MetricsLog::eval(int64_t step, double val_loss, double seconds) {
 
 double measure_sgemm_gflops(Device device) {
   const int64_t n = 2048;
-  Tensor a = Tensor::empty({n, n}, DType::F32, device), b = Tensor::empty({n, n}, DType::F32, device);
+  Tensor a = Tensor::empty({n, n}, DType::F32, device),
+         b = Tensor::empty({n, n}, DType::F32, device);
   Tensor c = Tensor::empty({n, n}, DType::F32, device);
   ops::fill(a, 0.5f);
   ops::fill(b, 0.25f);
@@ -122,9 +123,14 @@ std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = static_cast<int64_t>(std::llround(seconds));
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  else std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>((s / 60) % 60));
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>((s / 60) % 60));
   return buf;
 }
 

@@ -19,11 +19,11 @@ struct StepRecord {
   double loss = 0, lr = 0, grad_norm = 0;
   double seconds = 0;
   double tokens_per_s = 0;
-  double mfu = 0;            // fraction of the peak
+  double mfu = 0;              // fraction of the peak
   double model_gflop = 0;      // model FLOPs of the step (forward + backward)
   double attention_gflop = 0;  // the attention-score part of them (QK^T, PV and backward)
-  double peak_rss_mib = 0;   // the largest rank's high-water mark
-  double arena_peak_mib = 0;  // the largest rank's activation arena peak
+  double peak_rss_mib = 0;     // the largest rank's high-water mark
+  double arena_peak_mib = 0;   // the largest rank's activation arena peak
   double eta_seconds = 0;
 };
 

@@ -50,10 +50,12 @@ class Input {
   // Every dataset and attribute of the file must be one the op reads: a misspelt optional
   // input (h0, rope_thta) is refused with the nearest valid name instead of silently ignored.
   void check_attributes(const std::string& op, const std::vector<std::string>& attributes) const {
-    check_names("attribute", op, [&] { return file_.attr_names("/"); }, attributes);
+    check_names(
+        "attribute", op, [&] { return file_.attr_names("/"); }, attributes);
   }
   void check_datasets(const std::string& op, const std::vector<std::string>& datasets) const {
-    check_names("dataset", op, [&] { return file_.children("/"); }, datasets);
+    check_names(
+        "dataset", op, [&] { return file_.children("/"); }, datasets);
   }
 
   // The shape of a float dataset of one of the ranks `ndims`, every size >= 1; `form` names
@@ -105,8 +107,8 @@ class Input {
     const std::vector<uint64_t> d = dims(name, {shape.ndim}, form);
     const std::vector<uint64_t> want(shape.dims, shape.dims + shape.ndim);
     if (d != want)
-      fail(cat("dataset '", name, "' has shape ", shape_str(d), ", expected ", shape_str(want), " (",
-               form, ")"));
+      fail(cat("dataset '", name, "' has shape ", shape_str(d), ", expected ", shape_str(want),
+               " (", form, ")"));
   }
 
   std::optional<double> number(const std::string& name) const {
@@ -140,7 +142,8 @@ class Input {
       fail(e.what());
     }
     for (const std::string& name : names)
-      if (std::find(valid.begin(), valid.end(), name) == valid.end()) fail(unknown(kind, op, name, valid));
+      if (std::find(valid.begin(), valid.end(), name) == valid.end())
+        fail(unknown(kind, op, name, valid));
   }
 
   std::string unknown(const char* kind, const std::string& op, const std::string& name,
@@ -148,7 +151,8 @@ class Input {
     std::string quoted;
     for (char c : name) quoted += static_cast<unsigned char>(c) < 0x20 ? '?' : c;
     const std::string message = cat("unknown ", kind, " '", quoted, "' for op ", op);
-    if (auto guess = nearest_name(name, valid)) return cat(message, " (did you mean '", *guess, "'?)");
+    if (auto guess = nearest_name(name, valid))
+      return cat(message, " (did you mean '", *guess, "'?)");
     return cat(message, "; valid: ", valid.empty() ? std::string("none") : join_names(valid));
   }
 
@@ -192,8 +196,10 @@ class Output {
 
 std::string format_number(double v) {
   char buf[64];
-  if (v == std::floor(v) && std::abs(v) < 1e15) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
-  else std::snprintf(buf, sizeof buf, "%.17g", v);
+  if (v == std::floor(v) && std::abs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  else
+    std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
 
@@ -202,8 +208,8 @@ void check_memory(const Input& in, double bytes) {
   const MemoryAvailable available = host_memory_available();
   if (bytes > static_cast<double>(available.bytes))
     in.fail(cat("the op needs ~", format_bytes(bytes), " for these shapes, more than the ",
-                format_bytes(static_cast<double>(available.bytes)), " available (", available.source,
-                "); expected smaller inputs"));
+                format_bytes(static_cast<double>(available.bytes)), " available (",
+                available.source, "); expected smaller inputs"));
 }
 
 // The layer attributes: the model keys of a recipe (same names), other than the pattern,
@@ -249,16 +255,19 @@ int run_glr(const Input& in, Output& out) {
     in.fail(cat("dataset 'v' has shape ", vs.str(), " but q has ", T, " tokens (", qs.str(),
                 "); expected v [T, H, dv] with q's T = ", T));
   if (H % Hg != 0)
-    in.fail(cat("dataset 'v' has ", H, " heads, not a multiple of q's ", Hg, " groups (q ", qs.str(),
-                ", v ", vs.str(), "); expected H a multiple of Hg (heads of a group share q and k)"));
-  const Shape gs = to_shape(in.dims("g", {2, 3}, "g [T, H, dk] (per channel) or [T, H] (per head)"));
+    in.fail(cat("dataset 'v' has ", H, " heads, not a multiple of q's ", Hg, " groups (q ",
+                qs.str(), ", v ", vs.str(),
+                "); expected H a multiple of Hg (heads of a group share q and k)"));
+  const Shape gs =
+      to_shape(in.dims("g", {2, 3}, "g [T, H, dk] (per channel) or [T, H] (per head)"));
   if (gs.ndim == 3) {
     if (gs != Shape{T, H, dk})
       in.fail(cat("dataset 'g' has shape ", gs.str(), ", expected [", T, ", ", H, ", ", dk,
                   "] (per channel) or [", T, ", ", H, "] (per head)"));
     if (Hg != H)
       in.fail(cat("dataset 'g' is a per-channel decay ", gs.str(), " but q and k have ", Hg,
-                  " groups for ", H, " heads; expected q, k [T, H, dk] (one group per head) or "
+                  " groups for ", H,
+                  " heads; expected q, k [T, H, dk] (one group per head) or "
                   "g [T, H] (one decay per head)"));
   } else if (gs != Shape{T, H}) {
     in.fail(cat("dataset 'g' has shape ", gs.str(), ", expected [", T, ", ", H, "] (per head) or [",
@@ -277,7 +286,8 @@ int run_glr(const Input& in, Output& out) {
   check_memory(in, 4.0 * (2.0 * (2.0 * qs.numel() + 2.0 * vs.numel() + gs.numel()) +
                           (chunks + 4.0) * static_cast<double>(state.numel())));
 
-  const Tensor q = in.read("q", qs), k = in.read("k", qs), v = in.read("v", vs), g = in.read("g", gs);
+  const Tensor q = in.read("q", qs), k = in.read("k", qs), v = in.read("v", vs),
+               g = in.read("g", gs);
   for (int64_t i = 0; i < g.numel(); ++i)
     if (g.f32()[i] > 0)
       in.fail(cat("dataset 'g' holds ", g.f32()[i], " at flat index ", i,
@@ -292,8 +302,13 @@ int run_glr(const Input& in, Output& out) {
          dg = Tensor::empty(gs), dh0 = Tensor::empty(state);
   ops::glr_backward(dq, dkk, dvv, dg, dh0, q, k, v, g, states, dout, dh_final,
                     static_cast<float>(scale), chunk);
-  for (auto [name, t] : {std::pair{"o", o}, {"h_final", h_final}, {"dq", dq}, {"dk", dkk},
-                         {"dv", dvv}, {"dg", dg}, {"dh0", dh0}})
+  for (auto [name, t] : {std::pair{"o", o},
+                         {"h_final", h_final},
+                         {"dq", dq},
+                         {"dk", dkk},
+                         {"dv", dvv},
+                         {"dg", dg},
+                         {"dh0", dh0}})
     out.put(name, t);
   return 0;
 }
@@ -318,13 +333,15 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
   in.check_datasets(op, datasets);
   in.expect_shape("dy", xs, "dy [T, C], the shape of x");
   for (const Parameter& p : params.all())
-    in.expect_shape(p.name.substr(6), p.shape, cat(p.name.substr(6), " ", p.shape.str(), " for these attributes"));
+    in.expect_shape(p.name.substr(6), p.shape,
+                    cat(p.name.substr(6), " ", p.shape.str(), " for these attributes"));
   const SequenceLayout layout = SequenceLayout::zigzag(T, 1, 0);
-  const double floats = 2.0 * static_cast<double>(params.numel()) + 4.0 * static_cast<double>(xs.numel()) +
-                        (symbol == '*' ? static_cast<double>(T) * static_cast<double>(cfg.head_dim) : 0.0) +
-                        static_cast<double>(layer->saved_floats(T, layout)) +
-                        static_cast<double>(std::max(layer->forward_floats(T, layout),
-                                                     layer->backward_floats(T, layout)));
+  const double floats =
+      2.0 * static_cast<double>(params.numel()) + 4.0 * static_cast<double>(xs.numel()) +
+      (symbol == '*' ? static_cast<double>(T) * static_cast<double>(cfg.head_dim) : 0.0) +
+      static_cast<double>(layer->saved_floats(T, layout)) +
+      static_cast<double>(
+          std::max(layer->forward_floats(T, layout), layer->backward_floats(T, layout)));
   check_memory(in, 4.0 * floats);
 
   const Tensor x = in.read("x", xs), dy = in.read("dy", xs);
@@ -365,8 +382,9 @@ int run_op(const std::string& name, const std::string& in_path, const std::strin
     std::vector<std::string> ops = {"glr"};
     for (const LayerKind& k : layer_kinds()) ops.emplace_back(k.name);
     const std::optional<std::string> guess = nearest_name(name, ops);
-    throw UserError(cat("op: unknown op '", name, "'", guess ? cat(" (did you mean '", *guess, "'?)") : "",
-                        "; expected ", choices_of(ops)));
+    throw UserError(cat("op: unknown op '", name, "'",
+                        guess ? cat(" (did you mean '", *guess, "'?)") : "", "; expected ",
+                        choices_of(ops)));
   }
   const Input in(in_path);
   Output out(out_path);

@@ -13,11 +13,12 @@ double learning_rate(const OptimSection& optim, const ScheduleSection& schedule,
     return peak * static_cast<double>(step + 1) / static_cast<double>(schedule.warmup_steps);
   if (schedule.kind == ScheduleKind::Constant) return peak;
   const double floor = schedule.min_lr_ratio * peak;
-  if (schedule.kind == ScheduleKind::Wsd) {  // warmup-stable-decay: linear to the floor over the last steps
+  if (schedule.kind ==
+      ScheduleKind::Wsd) {  // warmup-stable-decay: linear to the floor over the last steps
     const int64_t decay_start = total_steps - schedule.decay_steps;
     if (step < decay_start) return peak;
-    const double progress = static_cast<double>(step - decay_start + 1) /
-                            static_cast<double>(schedule.decay_steps);
+    const double progress =
+        static_cast<double>(step - decay_start + 1) / static_cast<double>(schedule.decay_steps);
     return peak + (floor - peak) * progress;
   }
   const int64_t decay_steps = total_steps - schedule.warmup_steps;
@@ -37,9 +38,12 @@ void AdamWOptimizer::move_to(Device device) {
 }
 
 void AdamWOptimizer::update(ParameterSet& params, double lr, int64_t step) {
-  const ops::AdamW hp{static_cast<float>(lr), static_cast<float>(optim_.beta1),
-                      static_cast<float>(optim_.beta2), static_cast<float>(optim_.eps),
-                      static_cast<float>(optim_.weight_decay), step + 1};
+  const ops::AdamW hp{static_cast<float>(lr),
+                      static_cast<float>(optim_.beta1),
+                      static_cast<float>(optim_.beta2),
+                      static_cast<float>(optim_.eps),
+                      static_cast<float>(optim_.weight_decay),
+                      step + 1};
   for (const Parameter& p : params.all()) {
     const int64_t n = p.shape.numel();
     ops::adamw_update(params.flat_values().rows(p.offset, n), params.flat_grads().rows(p.offset, n),

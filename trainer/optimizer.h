@@ -24,7 +24,7 @@ class AdamWOptimizer {
   // step is 0-based; the bias correction uses step + 1.
   void update(ParameterSet& params, double lr, int64_t step);
 
-  void move_to(Device device);  // with the parameters (ParameterSet::move_to)
+  void move_to(Device device);     // with the parameters (ParameterSet::move_to)
   Tensor m() const { return m_; }  // first moments, laid out like the flat parameters
   Tensor v() const { return v_; }  // second moments
 

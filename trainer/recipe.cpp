@@ -48,7 +48,9 @@ template <class T>
 FieldRef field_ref(T* field) {
   if constexpr (std::is_enum_v<T>) {
     const auto& names = EnumNames<T>::names;
-    return EnumField{field, EnumNames<T>::noun, {names.begin(), names.end()},
+    return EnumField{field,
+                     EnumNames<T>::noun,
+                     {names.begin(), names.end()},
                      [](void* f, size_t i) { *static_cast<T*>(f) = static_cast<T>(i); },
                      [](const void* f) { return static_cast<size_t>(*static_cast<const T*>(f)); }};
   } else {
@@ -299,8 +301,9 @@ struct Sources {
 // (past whitespace, a BOM, comments, directives, anchors and tags) is a key at column 0 on a
 // line that has the ': ' of a key: the root is a block mapping at column 0, so no dedent can
 // return to the root. (A flow mapping '{...}' as the root is refused too: telling where it
-// ends needs YAML's full plain-scalar rules, '{a:\"},' fooled a simpler scan.) Documents start at the stream,
-// after '---' or '...' lines and at '%' directive lines.
+// ends needs YAML's full plain-scalar rules, '{a:\"},' fooled a simpler scan.) Documents start at
+// the stream, after '---' or '...' lines and at '%' directive lines.
+
 // Whether text[i] opens a quoted scalar: a quote character where a scalar can begin (a quote
 // inside a plain scalar, 'a"b', is part of it).
 bool opens_quote(const std::string& text, size_t i) {
@@ -312,8 +315,10 @@ void refuse_unsafe_root(const std::string& text, const std::string& origin) {
   size_t i = 0, line = 1, line_start = 0;
   enum { kStart, kInside } state = kStart;
   auto not_a_mapping = [&](size_t at) {
-    throw UserError(cat(origin, ": expected a mapping of sections ('section:' at column 0), got "
-                        "something else at line ", line, ", column ", at - line_start + 1));
+    throw UserError(cat(origin,
+                        ": expected a mapping of sections ('section:' at column 0), got "
+                        "something else at line ",
+                        line, ", column ", at - line_start + 1));
   };
   auto skip_line = [&] {
     const size_t next = text.find('\n', i);
@@ -363,13 +368,16 @@ void refuse_unsafe_root(const std::string& text, const std::string& origin) {
       for (size_t j = i; j < end && !key; ++j) {
         const char d = text[j];
         if (quote) {
-          if (quote == '"' && d == '\\') ++j;
-          else if (d == quote) quote = 0;
+          if (quote == '"' && d == '\\')
+            ++j;
+          else if (d == quote)
+            quote = 0;
         } else if (opens_quote(text, j)) {
           quote = d;
         } else if (d == ',' || d == '[' || d == '{' || (d == '#' && j > i && text[j - 1] == ' ')) {
           break;
-        } else if (d == ':' && (j + 1 == end || std::isspace(static_cast<unsigned char>(text[j + 1])))) {
+        } else if (d == ':' &&
+                   (j + 1 == end || std::isspace(static_cast<unsigned char>(text[j + 1])))) {
           key = true;
         }
       }
@@ -397,8 +405,10 @@ void refuse_line_leading_comma(const std::string& text, const std::string& origi
       continue;
     }
     if (quote) {
-      if (quote == '"' && c == '\\') ++i;
-      else if (c == quote) quote = 0;
+      if (quote == '"' && c == '\\')
+        ++i;
+      else if (c == quote)
+        quote = 0;
       leading = false;
       continue;
     }
@@ -439,16 +449,13 @@ YAML::Node load_document(const std::string& text, const std::string& origin) {
 
 std::string describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Sequence:
-      return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
     case YAML::NodeType::Scalar:
       // yaml-cpp tags quoted scalars "!": YAML reads them as strings, never numbers.
       return node.Tag() == "!" ? cat("the quoted string ", quote(node.Scalar()))
                                : quote(node.Scalar());
-    default:
-      return "nothing (null)";
+    default: return "nothing (null)";
   }
 }
 
@@ -500,8 +507,7 @@ YAML::Node override_value(const std::string& text) {
   try {
     YAML::Node value = YAML::Load(text);
     if (value.IsScalar() || value.IsNull()) return value;
-  } catch (const YAML::Exception&) {
-  }
+  } catch (const YAML::Exception&) {}
   return YAML::Node(text);
 }
 
@@ -689,11 +695,15 @@ void check_model(const Validator& v, const ModelConfig& m) {
   v.range("model.norm_eps", m.norm_eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
   v.range("model.init_std", m.init_std, kAboveZero, HUGE_VAL, "a standard deviation > 0");
   v.range("model.gla_heads", m.gla_heads, 0, kMaxSize, "a head count >= 1, or 0 for model.heads");
-  v.range("model.gla_expand_k", m.gla_expand_k, kAboveZero, 64.0, "a factor > 0 (keys = d_model * expand_k)");
-  v.range("model.gla_expand_v", m.gla_expand_v, kAboveZero, 64.0, "a factor > 0 (values = d_model * expand_v)");
-  v.range("model.mamba_d_state", m.mamba_d_state, 1, kMaxSize, "a state size >= 1 (64 to 128 usual)");
+  v.range("model.gla_expand_k", m.gla_expand_k, kAboveZero, 64.0,
+          "a factor > 0 (keys = d_model * expand_k)");
+  v.range("model.gla_expand_v", m.gla_expand_v, kAboveZero, 64.0,
+          "a factor > 0 (values = d_model * expand_v)");
+  v.range("model.mamba_d_state", m.mamba_d_state, 1, kMaxSize,
+          "a state size >= 1 (64 to 128 usual)");
   v.range("model.mamba_headdim", m.mamba_headdim, 1, kMaxSize, "a head size >= 1 (64 usual)");
-  v.range("model.mamba_expand", m.mamba_expand, 1, 64, "a factor >= 1 (d_inner = expand * d_model)");
+  v.range("model.mamba_expand", m.mamba_expand, 1, 64,
+          "a factor >= 1 (d_inner = expand * d_model)");
   v.range("model.mamba_ngroups", m.mamba_ngroups, 1, kMaxSize, "a group count >= 1");
   v.range("model.mamba_conv_width", m.mamba_conv_width, 2, 64, "a width >= 2 (4 usual)");
   v.range("model.glr_chunk", m.glr_chunk, 16, 256, "16 <= glr_chunk <= 256 tokens");
@@ -711,11 +721,16 @@ void check_model(const Validator& v, const ModelConfig& m) {
 double widest_width(const ModelConfig& m) {
   const double C = static_cast<double>(m.d_model), D = static_cast<double>(m.head_dim);
   const double d_inner = static_cast<double>(m.mamba_expand) * C;
-  const double bc = 2.0 * static_cast<double>(m.mamba_ngroups) * static_cast<double>(m.mamba_d_state);
-  const double widths[] = {
-      C, static_cast<double>(m.heads) * D, static_cast<double>(m.kv_heads) * D,
-      2.0 * static_cast<double>(m.mlp_hidden), C * m.gla_expand_k, C * m.gla_expand_v,
-      2.0 * d_inner + bc + d_inner / static_cast<double>(m.mamba_headdim), d_inner + bc};
+  const double bc =
+      2.0 * static_cast<double>(m.mamba_ngroups) * static_cast<double>(m.mamba_d_state);
+  const double widths[] = {C,
+                           static_cast<double>(m.heads) * D,
+                           static_cast<double>(m.kv_heads) * D,
+                           2.0 * static_cast<double>(m.mlp_hidden),
+                           C * m.gla_expand_k,
+                           C * m.gla_expand_v,
+                           2.0 * d_inner + bc + d_inner / static_cast<double>(m.mamba_headdim),
+                           d_inner + bc};
   double widest = 0;
   for (double w : widths) widest = std::max(widest, w);
   return widest;
@@ -724,8 +739,8 @@ double widest_width(const ModelConfig& m) {
 void check_model_scale(const Validator& v, const ModelConfig& m) {
   const double C = static_cast<double>(m.d_model), widest = widest_width(m);
   const double layers = static_cast<double>(m.pattern.size()) + 2;
-  const double bound = layers * 4.0 * widest * std::max(C, 64.0) +
-                       2.0 * static_cast<double>(m.vocab_size) * C;
+  const double bound =
+      layers * 4.0 * widest * std::max(C, 64.0) + 2.0 * static_cast<double>(m.vocab_size) * C;
   v.require(bound < 0x1p60, "model.d_model",
             cat(m.d_model, " with these widths gives a model of up to ", format_double(bound),
                 " parameters, beyond 2^60 (no machine holds it); expected a smaller model"));
@@ -742,7 +757,8 @@ void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_di
                   format_double(key_dim), " keys do not split into ", m.gla_heads,
                   " GLA heads; expected a whole multiple of model.gla_heads"));
     v.require(value_dim == std::floor(value_dim) &&
-                  static_cast<int64_t>(value_dim) % m.gla_heads == 0 && value_dim >= static_cast<double>(m.gla_heads),
+                  static_cast<int64_t>(value_dim) % m.gla_heads == 0 &&
+                  value_dim >= static_cast<double>(m.gla_heads),
               "model.gla_expand_v",
               cat("d_model ", m.d_model, " x gla_expand_v ", format_double(m.gla_expand_v), " = ",
                   format_double(value_dim), " values do not split into ", m.gla_heads,
@@ -790,7 +806,8 @@ void check_data(const Validator& v, const DataSection& data) {
   v.require(!data.corpus.empty(), "data.corpus",
             "missing; expected the path of an HDF5 corpus made by 'ringtrain data import'");
   v.require(parse_odds(data.curriculum_odds).has_value(), "data.curriculum_odds",
-            cat(quote(data.curriculum_odds), " is not a list of odds; expected numbers > 0 separated "
+            cat(quote(data.curriculum_odds),
+                " is not a list of odds; expected numbers > 0 separated "
                 "by ':', one per bucket, shortest first (e.g. \"32:16:8:4:2:1\"), or empty"));
   v.range("data.cycles", data.cycles, 1, kMaxCount, "at least 1 cycle per epoch");
   v.range("data.seq_len", data.seq_len, 2, kMaxCount, "at least 2 tokens per sequence");
@@ -868,23 +885,26 @@ void check_relations(const Validator& v, const Recipe& r) {
                 "; expected a whole number of sequences, or 0"));
 
   // tokens_seen and the data schedule's step x sequences arithmetic stay inside int64.
-  v.require(static_cast<double>(r.train.steps) * static_cast<double>(tokens) < 0x1p62, "train.steps",
-            cat(r.train.steps, " steps of ", tokens, " tokens exceed 2^62 tokens; expected fewer steps"));
+  v.require(
+      static_cast<double>(r.train.steps) * static_cast<double>(tokens) < 0x1p62, "train.steps",
+      cat(r.train.steps, " steps of ", tokens, " tokens exceed 2^62 tokens; expected fewer steps"));
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
                 "; expected at most train.steps"));
   if (r.schedule.kind == ScheduleKind::Wsd) {
     const int64_t stable_room = r.train.steps - r.schedule.warmup_steps;
-    v.require(r.schedule.decay_steps >= 1 && r.schedule.decay_steps <= stable_room,
-              "schedule.decay_steps",
-              cat(r.schedule.decay_steps, " does not fit the wsd schedule; expected 1 to train.steps - ",
-                  "schedule.warmup_steps = ", stable_room));
+    v.require(
+        r.schedule.decay_steps >= 1 && r.schedule.decay_steps <= stable_room,
+        "schedule.decay_steps",
+        cat(r.schedule.decay_steps, " does not fit the wsd schedule; expected 1 to train.steps - ",
+            "schedule.warmup_steps = ", stable_room));
   }
   const int64_t val_len = r.eval.seq_len ? r.eval.seq_len : seq_len;
-  v.require(val_len >= 2 && val_len % (2 * sp) == 0 && r.train.tokens_per_step % val_len == 0,
-            "eval.seq_len",
-            cat(val_len, " does not fit; expected a length >= 2 that is a multiple of 2 * parallel.sp = ",
-                2 * sp, " and divides train.tokens_per_step ", r.train.tokens_per_step));
+  v.require(
+      val_len >= 2 && val_len % (2 * sp) == 0 && r.train.tokens_per_step % val_len == 0,
+      "eval.seq_len",
+      cat(val_len, " does not fit; expected a length >= 2 that is a multiple of 2 * parallel.sp = ",
+          2 * sp, " and divides train.tokens_per_step ", r.train.tokens_per_step));
   v.require(r.eval.every == 0 || !r.data.val_corpus.empty(), "data.val_corpus",
             cat("missing while eval.every is ", r.eval.every,
                 "; expected the path of a held-out HDF5 corpus, or eval.every: 0"));
@@ -898,9 +918,11 @@ void check_activation_scale(const Validator& v, const Recipe& r) {
   const double C = static_cast<double>(m.d_model);
   double state = 0;
   if (m.pattern.find('G') != std::string::npos)
-    state = std::max(state, C * m.gla_expand_k * C * m.gla_expand_v / static_cast<double>(m.gla_heads));
+    state =
+        std::max(state, C * m.gla_expand_k * C * m.gla_expand_v / static_cast<double>(m.gla_heads));
   if (m.pattern.find('M') != std::string::npos)
-    state = std::max(state, static_cast<double>(m.mamba_expand) * C * static_cast<double>(m.mamba_d_state));
+    state = std::max(
+        state, static_cast<double>(m.mamba_expand) * C * static_cast<double>(m.mamba_d_state));
   const double per_token = (static_cast<double>(m.pattern.size()) + 2) * 64.0 *
                            (widest_width(m) + static_cast<double>(m.vocab_size) / 16 + state / 16);
   const double bound = static_cast<double>(r.train.tokens_per_step) * per_token;

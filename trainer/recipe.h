@@ -66,7 +66,8 @@ struct RunSection {
   int64_t seed = 1234;
   Device device = Device::CPU;  // cpu | cuda (one GPU per rank: the node-local rank's)
   // f32 | bf16: the linear layers' GEMMs on a bf16 copy of the weights with f32 accumulation
-  // (docs/DESIGN.md §3); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated, slower).
+  // (docs/DESIGN.md §3); auto resolves to bf16 on cuda, f32 on cpu (where bf16 is emulated,
+  // slower).
   Precision precision = Precision::Auto;
   // Refuse a run whose memory plan (parameters, optimizer state, activations per rank) exceeds
   // the memory available; false tries anyway (for those who know the estimate is pessimistic).
@@ -79,15 +80,15 @@ struct DataSection {
   // concat_chunk: fixed seq_len sequences of the concatenated corpus; decomposed: one 2^k
   // bucket per step on a curriculum (ringtrain data decompose makes the buckets)
   DataMode mode = DataMode::ConcatChunk;
-  int64_t seq_len = 256;   // tokens per sequence (concat_chunk)
+  int64_t seq_len = 256;                               // tokens per sequence (concat_chunk)
   CurriculumKind curriculum = CurriculumKind::GrowP2;  // uniform | natural | grow_linear | grow_p2
-  std::string curriculum_odds;         // "32:16:8:..." one per bucket, shortest first; overrides
-  int64_t cycles = 8;                  // curriculum cycles per epoch
+  std::string curriculum_odds;  // "32:16:8:..." one per bucket, shortest first; overrides
+  int64_t cycles = 8;           // curriculum cycles per epoch
 };
 
 struct ParallelSection {
-  int64_t sp = 1;           // sequence-parallel ranks per group; dp = world size / sp
-  double timeout_s = 600;   // longest wait for a peer rank before the job is ended
+  int64_t sp = 1;          // sequence-parallel ranks per group; dp = world size / sp
+  double timeout_s = 600;  // longest wait for a peer rank before the job is ended
   // run.device: cuda: how GPU buffers travel between ranks. auto: NCCL when the build has it;
   // nccl; staged: through host memory and MPI (any MPI; slower)
   GpuComm gpu_comm = GpuComm::Auto;
@@ -105,8 +106,8 @@ struct OptimSection {
 struct ScheduleSection {
   ScheduleKind kind = ScheduleKind::Cosine;  // cosine | linear | constant | wsd (after warmup)
   int64_t warmup_steps = 0;
-  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * optim.lr (cosine, linear, wsd)
-  int64_t decay_steps = 0;      // wsd: the peak lr holds until the last decay_steps steps
+  double min_lr_ratio = 0.1;  // final lr = min_lr_ratio * optim.lr (cosine, linear, wsd)
+  int64_t decay_steps = 0;    // wsd: the peak lr holds until the last decay_steps steps
 };
 
 struct TrainSection {

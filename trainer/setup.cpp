@@ -27,7 +27,8 @@ namespace {
 std::unique_ptr<BatchSource> concat_chunk_source(const Recipe& r, const Corpus& corpus,
                                                  const std::string& corpus_key, int64_t seq_len,
                                                  const std::string& len_key) {
-  auto s = std::make_unique<ConcatChunkSource>(corpus.info().num_tokens, seq_len, r.train.tokens_per_step,
+  auto s = std::make_unique<ConcatChunkSource>(corpus.info().num_tokens, seq_len,
+                                               r.train.tokens_per_step,
                                                static_cast<uint64_t>(r.run.seed));
   if (s->num_sequences() < 1)
     throw UserError(cat(corpus_key, ": ", corpus.info().path, " holds ", corpus.info().num_tokens,
@@ -55,8 +56,10 @@ int configure_threads(const LocalPlacement& placement, std::string& warning) {
   if (!std::getenv("OMP_NUM_THREADS"))
     set_cpu_threads(std::max(1, bound < hw ? bound : hw / placement.local_size));
   if (cpu_threads() > bound)
-    warning = cat("warning: ", cpu_threads(), " threads per rank but the launcher bound this "
-                  "rank to ", bound, " core", bound == 1 ? "" : "s",
+    warning = cat("warning: ", cpu_threads(),
+                  " threads per rank but the launcher bound this "
+                  "rank to ",
+                  bound, " core", bound == 1 ? "" : "s",
                   "; they will share it (mpirun --bind-to none, or --map-by slot:PE=N)");
   return cpu_threads();
 }
@@ -66,18 +69,20 @@ std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device
   if (device == Device::CPU || dry_run) return mpi_world();
   const GpuComm choice = r.parallel.gpu_comm;
   if (choice == GpuComm::Nccl && !nccl_compiled())
-    throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but this ringtrain was built without "
+    throw UserError(cat(r.origin,
+                        ": parallel.gpu_comm: nccl, but this ringtrain was built without "
                         "NCCL; rebuild with NCCL_ROOT set, or use auto or staged"));
   const bool shared = ranks_share_a_gpu(world);
   if (choice == GpuComm::Nccl && shared)
-    throw UserError(cat(r.origin, ": parallel.gpu_comm: nccl, but ranks share a GPU (NCCL needs one "
+    throw UserError(cat(r.origin,
+                        ": parallel.gpu_comm: nccl, but ranks share a GPU (NCCL needs one "
                         "per rank); start one rank per GPU, or use staged"));
   // auto: a world of one has nothing to send, and shared GPUs rule NCCL out.
-  if (choice == GpuComm::Staged || !nccl_compiled() || (choice == GpuComm::Auto && (world.size() == 1 || shared)))
+  if (choice == GpuComm::Staged || !nccl_compiled() ||
+      (choice == GpuComm::Auto && (world.size() == 1 || shared)))
     return staging_communicator(mpi_world());
   return nccl_communicator(mpi_world());
 }
-
 
 Corpus open_corpus(const Recipe& r, const std::string& path, const std::string& key) {
   Corpus c = Corpus::open(path, key);
@@ -90,7 +95,8 @@ Corpus open_corpus(const Recipe& r, const std::string& path, const std::string& 
 
 std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) {
   const uint64_t seed = static_cast<uint64_t>(r.run.seed);
-  if (r.data.mode == DataMode::ConcatChunk) return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
+  if (r.data.mode == DataMode::ConcatChunk)
+    return concat_chunk_source(r, corpus, "data.corpus", r.data.seq_len, "data.seq_len");
   Buckets buckets = read_buckets(corpus.info().path, "data.corpus", corpus.info().num_tokens);
   for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
     if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
@@ -104,10 +110,12 @@ std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) 
   spec.odds = *parse_odds(r.data.curriculum_odds);
   spec.cycles = r.data.cycles;
   if (!spec.odds.empty() && static_cast<int>(spec.odds.size()) != buckets.buckets())
-    throw UserError(cat(r.origin, ": data.curriculum_odds: ", spec.odds.size(),
-                        " odds for the ", buckets.buckets(), " buckets 2^", buckets.min_log2, "..2^",
-                        buckets.max_log2, " of data.corpus; expected one per bucket, shortest first"));
-  return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec, seed);
+    throw UserError(cat(r.origin, ": data.curriculum_odds: ", spec.odds.size(), " odds for the ",
+                        buckets.buckets(), " buckets 2^", buckets.min_log2, "..2^",
+                        buckets.max_log2,
+                        " of data.corpus; expected one per bucket, shortest first"));
+  return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec,
+                                            seed);
 }
 
 std::unique_ptr<BatchSource> make_val_source(const Recipe& r, const Corpus& val_corpus) {
@@ -121,10 +129,12 @@ MemoryPlan memory_plan(const Recipe& r, const Model& model, StepBatcher& batcher
   const double bytes_per_param = 4.0 * 4 + (r.run.precision == Precision::BF16 ? 2.0 : 0.0);
   MemoryPlan plan;
   plan.state_bytes = bytes_per_param * static_cast<double>(model.params().numel());
-  plan.activation_bytes = static_cast<double>(batcher.max_activation_bytes(model, r.train.recompute));
+  plan.activation_bytes =
+      static_cast<double>(batcher.max_activation_bytes(model, r.train.recompute));
   if (val_batcher)
-    plan.activation_bytes = std::max(plan.activation_bytes,
-                                     static_cast<double>(val_batcher->max_activation_bytes(model, false)));
+    plan.activation_bytes =
+        std::max(plan.activation_bytes,
+                 static_cast<double>(val_batcher->max_activation_bytes(model, false)));
   return plan;
 }
 
@@ -135,12 +145,15 @@ std::string check_memory(const Recipe& r, const MemoryPlan& plan, Device device,
   const double host_share = static_cast<double>(host.bytes) / ranks_here;
   // On a GPU the host holds the initial values and moments before they move.
   const double host_need = device == Device::CUDA ? plan.state_bytes : plan.total();
-  std::string where = cat(format_bytes(host_share), " of host memory per rank (", host.source,
-                          ranks_here > 1 ? cat(", shared by ", ranks_here, " ranks") : std::string(), ")");
+  std::string where =
+      cat(format_bytes(host_share), " of host memory per rank (", host.source,
+          ranks_here > 1 ? cat(", shared by ", ranks_here, " ranks") : std::string(), ")");
   std::string problem;
   if (host_need > host_share)
-    problem = cat(device == Device::CUDA ? cat("its initial state takes ", format_bytes(host_need), ", ") : "",
-                  "more than the ", where);
+    problem =
+        cat(device == Device::CUDA ? cat("its initial state takes ", format_bytes(host_need), ", ")
+                                   : "",
+            "more than the ", where);
 #if RINGTRAIN_HAVE_CUDA
   if (device == Device::CUDA && gpu >= 0 && problem.empty()) {
     size_t free_bytes = 0, total_bytes = 0;
@@ -151,14 +164,15 @@ std::string check_memory(const Recipe& r, const MemoryPlan& plan, Device device,
   }
 #endif
   if (device == Device::CUDA && gpu < 0) where += "; GPU memory is checked when the run starts";
-  const std::string need = cat("~", format_bytes(plan.total()), " per rank (parameters, gradients and AdamW state ",
-                               format_bytes(plan.state_bytes), " + activations ",
-                               format_bytes(plan.activation_bytes), ")");
+  const std::string need = cat(
+      "~", format_bytes(plan.total()), " per rank (parameters, gradients and AdamW state ",
+      format_bytes(plan.state_bytes), " + activations ", format_bytes(plan.activation_bytes), ")");
   if (problem.empty()) return cat("memory check: ", need, " within ", where);
-  const std::string message = cat(r.origin, ": the plan needs ", need, ", ", problem,
-                                  "; expected a smaller model (model.d_model, model.pattern), fewer tokens "
-                                  "per micro-batch (train.micro_tokens, data.seq_len, train.recompute: true), "
-                                  "more ranks (parallel.sp), or run.memory_check: false to try anyway");
+  const std::string message =
+      cat(r.origin, ": the plan needs ", need, ", ", problem,
+          "; expected a smaller model (model.d_model, model.pattern), fewer tokens "
+          "per micro-batch (train.micro_tokens, data.seq_len, train.recompute: true), "
+          "more ranks (parallel.sp), or run.memory_check: false to try anyway");
   if (dry_run || !r.run.memory_check) return cat("warning: ", message);
   throw UserError(message);
 }
@@ -169,18 +183,22 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
   std::printf("# resolved recipe (%s)\n%s", r.origin.c_str(), recipe_to_yaml(r).c_str());
   std::string device = cat(threads, " CPU thread", threads == 1 ? "" : "s", " per rank");
   if (r.run.device == Device::CUDA)
-    device = gpu < 0 ? "one GPU per rank (not opened by a dry run)"
-                     : cat("one GPU per rank: GPU ", gpu, " (", cuda_device_name(gpu), ") on rank 0");
+    device = gpu < 0
+                 ? "one GPU per rank (not opened by a dry run)"
+                 : cat("one GPU per rank: GPU ", gpu, " (", cuda_device_name(gpu), ") on rank 0");
   const std::string comm = r.run.device == Device::CUDA && gpu < 0
-      ? cat("parallel.gpu_comm: ", name_of(r.parallel.gpu_comm), " (NCCL ", nccl_compiled() ? "built" : "not built", ")")
-      : g.world->backend();
+                               ? cat("parallel.gpu_comm: ", name_of(r.parallel.gpu_comm), " (NCCL ",
+                                     nccl_compiled() ? "built" : "not built", ")")
+                               : g.world->backend();
   std::printf("world %d = dp %d x sp %d | %s | %s | %s GEMMs\n", g.world_size, g.dp, g.sp,
               device.c_str(), comm.c_str(), std::string(name_of(r.run.precision)).c_str());
   const std::vector<int64_t> lens = source.seq_lens();
-  std::printf("model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token (training, at %lld tokens)\n",
-              r.model.pattern.c_str(), static_cast<long long>(r.model.d_model),
-              r.model.pattern.size(), model.num_params() / 1e6,
-              model.flops_per_token(lens.back()) / 1e6, static_cast<long long>(lens.back()));
+  std::printf(
+      "model: pattern %s | d_model %lld | %zu layers | %.3fM parameters | %.2f MFLOP/token "
+      "(training, at %lld tokens)\n",
+      r.model.pattern.c_str(), static_cast<long long>(r.model.d_model), r.model.pattern.size(),
+      model.num_params() / 1e6, model.flops_per_token(lens.back()) / 1e6,
+      static_cast<long long>(lens.back()));
   std::printf("data: %s | %lld tokens, %lld documents, %s | %s | %lld tokens per step\n",
               corpus.path.c_str(), static_cast<long long>(corpus.num_tokens),
               static_cast<long long>(corpus.num_docs), corpus.fingerprint.c_str(),
@@ -189,9 +207,11 @@ void print_header(const Recipe& r, const Grid& g, int threads, int gpu, const Mo
     std::printf("  sequences of %lld: %lld per step, micro-batches of %lld per dp group\n",
                 static_cast<long long>(len), static_cast<long long>(r.train.tokens_per_step / len),
                 static_cast<long long>(batcher.micro_seqs(len)));
-  std::printf("memory per rank: activations ~%.1f MiB (arena estimate, the largest micro-batch, recompute %s) + parameters, gradients and AdamW state %.1f MiB\n",
-              plan.activation_bytes / 1048576.0, r.train.recompute ? "on" : "off",
-              plan.state_bytes / 1048576.0);
+  std::printf(
+      "memory per rank: activations ~%.1f MiB (arena estimate, the largest micro-batch, recompute "
+      "%s) + parameters, gradients and AdamW state %.1f MiB\n",
+      plan.activation_bytes / 1048576.0, r.train.recompute ? "on" : "off",
+      plan.state_bytes / 1048576.0);
   std::fflush(stdout);
 }
 

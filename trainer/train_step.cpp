@@ -12,8 +12,13 @@ namespace rt {
 
 TrainStep::TrainStep(Model& model, AdamWOptimizer& optim, Communicator& world,
                      Communicator& tensors, Arena& arena, bool recompute, double grad_clip)
-    : model_(model), optim_(optim), world_(world), tensors_(tensors), arena_(arena),
-      recompute_(recompute), grad_clip_(grad_clip) {}
+    : model_(model),
+      optim_(optim),
+      world_(world),
+      tensors_(tensors),
+      arena_(arena),
+      recompute_(recompute),
+      grad_clip_(grad_clip) {}
 
 StepResult TrainStep::run(const StepInput& input, int64_t step, double lr,
                           const std::string& last_checkpoint) {
@@ -32,7 +37,8 @@ StepResult TrainStep::run(const StepInput& input, int64_t step, double lr,
   }
   tensors_.allreduce_sum(params.flat_grads().f32(), params.numel(), "allreduce(gradients)");
   // The stop flag travels with the memory figures: every rank learns the largest of each.
-  double flags[3] = {Watchdog::stop_signal() ? 1.0 : 0.0, peak_rss_mib(), arena_.peak() / 1048576.0};
+  double flags[3] = {Watchdog::stop_signal() ? 1.0 : 0.0, peak_rss_mib(),
+                     arena_.peak() / 1048576.0};
   world_.allreduce_sum(&loss_sum, 1, "allreduce(loss)");
   world_.allreduce_max(flags, 3, "allreduce(stop flag, memory)");
   r.stop_requested = flags[0] > 0;
@@ -42,11 +48,12 @@ StepResult TrainStep::run(const StepInput& input, int64_t step, double lr,
   r.loss = loss_sum / r.targets;
   r.grad_norm = grad_norm(params);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))  // the same numbers on every rank
-    throw AgreedError(cat("step ", step + 1, ": loss is ", r.loss, " and the gradient norm is ",
-                          r.grad_norm, "; stopped before the update. Last checkpoint: ",
-                          last_checkpoint, ". Try a lower optim.lr, a longer "
-                          "schedule.warmup_steps or optim.grad_clip"),
-                      kExitDiverged);
+    throw AgreedError(
+        cat("step ", step + 1, ": loss is ", r.loss, " and the gradient norm is ", r.grad_norm,
+            "; stopped before the update. Last checkpoint: ", last_checkpoint,
+            ". Try a lower optim.lr, a longer "
+            "schedule.warmup_steps or optim.grad_clip"),
+        kExitDiverged);
   clip_grad_norm(params, r.grad_norm, grad_clip_);
   optim_.update(params, lr, step);
   // The update itself can overflow (a huge lr) or carry a non-finite moment forward: checked
@@ -57,7 +64,9 @@ StepResult TrainStep::run(const StepInput& input, int64_t step, double lr,
     if (!bad.empty())
       throw RunError(cat("step ", step + 1, ": after the update (lr ", lr, ") ", bad,
                          " holds a non-finite value; stopped before a checkpoint could hold it. "
-                         "Last checkpoint: ", last_checkpoint, ". Try a lower optim.lr or "
+                         "Last checkpoint: ",
+                         last_checkpoint,
+                         ". Try a lower optim.lr or "
                          "optim.grad_clip"),
                      kExitDiverged);
   });

@@ -76,7 +76,8 @@ void Trainer::load_recipe_and_grid() {
   if (device_ == Device::CUDA && !opt_.dry_run)  // a dry run checks the recipe on any machine
     on_every_rank(world_, [&] { gpu_ = use_cuda_device(local_placement().local_rank); });
   std::unique_ptr<Communicator> tensors;
-  on_every_rank(world_, [&] { tensors = tensor_communicator(recipe_, device_, opt_.dry_run, world_); });
+  on_every_rank(world_,
+                [&] { tensors = tensor_communicator(recipe_, device_, opt_.dry_run, world_); });
   grid_ = Grid::create(std::move(tensors), static_cast<int>(recipe_.parallel.sp));
 }
 
@@ -100,12 +101,15 @@ void Trainer::open_data() {
 // Before anything of the model is allocated: a recipe this machine cannot hold is refused.
 void Trainer::plan_memory() {
   model_ = std::make_unique<Model>(recipe_.model, /*allocate=*/false);
-  if (recipe_.run.precision == Precision::BF16) model_->params().keep_bf16_copy();  // before the estimate
+  if (recipe_.run.precision == Precision::BF16)
+    model_->params().keep_bf16_copy();  // before the estimate
   plan_ = memory_plan(recipe_, *model_, *batcher_, val_batcher_.get());
   if (root_)
-    print_header(recipe_, grid_, threads_, gpu_, *model_, corpus_.info(), *source_, *batcher_, plan_);
+    print_header(recipe_, grid_, threads_, gpu_, *model_, corpus_.info(), *source_, *batcher_,
+                 plan_);
   std::string memory_note;
-  on_every_rank(world_, [&] { memory_note = check_memory(recipe_, plan_, device_, gpu_, opt_.dry_run); });
+  on_every_rank(world_,
+                [&] { memory_note = check_memory(recipe_, plan_, device_, gpu_, opt_.dry_run); });
   if (root_) std::printf("%s\n", memory_note.c_str());
 }
 
@@ -161,13 +165,16 @@ void Trainer::resume() {
     if (loaded.corpus_fingerprint != state_.corpus_fingerprint)
       throw UserError(cat(path, ": written for the corpus ", loaded.corpus_fingerprint,
                           ", but data.corpus ", recipe_.data.corpus, " is ",
-                          state_.corpus_fingerprint, "; resume on the corpus the run started with"));
+                          state_.corpus_fingerprint,
+                          "; resume on the corpus the run started with"));
     if (loaded.step >= recipe_.train.steps)
       throw UserError(cat(path, ": already at step ", loaded.step, " of train.steps ",
-                          recipe_.train.steps, "; raise train.steps (--set train.steps=N) to train on"));
+                          recipe_.train.steps,
+                          "; raise train.steps (--set train.steps=N) to train on"));
     state_.step = loaded.step;
     state_.tokens_seen = loaded.tokens_seen;
-    std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(loaded.step));
+    std::printf("resumed from %s at step %lld\n", path.c_str(),
+                static_cast<long long>(loaded.step));
   });
   int64_t header[2] = {state_.step, state_.tokens_seen};
   world_.broadcast(header, sizeof header, 0, "broadcast(resume step)");
@@ -182,7 +189,8 @@ void Trainer::open_run_directory() {
     const fs::path out_dir = recipe_.run.out_dir;
     fs::create_directories(out_dir);
     std::ofstream(out_dir / "recipe.yaml") << state_.recipe_yaml;
-    metrics_ = std::make_unique<MetricsLog>((out_dir / "metrics.jsonl").string(), state_.step, true);
+    metrics_ =
+        std::make_unique<MetricsLog>((out_dir / "metrics.jsonl").string(), state_.step, true);
   });
 }
 
@@ -256,7 +264,8 @@ void Trainer::log_step(const RankStep& batch, const StepResult& result, double l
   rec.mfu = rec.model_gflop / seconds / peak_gflops_;
   rec.peak_rss_mib = result.peak_rss_mib;
   rec.arena_peak_mib = result.arena_peak_mib;
-  const double per_step = seconds_since(run_start_) / static_cast<double>(state_.step - first_step_);
+  const double per_step =
+      seconds_since(run_start_) / static_cast<double>(state_.step - first_step_);
   rec.eta_seconds = per_step * static_cast<double>(recipe_.train.steps - state_.step);
   const bool print = state_.step % recipe_.log.every == 0 || state_.step == recipe_.train.steps ||
                      state_.step == first_step_ + 1;

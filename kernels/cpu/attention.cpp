@@ -46,9 +46,8 @@ AttentionTiles& attention_tiles() {
   return tiles;
 }
 
-void attention_block_forward(float* out, float* lse, const float* q, const float* k,
-                             const float* v, const AttentionDims& d, int64_t q_pos0,
-                             int64_t k_pos0, bool causal) {
+void attention_block_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const AttentionDims& d, int64_t q_pos0, int64_t k_pos0, bool causal) {
   const int64_t ldq = d.H * d.D, ldk = d.Hkv * d.D, group = d.H / d.Hkv, D = d.D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t tile_q = attention_tiles().q, tile_k = attention_tiles().k;
@@ -104,8 +103,8 @@ void attention_block_forward(float* out, float* lse, const float* q, const float
             for (int64_t c = 0; c < D; ++c) a[c] *= alpha;
           }
         }
-        gemm(false, false, bq, D, bk, 1.0f, s.data(), tile_k, vh + j0 * ldk, ldk, 1.0f,
-             acc.data(), D);
+        gemm(false, false, bq, D, bk, 1.0f, s.data(), tile_k, vh + j0 * ldk, ldk, 1.0f, acc.data(),
+             D);
       }
 
       for (int64_t r = 0; r < bq; ++r) {
@@ -125,8 +124,8 @@ void attention_block_forward(float* out, float* lse, const float* q, const float
   }
 }
 
-void attention_merge(float* out, float* lse, const float* out_blk, const float* lse_blk,
-                     int64_t T, int64_t H, int64_t D) {
+void attention_merge(float* out, float* lse, const float* out_blk, const float* lse_blk, int64_t T,
+                     int64_t H, int64_t D) {
 #pragma omp parallel for schedule(static) if (T * H * D > (1 << 15))
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t h = 0; h < H; ++h) {
@@ -141,7 +140,8 @@ void attention_merge(float* out, float* lse, const float* out_blk, const float* 
         continue;
       }
       // sigmoid(b - a) and logsigmoid(a - b) written so no exp argument is positive.
-      const float w = b > a ? 1.0f / (1.0f + std::exp(a - b)) : std::exp(b - a) / (1.0f + std::exp(b - a));
+      const float w =
+          b > a ? 1.0f / (1.0f + std::exp(a - b)) : std::exp(b - a) / (1.0f + std::exp(b - a));
 #pragma omp simd
       for (int64_t c = 0; c < D; ++c) o[c] -= w * (o[c] - ob[c]);
       lse[i] = std::max(a, b) + std::log1p(std::exp(-std::abs(a - b)));
@@ -172,11 +172,10 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
   const int64_t k_tiles = ceil_div(d.Tk, tile_k);
   const int nthreads = omp_get_max_threads();
   // A band of query rows whose dQ scratch fits the budget, a whole number of tiles.
-  const int64_t band_rows = std::max<int64_t>(
-      tile_q, kScratchFloats / std::max<int64_t>(ldq, 1) / tile_q * tile_q);
-  std::vector<float> scratch(nthreads > 1 ? static_cast<size_t>(nthreads) *
-                                                std::min(band_rows, d.Tq) * ldq
-                                          : 0);
+  const int64_t band_rows =
+      std::max<int64_t>(tile_q, kScratchFloats / std::max<int64_t>(ldq, 1) / tile_q * tile_q);
+  std::vector<float> scratch(
+      nthreads > 1 ? static_cast<size_t>(nthreads) * std::min(band_rows, d.Tq) * ldq : 0);
 
   for (int64_t band0 = 0; band0 < d.Tq; band0 += band_rows) {
     const int64_t band_len = std::min(band_rows, d.Tq - band0);
@@ -192,8 +191,8 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
     {
       const int tid = omp_get_thread_num(), team = omp_get_num_threads();
       // One thread: add straight into dq. Several: into this thread's scratch (rows of the band).
-      float* dq_out = team > 1 ? scratch.data() + static_cast<size_t>(tid) * band_len * ldq
-                               : dq + band0 * ldq;
+      float* dq_out =
+          team > 1 ? scratch.data() + static_cast<size_t>(tid) * band_len * ldq : dq + band0 * ldq;
       if (team > 1) std::fill(dq_out, dq_out + band_len * ldq, 0.0f);
       std::vector<float> p(tile_q * tile_k), ds(tile_q * tile_k), dk_acc(tile_k * D),
           dv_acc(tile_k * D);
@@ -230,8 +229,8 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
               for (int64_t c = 0; c < bk; ++c) row[c] = fast_exp(row[c] - row_lse);
             }
             // dV += P^T dO
-            gemm(true, false, bk, D, bq, 1.0f, p.data(), tile_k, dot_ptr, ldq, 1.0f,
-                 dv_acc.data(), D);
+            gemm(true, false, bk, D, bq, 1.0f, p.data(), tile_k, dot_ptr, ldq, 1.0f, dv_acc.data(),
+                 D);
             // dP = dO V^T, then dS = P * (dP - delta)
             gemm(false, true, bq, bk, D, 1.0f, dot_ptr, ldq, vt_ptr, ldk, 0.0f, ds.data(), tile_k);
             for (int64_t r = 0; r < bq; ++r) {
@@ -244,8 +243,8 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
             // dQ += scale * dS K ; dK += scale * dS^T Q
             gemm(false, false, bq, D, bk, scale, ds.data(), tile_k, kt_ptr, ldk, 1.0f,
                  dq_out + (i0 - band0) * ldq + h * D, ldq);
-            gemm(true, false, bk, D, bq, scale, ds.data(), tile_k, qt_ptr, ldq, 1.0f,
-                 dk_acc.data(), D);
+            gemm(true, false, bk, D, bq, scale, ds.data(), tile_k, qt_ptr, ldq, 1.0f, dk_acc.data(),
+                 D);
           }
         }
         for (int64_t r = 0; r < bk; ++r) {

@@ -1,6 +1,7 @@
 // The gated linear recurrence (GLR), chunked, on the CPU (docs/DESIGN.md §5):
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_t^T,  o_t = scale * S_t^T q_t
-// Per head, per chunk of n <= C tokens with local cumulative decay b_r = sum_{s<=r} g_s, gamma = b_{n-1}:
+// Per head, per chunk of n <= C tokens with local cumulative decay b_r = sum_{s<=r} g_s and
+// gamma = b_{n-1}:
 //   O       = scale * ((Q * e^b) S_prev + P V),   P_rj = sum_d q_rd k_jd e^{b_rd - b_jd} (j <= r)
 //   S_next  = Diag(e^gamma) S_prev + (K * e^{gamma - b})^T V
 // Every exponent is <= 0. The factors e^b and e^{gamma - b} of the inter-chunk terms are formed
@@ -82,12 +83,13 @@ void lower_transposed_times(int64_t n, int64_t N, float alpha, const float* L, i
                             const float* B, int64_t ldb, float beta, float* out, int64_t ldo) {
   const int64_t h = n / 2;
   gemm(true, false, h, N, n, alpha, L, ldl, B, ldb, beta, out, ldo);
-  gemm(true, false, n - h, N, n - h, alpha, L + h * ldl + h, ldl, B + h * ldb, ldb, beta, out + h * ldo, ldo);
+  gemm(true, false, n - h, N, n - h, alpha, L + h * ldl + h, ldl, B + h * ldb, ldb, beta,
+       out + h * ldo, ldo);
 }
 // The lower triangle of out[n, n] = alpha A B^T (A, B [n, K]); of the upper right quarter
 // nothing is written.
-void lower_of_product(int64_t n, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                      int64_t ldb, float* out, int64_t ldo) {
+void lower_of_product(int64_t n, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float* out, int64_t ldo) {
   const int64_t h = n / 2;
   gemm(false, true, h, h, K, alpha, A, lda, B, ldb, 0.0f, out, ldo);
   gemm(false, true, n - h, n, K, alpha, A + h * lda, lda, B, ldb, 0.0f, out + h * ldo, ldo);
@@ -135,8 +137,12 @@ class HeadChunks {
   int64_t rows(int64_t c) const { return std::min(d_.chunk, d_.T - start(c)); }
   int64_t qk_ld() const { return d_.Hg * d_.dk; }
   int64_t v_ld() const { return d_.H * d_.dv; }
-  const float* qk_rows(const float* x, int64_t c) const { return x + (start(c) * d_.Hg + hg_) * d_.dk; }
-  const float* v_rows(const float* v, int64_t c) const { return v + start(c) * v_ld() + h_ * d_.dv; }
+  const float* qk_rows(const float* x, int64_t c) const {
+    return x + (start(c) * d_.Hg + hg_) * d_.dk;
+  }
+  const float* v_rows(const float* v, int64_t c) const {
+    return v + start(c) * v_ld() + h_ * d_.dv;
+  }
   float* v_rows(float* v, int64_t c) const { return v + start(c) * v_ld() + h_ * d_.dv; }
 
   // The cumulative decay of chunk c and its inter-chunk factors eq = e^b, ek = e^{gamma - b},
@@ -184,19 +190,25 @@ class HeadChunks {
       for (int64_t i = 0; i < K; ++i) ref[i] = R0 ? decay(bm[i], 0.0) : 1.0f;
       for (int64_t r = R0; r < end; ++r) mul(&eq_[r * K], &er_[r * K], ref, K);
       std::fill(&ej_[(end - 1) * K], &ej_[(end - 1) * K] + K, 1.0f);
-      for (int64_t j = end - 2; j >= R0; --j) mul(&ej_[j * K], &ej_[(j + 1) * K], &a_[(j + 1) * K], K);
+      for (int64_t j = end - 2; j >= R0; --j)
+        mul(&ej_[j * K], &ej_[(j + 1) * K], &a_[(j + 1) * K], K);
       const double* bl = &b_[(end - 1) * K];
 #pragma omp simd
       for (int64_t i = 0; i < K; ++i) ref[i] = decay(gamma_[i], bl[i]);
       for (int64_t j = R0; j < end; ++j) mul(&ek_[j * K], &ej_[j * K], ref, K);
       if (intra)
-        for (int64_t j = R0; j < end; ++j) mul(&kt_[j * K], qk_rows(k, c) + j * qk_ld(), &ej_[j * K], K);
+        for (int64_t j = R0; j < end; ++j)
+          mul(&kt_[j * K], qk_rows(k, c) + j * qk_ld(), &ej_[j * K], K);
     }
   }
 
   // qd = q * e^b and kd = k * e^{gamma - b} over the loaded chunk's rows.
-  void decayed_q(const float* q, int64_t c) { scale_rows(qd_.data(), qk_rows(q, c), qk_ld(), eq_.data()); }
-  void decayed_k(const float* k, int64_t c) { scale_rows(kd_.data(), qk_rows(k, c), qk_ld(), ek_.data()); }
+  void decayed_q(const float* q, int64_t c) {
+    scale_rows(qd_.data(), qk_rows(q, c), qk_ld(), eq_.data());
+  }
+  void decayed_k(const float* k, int64_t c) {
+    scale_rows(kd_.data(), qk_rows(k, c), qk_ld(), ek_.data());
+  }
 
   // p = intra-chunk scores P (lower triangle, diagonal included; zero above). A scalar decay
   // takes the group's Q K^T (qk, lower triangle, rows of `chunk`) and masks it with L.
@@ -324,7 +336,8 @@ class HeadChunks {
   // chunk (fresh) and its gradient reuses them.
   const float* stage_earlier(const float* qc, int64_t R0, int64_t rn, bool fresh) {
     const int64_t K = d_.dk, R = R0 / kSub;
-    for (int64_t r = 0; r < rn; ++r) mul(&qt_[r * K], qc + (R0 + r) * qk_ld(), &er_[(R0 + r) * K], K);
+    for (int64_t r = 0; r < rn; ++r)
+      mul(&qt_[r * K], qc + (R0 + r) * qk_ld(), &er_[(R0 + r) * K], K);
     float* stage = &stage_[kSub * R * (R - 1) / 2 * K];
     if (fresh)
       for (int64_t J0 = 0; J0 < R0; J0 += kSub) {
@@ -385,8 +398,8 @@ class HeadChunks {
   void diagonal_backward_k(const float* qc, const float* kc, int64_t R0, int64_t rn, float* dq_c,
                            float* dk_c) {
     const int64_t C = d_.chunk, K = KC ? KC : d_.dk;
-    float* e = e_.data();      // e^{b_r - b_j}
-    float* dkj = e + K;        // dk_j's intra-block sum
+    float* e = e_.data();  // e^{b_r - b_j}
+    float* dkj = e + K;    // dk_j's intra-block sum
     for (int64_t j = R0; j < R0 + rn; ++j) {
       const float* kj = kc + j * qk_ld();
       const float* qj = qc + j * qk_ld();
@@ -419,7 +432,8 @@ class HeadChunks {
   const int64_t gw_;
   int64_t h_ = 0, hg_ = 0, n_ = 0;
   std::vector<double> b_, gamma_;
-  std::vector<float> eq_, ek_, egamma_, qd_, kd_, p_, a_, er_, ej_, kt_, stage_, qt_, tmp_, dkt_, e_;
+  std::vector<float> eq_, ek_, egamma_, qd_, kd_, p_, a_, er_, ej_, kt_, stage_, qt_, tmp_, dkt_,
+      e_;
 };
 
 // S = Diag(e^gamma) S + alpha * x^T y over the loaded chunk's rows: the state moving forward
@@ -436,13 +450,14 @@ void decay_and_accumulate(const HeadChunks& hc, const GlrDims& d, float* S, cons
   gemm(true, false, d.dk, d.dv, n, alpha, x, d.dk, y_rows, hc.v_ld(), 1.0f, S, d.dv);
 }
 
-void advance_state(HeadChunks& hc, const GlrDims& d, const float* k, const float* v, int64_t c, float* S) {
+void advance_state(HeadChunks& hc, const GlrDims& d, const float* k, const float* v, int64_t c,
+                   float* S) {
   hc.decayed_k(k, c);
   decay_and_accumulate(hc, d, S, hc.kd(), hc.v_rows(v, c), 1.0f, hc.rows(c));
 }
 
-void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* q, const float* dout, int64_t c,
-                            float* dS) {
+void retreat_state_gradient(HeadChunks& hc, const GlrDims& d, const float* q, const float* dout,
+                            int64_t c, float* dS) {
   hc.decayed_q(q, c);
   decay_and_accumulate(hc, d, dS, hc.qd(), hc.v_rows(dout, c), d.scale, hc.rows(c));
 }
@@ -540,7 +555,9 @@ class GroupOutputs {
     return block.first < block.last && block.first < (hg + 1) * per && block.last > hg * per;
   }
   // A thread's first and last group (the only ones it can share) have a slot each.
-  std::unique_ptr<float[]>& slot(int tid, int64_t hg) { return own_[2 * tid + (first_[hg] == tid ? 1 : 0)]; }
+  std::unique_ptr<float[]>& slot(int tid, int64_t hg) {
+    return own_[2 * tid + (first_[hg] == tid ? 1 : 0)];
+  }
   const GlrDims& d_;
   const int team_;
   std::vector<int> first_, last_;  // per group: the first and last thread holding its heads
@@ -556,8 +573,8 @@ class GroupScores {
   const float* get(const HeadChunks& hc, const float* q, const float* k, int64_t c) {
     if (d_.vector_decay) return nullptr;
     if (hg_ != hc.group() || c_ != c) {
-      lower_of_product(hc.rows(c), d_.dk, 1.0f, hc.qk_rows(q, c), hc.qk_ld(), hc.qk_rows(k, c), hc.qk_ld(),
-                       qk_.data(), d_.chunk);
+      lower_of_product(hc.rows(c), d_.dk, 1.0f, hc.qk_rows(q, c), hc.qk_ld(), hc.qk_rows(k, c),
+                       hc.qk_ld(), qk_.data(), d_.chunk);
       hg_ = hc.group();
       c_ = c;
     }
@@ -585,13 +602,16 @@ class GroupScoreGradient {
     for (int64_t r = 0; r < n; ++r) axpy(&acc_[r * C], 1.0f, dpl + r * C, r + 1);
   }
   // The group's dq, dk rows of the chunk += acc K, acc^T Q; then empty.
-  void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c, GroupOutputs::Rows out) {
+  void flush(const HeadChunks& hc, const float* q, const float* k, int64_t c,
+             GroupOutputs::Rows out) {
     if (hg_ < 0) return;
     // (acc is zero above its diagonal: zeroed when the group started, added to below it only.)
-    const int64_t n = hc.rows(c), C = d_.chunk, ld = hc.qk_ld(), row = (hc.start(c) * d_.Hg + hg_) * d_.dk;
+    const int64_t n = hc.rows(c), C = d_.chunk, ld = hc.qk_ld(),
+                  row = (hc.start(c) * d_.Hg + hg_) * d_.dk;
     const int64_t out_row = hc.start(c) * out.ld;
     lower_times(n, d_.dk, 1.0f, acc_.data(), C, k + row, ld, 1.0f, out.dq + out_row, out.ld);
-    lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, q + row, ld, 1.0f, out.dk + out_row, out.ld);
+    lower_transposed_times(n, d_.dk, 1.0f, acc_.data(), C, q + row, ld, 1.0f, out.dk + out_row,
+                           out.ld);
     hg_ = -1;
   }
   int64_t group() const { return hg_; }
@@ -630,7 +650,8 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
           hc.decayed_q(q, c);
           gemm(false, false, n, d.dv, d.dk, d.scale, hc.qd(), d.dk, Sh, d.dv, 0.0f, oc, hc.v_ld());
           hc.scores(q, k, c, group_scores.get(hc, q, k, c));
-          lower_times(n, d.dv, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc, hc.v_ld());
+          lower_times(n, d.dv, d.scale, hc.p(), d.chunk, hc.v_rows(v, c), hc.v_ld(), 1.0f, oc,
+                      hc.v_ld());
         }
         advance_state(hc, d, k, v, c, Sh);
       }
@@ -693,7 +714,8 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
         hc.scores(q, k, c, qk);
         // dv = scale P^T dO + kd dS
         float* dv_c = hc.v_rows(dv, c);
-        lower_transposed_times(n, d.dv, d.scale, hc.p(), d.chunk, do_c, hc.v_ld(), 0.0f, dv_c, hc.v_ld());
+        lower_transposed_times(n, d.dv, d.scale, hc.p(), d.chunk, do_c, hc.v_ld(), 0.0f, dv_c,
+                               hc.v_ld());
         gemm(false, false, n, d.dv, K, 1.0f, hc.kd(), K, dSh, d.dv, 1.0f, dv_c, hc.v_ld());
         // dq = e^b * (scale dO S_prev^T), dk = e^{gamma - b} * (V dS^T), then the intra parts
         gemm(false, true, n, K, d.dv, d.scale, do_c, hc.v_ld(), s_prev, d.dv, 0.0f, dq_c.data(), K);
@@ -782,7 +804,8 @@ void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* 
     hc.select(h);
     float* S = s_loc + h * SS;
     std::fill(S, S + SS, 0.0f);
-    // The total decay over the whole input (one zigzag unit), in double: units of 128K tokens sum 128K terms.
+    // The total decay over the whole input (one zigzag unit), in double: units of 128K tokens sum
+    // 128K terms.
     std::vector<double> total(GW, 0.0);
     for (int64_t c = 0; c < hc.chunks(); ++c) {
       hc.load(c, g, k, false);

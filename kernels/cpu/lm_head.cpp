@@ -15,8 +15,8 @@
 namespace rt::cpu {
 
 double lm_head_loss(const float* h, const float* weight, const int32_t* targets, float* dh,
-                    float* dweight, float grad_scale, float* token_losses, int64_t T,
-                    int64_t C, int64_t V) {
+                    float* dweight, float grad_scale, float* token_losses, int64_t T, int64_t C,
+                    int64_t V) {
   // About 16 MiB of logits per block.
   const int64_t block = std::clamp<int64_t>((int64_t(4) << 20) / std::max<int64_t>(V, 1), 64, 2048);
   std::vector<float> logits(static_cast<size_t>(std::min(block, T) * V));

@@ -24,8 +24,7 @@ void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D, fl
   }
 }
 
-void rope_rotate(float* x, const float* table, int64_t T, int64_t heads, int64_t D,
-                 bool inverse) {
+void rope_rotate(float* x, const float* table, int64_t T, int64_t heads, int64_t D, bool inverse) {
   const int64_t half = D / 2;
   const float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static) if (T * heads * D > (1 << 15))

@@ -36,7 +36,8 @@ void conv1d_causal_forward(float* out, const float* x, const float* weight, cons
   for (int64_t t = 0; t < T; ++t)
     for (int64_t c = 0; c < C; ++c) {
       float acc = bias ? bias[c] : 0.0f;
-      for (int64_t i = 0; i < W; ++i) acc += weight[c * W + i] * conv_input(x, halo, t + i - (W - 1), c, C, W);
+      for (int64_t i = 0; i < W; ++i)
+        acc += weight[c * W + i] * conv_input(x, halo, t + i - (W - 1), c, C, W);
       out[t * C + c] = acc;
     }
 }
@@ -72,7 +73,8 @@ void conv1d_causal_backward(float* dx, float* dweight, float* dbias, float* dhal
         for (int64_t i = 0; i < W; ++i) p[i] += d * conv_input(x, halo, t + i - (W - 1), c, C, W);
         p[W] += d;
       }
-  for (int64_t i = 0; i < W; ++i) add_block_partials(dweight + i, partial.data() + i, blocks, C, W + 1, W);
+  for (int64_t i = 0; i < W; ++i)
+    add_block_partials(dweight + i, partial.data() + i, blocks, C, W + 1, W);
   if (dbias) add_block_partials(dbias, partial.data() + W, blocks, C, W + 1);
 }
 
@@ -118,8 +120,8 @@ void scale_heads_forward(float* out, const float* x, const float* s, int64_t T, 
 }
 
 // dx += s * dout ; ds = sum_p x * dout
-void scale_heads_backward(float* dx, float* ds, const float* dout, const float* x,
-                          const float* s, int64_t T, int64_t H, int64_t P) {
+void scale_heads_backward(float* dx, float* ds, const float* dout, const float* x, const float* s,
+                          int64_t T, int64_t H, int64_t P) {
 #pragma omp parallel for schedule(static) if (T * H * P > (1 << 15))
   for (int64_t i = 0; i < T * H; ++i) {
     float acc = 0.0f;

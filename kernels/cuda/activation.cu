@@ -19,8 +19,7 @@ __device__ inline void gated_backward(float dout, float a, float gate, float& da
 __global__ void silu_forward_kernel(float* out, const float* inp, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = inp[i] * sigmoid(inp[i]);
 }
-__global__ void silu_backward_kernel(float* dinp, const float* dout, const float* inp,
-                                     int64_t n) {
+__global__ void silu_backward_kernel(float* dinp, const float* dout, const float* inp, int64_t n) {
   RT_GRID_STRIDE(i, n) {
     const float s = sigmoid(inp[i]);
     dinp[i] = dout[i] * s * (1.0f + inp[i] * (1.0f - s));
@@ -39,8 +38,7 @@ __global__ void swiglu_backward_kernel(float* dgate_up, const float* dout, const
     gated_backward(dout[i], gate_up[at + F], gate_up[at], dgate_up[at + F], dgate_up[at]);
   }
 }
-__global__ void silu_gate_forward_kernel(float* out, const float* a, const float* gate,
-                                         int64_t n) {
+__global__ void silu_gate_forward_kernel(float* out, const float* a, const float* gate, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = gated(a[i], gate[i]);
 }
 __global__ void silu_gate_backward_kernel(float* da, float* dgate, const float* dout,
@@ -98,7 +96,8 @@ void logsigmoid_backward(float* dx, float* dbias, const float* dout, const float
   launch(logsigmoid_dx_kernel, T * C, dx, dout, x, bias, scale, T, C);
   const int64_t blocks = ceil_div(T, kRowBlock);
   Scratch partial(blocks * C * sizeof(float));
-  launch(column_partial_kernel, blocks * C, partial.as<float>(), static_cast<const float*>(dx), T, C);
+  launch(column_partial_kernel, blocks * C, partial.as<float>(), static_cast<const float*>(dx), T,
+         C);
   add_block_partials(dbias, partial.as<float>(), blocks, C);
 }
 

@@ -83,8 +83,8 @@ __device__ inline void stage_rows(float* dst, int stride, const float* src, int6
 // ---- forward ----------------------------------------------------------------------------
 template <int DT>
 __global__ void __launch_bounds__(kBlockThreads)
-    attention_forward_kernel(float* out, float* lse, const float* q, const float* k,
-                             const float* v, Params p) {
+    attention_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
+                             Params p) {
   extern __shared__ float smem[];
   const int D = p.D, Dp = stream_stride(D);
   float* Qs = smem;               // [kOwn][D]     the block's queries (read as broadcasts)
@@ -98,12 +98,12 @@ __global__ void __launch_bounds__(kBlockThreads)
   // end of the grid is made of short blocks.
   const int64_t i0 = (int64_t(gridDim.x) - 1 - blockIdx.x) * kOwn;
   const int bq = static_cast<int>(min(int64_t(kOwn), p.Tq - i0));
-  const int r0 = warp * kRows;                      // the warp's first row within the tile
-  const int nr = max(0, min(kRows, bq - r0));       // rows of this warp that exist
-  const int64_t qpos0_w = p.q_pos0 + i0 + r0;       // position of the warp's first row
+  const int r0 = warp * kRows;                 // the warp's first row within the tile
+  const int nr = max(0, min(kRows, bq - r0));  // rows of this warp that exist
+  const int64_t qpos0_w = p.q_pos0 + i0 + r0;  // position of the warp's first row
   // Keys at or past kend are after every query of the block.
-  const int kend = p.causal ? static_cast<int>(clamp64(p.q_pos0 + i0 + bq - p.k_pos0, 0, p.Tk))
-                            : p.Tk;
+  const int kend =
+      p.causal ? static_cast<int>(clamp64(p.q_pos0 + i0 + bq - p.k_pos0, 0, p.Tk)) : p.Tk;
 
   stage_rows(Qs, D, q + i0 * ldq + int64_t(h) * D, ldq, kOwn, bq, D);
 
@@ -199,12 +199,12 @@ __global__ void __launch_bounds__(kBlockThreads)
                                    const float* delta, Params p) {
   extern __shared__ float smem[];
   const int D = p.D, Dp = stream_stride(D);
-  float* Ks = smem;                 // [kOwn][D]     the block's keys (read as broadcasts)
-  float* Vs = Ks + kOwn * D;        // [kOwn][D]     the block's values
-  float* Qs = Vs + kOwn * D;        // [kStream][Dp] queries of the tile: lane i reads row i
-  float* dOs = Qs + kStream * Dp;   // [kStream][Dp] their output gradients
-  float* Ls = dOs + kStream * Dp;   // [kStream]     their lse (-inf past the end)
-  float* Deltas = Ls + kStream;     // [kStream]     their delta
+  float* Ks = smem;                // [kOwn][D]     the block's keys (read as broadcasts)
+  float* Vs = Ks + kOwn * D;       // [kOwn][D]     the block's values
+  float* Qs = Vs + kOwn * D;       // [kStream][Dp] queries of the tile: lane i reads row i
+  float* dOs = Qs + kStream * Dp;  // [kStream][Dp] their output gradients
+  float* Ls = dOs + kStream * Dp;  // [kStream]     their lse (-inf past the end)
+  float* Deltas = Ls + kStream;    // [kStream]     their delta
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int hk = blockIdx.y, group = p.H / p.Hkv;
@@ -212,8 +212,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int64_t j0 = int64_t(blockIdx.x) * kOwn;
   const int bk = static_cast<int>(min(int64_t(kOwn), p.Tk - j0));
   // Queries before the block's first key never see any of its keys.
-  const int ibegin =
-      p.causal ? static_cast<int>(clamp64(p.k_pos0 + j0 - p.q_pos0, 0, p.Tq)) : 0;
+  const int ibegin = p.causal ? static_cast<int>(clamp64(p.k_pos0 + j0 - p.q_pos0, 0, p.Tq)) : 0;
   if (ibegin >= p.Tq) return;  // block-uniform: no query sees these keys
 
   stage_rows(Ks, D, k + j0 * ldk + int64_t(hk) * D, ldk, kOwn, bk, D);
@@ -266,8 +265,8 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         // A query with lse = -inf saw no key at all: its weights are 0 (as on the CPU).
-        const bool keep = lane < bq && r < nr && row_lse != -INFINITY &&
-                          (!p.causal || kpos0_w + r <= qpos);
+        const bool keep =
+            lane < bq && r < nr && row_lse != -INFINITY && (!p.causal || kpos0_w + r <= qpos);
         pr[r] = keep ? expf(s[r] * p.scale - row_lse) : 0.0f;
         ds[r] = keep ? pr[r] * (dp[r] - row_delta) : 0.0f;
       }
@@ -319,18 +318,18 @@ __global__ void __launch_bounds__(kBlockThreads)
                                  Params p) {
   extern __shared__ float smem[];
   const int D = p.D, Dp = stream_stride(D);
-  float* Qs = smem;                // [kOwn][D]     the block's queries (read as broadcasts)
-  float* dOs = Qs + kOwn * D;      // [kOwn][D]     their output gradients
-  float* Ks = dOs + kOwn * D;      // [kStream][Dp] keys of the tile: lane j reads row j
-  float* Vs = Ks + kStream * Dp;   // [kStream][Dp] values of the tile
+  float* Qs = smem;               // [kOwn][D]     the block's queries (read as broadcasts)
+  float* dOs = Qs + kOwn * D;     // [kOwn][D]     their output gradients
+  float* Ks = dOs + kOwn * D;     // [kStream][Dp] keys of the tile: lane j reads row j
+  float* Vs = Ks + kStream * Dp;  // [kStream][Dp] values of the tile
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int h = blockIdx.y, hk = h / (p.H / p.Hkv);
   const int64_t ldq = int64_t(p.H) * D, ldk = int64_t(p.Hkv) * D;
   const int64_t i0 = (int64_t(gridDim.x) - 1 - blockIdx.x) * kOwn;  // heaviest tiles first
   const int bq = static_cast<int>(min(int64_t(kOwn), p.Tq - i0));
-  const int kend = p.causal ? static_cast<int>(clamp64(p.q_pos0 + i0 + bq - p.k_pos0, 0, p.Tk))
-                            : p.Tk;
+  const int kend =
+      p.causal ? static_cast<int>(clamp64(p.q_pos0 + i0 + bq - p.k_pos0, 0, p.Tk)) : p.Tk;
   if (kend == 0) return;  // block-uniform: these queries see no key of the block
 
   stage_rows(Qs, D, q + i0 * ldq + int64_t(h) * D, ldq, kOwn, bq, D);
@@ -376,8 +375,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     float ds[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const bool keep = lane < bk && r < nr && row_lse[r] != -INFINITY &&
-                        (!p.causal || kpos <= qpos0_w + r);
+      const bool keep =
+          lane < bk && r < nr && row_lse[r] != -INFINITY && (!p.causal || kpos <= qpos0_w + r);
       const float pr = keep ? expf(s[r] * p.scale - row_lse[r]) : 0.0f;
       ds[r] = keep ? pr * (dp[r] - row_delta[r]) : 0.0f;
     }
@@ -454,15 +453,14 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
 using ForwardFn = void (*)(float*, float*, const float*, const float*, const float*, Params);
 using DkdvFn = void (*)(float*, float*, const float*, const float*, const float*, const float*,
                         const float*, const float*, Params);
-using DqFn = void (*)(float*, const float*, const float*, const float*, const float*,
-                      const float*, const float*, Params);
+using DqFn = void (*)(float*, const float*, const float*, const float*, const float*, const float*,
+                      const float*, Params);
 
 #define RT_ATTENTION_INSTANCES(kernel) \
   { kernel<1>, kernel<2>, kernel<3>, kernel<4>, kernel<5>, kernel<6>, kernel<7>, kernel<8> }
 
 Params make_params(const AttentionDims& d, int64_t q_pos0, int64_t k_pos0, bool causal) {
-  RT_CHECK(d.D >= 1 && d.D <= kMaxD, "CUDA attention supports head dims 1..", kMaxD, ", got ",
-           d.D);
+  RT_CHECK(d.D >= 1 && d.D <= kMaxD, "CUDA attention supports head dims 1..", kMaxD, ", got ", d.D);
   RT_CHECK(d.Hkv >= 1 && d.H % d.Hkv == 0 && d.H <= 65535, "bad head counts H=", d.H,
            " Hkv=", d.Hkv);
   RT_CHECK(d.Tq >= 0 && d.Tk >= 0 && d.Tq < (int64_t(1) << 31) - kOwn &&
@@ -492,8 +490,8 @@ void allow_shared(const void* kernel, size_t bytes) {
 }
 
 size_t forward_shared_bytes(int D) {
-  return sizeof(float) * (size_t(kOwn) * D + size_t(kStream) * stream_stride(D) +
-                          size_t(kStream) * D);
+  return sizeof(float) *
+         (size_t(kOwn) * D + size_t(kStream) * stream_stride(D) + size_t(kStream) * D);
 }
 size_t dkdv_shared_bytes(int D) {
   return sizeof(float) *
@@ -508,9 +506,8 @@ unsigned row_blocks(int64_t rows) { return blocks_for(rows * 32, kBlockThreads);
 
 }  // namespace
 
-void attention_block_forward(float* out, float* lse, const float* q, const float* k,
-                             const float* v, const AttentionDims& d, int64_t q_pos0,
-                             int64_t k_pos0, bool causal) {
+void attention_block_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const AttentionDims& d, int64_t q_pos0, int64_t k_pos0, bool causal) {
   const Params p = make_params(d, q_pos0, k_pos0, causal);
   if (p.Tq == 0 || p.H == 0) return;
   static const ForwardFn kernels[kMaxChunks] = RT_ATTENTION_INSTANCES(attention_forward_kernel);
@@ -522,8 +519,8 @@ void attention_block_forward(float* out, float* lse, const float* q, const float
   RT_CUDA_LAUNCHED();
 }
 
-void attention_merge(float* out, float* lse, const float* out_blk, const float* lse_blk,
-                     int64_t T, int64_t H, int64_t D) {
+void attention_merge(float* out, float* lse, const float* out_blk, const float* lse_blk, int64_t T,
+                     int64_t H, int64_t D) {
   const int64_t rows = T * H;
   if (rows == 0) return;
   attention_merge_kernel<<<row_blocks(rows), kBlockThreads, 0, compute_stream()>>>(
@@ -535,8 +532,8 @@ void attention_backward_delta(float* delta, const float* dout, const float* out,
                               int64_t H, int64_t D) {
   const int64_t rows = T * H;
   if (rows == 0) return;
-  attention_delta_kernel<<<row_blocks(rows), kBlockThreads, 0, compute_stream()>>>(
-      delta, dout, out, rows, D);
+  attention_delta_kernel<<<row_blocks(rows), kBlockThreads, 0, compute_stream()>>>(delta, dout, out,
+                                                                                   rows, D);
   RT_CUDA_LAUNCHED();
 }
 
@@ -554,8 +551,8 @@ void attention_block_backward(float* dq, float* dk, float* dv, const float* q, c
   const size_t dkdv_smem = dkdv_shared_bytes(p.D);
   allow_shared(reinterpret_cast<const void*>(dkdv), dkdv_smem);
   const dim3 dkdv_grid(static_cast<unsigned>(ceil_div(p.Tk, kOwn)), static_cast<unsigned>(p.Hkv));
-  dkdv<<<dkdv_grid, kBlockThreads, dkdv_smem, compute_stream()>>>(dk, dv, q, k, v, dout, lse,
-                                                                  delta, p);
+  dkdv<<<dkdv_grid, kBlockThreads, dkdv_smem, compute_stream()>>>(dk, dv, q, k, v, dout, lse, delta,
+                                                                  p);
   RT_CUDA_LAUNCHED();
 
   static const DqFn dq_kernels[kMaxChunks] = RT_ATTENTION_INSTANCES(attention_backward_dq_kernel);

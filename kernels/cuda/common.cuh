@@ -13,10 +13,11 @@ namespace rt::cuda {
 
 // A failed CUDA call is not the user's fault and leaves the device unusable: RunError, exit 1.
 void fail_cuda(cudaError_t e, const char* call, const char* file, int line);
-#define RT_CUDA(call)                                                           \
-  do {                                                                          \
-    cudaError_t rt_cuda_err_ = (call);                                          \
-    if (rt_cuda_err_ != cudaSuccess) ::rt::cuda::fail_cuda(rt_cuda_err_, #call, __FILE__, __LINE__); \
+#define RT_CUDA(call)                                                 \
+  do {                                                                \
+    cudaError_t rt_cuda_err_ = (call);                                \
+    if (rt_cuda_err_ != cudaSuccess)                                  \
+      ::rt::cuda::fail_cuda(rt_cuda_err_, #call, __FILE__, __LINE__); \
   } while (0)
 // After a launch: a bad configuration shows up here, a fault in the kernel at the next sync.
 #define RT_CUDA_LAUNCHED() RT_CUDA(cudaGetLastError())
@@ -44,7 +45,9 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
 
  private:
   void* ptr_ = nullptr;
@@ -104,8 +107,8 @@ void launch(Kernel kernel, int64_t n, Args... args) {
   kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(args...);
   RT_CUDA_LAUNCHED();
 }
-#define RT_GRID_STRIDE(i, n)                                                               \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n);                \
+#define RT_GRID_STRIDE(i, n)                                                \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
        i += int64_t(blockDim.x) * gridDim.x)
 #endif
 

@@ -11,9 +11,7 @@ namespace rt::cuda {
 
 namespace {
 
-__global__ void fill_kernel(float* x, int64_t n, float value) {
-  RT_GRID_STRIDE(i, n) x[i] = value;
-}
+__global__ void fill_kernel(float* x, int64_t n, float value) { RT_GRID_STRIDE(i, n) x[i] = value; }
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
@@ -45,8 +43,7 @@ __global__ void all_finite_kernel(int* bad, const float* x, int64_t n) {
 }
 
 template <class T>
-__global__ void add_block_partials_kernel(float* dst, const T* partial, int64_t blocks,
-                                          int64_t C) {
+__global__ void add_block_partials_kernel(float* dst, const T* partial, int64_t blocks, int64_t C) {
   RT_GRID_STRIDE(c, C) {
     double acc = 0.0;
     for (int64_t b = 0; b < blocks; ++b) acc += partial[b * C + c];
@@ -57,14 +54,14 @@ __global__ void add_block_partials_kernel(float* dst, const T* partial, int64_t 
 }  // namespace
 
 void add_block_partials(float* dst, const float* partial, int64_t blocks, int64_t C) {
-  add_block_partials_kernel<<<blocks_for(C), kThreads, 0, compute_stream()>>>(dst, partial,
-                                                                              blocks, C);
+  add_block_partials_kernel<<<blocks_for(C), kThreads, 0, compute_stream()>>>(dst, partial, blocks,
+                                                                              C);
   RT_CUDA_LAUNCHED();
 }
 
 void add_block_partials(float* dst, const double* partial, int64_t blocks, int64_t C) {
-  add_block_partials_kernel<<<blocks_for(C), kThreads, 0, compute_stream()>>>(dst, partial,
-                                                                              blocks, C);
+  add_block_partials_kernel<<<blocks_for(C), kThreads, 0, compute_stream()>>>(dst, partial, blocks,
+                                                                              C);
   RT_CUDA_LAUNCHED();
 }
 
@@ -116,8 +113,8 @@ bool all_finite(const float* x, int64_t n) {
   all_finite_kernel<<<blocks_for(n), kThreads, 0, compute_stream()>>>(bad.as<int>(), x, n);
   RT_CUDA_LAUNCHED();
   int host = 0;
-  RT_CUDA(cudaMemcpyAsync(&host, bad.as<int>(), sizeof(int), cudaMemcpyDeviceToHost,
-                          compute_stream()));
+  RT_CUDA(
+      cudaMemcpyAsync(&host, bad.as<int>(), sizeof(int), cudaMemcpyDeviceToHost, compute_stream()));
   sync_compute();
   return host == 0;
 }

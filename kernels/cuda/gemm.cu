@@ -15,9 +15,9 @@ namespace {
 
 void check_blas(cublasStatus_t s, const char* call, const char* file, int line) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw RunError(cat(file, ":", line, ": cuBLASLt call ", call, " failed with status ",
-                       static_cast<int>(s)),
-                   1);
+    throw RunError(
+        cat(file, ":", line, ": cuBLASLt call ", call, " failed with status ", static_cast<int>(s)),
+        1);
 }
 #define RT_BLAS(call) check_blas((call), #call, __FILE__, __LINE__)
 
@@ -72,8 +72,7 @@ struct Layout {
   ~Layout() { cublasLtMatrixLayoutDestroy(desc); }
 };
 
-__global__ void scale_matrix_kernel(float* c, int64_t rows, int64_t cols, int64_t ld,
-                                    float beta) {
+__global__ void scale_matrix_kernel(float* c, int64_t rows, int64_t cols, int64_t ld, float beta) {
   RT_GRID_STRIDE(i, rows * cols) {
     float* e = c + (i / cols) * ld + i % cols;
     *e = beta == 0.0f ? 0.0f : beta * *e;  // beta 0 overwrites, even a NaN
@@ -115,26 +114,26 @@ void lt_matmul(cudaDataType_t type, bool trans_a, bool trans_b, int64_t m, int64
   Preference pref;
   pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kWorkspaceBytes);
   const uint32_t ab_bytes = type == CUDA_R_32F ? 4 : 2;
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(b, ab_bytes));  // its A is our b
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+           alignment_of(b, ab_bytes));  // its A is our b
   pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(a, ab_bytes));
   pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c, 4));
   pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(c, 4));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc.desc, first.desc, second.desc,
-                                         out.desc, out.desc, pref.pref, 1, &heuristic, &found));
+  RT_BLAS(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc.desc, first.desc, second.desc, out.desc,
+                                         out.desc, pref.pref, 1, &heuristic, &found));
   RT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, "x", n, "x", k,
            type == CUDA_R_32F ? " f32" : " bf16", " GEMM");
   RT_BLAS(cublasLtMatmul(lt().handle, desc.desc, &alpha, b, first.desc, a, second.desc, &beta, c,
-                         out.desc, c, out.desc, &heuristic.algo, lt().workspace,
-                         kWorkspaceBytes, compute_stream()));
+                         out.desc, c, out.desc, &heuristic.algo, lt().workspace, kWorkspaceBytes,
+                         compute_stream()));
 }
 
 }  // namespace
 
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   lt_matmul(CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 

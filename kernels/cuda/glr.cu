@@ -60,7 +60,7 @@ int64_t piece_count(const GlrDims& d) { return ceil_div(d.T, d.chunk) * pieces_p
 
 // One (piece, head): where its rows are in each tensor, and its cumulative decays.
 struct HeadPiece {
-  GlrDims d;  // a copy: a reference to a kernel parameter would send it through local memory
+  GlrDims d;        // a copy: a reference to a kernel parameter would send it through local memory
   const double* b;  // [T, H, GW] cumulative decay within each piece
   int64_t h, hg, t0;
   int n;  // rows, 0 for an empty piece
@@ -184,9 +184,10 @@ __device__ __forceinline__ float warp_dot(const float* x, const float* y, int64_
 // Scores of the query rows R .. R + rn - 1 against key rows: p[r][j] = P_{R+r, j} for j <= R + r
 // (lower: transposed = false), or p[jj][r] = P_{r, R+jj} for r >= R + jj (transposed = true);
 // zero elsewhere, over the piece's n columns. dscores: dP (scale dout . v) instead of P.
-__device__ __forceinline__ void tile_scores(float (&p)[kTile][kPiece], const HeadPiece& hp, const float* q,
-                            const float* k, const float* v, const float* dout, int R, int rn,
-                            bool transposed, bool dscores) {
+__device__ __forceinline__ void tile_scores(float (&p)[kTile][kPiece], const HeadPiece& hp,
+                                            const float* q, const float* k, const float* v,
+                                            const float* dout, int R, int rn, bool transposed,
+                                            bool dscores) {
   const GlrDims& d = hp.d;
   for (int e = threadIdx.x / 32; e < rn * hp.n; e += kWarps) {  // one entry per warp
     const int a = e / hp.n, other = e % hp.n;
@@ -235,8 +236,8 @@ __global__ void __launch_bounds__(kBlock)
 // grid (pieces, H), block kBlock. dv [T, H, dv] and each head's dq_head, dk_head [T, H, dk] of
 // the piece's rows, from S_p = piece_states[p] and G_{p+1} = grads[p + 1].
 __global__ void __launch_bounds__(kBlock)
-    glr_piece_grad_kernel(float* dv, float* dq_head, float* dk_head, const float* q,
-                          const float* k, const float* v, const float* dout, const double* b,
+    glr_piece_grad_kernel(float* dv, float* dq_head, float* dk_head, const float* q, const float* k,
+                          const float* v, const float* dout, const double* b,
                           const float* piece_states, const float* grads, GlrDims d) {
   __shared__ float xd[kTile][kMaxDk];  // k_j e^{b_{n-1} - b_j}, then the state terms
   __shared__ float p[kTile][kPiece];
@@ -273,7 +274,8 @@ __global__ void __launch_bounds__(kBlock)
     __syncthreads();
     tile_scores(p, hp, nullptr, nullptr, v, dout, R, rn, false, true);
     for (int e = warp; e < rn * dk; e += kWarps) {
-      const float x = warp_dot(S + (e % dk) * d.dv, dout + hp.hv(R + e / dk), d.dv, hp, false, 0, 0);
+      const float x =
+          warp_dot(S + (e % dk) * d.dv, dout + hp.hv(R + e / dk), d.dv, hp, false, 0, 0);
       if (lane == 0) xd[e / dk][e % dk] = x;
     }
     __syncthreads();
@@ -297,7 +299,8 @@ __global__ void __launch_bounds__(kBlock)
     for (int e = threadIdx.x; e < jn * dk; e += kBlock) {
       const int jj = e / dk, i = e % dk;
       float intra = 0.0f;
-      for (int r = J + jj; r < hp.n; ++r) intra += p[jj][r] * hp.decay(r, J + jj, i) * q[hp.qk(r) + i];
+      for (int r = J + jj; r < hp.n; ++r)
+        intra += p[jj][r] * hp.decay(r, J + jj, i) * q[hp.qk(r) + i];
       dk_head[hp.hk(J + jj) + i] = xd[jj][i] * hp.decay(last, J + jj, i) + intra;
     }
   }
@@ -351,13 +354,14 @@ __global__ void glr_dg_terms_kernel(double* terms, const float* q, const float* 
 // plus the final-state term (kernels/cpu/glr.cpp says why) but carries the rounding of one
 // piece, not of the whole sequence. One warp per (piece, head, channel), its lanes over the
 // channel's contiguous entries (coalesced), in double, summed by a fixed shuffle tree.
-__global__ void glr_dg_anchor_kernel(double* anchors, const float* piece_states,
-                                     const float* grads, GlrDims d, int64_t pieces) {
+__global__ void glr_dg_anchor_kernel(double* anchors, const float* piece_states, const float* grads,
+                                     GlrDims d, int64_t pieces) {
   const int64_t GW = d.vector_decay ? d.dk : 1, SS_all = d.H * d.dk * d.dv;
   RT_GRID_STRIDE(i, pieces * d.H * GW * 32) {  // whole warps: n and the stride are multiples of 32
     const int64_t e = i / 32, ch = e % GW, h = (e / GW) % d.H, p = e / (GW * d.H);
     const int lane = static_cast<int>(i % 32);
-    const int64_t lo = (d.vector_decay ? ch : 0) * d.dv, hi = (d.vector_decay ? ch + 1 : d.dk) * d.dv;
+    const int64_t lo = (d.vector_decay ? ch : 0) * d.dv,
+                  hi = (d.vector_decay ? ch + 1 : d.dk) * d.dv;
     const float* S = piece_states + (p + 1) * SS_all + h * d.dk * d.dv;
     const float* G = grads + (p + 1) * SS_all + h * d.dk * d.dv;
     double acc = 0.0;
@@ -439,8 +443,8 @@ void piece_states_local(float* s_loc, const float* x, const float* y, const Piec
 
 void scan(float* out, const float* first, const float* s_loc, const PieceDecay& pd,
           const GlrDims& d, bool reverse) {
-  launch(glr_state_scan_kernel, d.H * d.dk * d.dv, out, first, s_loc, pd.gamma(), pd.pieces(),
-         d.H, d.dk, d.dv, d.vector_decay, reverse);
+  launch(glr_state_scan_kernel, d.H * d.dk * d.dv, out, first, s_loc, pd.gamma(), pd.pieces(), d.H,
+         d.dk, d.dv, d.vector_decay, reverse);
 }
 
 void copy_device(float* dst, const float* src, int64_t n) {
@@ -483,8 +487,8 @@ void glr_forward(float* o, float* h_final, float* states, const float* q, const 
   float* all = direct ? states : own.as<float>();
   forward_piece_states(all, k, v, h0, pd, d);
   if (states && !direct)
-    launch(glr_gather_states_kernel, (ceil_div(d.T, d.chunk) + 1) * SS_all, states,
-           all, ceil_div(d.T, d.chunk), per, SS_all);
+    launch(glr_gather_states_kernel, (ceil_div(d.T, d.chunk) + 1) * SS_all, states, all,
+           ceil_div(d.T, d.chunk), per, SS_all);
   if (h_final) copy_device(h_final, all + pd.pieces() * SS_all, SS_all);
   if (o && pd.pieces() > 0) {
     const dim3 grid(static_cast<unsigned>(pd.pieces()), static_cast<unsigned>(d.H));
@@ -525,8 +529,10 @@ void glr_backward(float* dq, float* dk, float* dv, float* dg, float* dh0, const 
   Scratch terms(static_cast<size_t>(d.T * d.H * GW) * sizeof(double));
   Scratch anchors(static_cast<size_t>(std::max<int64_t>(n, 1) * d.H * GW) * sizeof(double));
   launch(glr_dg_terms_kernel, d.T * d.H * GW, terms.as<double>(), q, k, dq_head, dk_head, d);
-  launch(glr_dg_anchor_kernel, n * d.H * GW * 32, anchors.as<double>(), piece_states, grads.as<float>(), d, n);
-  launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), anchors.as<double>(), d, n);
+  launch(glr_dg_anchor_kernel, n * d.H * GW * 32, anchors.as<double>(), piece_states,
+         grads.as<float>(), d, n);
+  launch(glr_dg_piece_scan_kernel, n * d.H * GW, dg, terms.as<double>(), anchors.as<double>(), d,
+         n);
 }
 
 void glr_chunk_summary(float* s_loc, float* gamma, const float* k, const float* v, const float* g,
@@ -551,8 +557,8 @@ void glr_state_gradient(float* ds, const float* q, const float* g, const float* 
 
 void glr_state_scan(float* out, const float* s_loc, const float* gamma, int64_t n, int64_t H,
                     int64_t dk, int64_t dv, bool vector_decay, bool reverse) {
-  launch(glr_state_scan_kernel, H * dk * dv, out, static_cast<const float*>(nullptr), s_loc,
-         gamma, n, H, dk, dv, vector_decay, reverse);
+  launch(glr_state_scan_kernel, H * dk * dv, out, static_cast<const float*>(nullptr), s_loc, gamma,
+         n, H, dk, dv, vector_decay, reverse);
 }
 
 }  // namespace rt::cuda

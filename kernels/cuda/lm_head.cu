@@ -63,7 +63,7 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int64_t V) {
   __shared__ int64_t best_index[kThreads];
   const float* row = logits + int64_t(blockIdx.x) * V;
   float bv = -INFINITY;
-  int64_t bi = V;  // no index yet: loses every comparison
+  int64_t bi = V;                                        // no index yet: loses every comparison
   for (int64_t c = threadIdx.x; c < V; c += blockDim.x)  // c rises: ">" keeps the first
     if (bi == V || row[c] > bv) bv = row[c], bi = c;
   best_value[threadIdx.x] = bv;
@@ -86,8 +86,8 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int64_t V) {
 }  // namespace
 
 double lm_head_loss(const float* h, const float* weight, const int32_t* targets, float* dh,
-                    float* dweight, float grad_scale, float* token_losses, int64_t T,
-                    int64_t C, int64_t V) {
+                    float* dweight, float grad_scale, float* token_losses, int64_t T, int64_t C,
+                    int64_t V) {
   if (T == 0) return 0.0;
   const int64_t block = std::min(rows_per_block(V), T);
   Scratch logits(block * V * sizeof(float));

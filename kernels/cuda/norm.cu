@@ -17,9 +17,8 @@ __device__ inline float value(const float* x, int64_t i) { return x[i]; }
 __device__ inline float value(const uint16_t* x, int64_t i) { return bf16_to_f32(x[i]); }
 
 template <class In>
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const In* inp,
-                                       const float* weight, int64_t T, int64_t C, int64_t groups,
-                                       float eps) {
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const In* inp, const float* weight,
+                                       int64_t T, int64_t C, int64_t groups, float eps) {
   const int64_t unit = blockIdx.x * int64_t(kWarpsPerBlock) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (unit >= T * groups) return;
@@ -58,9 +57,9 @@ __global__ void rmsnorm_backward_dinp_kernel(float* dinp, const float* dout, con
 
 // partial[b, c] = sum over the rows of block b of dout * inp * rstd
 template <class In>
-__global__ void rmsnorm_dweight_partial_kernel(float* partial, const float* dout,
-                                               const In* inp, const float* rstd, int64_t T,
-                                               int64_t C, int64_t groups) {
+__global__ void rmsnorm_dweight_partial_kernel(float* partial, const float* dout, const In* inp,
+                                               const float* rstd, int64_t T, int64_t C,
+                                               int64_t groups) {
   const int64_t blocks = ceil_div(T, kRowBlock), G = C / groups;
   RT_GRID_STRIDE(e, blocks * C) {
     const int64_t b = e / C, c = e % C, gi = c / G;
@@ -87,8 +86,8 @@ void rmsnorm_backward_impl(float* dinp, float* dweight, const float* dout, const
                            int64_t groups) {
   const unsigned blocks = static_cast<unsigned>(ceil_div(T * groups, kWarpsPerBlock));
   if (blocks == 0) return;
-  rmsnorm_backward_dinp_kernel<<<blocks, kThreads, 0, compute_stream()>>>(
-      dinp, dout, inp, weight, rstd, T, C, groups);
+  rmsnorm_backward_dinp_kernel<<<blocks, kThreads, 0, compute_stream()>>>(dinp, dout, inp, weight,
+                                                                          rstd, T, C, groups);
   RT_CUDA_LAUNCHED();
   const int64_t row_blocks = ceil_div(T, kRowBlock);
   Scratch partial(row_blocks * C * sizeof(float));

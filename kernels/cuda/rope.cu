@@ -41,8 +41,7 @@ void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D, fl
   RT_CUDA_LAUNCHED();
 }
 
-void rope_rotate(float* x, const float* table, int64_t T, int64_t heads, int64_t D,
-                 bool inverse) {
+void rope_rotate(float* x, const float* table, int64_t T, int64_t heads, int64_t D, bool inverse) {
   rope_rotate_kernel<<<blocks_for(T * heads * (D / 2)), kThreads, 0, compute_stream()>>>(
       x, table, T, heads, D, inverse ? -1.0f : 1.0f);
   RT_CUDA_LAUNCHED();

@@ -67,10 +67,11 @@ void* malloc_device(size_t bytes) {
     cudaGetLastError();
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    throw RunError(cat("GPU out of memory: ", bytes >> 20, " MiB asked for, ", free >> 20, " of ",
-                       total >> 20, " MiB free; lower train.micro_tokens or set train.recompute: "
-                       "true (ringtrain train --dry-run prints the memory a rank needs)"),
-                   1);
+    throw RunError(
+        cat("GPU out of memory: ", bytes >> 20, " MiB asked for, ", free >> 20, " of ", total >> 20,
+            " MiB free; lower train.micro_tokens or set train.recompute: "
+            "true (ringtrain train --dry-run prints the memory a rank needs)"),
+        1);
   }
   check(e, "cudaMalloc");
   return p;
@@ -81,10 +82,9 @@ void free_device(void* ptr) { cudaFree(ptr); }
 void memset_zero(void* ptr, size_t bytes) { check(cudaMemset(ptr, 0, bytes), "cudaMemset"); }
 
 void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
-  cudaMemcpyKind kind = dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice
-                                                       : cudaMemcpyHostToDevice)
-                                      : (src_on_device ? cudaMemcpyDeviceToHost
-                                                       : cudaMemcpyHostToHost);
+  cudaMemcpyKind kind = dst_on_device
+                            ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                            : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
   check(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
 }
 

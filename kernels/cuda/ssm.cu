@@ -24,7 +24,8 @@ __global__ void conv_forward_kernel(float* out, const float* x, const float* wei
   RT_GRID_STRIDE(e, T * C) {
     const int64_t t = e / C, c = e % C;
     float acc = bias ? bias[c] : 0.0f;
-    for (int64_t i = 0; i < W; ++i) acc += weight[c * W + i] * conv_input(x, halo, t + i - (W - 1), c, C, W);
+    for (int64_t i = 0; i < W; ++i)
+      acc += weight[c * W + i] * conv_input(x, halo, t + i - (W - 1), c, C, W);
     out[e] = acc;
   }
 }
@@ -41,8 +42,10 @@ __global__ void conv_input_grad_kernel(float* dx, float* dhalo, const float* dou
       const int64_t t = s - i + W - 1;
       if (t >= 0 && t < T) acc += weight[c * W + i] * dout[t * C + c];
     }
-    if (s < 0) dhalo[(s + W - 1) * C + c] = acc;
-    else dx[s * C + c] = acc;
+    if (s < 0)
+      dhalo[(s + W - 1) * C + c] = acc;
+    else
+      dx[s * C + c] = acc;
   }
 }
 
@@ -69,8 +72,10 @@ __global__ void conv_param_sum_kernel(float* dweight, float* dbias, const float*
       if (i == W && !dbias) break;
       double acc = 0.0;
       for (int64_t b = 0; b < blocks; ++b) acc += partial[(b * C + c) * (W + 1) + i];
-      if (i < W) dweight[c * W + i] += static_cast<float>(acc);
-      else dbias[c] += static_cast<float>(acc);
+      if (i < W)
+        dweight[c * W + i] += static_cast<float>(acc);
+      else
+        dbias[c] += static_cast<float>(acc);
     }
   }
 }
@@ -108,15 +113,16 @@ __global__ void mamba_dt_partial_kernel(double* partial, const float* ddt_raw, c
     for (int64_t t = b * kRowBlock; t < min(T, (b + 1) * kRowBlock); ++t) {
       const int64_t i = t * H + h;
       bias_sum += ddt_raw[i];
-      alog_sum += static_cast<double>(dg[i]) * a * softplus(dt_raw[i] + dt_bias[h]);  // dg/dA_log = g
+      alog_sum +=
+          static_cast<double>(dg[i]) * a * softplus(dt_raw[i] + dt_bias[h]);  // dg/dA_log = g
     }
     partial[e] = bias_sum;
     partial[blocks * H + e] = alog_sum;
   }
 }
 
-__global__ void scale_heads_forward_kernel(float* out, const float* x, const float* s,
-                                           int64_t n, int64_t P) {
+__global__ void scale_heads_forward_kernel(float* out, const float* x, const float* s, int64_t n,
+                                           int64_t P) {
   RT_GRID_STRIDE(i, n) out[i] = s[i / P] * x[i];
 }
 
@@ -125,8 +131,8 @@ __global__ void scale_heads_dx_kernel(float* dx, const float* dout, const float*
                                       int64_t P) {
   RT_GRID_STRIDE(i, n) dx[i] += s[i / P] * dout[i];
 }
-__global__ void scale_heads_ds_kernel(float* ds, const float* dout, const float* x,
-                                      int64_t rows, int64_t P) {
+__global__ void scale_heads_ds_kernel(float* ds, const float* dout, const float* x, int64_t rows,
+                                      int64_t P) {
   RT_GRID_STRIDE(r, rows) {
     float acc = 0.0f;
     for (int64_t p = 0; p < P; ++p) acc += x[r * P + p] * dout[r * P + p];
@@ -134,8 +140,8 @@ __global__ void scale_heads_ds_kernel(float* ds, const float* dout, const float*
   }
 }
 
-__global__ void skip_heads_forward_kernel(float* y, const float* o, const float* x,
-                                          const float* d, int64_t n, int64_t H, int64_t P) {
+__global__ void skip_heads_forward_kernel(float* y, const float* o, const float* x, const float* d,
+                                          int64_t n, int64_t H, int64_t P) {
   RT_GRID_STRIDE(i, n) y[i] = o[i] + d[(i / P) % H] * x[i];
 }
 __global__ void skip_heads_dx_kernel(float* dx, const float* dy, const float* d, int64_t n,
@@ -197,8 +203,8 @@ void scale_heads_forward(float* out, const float* x, const float* s, int64_t T, 
   launch(scale_heads_forward_kernel, T * H * P, out, x, s, T * H * P, P);
 }
 
-void scale_heads_backward(float* dx, float* ds, const float* dout, const float* x,
-                          const float* s, int64_t T, int64_t H, int64_t P) {
+void scale_heads_backward(float* dx, float* ds, const float* dout, const float* x, const float* s,
+                          int64_t T, int64_t H, int64_t P) {
   launch(scale_heads_dx_kernel, T * H * P, dx, dout, s, T * H * P, P);
   launch(scale_heads_ds_kernel, T * H, ds, dout, x, T * H, P);
 }

@@ -6,15 +6,15 @@
 #include <fstream>
 #include <set>
 
+#include "core/check.h"
 #include "data/corpus.h"
 #include "data/h5.h"
 #include "data/jsonl.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
-#include "core/check.h"
 
-#include <functional>
 #include <unistd.h>
+#include <functional>
 
 namespace rt {
 namespace {
@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 class TempDir {
  public:
   TempDir() {
-    path_ = fs::temp_directory_path() / ("ringtrain-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter_++));
+    path_ = fs::temp_directory_path() /
+            ("ringtrain-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -62,9 +62,11 @@ TEST(Tokenizer, RoundTripsBytes) {
 
 TEST(Jsonl, DecodesTheTextField) {
   std::string err;
-  EXPECT_EQ(*jsonl_text_field(R"({"id": 3, "text": "a\"b\\c\nd", "meta": {"x": [1, 2.5e3, null, true]}})", err),
+  EXPECT_EQ(*jsonl_text_field(
+                R"({"id": 3, "text": "a\"b\\c\nd", "meta": {"x": [1, 2.5e3, null, true]}})", err),
             "a\"b\\c\nd");
-  EXPECT_EQ(*jsonl_text_field(R"({"text":"caf\u00e9 \ud83d\ude00"})", err), "caf\xC3\xA9 \xF0\x9F\x98\x80");
+  EXPECT_EQ(*jsonl_text_field(R"({"text":"caf\u00e9 \ud83d\ude00"})", err),
+            "caf\xC3\xA9 \xF0\x9F\x98\x80");
   EXPECT_EQ(*jsonl_text_field(R"(  {"text": ""}  )", err), "");
 }
 
@@ -84,7 +86,8 @@ TEST(Jsonl, RejectsWhatIsNotAnObjectWithText) {
 TEST(Jsonl, NestingIsCutOffWithTheColumn) {
   std::string err;
   // 256 levels inside the object are fine, 257 are not; a million is the same one error.
-  const std::string ok = "{\"a\": " + std::string(255, '[') + std::string(255, ']') + ", \"text\": \"t\"}";
+  const std::string ok =
+      "{\"a\": " + std::string(255, '[') + std::string(255, ']') + ", \"text\": \"t\"}";
   EXPECT_EQ(jsonl_text_field(ok, err).value_or("<none>"), "t") << err;
   const std::string deep = "{\"a\": " + std::string(256, '[');
   EXPECT_FALSE(jsonl_text_field(deep, err));
@@ -92,8 +95,9 @@ TEST(Jsonl, NestingIsCutOffWithTheColumn) {
   EXPECT_FALSE(jsonl_text_field("{\"a\": " + std::string(1000000, '['), err));
   EXPECT_EQ(err, "nested deeper than 256 levels at column " + std::to_string(deep.size()));
   // Brackets inside strings do not count.
-  EXPECT_EQ(jsonl_text_field("{\"text\": \"" + std::string(1000, '[') + "\"}", err).value_or("<none>"),
-            std::string(1000, '['));
+  EXPECT_EQ(
+      jsonl_text_field("{\"text\": \"" + std::string(1000, '[') + "\"}", err).value_or("<none>"),
+      std::string(1000, '['));
 }
 
 TEST(Jsonl, ErrorsSayWhatAndWhere) {
@@ -106,7 +110,8 @@ TEST(Jsonl, ErrorsSayWhatAndWhere) {
   EXPECT_EQ(err, "\"text\" is an object, expected a string");
   EXPECT_FALSE(jsonl_text_field(R"({"text": "x", "text": null})", err));  // the last one counts
   EXPECT_EQ(err, "\"text\" is null, expected a string");
-  EXPECT_EQ(*jsonl_text_field(R"({"x": {"text": 1}, "text": "top"})", err), "top");  // top level only
+  EXPECT_EQ(*jsonl_text_field(R"({"x": {"text": 1}, "text": "top"})", err),
+            "top");                                             // top level only
   EXPECT_FALSE(jsonl_text_field("{\"text\": \"\xff\"}", err));  // JSON is UTF-8
   EXPECT_NE(err.find("ill-formed UTF-8"), std::string::npos) << err;
   for (const std::string& e : {err}) EXPECT_EQ(e.find('\n'), std::string::npos);
@@ -114,8 +119,9 @@ TEST(Jsonl, ErrorsSayWhatAndWhere) {
 
 TEST(Corpus, ImportsTextAndJsonlWithOffsetsAndFingerprint) {
   TempDir dir;
-  std::string a = dir.file("a.txt", "hello"), empty = dir.file("e.txt"), j = dir.file("b.jsonl",
-      "{\"text\": \"xy\"}\n\n{\"text\": \"\"}\n{\"text\": \"z\\n\"}\n");
+  std::string a = dir.file("a.txt", "hello"), empty = dir.file("e.txt"),
+              j = dir.file("b.jsonl",
+                           "{\"text\": \"xy\"}\n\n{\"text\": \"\"}\n{\"text\": \"z\\n\"}\n");
   std::ofstream(empty).close();
   std::string out = dir.file("c.h5");
   ImportStats st = import_corpus({a, empty, j}, out, ImportFormat::Auto);
@@ -145,7 +151,8 @@ TEST(Corpus, ImportErrorsNameFileAndLine) {
   std::string j = dir.file("bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 3}\n");
   std::string msg = user_error([&] { import_corpus({j}, dir.file("o.h5"), ImportFormat::Auto); });
   EXPECT_NE(msg.find("bad.jsonl:2: \"text\" is a number"), std::string::npos) << msg;
-  msg = user_error([&] { import_corpus({dir.file("missing.txt")}, dir.file("o.h5"), ImportFormat::Auto); });
+  msg = user_error(
+      [&] { import_corpus({dir.file("missing.txt")}, dir.file("o.h5"), ImportFormat::Auto); });
   EXPECT_NE(msg.find("missing.txt: cannot read input file"), std::string::npos) << msg;
 }
 
@@ -154,7 +161,9 @@ TEST(Corpus, OpenRejectsBadFilesWithOneLine) {
   std::string good = dir.file("good.h5");
   import_corpus({dir.file("t.txt", std::string(5000, 'a'))}, good, ImportFormat::Text);
 
-  auto open_msg = [](const std::string& p) { return user_error([&] { Corpus::open(p, "data.corpus"); }); };
+  auto open_msg = [](const std::string& p) {
+    return user_error([&] { Corpus::open(p, "data.corpus"); });
+  };
   std::string msg = open_msg(dir.file("nope.h5"));
   EXPECT_NE(msg.find("data.corpus: corpus file"), std::string::npos) << msg;
   EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
@@ -175,7 +184,8 @@ TEST(Corpus, OpenRejectsBadFilesWithOneLine) {
     f.set_attr("/", "format", std::string("something-else"));
   }
   msg = open_msg(wrong);
-  EXPECT_NE(msg.find("format is 'something-else', expected 'ringtrain-corpus'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("format is 'something-else', expected 'ringtrain-corpus'"), std::string::npos)
+      << msg;
 
   std::string no_tokens = dir.file("notok.h5");
   {
@@ -189,7 +199,8 @@ TEST(Corpus, OpenRejectsBadFilesWithOneLine) {
   }
   msg = open_msg(no_tokens);
   EXPECT_NE(msg.find("missing dataset /tokens"), std::string::npos) << msg;
-  for (const std::string& m : {msg, open_msg(wrong), open_msg(truncated)}) EXPECT_EQ(m.find('\n'), std::string::npos);
+  for (const std::string& m : {msg, open_msg(wrong), open_msg(truncated)})
+    EXPECT_EQ(m.find('\n'), std::string::npos);
 }
 
 TEST(Permutation, IsABijectionForAnySize) {

@@ -5,18 +5,18 @@
 // Also the synthetic documents.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <map>
 #include <random>
 #include <set>
-#include <unistd.h>
 
+#include "core/check.h"
 #include "data/corpus.h"
 #include "data/curriculum.h"
 #include "data/decompose.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
-#include "core/check.h"
 
 namespace rt {
 namespace {
@@ -26,9 +26,9 @@ std::vector<uint64_t> random_offsets(int docs, uint64_t seed) {
   std::vector<uint64_t> off{0};
   for (int d = 0; d < docs; ++d) {
     const int kind = static_cast<int>(rng() % 6);
-    uint64_t n = kind == 0 ? rng() % 3                      // empty or a single pair
+    uint64_t n = kind == 0   ? rng() % 3                          // empty or a single pair
                  : kind == 1 ? (uint64_t(1) << (rng() % 12)) + 1  // exactly 2^k pairs
-                 : kind == 2 ? 5000 + rng() % 20000              // above max_len
+                 : kind == 2 ? 5000 + rng() % 20000               // above max_len
                              : 1 + rng() % 3000;
     off.push_back(off.back() + n);
   }
@@ -107,7 +107,8 @@ TEST(Curriculum, DrainsEachBucketsShareOfEveryCycle) {
           ++drawn[d.log2_len];
           EXPECT_TRUE(batches[d.log2_len].insert(d.batch).second) << "batch drawn twice";
         }
-        for (int k = 4; k <= 7; ++k) EXPECT_EQ(drawn[k], s.cycle_share(k, cycle)) << kind << " bucket " << k;
+        for (int k = 4; k <= 7; ++k)
+          EXPECT_EQ(drawn[k], s.cycle_share(k, cycle)) << kind << " bucket " << k;
       }
       for (int k = 4; k <= 7; ++k) EXPECT_EQ(static_cast<int64_t>(batches[k].size()), s.batches(k));
     }
@@ -119,7 +120,8 @@ TEST(Curriculum, EverySequenceEveryEpoch) {
   const std::vector<int64_t> sizes = {100, 37, 21, 5};
   for (int64_t epoch = 0; epoch < 3; ++epoch) {
     std::map<int, std::map<int64_t, int>> uses;
-    for (int64_t step = epoch * s.steps_per_epoch(); step < (epoch + 1) * s.steps_per_epoch(); ++step) {
+    for (int64_t step = epoch * s.steps_per_epoch(); step < (epoch + 1) * s.steps_per_epoch();
+         ++step) {
       const auto d = s.at(step);
       const std::vector<int64_t> ids = s.sequences(d);
       EXPECT_EQ(static_cast<int64_t>(ids.size()), s.per_step(d.log2_len));
@@ -127,7 +129,8 @@ TEST(Curriculum, EverySequenceEveryEpoch) {
     }
     for (int k = 4; k <= 7; ++k) {
       const int64_t n = sizes[k - 4];
-      EXPECT_EQ(static_cast<int64_t>(uses[k].size()), n) << "bucket " << k << ": a sequence was never used";
+      EXPECT_EQ(static_cast<int64_t>(uses[k].size()), n)
+          << "bucket " << k << ": a sequence was never used";
       // Only the last batch wraps around: n mod per_step sequences at most are used twice.
       int64_t twice = 0;
       for (auto [id, count] : uses[k]) {
@@ -140,7 +143,8 @@ TEST(Curriculum, EverySequenceEveryEpoch) {
 }
 
 TEST(Curriculum, IsAPureFunctionOfSeedAndStep) {
-  const CurriculumSchedule a = make("grow_p2", 4), b = make("grow_p2", 4), c = make("grow_p2", 4, 6);
+  const CurriculumSchedule a = make("grow_p2", 4), b = make("grow_p2", 4),
+                           c = make("grow_p2", 4, 6);
   int differ = 0;
   for (int64_t step = 0; step < 3 * a.steps_per_epoch(); ++step) {
     // A fresh schedule asked about a late step first (a resume) agrees with one walked in order.
@@ -163,7 +167,8 @@ TEST(Curriculum, GrowP2LengthensWithinACycle) {
   const int64_t per_cycle = s.steps_per_epoch() / 2;
   for (int64_t cycle = 0; cycle < 2; ++cycle) {
     double first = 0, second = 0;
-    for (int64_t i = 0; i < per_cycle; ++i) (i < per_cycle / 2 ? first : second) += s.at(cycle * per_cycle + i).log2_len;
+    for (int64_t i = 0; i < per_cycle; ++i)
+      (i < per_cycle / 2 ? first : second) += s.at(cycle * per_cycle + i).log2_len;
     EXPECT_LT(first, second) << "cycle " << cycle;
   }
   EXPECT_EQ(curriculum_odds(CurriculumKind::GrowP2, 4), (std::vector<double>{8, 4, 2, 1}));
@@ -181,13 +186,15 @@ TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
       std::string key;
       for (int64_t p : d.answers) key += static_cast<char>(d.tokens[p]);
       EXPECT_NE(text.find("The pass key is:" + key + ". Remember it."), std::string::npos) << text;
-      EXPECT_NE(text.find("What is the pass key? The pass key is:" + key + ".<eos>"), std::string::npos);
+      EXPECT_NE(text.find("What is the pass key? The pass key is:" + key + ".<eos>"),
+                std::string::npos);
       EXPECT_EQ(text.find_first_of("0123456789:"), text.find("The pass key is:") + 15);
       // The key sits at the requested depth of the filler (moved back at most 40 characters
       // to the end of a sentence).
-      const double filler = static_cast<double>(length - 1) - static_cast<double>(
-          std::string(" The pass key is:12345. Remember it. ").size() +
-          std::string(" What is the pass key? The pass key is:12345.").size());
+      const double filler =
+          static_cast<double>(length - 1) -
+          static_cast<double>(std::string(" The pass key is:12345. Remember it. ").size() +
+                              std::string(" What is the pass key? The pass key is:12345.").size());
       const double at = static_cast<double>(text.find(" The pass key is:"));
       EXPECT_LE(at, depth * filler + 1) << length;
       EXPECT_GE(at, depth * filler - 41) << length;
@@ -205,7 +212,8 @@ TEST(Synth, RepeatedQuestionsFollowTheKeyAndAllCountAsAnswers) {
       ASSERT_NE(key_at, std::string::npos);
       const std::string key = text.substr(key_at + 17, 5);
       size_t asked = 0;
-      for (size_t at = text.find(question); at != std::string::npos; at = text.find(question, at + 1)) {
+      for (size_t at = text.find(question); at != std::string::npos;
+           at = text.find(question, at + 1)) {
         EXPECT_GT(at, key_at) << "a question before the key: " << text;
         EXPECT_EQ(text.substr(at + question.size(), 6), key + ".");
         ++asked;
@@ -223,7 +231,8 @@ TEST(Synth, RepeatedQuestionsFollowTheKeyAndAllCountAsAnswers) {
 
 TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   const std::string path = (std::filesystem::temp_directory_path() /
-                            ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5")).string();
+                            ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5"))
+                               .string();
   SynthSpec spec;
   spec.documents = 400;
   spec.min_len = 200;  // the powers of two 256..2048
@@ -240,7 +249,8 @@ TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   size_t sequences = 0;
   for (int k = 8; k <= 11; ++k) sequences += b.of(k).size();
   EXPECT_EQ(sequences, off.size() - 1);  // one sequence per document
-  // Odds 2^-k: every bucket holds about a quarter of the tokens (k uniform would give 1/15 to 8/15).
+  // Odds 2^-k: every bucket holds about a quarter of the tokens (k uniform would give 1/15 to
+  // 8/15).
   for (int k = 8; k <= 11; ++k) {
     const double share = static_cast<double>(b.pairs(k)) / static_cast<double>(off.back());
     EXPECT_GT(share, 0.15) << k;
@@ -264,12 +274,12 @@ TEST(Synth, MqarAnswersAreTheRecalledValues) {
   }
 }
 
-
 // Buckets are checked against the corpus when read: every sequence inside the tokens, at least
 // one sequence, counts that add up; each problem one line naming the file and the dataset.
 TEST(Decompose, ReadBucketsRefusesBucketsThatDoNotFitTheCorpus) {
   const std::string path = (std::filesystem::temp_directory_path() /
-                            ("ringtrain-buckets-" + std::to_string(::getpid()) + ".h5")).string();
+                            ("ringtrain-buckets-" + std::to_string(::getpid()) + ".h5"))
+                               .string();
   SynthSpec spec;
   spec.documents = 20;
   spec.min_len = 200;
@@ -295,11 +305,14 @@ TEST(Decompose, ReadBucketsRefusesBucketsThatDoNotFitTheCorpus) {
   EXPECT_EQ(read_buckets(path, "data.corpus", N).sizes(), good.sizes());
 
   Buckets beyond = good;
-  beyond.starts[1][0] = static_cast<uint64_t>(N) - 10;  // 2^7 + 1 tokens from there run past the end
+  beyond.starts[1][0] =
+      static_cast<uint64_t>(N) - 10;  // 2^7 + 1 tokens from there run past the end
   std::string msg = message(beyond);
   EXPECT_NE(msg.find("data.corpus: " + path + ": /buckets/7/starts[0] = " + std::to_string(N - 10) +
-                     " starts a sequence of 129 tokens beyond the corpus's " + std::to_string(N) + " tokens"),
-            std::string::npos) << msg;
+                     " starts a sequence of 129 tokens beyond the corpus's " + std::to_string(N) +
+                     " tokens"),
+            std::string::npos)
+      << msg;
   beyond.starts[1][0] = UINT64_MAX;  // no overflow in the check
   EXPECT_NE(message(beyond).find("/buckets/7/starts[0] = 18446744073709551615"), std::string::npos);
 
@@ -311,13 +324,16 @@ TEST(Decompose, ReadBucketsRefusesBucketsThatDoNotFitTheCorpus) {
   Buckets crowded = good;
   crowded.starts[3].assign(static_cast<size_t>(N), 0);  // more sequences of 2^9 than N tokens hold
   msg = message(crowded);
-  EXPECT_NE(msg.find("/buckets/9/starts holds " + std::to_string(N) + " sequences of 2^9 + 1 tokens"),
-            std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("/buckets/9/starts holds " + std::to_string(N) + " sequences of 2^9 + 1 tokens"),
+      std::string::npos)
+      << msg;
 
   Buckets counts = good;
   counts.dropped_pairs = -3;
   EXPECT_NE(message(counts).find("/buckets counts -3 dropped"), std::string::npos);
-  for (const Buckets* b : {&beyond, &empty, &crowded}) EXPECT_EQ(message(*b).find('\n'), std::string::npos);
+  for (const Buckets* b : {&beyond, &empty, &crowded})
+    EXPECT_EQ(message(*b).find('\n'), std::string::npos);
   std::filesystem::remove(path);
 }
 

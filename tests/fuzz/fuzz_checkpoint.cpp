@@ -32,9 +32,11 @@ const std::vector<char>& base_checkpoint() {
     s.tokens_seen = 500;
     s.seed = 9;
     s.data_mode = "concat_chunk";
-    s.recipe_yaml = recipe_to_yaml(parse_recipe(
-        "model: {pattern: \"*-\", vocab_size: 20, d_model: 8, heads: 2}\ndata: {corpus: c.h5, seq_len: 16}\n"
-        "train: {tokens_per_step: 64}\n", "base.yaml"));
+    s.recipe_yaml =
+        recipe_to_yaml(parse_recipe("model: {pattern: \"*-\", vocab_size: 20, d_model: 8, heads: "
+                                    "2}\ndata: {corpus: c.h5, seq_len: 16}\n"
+                                    "train: {tokens_per_step: 64}\n",
+                                    "base.yaml"));
     s.corpus_fingerprint = "fnv1a64:0";
     const std::string path = save_checkpoint(dir, s, model.params(), optim, 1);
     std::vector<char> b = fuzz::read_file(path);
@@ -55,8 +57,9 @@ fuzz::Names names() {
   n.datasets.push_back("/params/layers.9.extra");
   n.datasets.push_back("/rng");
   n.groups = {"/", "/data", "/params", "/optim"};
-  n.attributes = {"format", "version", "step", "tokens_seen", "dp", "sp", "recipe",
-                  "corpus_fingerprint", "mode", "seed"};
+  n.attributes = {"format", "version", "step",   "tokens_seen",
+                  "dp",     "sp",      "recipe", "corpus_fingerprint",
+                  "mode",   "seed"};
   return n;
 }
 

@@ -19,7 +19,8 @@ const std::vector<char>& base_corpus() {
     std::vector<uint16_t> tokens;
     std::vector<uint64_t> offsets{0};
     for (int d = 0; d < 52; ++d) {
-      for (int i = 0; i < (d * 37) % 110; ++i) tokens.push_back(static_cast<uint16_t>('a' + (d + i) % 26));
+      for (int i = 0; i < (d * 37) % 110; ++i)
+        tokens.push_back(static_cast<uint16_t>('a' + (d + i) % 26));
       tokens.push_back(256);
       offsets.push_back(tokens.size());
     }

@@ -26,7 +26,9 @@ namespace rt::fuzz {
 
 // The harnesses run as on a machine of 1 GiB (data/memory.h): what needs more is refused by
 // the memory checks under test instead of exhausting libFuzzer's RSS limit.
-inline const bool kMemoryLimitSet = [] { return ::setenv("RINGTRAIN_MEMORY_LIMIT", "1073741824", 0) == 0; }();
+inline const bool kMemoryLimitSet = [] {
+  return ::setenv("RINGTRAIN_MEMORY_LIMIT", "1073741824", 0) == 0;
+}();
 
 class Bytes {
  public:
@@ -40,9 +42,13 @@ class Bytes {
     return v;
   }
   // 0 <= x < n (n >= 1).
-  uint64_t below(uint64_t n) { return n <= 1 ? 0 : (n <= 256 ? byte() % n : u64(n <= 65536 ? 2 : 8) % n); }
+  uint64_t below(uint64_t n) {
+    return n <= 1 ? 0 : (n <= 256 ? byte() % n : u64(n <= 65536 ? 2 : 8) % n);
+  }
   template <class T, size_t N>
-  const T& pick(const T (&items)[N]) { return items[below(N)]; }
+  const T& pick(const T (&items)[N]) {
+    return items[below(N)];
+  }
   std::string text(size_t max) {
     const size_t n = below(max + 1);
     std::string s;
@@ -68,7 +74,8 @@ class Bytes {
 
 // A file for this process (tmpfs when there is one: the harnesses write one per input).
 inline std::string temp_path(const std::string& name) {
-  const std::filesystem::path dir = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
+  const std::filesystem::path dir =
+      std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
   return (dir / ("ringtrain-fuzz-" + std::to_string(::getpid()) + "-" + name)).string();
 }
 
@@ -138,7 +145,8 @@ void clamp_values(std::vector<uint8_t>& bytes, double limit) {
   for (size_t i = 0; i + sizeof(T) <= bytes.size(); i += sizeof(T)) {
     T v;
     std::memcpy(&v, &bytes[i], sizeof v);
-    if (v == v && v - v == 0) v = static_cast<T>(std::fmod(static_cast<double>(v), limit));  // finite
+    if (v == v && v - v == 0)
+      v = static_cast<T>(std::fmod(static_cast<double>(v), limit));  // finite
     std::memcpy(&bytes[i], &v, sizeof v);
   }
 }
@@ -166,8 +174,10 @@ inline void script_dataset(hid_t file, Bytes& b, const std::string& name, double
   if (ds >= 0) {
     const size_t size = H5Tget_size(type);
     std::vector<uint8_t> values = b.raw(static_cast<size_t>(n) * size);
-    if (float_limit > 0 && H5Tequal(type, H5T_NATIVE_FLOAT) > 0) clamp_values<float>(values, float_limit);
-    if (float_limit > 0 && H5Tequal(type, H5T_NATIVE_DOUBLE) > 0) clamp_values<double>(values, float_limit);
+    if (float_limit > 0 && H5Tequal(type, H5T_NATIVE_FLOAT) > 0)
+      clamp_values<float>(values, float_limit);
+    if (float_limit > 0 && H5Tequal(type, H5T_NATIVE_DOUBLE) > 0)
+      clamp_values<double>(values, float_limit);
     if (n > 0) H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
     if (lie) {
       hsize_t grown[3];
@@ -180,7 +190,8 @@ inline void script_dataset(hid_t file, Bytes& b, const std::string& name, double
   H5Sclose(space);
 }
 
-inline void script_attribute(hid_t file, Bytes& b, const std::string& object, const std::string& name) {
+inline void script_attribute(hid_t file, Bytes& b, const std::string& object,
+                             const std::string& name) {
   const hid_t obj = H5Oopen(file, object.c_str(), H5P_DEFAULT);
   if (obj < 0) return;
   if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
@@ -199,7 +210,8 @@ inline void script_attribute(hid_t file, Bytes& b, const std::string& object, co
     const hid_t attr = H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
     if (attr >= 0) {
       const char* p = value.c_str();
-      H5Awrite(attr, type, kind == 2 ? static_cast<const void*>(value.data()) : static_cast<const void*>(&p));
+      H5Awrite(attr, type,
+               kind == 2 ? static_cast<const void*>(value.data()) : static_cast<const void*>(&p));
       H5Aclose(attr);
     }
     H5Tclose(type);
@@ -216,7 +228,8 @@ inline void script_attribute(hid_t file, Bytes& b, const std::string& object, co
         std::memcpy(&reals[i], &raw, sizeof raw);
         if (b.below(2)) reals[i] = static_cast<double>(ints[i]);
       }
-      H5Awrite(attr, type, kind == 1 ? static_cast<const void*>(reals) : static_cast<const void*>(ints));
+      H5Awrite(attr, type,
+               kind == 1 ? static_cast<const void*>(reals) : static_cast<const void*>(ints));
       H5Aclose(attr);
     }
   }
@@ -235,14 +248,16 @@ inline void run_script(const std::string& path, Bytes& b, const Names& names) {
       case 1: {
         std::string name = names.datasets[b.below(names.datasets.size())];
         if (b.below(16) == 0) name = "/" + b.text(8);
-        if (name.size() > 1 && name.find('\0') == std::string::npos) script_dataset(file, b, name, names.float_limit);
+        if (name.size() > 1 && name.find('\0') == std::string::npos)
+          script_dataset(file, b, name, names.float_limit);
         break;
       }
       case 2: {
         const std::string& object = names.groups[b.below(names.groups.size())];
         std::string name = names.attributes[b.below(names.attributes.size())];
         if (b.below(16) == 0) name = b.text(8);
-        if (!name.empty() && name.find('\0') == std::string::npos) script_attribute(file, b, object, name);
+        if (!name.empty() && name.find('\0') == std::string::npos)
+          script_attribute(file, b, object, name);
         break;
       }
       case 3: {

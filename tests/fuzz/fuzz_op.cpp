@@ -17,16 +17,50 @@ struct OpBase {
 
 const std::vector<OpBase>& bases() {
   static const std::vector<OpBase> b = {
-      {"glr", {{"q", {20, 1, 4}}, {"k", {20, 1, 4}}, {"v", {20, 2, 3}}, {"g", {20, 2}}, {"dout", {20, 2, 3}},
-               {"h0", {2, 4, 3}}, {"dh_final", {2, 4, 3}}}, {{"chunk", 16}}},
-      {"attention", {{"x", {5, 8}}, {"dy", {5, 8}}, {"wq", {8, 8}}, {"wk", {4, 8}}, {"wv", {4, 8}}, {"wo", {8, 8}}},
+      {"glr",
+       {{"q", {20, 1, 4}},
+        {"k", {20, 1, 4}},
+        {"v", {20, 2, 3}},
+        {"g", {20, 2}},
+        {"dout", {20, 2, 3}},
+        {"h0", {2, 4, 3}},
+        {"dh_final", {2, 4, 3}}},
+       {{"chunk", 16}}},
+      {"attention",
+       {{"x", {5, 8}},
+        {"dy", {5, 8}},
+        {"wq", {8, 8}},
+        {"wk", {4, 8}},
+        {"wv", {4, 8}},
+        {"wo", {8, 8}}},
        {{"heads", 2}, {"kv_heads", 1}}},
-      {"mlp", {{"x", {5, 8}}, {"dy", {5, 8}}, {"w_gate_up", {16, 8}}, {"w_down", {8, 8}}}, {{"mlp_hidden", 8}}},
-      {"gla", {{"x", {5, 8}}, {"dy", {5, 8}}, {"wq", {4, 8}}, {"wk", {4, 8}}, {"wv", {8, 8}}, {"wg", {8, 8}},
-               {"w_gate1", {16, 8}}, {"w_gate2", {4, 16}}, {"b_gate", {4}}, {"norm", {4}}, {"wo", {8, 8}}},
+      {"mlp",
+       {{"x", {5, 8}}, {"dy", {5, 8}}, {"w_gate_up", {16, 8}}, {"w_down", {8, 8}}},
+       {{"mlp_hidden", 8}}},
+      {"gla",
+       {{"x", {5, 8}},
+        {"dy", {5, 8}},
+        {"wq", {4, 8}},
+        {"wk", {4, 8}},
+        {"wv", {8, 8}},
+        {"wg", {8, 8}},
+        {"w_gate1", {16, 8}},
+        {"w_gate2", {4, 16}},
+        {"b_gate", {4}},
+        {"norm", {4}},
+        {"wo", {8, 8}}},
        {{"gla_heads", 2}, {"glr_chunk", 16}}},
-      {"mamba2", {{"x", {6, 8}}, {"dy", {6, 8}}, {"in_proj", {44, 8}}, {"conv_w", {24, 4}}, {"conv_b", {24}},
-                  {"dt_bias", {4}}, {"A_log", {4}}, {"D", {4}}, {"norm", {16}}, {"out_proj", {8, 16}}},
+      {"mamba2",
+       {{"x", {6, 8}},
+        {"dy", {6, 8}},
+        {"in_proj", {44, 8}},
+        {"conv_w", {24, 4}},
+        {"conv_b", {24}},
+        {"dt_bias", {4}},
+        {"A_log", {4}},
+        {"D", {4}},
+        {"norm", {16}},
+        {"out_proj", {8, 16}}},
        {{"mamba_headdim", 4}, {"mamba_d_state", 4}, {"glr_chunk", 16}}},
   };
   return b;
@@ -67,9 +101,10 @@ fuzz::Names names() {
     for (const auto& d : base.datasets) n.datasets.push_back("/" + d.first);
     for (const auto& a : base.attributes) n.attributes.push_back(a.first);
   }
-  for (const char* a : {"scale", "heads", "kv_heads", "head_dim", "mlp_hidden", "rope_theta", "norm_eps",
-                        "init_std", "gla_expand_k", "gla_expand_v", "mamba_d_state", "mamba_expand",
-                        "mamba_ngroups", "mamba_conv_width", "rope_thta", "d_model", "pattern"})
+  for (const char* a :
+       {"scale", "heads", "kv_heads", "head_dim", "mlp_hidden", "rope_theta", "norm_eps",
+        "init_std", "gla_expand_k", "gla_expand_v", "mamba_d_state", "mamba_expand",
+        "mamba_ngroups", "mamba_conv_width", "rope_thta", "d_model", "pattern"})
     n.attributes.push_back(a);
   return n;
 }

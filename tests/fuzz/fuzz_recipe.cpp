@@ -11,8 +11,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   std::vector<std::string> pieces;
   size_t start = 0;
-  for (size_t nul = text.find('\0'); ; nul = text.find('\0', start)) {
-    pieces.push_back(text.substr(start, nul == std::string::npos ? std::string::npos : nul - start));
+  for (size_t nul = text.find('\0');; nul = text.find('\0', start)) {
+    pieces.push_back(
+        text.substr(start, nul == std::string::npos ? std::string::npos : nul - start));
     if (nul == std::string::npos || pieces.size() > 16) break;
     start = nul + 1;
   }
@@ -28,11 +29,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string yaml = recipe_to_yaml(recipe);
   try {
     if (recipe_to_yaml(parse_recipe(yaml, "emitted.yaml")) != yaml) {
-      std::fprintf(stderr, "fuzz_recipe: the emitted recipe does not read back the same:\n%s", yaml.c_str());
+      std::fprintf(stderr, "fuzz_recipe: the emitted recipe does not read back the same:\n%s",
+                   yaml.c_str());
       std::abort();
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fuzz_recipe: the emitted recipe does not load: %s\n%s", e.what(), yaml.c_str());
+    std::fprintf(stderr, "fuzz_recipe: the emitted recipe does not load: %s\n%s", e.what(),
+                 yaml.c_str());
     std::abort();
   }
   return 0;

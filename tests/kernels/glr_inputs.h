@@ -55,14 +55,16 @@ inline GlrErrors glr_errors_against_float64(const GlrCase& c, uint64_t seed) {
   Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
          dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape());
   const auto t0 = std::chrono::steady_clock::now();
-  ops::glr_backward(dq, dk, dv, dg, Tensor(), in.q, in.k, in.v, in.g, states, in.dout, Tensor(), scale, c.chunk);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ops::glr_backward(dq, dk, dv, dg, Tensor(), in.q, in.k, in.v, in.g, states, in.dout, Tensor(),
+                    scale, c.chunk);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
   const ref::GlrShape s{c.T, c.H, c.Hg, c.dk, c.dv, c.vector_decay, scale};
   const ref::Vec g = to_vec(in.g), zero(static_cast<size_t>(c.H) * c.dk * c.dv, 0.0);
   ref::Vec dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref;
-  ref::glr_backward(to_vec(in.q), to_vec(in.k), to_vec(in.v), g, zero, to_vec(in.dout), zero, s, dq_ref,
-                    dk_ref, dv_ref, dg_ref, dh0_ref);
+  ref::glr_backward(to_vec(in.q), to_vec(in.k), to_vec(in.v), g, zero, to_vec(in.dout), zero, s,
+                    dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref);
   const ref::Vec dg_got = to_vec(dg);
   return {rel_rms_error(dq, dq_ref),
           rel_rms_error(dk, dk_ref),

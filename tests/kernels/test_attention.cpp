@@ -49,7 +49,8 @@ Vec finite(Vec v) {
 void check_block(const Case& c, uint64_t seed) {
   TileScope tiles(c.tile_q, c.tile_k);
   Tensor q = random_tensor({c.Tq, c.H, c.D}, seed), k = random_tensor({c.Tk, c.Hkv, c.D}, seed + 1),
-         v = random_tensor({c.Tk, c.Hkv, c.D}, seed + 2), dout = random_tensor({c.Tq, c.H, c.D}, seed + 3);
+         v = random_tensor({c.Tk, c.Hkv, c.D}, seed + 2),
+         dout = random_tensor({c.Tq, c.H, c.D}, seed + 3);
   ref::AttentionShape s{c.Tq, c.Tk, c.H, c.Hkv, c.D, c.q_pos0, c.k_pos0, c.causal};
   ops::Mask mask = c.causal ? ops::Mask::Causal : ops::Mask::Full;
 
@@ -62,7 +63,8 @@ void check_block(const Case& c, uint64_t seed) {
 
   Tensor delta = Tensor::empty({c.Tq, c.H});
   ops::attention_backward_delta(delta, dout, out);
-  Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()), dv = Tensor::zeros(v.shape());
+  Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()),
+         dv = Tensor::zeros(v.shape());
   ops::attention_block_backward(dq, dk, dv, q, k, v, dout, lse, delta, c.q_pos0, c.k_pos0, mask);
   Vec dq_ref, dk_ref, dv_ref;
   ref::attention_backward(to_vec(dout), to_vec(q), to_vec(k), to_vec(v), s, dq_ref, dk_ref, dv_ref);
@@ -96,7 +98,8 @@ void check_chunked(int L, std::vector<int> cuts, int H, int Hkv, int D, uint64_t
   Tensor out = Tensor::empty({L, H, D}), lse = Tensor::empty({L, H});
   ops::fill(lse, -std::numeric_limits<float>::infinity());
   ops::fill(out, 0.0f);
-  Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()), dv = Tensor::zeros(v.shape());
+  Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()),
+         dv = Tensor::zeros(v.shape());
   Tensor delta = Tensor::empty({L, H});
   int blocks_run = 0;
   for (int pass = 0; pass < 2; ++pass) {
@@ -111,12 +114,14 @@ void check_chunked(int L, std::vector<int> cuts, int H, int Hkv, int D, uint64_t
         if (pass == 0) {
           ++blocks_run;
           Tensor ob = Tensor::empty({ql, H, D}), lb = Tensor::empty({ql, H});
-          ops::attention_block_forward(ob, lb, q.rows(q0, ql), k.rows(k0, kl), v.rows(k0, kl), q0, k0, mask);
+          ops::attention_block_forward(ob, lb, q.rows(q0, ql), k.rows(k0, kl), v.rows(k0, kl), q0,
+                                       k0, mask);
           ops::attention_merge(out.rows(q0, ql), lse.rows(q0, ql), ob, lb);
         } else {
-          ops::attention_block_backward(dq.rows(q0, ql), dk.rows(k0, kl), dv.rows(k0, kl), q.rows(q0, ql),
-                                        k.rows(k0, kl), v.rows(k0, kl), dout.rows(q0, ql), lse.rows(q0, ql),
-                                        delta.rows(q0, ql), q0, k0, mask);
+          ops::attention_block_backward(dq.rows(q0, ql), dk.rows(k0, kl), dv.rows(k0, kl),
+                                        q.rows(q0, ql), k.rows(k0, kl), v.rows(k0, kl),
+                                        dout.rows(q0, ql), lse.rows(q0, ql), delta.rows(q0, ql), q0,
+                                        k0, mask);
         }
       }
     }
@@ -137,22 +142,28 @@ void check_chunked(int L, std::vector<int> cuts, int H, int Hkv, int D, uint64_t
 
 TEST(AttentionChunked, EqualChunks) { check_chunked(256, {64, 128, 192}, 2, 2, 16, 20); }
 TEST(AttentionChunked, UnequalChunksGQA) { check_chunked(301, {97, 161, 250}, 4, 2, 16, 21); }
-TEST(AttentionChunked, ManySmallChunks) { check_chunked(150, {10, 11, 40, 75, 76, 120}, 2, 1, 8, 22); }
+TEST(AttentionChunked, ManySmallChunks) {
+  check_chunked(150, {10, 11, 40, 75, 76, 120}, 2, 1, 8, 22);
+}
 
 TEST(AttentionBlock, BackwardIsDeterministic) {
   Tensor q = random_tensor({300, 4, 32}, 30), k = random_tensor({300, 2, 32}, 31),
          v = random_tensor({300, 2, 32}, 32), dout = random_tensor({300, 4, 32}, 33);
-  Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({300, 4}), delta = Tensor::empty({300, 4});
+  Tensor out = Tensor::empty(q.shape()), lse = Tensor::empty({300, 4}),
+         delta = Tensor::empty({300, 4});
   ops::attention_block_forward(out, lse, q, k, v, 0, 0, ops::Mask::Causal);
   ops::attention_backward_delta(delta, dout, out);
   Vec first;
   for (int run = 0; run < 3; ++run) {
-    Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()), dv = Tensor::zeros(v.shape());
+    Tensor dq = Tensor::zeros(q.shape()), dk = Tensor::zeros(k.shape()),
+           dv = Tensor::zeros(v.shape());
     ops::attention_block_backward(dq, dk, dv, q, k, v, dout, lse, delta, 0, 0, ops::Mask::Causal);
     Vec all = to_vec(dq);
     for (double x : to_vec(dk)) all.push_back(x);
-    if (run == 0) first = all;
-    else EXPECT_EQ(all, first);
+    if (run == 0)
+      first = all;
+    else
+      EXPECT_EQ(all, first);
   }
 }
 

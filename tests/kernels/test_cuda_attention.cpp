@@ -73,7 +73,8 @@ struct Case {
 // the CPU's inputs (not the GPU's previous outputs) so that a failure names its op.
 void check_block(const Case& c, uint64_t seed) {
   const ops::Mask mask = c.causal ? ops::Mask::Causal : ops::Mask::Full;
-  const Tensor q = random_tensor({c.Tq, c.H, c.D}, seed), k = random_tensor({c.Tk, c.Hkv, c.D}, seed + 1),
+  const Tensor q = random_tensor({c.Tq, c.H, c.D}, seed),
+               k = random_tensor({c.Tk, c.Hkv, c.D}, seed + 1),
                v = random_tensor({c.Tk, c.Hkv, c.D}, seed + 2),
                dout = random_tensor({c.Tq, c.H, c.D}, seed + 3);
   const Tensor q_d = to_cuda(q), k_d = to_cuda(k), v_d = to_cuda(v), dout_d = to_cuda(dout);
@@ -226,9 +227,16 @@ TEST(CudaAttention, ChunkedSequenceMatchesCpu) {
     auto on = [cuda](const Tensor& t) { return cuda ? to_cuda(t) : clone(t); };
     Tensor lse0 = Tensor::empty({L, H});
     for (int i = 0; i < L * H; ++i) lse0.f32()[i] = kNegInf;
-    return State{on(q), on(k), on(v), on(dout), on(Tensor::zeros({L, H, D})), on(lse0),
-                 on(Tensor::zeros({L, H})), on(Tensor::zeros(q.shape())),
-                 on(Tensor::zeros(k.shape())), on(Tensor::zeros(v.shape()))};
+    return State{on(q),
+                 on(k),
+                 on(v),
+                 on(dout),
+                 on(Tensor::zeros({L, H, D})),
+                 on(lse0),
+                 on(Tensor::zeros({L, H})),
+                 on(Tensor::zeros(q.shape())),
+                 on(Tensor::zeros(k.shape())),
+                 on(Tensor::zeros(v.shape()))};
   };
   auto run = [&](State& s, Device device) {
     for (int pass = 0; pass < 2; ++pass) {
@@ -271,8 +279,10 @@ TEST(CudaAttention, ChunkedSequenceMatchesCpu) {
 TEST(CudaAttention, BackwardIsDeterministic) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   const int T = 150, H = 4, Hkv = 2, D = 64;
-  const Tensor q = to_cuda(random_tensor({T, H, D}, 60)), k = to_cuda(random_tensor({T, Hkv, D}, 61)),
-               v = to_cuda(random_tensor({T, Hkv, D}, 62)), dout = to_cuda(random_tensor({T, H, D}, 63));
+  const Tensor q = to_cuda(random_tensor({T, H, D}, 60)),
+               k = to_cuda(random_tensor({T, Hkv, D}, 61)),
+               v = to_cuda(random_tensor({T, Hkv, D}, 62)),
+               dout = to_cuda(random_tensor({T, H, D}, 63));
   Tensor out = Tensor::empty({T, H, D}, DType::F32, Device::CUDA),
          lse = Tensor::empty({T, H}, DType::F32, Device::CUDA),
          delta = Tensor::empty({T, H}, DType::F32, Device::CUDA);

@@ -53,8 +53,13 @@ using testing::GlrInputs;
 // The same inputs on the GPU.
 struct CudaInputs {
   explicit CudaInputs(const GlrInputs& in)
-      : q(to_cuda(in.q)), k(to_cuda(in.k)), v(to_cuda(in.v)), g(to_cuda(in.g)),
-        h0(to_cuda(in.h0)), dout(to_cuda(in.dout)), dh_final(to_cuda(in.dh_final)) {}
+      : q(to_cuda(in.q)),
+        k(to_cuda(in.k)),
+        v(to_cuda(in.v)),
+        g(to_cuda(in.g)),
+        h0(to_cuda(in.h0)),
+        dout(to_cuda(in.dout)),
+        dh_final(to_cuda(in.dh_final)) {}
   Tensor q, k, v, g, h0, dout, dh_final;
 };
 
@@ -63,22 +68,27 @@ void check_glr(const GlrCase& c, uint64_t seed, double dg_tol = kTol) {
   const GlrInputs in(c, seed);
   const CudaInputs dev(in);
   const int64_t chunks = (c.T + c.chunk - 1) / c.chunk;
-  const Shape o_shape{c.T, c.H, c.dv}, state{c.H, c.dk, c.dv}, states_shape{chunks + 1, c.H, c.dk, c.dv};
+  const Shape o_shape{c.T, c.H, c.dv}, state{c.H, c.dk, c.dv},
+      states_shape{chunks + 1, c.H, c.dk, c.dv};
 
-  Tensor o = Tensor::empty(o_shape), h_final = Tensor::empty(state), states = Tensor::empty(states_shape);
+  Tensor o = Tensor::empty(o_shape), h_final = Tensor::empty(state),
+         states = Tensor::empty(states_shape);
   ops::glr_forward(o, h_final, states, in.q, in.k, in.v, in.g, in.h0, scale, c.chunk);
-  Tensor o_d = poisoned_cuda(o_shape), h_final_d = poisoned_cuda(state), states_d = poisoned_cuda(states_shape);
+  Tensor o_d = poisoned_cuda(o_shape), h_final_d = poisoned_cuda(state),
+         states_d = poisoned_cuda(states_shape);
   ops::glr_forward(o_d, h_final_d, states_d, dev.q, dev.k, dev.v, dev.g, dev.h0, scale, c.chunk);
   expect_close(o_d, o, kTol, "o");
   expect_close(h_final_d, h_final, kTol, "h_final");
   expect_close(states_d, states, kTol, "states");
 
   Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
-         dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape()), dh0 = Tensor::empty(state);
+         dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape()),
+         dh0 = Tensor::empty(state);
   ops::glr_backward(dq, dk, dv, dg, dh0, in.q, in.k, in.v, in.g, states, in.dout, in.dh_final,
                     scale, c.chunk);
   Tensor dq_d = poisoned_cuda(in.q.shape()), dk_d = poisoned_cuda(in.k.shape()),
-         dv_d = poisoned_cuda(in.v.shape()), dg_d = poisoned_cuda(in.g.shape()), dh0_d = poisoned_cuda(state);
+         dv_d = poisoned_cuda(in.v.shape()), dg_d = poisoned_cuda(in.g.shape()),
+         dh0_d = poisoned_cuda(state);
   ops::glr_backward(dq_d, dk_d, dv_d, dg_d, dh0_d, dev.q, dev.k, dev.v, dev.g, states_d, dev.dout,
                     dev.dh_final, scale, c.chunk);
   expect_close(dq_d, dq, kTol, "dq");
@@ -147,7 +157,8 @@ TEST(CudaGlr, ForwardStatesOnly) {
   Tensor states = Tensor::empty(states_shape);
   ops::glr_forward(Tensor(), Tensor(), states, Tensor(), in.k, in.v, in.g, in.h0, 1.0f, c.chunk);
   Tensor states_d = poisoned_cuda(states_shape);
-  ops::glr_forward(Tensor(), Tensor(), states_d, Tensor(), dev.k, dev.v, dev.g, dev.h0, 1.0f, c.chunk);
+  ops::glr_forward(Tensor(), Tensor(), states_d, Tensor(), dev.k, dev.v, dev.g, dev.h0, 1.0f,
+                   c.chunk);
   expect_close(states_d, states, kTol, "states");
 }
 
@@ -185,7 +196,8 @@ TEST(CudaGlr, StateScanBothWays) {
   for (bool vector_decay : {true, false}) {
     SCOPED_TRACE(vector_decay ? "vector decay" : "scalar decay");
     const Tensor s_loc = testing::random_tensor({n, H, dk, dv}, 40);
-    Tensor gamma = vector_decay ? testing::random_tensor({n, H, dk}, 41) : testing::random_tensor({n, H}, 41);
+    Tensor gamma =
+        vector_decay ? testing::random_tensor({n, H, dk}, 41) : testing::random_tensor({n, H}, 41);
     for (int64_t i = 0; i < gamma.numel(); ++i) gamma.f32()[i] = -0.3f * std::fabs(gamma.f32()[i]);
     const Tensor s_loc_d = to_cuda(s_loc), gamma_d = to_cuda(gamma);
     for (bool reverse : {false, true}) {
@@ -206,7 +218,8 @@ TEST(CudaGlr, BackwardIsDeterministicWithSharedGroups) {
   const GlrInputs in(c, 30);
   const CudaInputs dev(in);
   Tensor states = Tensor::empty({5, c.H, c.dk, c.dv}, DType::F32, Device::CUDA);
-  ops::glr_forward(Tensor(), Tensor(), states, Tensor(), dev.k, dev.v, dev.g, dev.h0, 1.0f, c.chunk);
+  ops::glr_forward(Tensor(), Tensor(), states, Tensor(), dev.k, dev.v, dev.g, dev.h0, 1.0f,
+                   c.chunk);
   ref::Vec first;
   for (int run = 0; run < 3; ++run) {
     Tensor dq = poisoned_cuda(in.q.shape()), dk = poisoned_cuda(in.k.shape()),
@@ -216,8 +229,10 @@ TEST(CudaGlr, BackwardIsDeterministicWithSharedGroups) {
     ref::Vec all = to_vec(to_host(dq));
     for (const Tensor* t : {&dk, &dv, &dg})
       for (double x : to_vec(to_host(*t))) all.push_back(x);
-    if (run == 0) first = all;
-    else EXPECT_EQ(all, first);
+    if (run == 0)
+      first = all;
+    else
+      EXPECT_EQ(all, first);
   }
 }
 

@@ -28,7 +28,8 @@ constexpr double kTol = 1e-5;
 struct Twin {
   Tensor cpu, gpu;
   explicit Twin(const Tensor& host) : cpu(host), gpu(to_device(host, Device::CUDA)) {}
-  Twin(Shape shape, uint64_t seed, float stddev = 1.0f) : Twin(random_tensor(shape, seed, stddev)) {}
+  Twin(Shape shape, uint64_t seed, float stddev = 1.0f)
+      : Twin(random_tensor(shape, seed, stddev)) {}
   Tensor gpu_on_host() const { return to_device(gpu, Device::CPU); }
   double error() const { return rel_rms_error(gpu_on_host(), to_vec(cpu)); }
   bool identical() const {
@@ -49,8 +50,9 @@ void on_both(Op op) {
 
 Twin ints(const std::vector<int32_t>& v) { return Twin(int_tensor(v)); }
 
-#define SKIP_WITHOUT_GPU() \
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (CUDA backend built: " << cuda_compiled() << ")"
+#define SKIP_WITHOUT_GPU()      \
+  if (cuda_device_count() == 0) \
+  GTEST_SKIP() << "no CUDA device (CUDA backend built: " << cuda_compiled() << ")"
 
 TEST(CudaOps, ElementwiseAndReductions) {
   SKIP_WITHOUT_GPU();
@@ -102,7 +104,8 @@ TEST(CudaOps, LinearForwardBackward) {
 TEST(CudaOps, Bf16RoundingAndLinearWithABf16Weight) {
   SKIP_WITHOUT_GPU();
   Tensor host = random_tensor({1000, 37}, 60);
-  const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x7f800000u, 0x7fc00000u, 0x00000001u};
+  const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu,
+                               0x7f800000u, 0x7fc00000u, 0x00000001u};
   for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(host.f32() + i, &specials[i], 4);
   Twin x(host), x16(Tensor::zeros({1000, 37}, DType::BF16));
   on_both([&](Side s) { ops::to_bf16(x16.*s, x.*s); });
@@ -136,7 +139,8 @@ TEST(CudaOps, RMSNormOfABf16StreamAndTheRoundedResidualAdd) {
     on_both([&](Side s) { ops::rmsnorm_forward(y.*s, rstd.*s, x16.*s, w.*s, 1e-5f, groups); });
     EXPECT_LT(y.error(), kTol);
     EXPECT_LT(rstd.error(), kTol);
-    on_both([&](Side s) { ops::rmsnorm_backward(dx.*s, dw.*s, dy.*s, x16.*s, w.*s, rstd.*s, groups); });
+    on_both(
+        [&](Side s) { ops::rmsnorm_backward(dx.*s, dw.*s, dy.*s, x16.*s, w.*s, rstd.*s, groups); });
     EXPECT_LT(dx.error(), kTol);
     EXPECT_LT(dw.error(), kTol);
   }
@@ -166,9 +170,8 @@ TEST(CudaOps, RMSNormOneAndSeveralGroups) {
     on_both([&](Side s) { ops::rmsnorm_forward(y.*s, rstd.*s, x.*s, w.*s, 1e-5f, groups); });
     EXPECT_LT(y.error(), kTol);
     EXPECT_LT(rstd.error(), kTol);
-    on_both([&](Side s) {
-      ops::rmsnorm_backward(dx.*s, dw.*s, dy.*s, x.*s, w.*s, rstd.*s, groups);
-    });
+    on_both(
+        [&](Side s) { ops::rmsnorm_backward(dx.*s, dw.*s, dy.*s, x.*s, w.*s, rstd.*s, groups); });
     EXPECT_LT(dx.error(), kTol) << groups;
     EXPECT_LT(dw.error(), kTol) << groups;
   }
@@ -199,7 +202,8 @@ TEST(CudaOps, Activations) {
   Twin bias({F}, 59), dbias({F}, 60);
   on_both([&](Side s) { ops::logsigmoid_forward(y.*s, x.*s, bias.*s, 1.0f / 16); });
   EXPECT_LT(y.error(), kTol);
-  on_both([&](Side s) { ops::logsigmoid_backward(dx.*s, dbias.*s, dy.*s, x.*s, bias.*s, 1.0f / 16); });
+  on_both(
+      [&](Side s) { ops::logsigmoid_backward(dx.*s, dbias.*s, dy.*s, x.*s, bias.*s, 1.0f / 16); });
   EXPECT_LT(dx.error(), kTol);
   EXPECT_LT(dbias.error(), kTol);
 }

@@ -9,7 +9,8 @@ namespace rt {
 namespace {
 
 TEST(CudaRuntime, CopiesRoundTripThroughDeviceMemory) {
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (CUDA backend built: " << cuda_compiled() << ")";
+  if (cuda_device_count() == 0)
+    GTEST_SKIP() << "no CUDA device (CUDA backend built: " << cuda_compiled() << ")";
   Tensor host = testing::random_tensor({1000, 3}, 1);
   Tensor dev = Tensor::empty(host.shape(), DType::F32, Device::CUDA);
   Tensor back = Tensor::zeros(host.shape());

@@ -9,8 +9,8 @@
 #include <cmath>
 
 #include "kernels/ops.h"
-#include "tests/reference/naive.h"
 #include "tests/kernels/glr_inputs.h"
+#include "tests/reference/naive.h"
 #include "tests/testing.h"
 
 namespace rt {
@@ -46,7 +46,8 @@ void check_glr(const GlrCase& c, uint64_t seed) {
   Vec o_ref, hf_ref, dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref;
   ref::glr(to_vec(in.q), to_vec(in.k), to_vec(in.v), to_vec(in.g), to_vec(in.h0), s, o_ref, hf_ref);
   ref::glr_backward(to_vec(in.q), to_vec(in.k), to_vec(in.v), to_vec(in.g), to_vec(in.h0),
-                    to_vec(in.dout), to_vec(in.dh_final), s, dq_ref, dk_ref, dv_ref, dg_ref, dh0_ref);
+                    to_vec(in.dout), to_vec(in.dh_final), s, dq_ref, dk_ref, dv_ref, dg_ref,
+                    dh0_ref);
   EXPECT_LT(rel_rms_error(o, o_ref), kTol);
   EXPECT_LT(rel_rms_error(h_final, hf_ref), kTol);
   EXPECT_LT(rel_rms_error(dq, dq_ref), kTol);
@@ -84,7 +85,8 @@ TEST(Glr, NoTokens) {
     EXPECT_EQ(to_vec(h_final), to_vec(in.h0));
     Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
            dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape());
-    ops::glr_backward(dq, dk, dv, dg, dh0, in.q, in.k, in.v, in.g, states, in.dout, in.dh_final, 0.5f, c.chunk);
+    ops::glr_backward(dq, dk, dv, dg, dh0, in.q, in.k, in.v, in.g, states, in.dout, in.dh_final,
+                      0.5f, c.chunk);
     EXPECT_EQ(to_vec(dh0), to_vec(in.dh_final));
   }
 }
@@ -112,7 +114,8 @@ TEST(Glr, ChunkSummaryAndStateGradient) {
     ops::glr_chunk_summary(s_loc, gamma, in.k, in.v, in.g, c.chunk);
     const ref::GlrShape s = shape_of(c, 0.5);
     Vec o, s_ref;
-    ref::glr(to_vec(in.q), to_vec(in.k), to_vec(in.v), to_vec(in.g), Vec(c.H * c.dk * c.dv, 0.0), s, o, s_ref);
+    ref::glr(to_vec(in.q), to_vec(in.k), to_vec(in.v), to_vec(in.g), Vec(c.H * c.dk * c.dv, 0.0), s,
+             o, s_ref);
     EXPECT_LT(rel_rms_error(s_loc, s_ref), kTol);
     Vec gamma_ref(c.H * gw, 0.0);
     for (int t = 0; t < c.T; ++t)
@@ -137,11 +140,14 @@ TEST(Glr, BackwardIsDeterministicWithSharedGroups) {
   for (int run = 0; run < 3; ++run) {
     Tensor dq = Tensor::empty(in.q.shape()), dk = Tensor::empty(in.k.shape()),
            dv = Tensor::empty(in.v.shape()), dg = Tensor::empty(in.g.shape());
-    ops::glr_backward(dq, dk, dv, dg, Tensor(), in.q, in.k, in.v, in.g, states, in.dout, Tensor(), 1.0f, c.chunk);
+    ops::glr_backward(dq, dk, dv, dg, Tensor(), in.q, in.k, in.v, in.g, states, in.dout, Tensor(),
+                      1.0f, c.chunk);
     Vec all = to_vec(dq);
     for (double x : to_vec(dk)) all.push_back(x);
-    if (run == 0) first = all;
-    else EXPECT_EQ(all, first);
+    if (run == 0)
+      first = all;
+    else
+      EXPECT_EQ(all, first);
   }
 }
 

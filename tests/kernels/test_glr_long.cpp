@@ -24,8 +24,12 @@ void check_long(const GlrCase& c) {
 }
 
 // {T, H, Hg, dk, dv, vector_decay, chunk, normalizer, with_h0, with_dh_final}
-GlrCase gla(int T, double normalizer) { return {T, 2, 2, 16, 32, true, 64, normalizer, false, false}; }
-GlrCase mamba2(int T, double normalizer) { return {T, 4, 1, 16, 16, false, 64, normalizer, false, false}; }
+GlrCase gla(int T, double normalizer) {
+  return {T, 2, 2, 16, 32, true, 64, normalizer, false, false};
+}
+GlrCase mamba2(int T, double normalizer) {
+  return {T, 4, 1, 16, 16, false, 64, normalizer, false, false};
+}
 
 TEST(GlrLong, VectorDecayStrong4K) { check_long(gla(4096, 1.0)); }
 TEST(GlrLong, VectorDecayStrong32K) { check_long(gla(32768, 1.0)); }

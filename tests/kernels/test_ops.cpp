@@ -26,7 +26,8 @@ constexpr double kTol = 1e-5;
 
 TEST(Ops, LinearForwardBackward) {
   const int T = 37, C = 48, OC = 33;
-  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2), dy = random_tensor({T, OC}, 3);
+  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2),
+         dy = random_tensor({T, OC}, 3);
   Tensor y = Tensor::empty({T, OC});
   ops::linear_forward(y, x, w);
   EXPECT_LT(rel_rms_error(y, ref::linear(to_vec(x), to_vec(w), T, C, OC)), kTol);
@@ -61,7 +62,7 @@ TEST(Bf16, RoundsToNearestEvenAndKeepsSpecials) {
   EXPECT_EQ(f32_to_bf16(from_bits(0xbf807fff)), 0xbf80);  // just below, negative
   EXPECT_EQ(f32_to_bf16(from_bits(0x7f7fffff)), 0x7f80);  // the largest f32 rounds to inf
   EXPECT_EQ(f32_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
-  EXPECT_EQ(f32_to_bf16(from_bits(0x00000001)), 0x0000);  // the smallest subnormal to zero
+  EXPECT_EQ(f32_to_bf16(from_bits(0x00000001)), 0x0000);        // the smallest subnormal to zero
   for (uint32_t nan : {0x7fc00000u, 0x7f800001u, 0xffffffffu})  // a signalling one included
     EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(from_bits(nan))))) << std::hex << nan;
   // Every bf16 value survives the way to f32 and back.
@@ -85,7 +86,8 @@ Vec bf16_rounded(const Tensor& t) {
 
 TEST(Ops, LinearWithABf16WeightRoundsEveryOperand) {
   const int T = 37, C = 48, OC = 33;
-  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2), dy = random_tensor({T, OC}, 3);
+  Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2),
+         dy = random_tensor({T, OC}, 3);
   Tensor w16 = Tensor::empty({OC, C}, DType::BF16);
   ops::to_bf16(w16, w);
   Tensor y = Tensor::empty({T, OC}), y32 = Tensor::empty({T, OC});
@@ -144,7 +146,8 @@ TEST(Ops, Matmul) {
 TEST(Ops, EmbeddingForwardBackward) {
   const int V = 11, C = 70, T = 50;
   auto tok = testing::random_ints(T, 0, V, 8);
-  Tensor table = random_tensor({V, C}, 9), y = Tensor::empty({T, C}), dy = random_tensor({T, C}, 10);
+  Tensor table = random_tensor({V, C}, 9), y = Tensor::empty({T, C}),
+         dy = random_tensor({T, C}, 10);
   ops::embedding_forward(y, int_tensor(tok), table);
   EXPECT_LT(rel_rms_error(y, ref::embedding(tok, to_vec(table), C)), kTol);
   Tensor dt = Tensor::zeros({V, C});
@@ -172,19 +175,22 @@ TEST(Ops, RMSNormForwardBackward) {
 // rounding: 1e-6); add_bf16 rounds the f32 sum, bit for bit.
 TEST(Bf16, RmsnormOfABf16StreamAndTheRoundedResidualAdd) {
   const int T = 300, C = 96;
-  const Tensor x = random_tensor({T, C}, 21), w = random_tensor({C}, 22), dy = random_tensor({T, C}, 23);
+  const Tensor x = random_tensor({T, C}, 21), w = random_tensor({C}, 22),
+               dy = random_tensor({T, C}, 23);
   Tensor x16 = Tensor::empty({T, C}, DType::BF16);
   ops::to_bf16(x16, x);
   const Tensor xr = from_vec(bf16_rounded(x), {T, C});
   for (int64_t groups : {1, 4}) {
     SCOPED_TRACE(groups);
     const Shape rs = groups == 1 ? Shape{T} : Shape{T, groups};
-    Tensor y16 = Tensor::empty({T, C}), r16 = Tensor::empty(rs), y = Tensor::empty({T, C}), r = Tensor::empty(rs);
+    Tensor y16 = Tensor::empty({T, C}), r16 = Tensor::empty(rs), y = Tensor::empty({T, C}),
+           r = Tensor::empty(rs);
     ops::rmsnorm_forward(y16, r16, x16, w, 1e-5f, groups);
     ops::rmsnorm_forward(y, r, xr, w, 1e-5f, groups);
     EXPECT_LT(rel_rms_error(y16, to_vec(y)), 1e-6);
     EXPECT_LT(rel_rms_error(r16, to_vec(r)), 1e-6);
-    Tensor dx16 = Tensor::zeros({T, C}), dw16 = Tensor::zeros({C}), dx = Tensor::zeros({T, C}), dw = Tensor::zeros({C});
+    Tensor dx16 = Tensor::zeros({T, C}), dw16 = Tensor::zeros({C}), dx = Tensor::zeros({T, C}),
+           dw = Tensor::zeros({C});
     ops::rmsnorm_backward(dx16, dw16, dy, x16, w, r16, groups);
     ops::rmsnorm_backward(dx, dw, dy, xr, w, r, groups);
     EXPECT_LT(rel_rms_error(dx16, to_vec(dx)), 1e-6);

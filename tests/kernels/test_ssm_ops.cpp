@@ -26,12 +26,14 @@ TEST(SsmOps, Conv1dCausalWithAndWithoutHalo) {
     const Vec hv = with_halo ? to_vec(halo) : Vec();
     Tensor y = Tensor::empty({T, C});
     ops::conv1d_causal_forward(y, x, w, b, h);
-    EXPECT_LT(rel_rms_error(y, ref::conv1d_causal(to_vec(x), to_vec(w), to_vec(b), hv, T, C, W)), kTol);
+    EXPECT_LT(rel_rms_error(y, ref::conv1d_causal(to_vec(x), to_vec(w), to_vec(b), hv, T, C, W)),
+              kTol);
     Tensor dx = Tensor::empty({T, C}), dw = Tensor::zeros({C, W}), db = Tensor::zeros({C}),
            dh = Tensor::empty({W - 1, C});
     ops::conv1d_causal_backward(dx, dw, db, dh, dy, x, w, h);
     Vec dx_ref, dw_ref, db_ref, dh_ref;
-    ref::conv1d_causal_backward(to_vec(dy), to_vec(x), to_vec(w), hv, T, C, W, dx_ref, dw_ref, db_ref, dh_ref);
+    ref::conv1d_causal_backward(to_vec(dy), to_vec(x), to_vec(w), hv, T, C, W, dx_ref, dw_ref,
+                                db_ref, dh_ref);
     EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
     EXPECT_LT(rel_rms_error(dw, dw_ref), kTol);
     EXPECT_LT(rel_rms_error(db, db_ref), kTol);
@@ -40,7 +42,8 @@ TEST(SsmOps, Conv1dCausalWithAndWithoutHalo) {
 }
 
 TEST(SsmOps, SiluGate) {
-  Tensor a = random_tensor({50, 8}, 6), g = random_tensor({50, 8}, 7, 3.0f), dy = random_tensor({50, 8}, 8);
+  Tensor a = random_tensor({50, 8}, 6), g = random_tensor({50, 8}, 7, 3.0f),
+         dy = random_tensor({50, 8}, 8);
   Tensor y = Tensor::empty({50, 8}), da = Tensor::empty({50, 8}), dg = Tensor::empty({50, 8});
   ops::silu_gate_forward(y, a, g);
   EXPECT_LT(rel_rms_error(y, ref::silu_gate(to_vec(a), to_vec(g))), kTol);
@@ -53,7 +56,8 @@ TEST(SsmOps, SiluGate) {
 
 TEST(SsmOps, LogsigmoidWithBias) {
   const int T = 300, C = 24;
-  Tensor x = random_tensor({T, C}, 9, 4.0f), b = random_tensor({C}, 10), dy = random_tensor({T, C}, 11);
+  Tensor x = random_tensor({T, C}, 9, 4.0f), b = random_tensor({C}, 10),
+         dy = random_tensor({T, C}, 11);
   Tensor y = Tensor::empty({T, C}), dx = Tensor::empty({T, C}), db = Tensor::zeros({C});
   ops::logsigmoid_forward(y, x, b, 1.0f / 16);
   EXPECT_LT(rel_rms_error(y, ref::logsigmoid(to_vec(x), to_vec(b), T, C, 1.0 / 16)), kTol);
@@ -80,7 +84,8 @@ TEST(SsmOps, GroupRMSNorm) {
 
 TEST(SsmOps, MambaDtScaleAndSkip) {
   const int T = 300, H = 4, P = 8;
-  Tensor raw = random_tensor({T, H}, 15), bias = random_tensor({H}, 16), a_log = random_tensor({H}, 17, 0.5f);
+  Tensor raw = random_tensor({T, H}, 15), bias = random_tensor({H}, 16),
+         a_log = random_tensor({H}, 17, 0.5f);
   Tensor dt = Tensor::empty({T, H}), g = Tensor::empty({T, H});
   ops::mamba_dt_forward(dt, g, raw, bias, a_log);
   Vec dt_ref, g_ref;
@@ -98,8 +103,9 @@ TEST(SsmOps, MambaDtScaleAndSkip) {
   EXPECT_LT(rel_rms_error(dalog, dalog_ref), kTol);
 
   // v = s * x and y = o + d * x, with their gradients written out by hand.
-  Tensor x = random_tensor({T, H, P}, 20), s = random_tensor({T, H}, 21), o = random_tensor({T, H, P}, 22),
-         d = random_tensor({H}, 23), dy = random_tensor({T, H, P}, 24);
+  Tensor x = random_tensor({T, H, P}, 20), s = random_tensor({T, H}, 21),
+         o = random_tensor({T, H, P}, 22), d = random_tensor({H}, 23),
+         dy = random_tensor({T, H, P}, 24);
   Tensor v = Tensor::empty({T, H, P}), y = Tensor::empty({T, H, P});
   ops::scale_heads_forward(v, x, s);
   ops::skip_heads_forward(y, o, x, d);

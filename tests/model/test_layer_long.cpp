@@ -14,9 +14,12 @@ namespace {
 void check(char symbol, int64_t T) {
   ModelConfig cfg = testing::tiny_model_config(std::string(1, symbol));
   cfg.glr_chunk = 64;
-  for (const testing::GradientError& e : testing::layer_gradient_errors(symbol, cfg, T, nullptr, 3)) {
-    EXPECT_LT(e.error, testing::long_sequence_tolerance(e.name)) << symbol << " " << e.name << " at T = " << T;
-    std::printf("%c T %lld %-8s %.2e\n", symbol, static_cast<long long>(T), e.name.c_str(), e.error);
+  for (const testing::GradientError& e :
+       testing::layer_gradient_errors(symbol, cfg, T, nullptr, 3)) {
+    EXPECT_LT(e.error, testing::long_sequence_tolerance(e.name))
+        << symbol << " " << e.name << " at T = " << T;
+    std::printf("%c T %lld %-8s %.2e\n", symbol, static_cast<long long>(T), e.name.c_str(),
+                e.error);
   }
 }
 

@@ -99,8 +99,12 @@ TEST(Model, GradientsMatchFiniteDifferencesUntied) { check_gradients("-**-", fal
 TEST(Model, GradientsMatchFiniteDifferencesRecompute) { check_gradients("*-", true, true); }
 TEST(Model, GlaGradientsMatchFiniteDifferences) { check_gradients("G-", true, false); }
 TEST(Model, Mamba2GradientsMatchFiniteDifferences) { check_gradients("M-", true, false); }
-TEST(Model, StackedRecurrentGradientsMatchFiniteDifferences) { check_gradients("MMGG", true, false); }
-TEST(Model, HybridGradientsMatchFiniteDifferencesRecompute) { check_gradients("MG*-", false, true); }
+TEST(Model, StackedRecurrentGradientsMatchFiniteDifferences) {
+  check_gradients("MMGG", true, false);
+}
+TEST(Model, HybridGradientsMatchFiniteDifferencesRecompute) {
+  check_gradients("MG*-", false, true);
+}
 
 TEST(Model, RecomputeGivesBitIdenticalGradients) {
   Model m(tiny_config("*-M-G-", true));
@@ -249,12 +253,15 @@ TEST(Model, InitIsAFunctionOfTheSeed) {
   a.init_weights(9);
   b.init_weights(9);
   c.init_weights(10);
-  const Tensor pa = a.params().flat_values(), pb = b.params().flat_values(), pc = c.params().flat_values();
+  const Tensor pa = a.params().flat_values(), pb = b.params().flat_values(),
+               pc = c.params().flat_values();
   EXPECT_TRUE(std::equal(pa.f32(), pa.f32() + pa.numel(), pb.f32()));
   EXPECT_FALSE(std::equal(pa.f32(), pa.f32() + pa.numel(), pc.f32()));
   // Residual projections are scaled down by 1/sqrt(layers).
-  const double wq = std::sqrt(ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wq"))) / (32.0 * 32));
-  const double wo = std::sqrt(ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wo"))) / (32.0 * 32));
+  const double wq = std::sqrt(
+      ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wq"))) / (32.0 * 32));
+  const double wo = std::sqrt(
+      ops::sum_squares(a.params().value(a.params().find("layers.0.attn.wo"))) / (32.0 * 32));
   EXPECT_NEAR(wq, 0.3, 0.03);
   EXPECT_NEAR(wo, 0.3 / std::sqrt(2.0), 0.03);
 }

@@ -68,7 +68,9 @@ struct HostBuffer {
   HostBuffer(const HostBuffer&) = delete;
 };
 
-std::unique_ptr<HostBuffer> make_host(std::vector<float> v) { return std::make_unique<HostBuffer>(std::move(v)); }
+std::unique_ptr<HostBuffer> make_host(std::vector<float> v) {
+  return std::make_unique<HostBuffer>(std::move(v));
+}
 std::vector<float> read_host(const std::unique_ptr<HostBuffer>& b) { return b->values; }
 
 TEST(StagingComm, HostBuffersPassThrough) {
@@ -81,12 +83,15 @@ struct DeviceBuffer {
   Tensor t;
   void* data;
   explicit DeviceBuffer(const std::vector<float>& v)
-      : t(Tensor::empty({static_cast<int64_t>(v.size())}, DType::F32, Device::CUDA)), data(t.data()) {
+      : t(Tensor::empty({static_cast<int64_t>(v.size())}, DType::F32, Device::CUDA)),
+        data(t.data()) {
     device_copy(Device::CUDA, t.data(), Device::CPU, v.data(), v.size() * 4);
   }
 };
 
-std::unique_ptr<DeviceBuffer> make_device(std::vector<float> v) { return std::make_unique<DeviceBuffer>(v); }
+std::unique_ptr<DeviceBuffer> make_device(std::vector<float> v) {
+  return std::make_unique<DeviceBuffer>(v);
+}
 std::vector<float> read_device(const std::unique_ptr<DeviceBuffer>& b) {
   std::vector<float> v(static_cast<size_t>(b->t.numel()));
   device_copy(Device::CPU, v.data(), Device::CUDA, b->t.data(), v.size() * 4);
@@ -106,7 +111,8 @@ TEST(NcclComm, DeviceAndHostBuffersOverNccl) {
   auto world = mpi_world();
   if (!nccl_compiled()) GTEST_SKIP() << "built without NCCL";
   if (cuda_device_count() < world->size())
-    GTEST_SKIP() << world->size() << " ranks need as many GPUs; " << cuda_device_count() << " visible";
+    GTEST_SKIP() << world->size() << " ranks need as many GPUs; " << cuda_device_count()
+                 << " visible";
   use_cuda_device(local_placement().local_rank);
   auto comm = nccl_communicator(std::move(world));
   EXPECT_NE(comm->backend().find("nccl"), std::string::npos);

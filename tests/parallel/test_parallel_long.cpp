@@ -15,7 +15,8 @@ void check(char symbol) {
   ModelConfig cfg = testing::tiny_model_config(std::string(1, symbol));
   cfg.glr_chunk = 64;
   const int64_t T = 65536;
-  for (const testing::GradientError& e : testing::layer_gradient_errors(symbol, cfg, T, world.get(), 5))
+  for (const testing::GradientError& e :
+       testing::layer_gradient_errors(symbol, cfg, T, world.get(), 5))
     EXPECT_LT(e.error, testing::long_sequence_tolerance(e.name))
         << symbol << " " << e.name << " over sp = " << world->size();
 }

@@ -28,7 +28,8 @@ struct Rows {
 std::vector<std::vector<int32_t>> global_batch() {
   std::vector<std::vector<int32_t>> seqs;
   for (int64_t s = 0; s < kGlobalSeqs; ++s)
-    seqs.push_back(testing::random_ints(kSeqLen + 1, 0, static_cast<int32_t>(config().vocab_size), 100 + s));
+    seqs.push_back(
+        testing::random_ints(kSeqLen + 1, 0, static_cast<int32_t>(config().vocab_size), 100 + s));
   return seqs;
 }
 

@@ -38,8 +38,10 @@ void check_ring(const Case& c, uint64_t seed) {
   const int64_t T = N * layout.local_len, qw = c.H * c.D, kw = c.Hkv * c.D;
 
   // Every rank draws the same global tensors and keeps its rows.
-  const Vec q = testing::random_vec(N * L * qw, seed), k = testing::random_vec(N * L * kw, seed + 1),
-            v = testing::random_vec(N * L * kw, seed + 2), dout = testing::random_vec(N * L * qw, seed + 3);
+  const Vec q = testing::random_vec(N * L * qw, seed),
+            k = testing::random_vec(N * L * kw, seed + 1),
+            v = testing::random_vec(N * L * kw, seed + 2),
+            dout = testing::random_vec(N * L * qw, seed + 3);
   Tensor lq = testing::from_vec(local_rows(q, layout, N, qw), {T, c.H, c.D});
   Tensor lk = testing::from_vec(local_rows(k, layout, N, kw), {T, c.Hkv, c.D});
   Tensor lv = testing::from_vec(local_rows(v, layout, N, kw), {T, c.Hkv, c.D});
@@ -48,7 +50,8 @@ void check_ring(const Case& c, uint64_t seed) {
   const SequenceContext seq{&layout, N, world.get()};
   Arena arena;
   Tensor out = Tensor::empty({T, c.H, c.D}), lse = Tensor::empty({T, c.H});
-  Tensor dq = Tensor::empty(lq.shape()), dk = Tensor::empty(lk.shape()), dv = Tensor::empty(lv.shape());
+  Tensor dq = Tensor::empty(lq.shape()), dk = Tensor::empty(lk.shape()),
+         dv = Tensor::empty(lv.shape());
   const int64_t sent0 = world->bytes_sent();
   ring_attention_forward(seq, lq, lk, lv, out, lse, arena);
   const int64_t sent_forward = world->bytes_sent() - sent0;
@@ -62,8 +65,14 @@ void check_ring(const Case& c, uint64_t seed) {
     auto seq = [&](const Vec& x, int64_t w) {
       return Vec(x.begin() + b * L * w, x.begin() + (b + 1) * L * w);
     };
-    ref::AttentionShape s{static_cast<int>(L), static_cast<int>(L), static_cast<int>(c.H),
-                          static_cast<int>(c.Hkv), static_cast<int>(c.D), 0, 0, true};
+    ref::AttentionShape s{static_cast<int>(L),
+                          static_cast<int>(L),
+                          static_cast<int>(c.H),
+                          static_cast<int>(c.Hkv),
+                          static_cast<int>(c.D),
+                          0,
+                          0,
+                          true};
     Vec o, l, gq, gk, gv;
     ref::attention(seq(q, qw), seq(k, kw), seq(v, kw), s, o, l);
     ref::attention_backward(seq(dout, qw), seq(q, qw), seq(k, kw), seq(v, kw), s, gq, gk, gv);
@@ -74,8 +83,10 @@ void check_ring(const Case& c, uint64_t seed) {
     dv_ref.insert(dv_ref.end(), gv.begin(), gv.end());
   }
   constexpr double kTol = 1e-5;
-  EXPECT_LT(testing::rel_rms_error(out, local_rows(out_ref, layout, N, qw)), kTol) << "rank " << rank;
-  EXPECT_LT(testing::rel_rms_error(lse, local_rows(lse_ref, layout, N, c.H)), kTol) << "rank " << rank;
+  EXPECT_LT(testing::rel_rms_error(out, local_rows(out_ref, layout, N, qw)), kTol)
+      << "rank " << rank;
+  EXPECT_LT(testing::rel_rms_error(lse, local_rows(lse_ref, layout, N, c.H)), kTol)
+      << "rank " << rank;
   EXPECT_LT(testing::rel_rms_error(dq, local_rows(dq_ref, layout, N, qw)), kTol) << "rank " << rank;
   EXPECT_LT(testing::rel_rms_error(dk, local_rows(dk_ref, layout, N, kw)), kTol) << "rank " << rank;
   EXPECT_LT(testing::rel_rms_error(dv, local_rows(dv_ref, layout, N, kw)), kTol) << "rank " << rank;

@@ -56,8 +56,8 @@ Vec rmsnorm(const Vec& x, const Vec& w, int T, int C, double eps, int groups) {
   return y;
 }
 
-void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps,
-                      Vec& dx, Vec& dw, int groups) {
+void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps, Vec& dx,
+                      Vec& dw, int groups) {
   dx.assign(x.size(), 0.0);
   dw.assign(C, 0.0);
   const int G = C / groups;
@@ -139,8 +139,8 @@ Vec logsigmoid(const Vec& x, const Vec& bias, int T, int C, double scale) {
   return y;
 }
 
-void logsigmoid_backward(const Vec& dy, const Vec& x, const Vec& bias, int T, int C,
-                         double scale, Vec& dx, Vec& dbias) {
+void logsigmoid_backward(const Vec& dy, const Vec& x, const Vec& bias, int T, int C, double scale,
+                         Vec& dx, Vec& dbias) {
   dx.assign(x.size(), 0.0);
   dbias.assign(C, 0.0);
   for (int t = 0; t < T; ++t)
@@ -181,8 +181,10 @@ void conv1d_causal_backward(const Vec& dy, const Vec& x, const Vec& w, const Vec
       for (int i = 0; i < W; ++i) {
         const int p = t + i - (W - 1);
         dw[c * W + i] += dy[t * C + c] * conv_in(x, halo, p, c, C, W);
-        if (p >= 0) dx[p * C + c] += dy[t * C + c] * w[c * W + i];
-        else dhalo[(W - 1 + p) * C + c] += dy[t * C + c] * w[c * W + i];
+        if (p >= 0)
+          dx[p * C + c] += dy[t * C + c] * w[c * W + i];
+        else
+          dhalo[(W - 1 + p) * C + c] += dy[t * C + c] * w[c * W + i];
       }
     }
 }
@@ -199,8 +201,7 @@ void mamba_dt(const Vec& dt_raw, const Vec& dt_bias, const Vec& a_log, int T, in
 }
 
 void mamba_dt_backward(const Vec& ddt, const Vec& dg, const Vec& dt_raw, const Vec& dt_bias,
-                       const Vec& a_log, int T, int H, Vec& ddt_raw, Vec& ddt_bias,
-                       Vec& da_log) {
+                       const Vec& a_log, int T, int H, Vec& ddt_raw, Vec& ddt_bias, Vec& da_log) {
   ddt_raw.assign(dt_raw.size(), 0.0);
   ddt_bias.assign(H, 0.0);
   da_log.assign(H, 0.0);
@@ -368,7 +369,8 @@ void glr_step(const Vec& k, const Vec& v, const Vec& g, const GlrShape& s, int t
     for (int d = 0; d < s.dk; ++d) {
       const double a = std::exp(g[ix.g(t, h, d)]);
       for (int j = 0; j < s.dv; ++j)
-        state[ix.state(h, d, j)] = a * state[ix.state(h, d, j)] + k[ix.q(t, h, d)] * v[ix.v(t, h, j)];
+        state[ix.state(h, d, j)] =
+            a * state[ix.state(h, d, j)] + k[ix.q(t, h, d)] * v[ix.v(t, h, j)];
     }
 }
 
@@ -409,7 +411,7 @@ void glr_backward(const Vec& q, const Vec& k, const Vec& v, const Vec& g, const 
   dk.assign(k.size(), 0.0);
   dv.assign(v.size(), 0.0);
   dg.assign(g.size(), 0.0);
-  Vec ds = dh_final;  // gradient with respect to S_t, walking t backwards
+  Vec ds = dh_final;         // gradient with respect to S_t, walking t backwards
   std::vector<Vec> stretch;  // stretch[i] = S_{t0 + i - 1}
   for (int t0 = (s.T - 1) / kStride * kStride; t0 >= 0; t0 -= kStride) {
     const int t1 = std::min(s.T, t0 + kStride);

@@ -20,8 +20,8 @@ Vec embedding_backward(const std::vector<int32_t>& tokens, const Vec& dy, int V,
 
 // Over `groups` groups of C / groups channels per row (weight [C]).
 Vec rmsnorm(const Vec& x, const Vec& w, int T, int C, double eps, int groups = 1);
-void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps,
-                      Vec& dx, Vec& dw, int groups = 1);
+void rmsnorm_backward(const Vec& dy, const Vec& x, const Vec& w, int T, int C, double eps, Vec& dx,
+                      Vec& dw, int groups = 1);
 
 Vec silu(const Vec& x);
 Vec silu_backward(const Vec& dy, const Vec& x);
@@ -32,8 +32,8 @@ Vec swiglu_backward(const Vec& dy, const Vec& gate_up, int T, int F);
 Vec silu_gate(const Vec& a, const Vec& gate);
 void silu_gate_backward(const Vec& dy, const Vec& a, const Vec& gate, Vec& da, Vec& dgate);
 Vec logsigmoid(const Vec& x, const Vec& bias, int T, int C, double scale);
-void logsigmoid_backward(const Vec& dy, const Vec& x, const Vec& bias, int T, int C,
-                         double scale, Vec& dx, Vec& dbias);
+void logsigmoid_backward(const Vec& dy, const Vec& x, const Vec& bias, int T, int C, double scale,
+                         Vec& dx, Vec& dbias);
 
 // Causal depthwise conv, x [T, C], weight [C, W], bias [C], halo [W-1, C] (empty: zeros).
 Vec conv1d_causal(const Vec& x, const Vec& w, const Vec& bias, const Vec& halo, int T, int C,
@@ -45,8 +45,7 @@ void conv1d_causal_backward(const Vec& dy, const Vec& x, const Vec& w, const Vec
 void mamba_dt(const Vec& dt_raw, const Vec& dt_bias, const Vec& a_log, int T, int H, Vec& dt,
               Vec& g);
 void mamba_dt_backward(const Vec& ddt, const Vec& dg, const Vec& dt_raw, const Vec& dt_bias,
-                       const Vec& a_log, int T, int H, Vec& ddt_raw, Vec& ddt_bias,
-                       Vec& da_log);
+                       const Vec& a_log, int T, int H, Vec& ddt_raw, Vec& ddt_bias, Vec& da_log);
 
 // x [T, heads, D] at positions -> rotated copy; backward rotates the gradient back.
 Vec rope(const Vec& x, const std::vector<int32_t>& positions, int T, int heads, int D,

@@ -81,10 +81,12 @@ MambaForward mamba_forward(const Vec& x, const Mamba2Params& p, const Mamba2Shap
 
 }  // namespace
 
-Vec gla_layer(const Vec& x, const GlaParams& p, const GlaShape& s) { return gla_forward(x, p, s).y; }
+Vec gla_layer(const Vec& x, const GlaParams& p, const GlaShape& s) {
+  return gla_forward(x, p, s).y;
+}
 
-void gla_layer_backward(const Vec& x, const Vec& dy, const GlaParams& p, const GlaShape& s,
-                        Vec& dx, GlaParams& grads) {
+void gla_layer_backward(const Vec& x, const Vec& dy, const GlaParams& p, const GlaShape& s, Vec& dx,
+                        GlaParams& grads) {
   const int K = s.H * s.dk, V = s.H * s.dv;
   const GlaForward f = gla_forward(x, p, s);
   Vec dgated, dnormed, dgate, d_o, dq, dk, dv, dg, dh0, dpre, dlow, part;
@@ -111,8 +113,8 @@ Vec mamba2_layer(const Vec& x, const Mamba2Params& p, const Mamba2Shape& s) {
   return mamba_forward(x, p, s).out;
 }
 
-void mamba2_layer_backward(const Vec& x, const Vec& dy, const Mamba2Params& p,
-                           const Mamba2Shape& s, Vec& dx, Mamba2Params& grads) {
+void mamba2_layer_backward(const Vec& x, const Vec& dy, const Mamba2Params& p, const Mamba2Shape& s,
+                           Vec& dx, Mamba2Params& grads) {
   const int GN = s.G * s.N, conv_dim = s.DI + 2 * GN, R = 2 * s.DI + 2 * GN + s.NH;
   const MambaForward f = mamba_forward(x, p, s);
   Vec dnormed, dgated, dyy, dz;
@@ -139,14 +141,16 @@ void mamba2_layer_backward(const Vec& x, const Vec& dy, const Mamba2Params& p,
     ddt[th] += dv[e] * f.xs[e];
   }
   Vec ddt_raw;
-  mamba_dt_backward(ddt, dg, f.dt_raw, p.dt_bias, p.A_log, s.T, s.NH, ddt_raw, grads.dt_bias, grads.A_log);
+  mamba_dt_backward(ddt, dg, f.dt_raw, p.dt_bias, p.A_log, s.T, s.NH, ddt_raw, grads.dt_bias,
+                    grads.A_log);
   Vec dact(size_t(s.T) * conv_dim);
   put_columns(dact, s.T, conv_dim, 0, dxs, s.DI);
   put_columns(dact, s.T, conv_dim, s.DI, db, GN);
   put_columns(dact, s.T, conv_dim, s.DI + GN, dc, GN);
   const Vec dconv = silu_backward(dact, f.conv);
   Vec dxbc, dhalo;
-  conv1d_causal_backward(dconv, f.xbc, p.conv_w, Vec(), s.T, conv_dim, s.W, dxbc, grads.conv_w, grads.conv_b, dhalo);
+  conv1d_causal_backward(dconv, f.xbc, p.conv_w, Vec(), s.T, conv_dim, s.W, dxbc, grads.conv_w,
+                         grads.conv_b, dhalo);
   Vec dproj(size_t(s.T) * R);
   put_columns(dproj, s.T, R, 0, dz, s.DI);
   put_columns(dproj, s.T, R, s.DI, dxbc, conv_dim);

@@ -8,8 +8,9 @@
 
 namespace rt::ref {
 
-// GLA: q, k = x Wq^T, x Wk^T [T, H, dk]; v = x Wv^T [T, H, dv]; g = logsigmoid((x W1^T) W2^T +
-// b_gate) / normalizer; o = GLR(q, k, v, g, scale dk^-1/2); y = (RMSNorm_head(o) * silu(x Wg^T)) Wo^T
+// GLA: q, k = x Wq^T, x Wk^T [T, H, dk]; v = x Wv^T [T, H, dv];
+// g = logsigmoid((x W1^T) W2^T + b_gate) / normalizer; o = GLR(q, k, v, g, scale dk^-1/2);
+// y = (RMSNorm_head(o) * silu(x Wg^T)) Wo^T
 struct GlaShape {
   int T, C, H, dk, dv, rank;
   double normalizer, eps;
@@ -19,8 +20,8 @@ struct GlaParams {
 };
 // Returns y [T, C]; with dy: dx and every parameter's gradient in grads.
 Vec gla_layer(const Vec& x, const GlaParams& p, const GlaShape& s);
-void gla_layer_backward(const Vec& x, const Vec& dy, const GlaParams& p, const GlaShape& s,
-                        Vec& dx, GlaParams& grads);
+void gla_layer_backward(const Vec& x, const Vec& dy, const GlaParams& p, const GlaShape& s, Vec& dx,
+                        GlaParams& grads);
 
 // Mamba-2: in_proj rows z | x | B | C | dt; conv + silu over x, B, C; dt = softplus(dt_raw +
 // dt_bias), g = -exp(A_log) dt; o = GLR(q = C, k = B, v = dt x, g, scale 1) per head (groups of
@@ -33,7 +34,7 @@ struct Mamba2Params {
   Vec in_proj, conv_w, conv_b, dt_bias, A_log, D, norm, out_proj;
 };
 Vec mamba2_layer(const Vec& x, const Mamba2Params& p, const Mamba2Shape& s);
-void mamba2_layer_backward(const Vec& x, const Vec& dy, const Mamba2Params& p,
-                           const Mamba2Shape& s, Vec& dx, Mamba2Params& grads);
+void mamba2_layer_backward(const Vec& x, const Vec& dy, const Mamba2Params& p, const Mamba2Shape& s,
+                           Vec& dx, Mamba2Params& grads);
 
 }  // namespace rt::ref

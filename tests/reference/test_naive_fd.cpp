@@ -29,8 +29,12 @@ TEST(NaiveFD, Linear) {
   Vec x = random_vec(T * C, 1), w = random_vec(OC * C, 2), R = random_vec(T * OC, 3);
   Vec dx, dw;
   ref::linear_backward(R, x, w, T, C, OC, dx, dw);
-  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::linear(xx, w, T, C, OC), R); }, x, dx), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::linear(x, ww, T, C, OC), R); }, w, dw), kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& xx) { return dot(ref::linear(xx, w, T, C, OC), R); }, x, dx),
+      kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& ww) { return dot(ref::linear(x, ww, T, C, OC), R); }, w, dw),
+      kTol);
 }
 
 TEST(NaiveFD, Embedding) {
@@ -38,7 +42,9 @@ TEST(NaiveFD, Embedding) {
   std::vector<int32_t> tok = {1, 4, 1, 0, 5, 1};
   Vec table = random_vec(V * C, 4), R = random_vec(tok.size() * C, 5);
   Vec dt = ref::embedding_backward(tok, R, V, C);
-  EXPECT_LT(max_fd_error([&](const Vec& tt) { return dot(ref::embedding(tok, tt, C), R); }, table, dt), kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& tt) { return dot(ref::embedding(tok, tt, C), R); }, table, dt),
+      kTol);
 }
 
 TEST(NaiveFD, RMSNorm) {
@@ -47,13 +53,19 @@ TEST(NaiveFD, RMSNorm) {
   Vec x = random_vec(T * C, 6), w = random_vec(C, 7), R = random_vec(T * C, 8);
   Vec dx, dw;
   ref::rmsnorm_backward(R, x, w, T, C, eps, dx, dw);
-  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, eps), R); }, x, dx), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, eps), R); }, w, dw), kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, eps), R); }, x, dx),
+      kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, eps), R); }, w, dw),
+      kTol);
 }
 
 TEST(NaiveFD, SiluAndSwiGLU) {
   Vec x = random_vec(40, 9, 3.0), R = random_vec(40, 10);
-  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::silu(xx), R); }, x, ref::silu_backward(R, x)), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::silu(xx), R); }, x,
+                         ref::silu_backward(R, x)),
+            kTol);
   const int T = 4, F = 5;
   Vec gu = random_vec(T * 2 * F, 11, 2.0), Ry = random_vec(T * F, 12);
   EXPECT_LT(max_fd_error([&](const Vec& g) { return dot(ref::swiglu(g, T, F), Ry); }, gu,
@@ -66,12 +78,16 @@ TEST(NaiveFD, Rope) {
   std::vector<int32_t> pos = {0, 3, 17, 1000, 1 << 20};
   Vec x = random_vec(T * H * D, 13), R = random_vec(T * H * D, 14);
   Vec dx = ref::rope_backward(R, pos, T, H, D, 10000.0);
-  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rope(xx, pos, T, H, D, 10000.0), R); }, x, dx), kTol);
+  EXPECT_LT(max_fd_error(
+                [&](const Vec& xx) { return dot(ref::rope(xx, pos, T, H, D, 10000.0), R); }, x, dx),
+            kTol);
 }
 
 void check_attention(const ref::AttentionShape& s, uint64_t seed) {
-  Vec q = random_vec(size_t(s.Tq) * s.H * s.D, seed), k = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 1),
-      v = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 2), R = random_vec(size_t(s.Tq) * s.H * s.D, seed + 3);
+  Vec q = random_vec(size_t(s.Tq) * s.H * s.D, seed),
+      k = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 1),
+      v = random_vec(size_t(s.Tk) * s.Hkv * s.D, seed + 2),
+      R = random_vec(size_t(s.Tq) * s.H * s.D, seed + 3);
   Vec dq, dk, dv;
   ref::attention_backward(R, q, k, v, s, dq, dk, dv);
   auto loss = [&](const Vec& qq, const Vec& kk, const Vec& vv) {
@@ -94,8 +110,10 @@ TEST(NaiveFD, LMHeadLoss) {
   Vec h = random_vec(T * C, 50), w = random_vec(V * C, 51);
   Vec dh, dw;
   ref::lm_head_loss_backward(h, w, tg, T, C, V, dh, dw);
-  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(x, w, tg, T, C, V); }, h, dh), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(h, x, tg, T, C, V); }, w, dw), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(x, w, tg, T, C, V); }, h, dh),
+            kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return ref::lm_head_loss(h, x, tg, T, C, V); }, w, dw),
+            kTol);
 }
 
 TEST(NaiveFD, GroupRMSNorm) {
@@ -103,22 +121,36 @@ TEST(NaiveFD, GroupRMSNorm) {
   Vec x = random_vec(T * C, 80), w = random_vec(C, 81), R = random_vec(T * C, 82);
   Vec dx, dw;
   ref::rmsnorm_backward(R, x, w, T, C, 1e-5, dx, dw, groups);
-  EXPECT_LT(max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, 1e-5, groups), R); }, x, dx), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, 1e-5, groups), R); }, w, dw), kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& xx) { return dot(ref::rmsnorm(xx, w, T, C, 1e-5, groups), R); },
+                   x, dx),
+      kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& ww) { return dot(ref::rmsnorm(x, ww, T, C, 1e-5, groups), R); },
+                   w, dw),
+      kTol);
 }
 
 TEST(NaiveFD, SiluGateAndLogsigmoid) {
   Vec a = random_vec(30, 83), gate = random_vec(30, 84, 2.0), R = random_vec(30, 85);
   Vec da, dgate;
   ref::silu_gate_backward(R, a, gate, da, dgate);
-  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(x, gate), R); }, a, da), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(a, x), R); }, gate, dgate), kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(x, gate), R); }, a, da),
+            kTol);
+  EXPECT_LT(max_fd_error([&](const Vec& x) { return dot(ref::silu_gate(a, x), R); }, gate, dgate),
+            kTol);
   const int T = 5, C = 6;
   Vec x = random_vec(T * C, 86, 3.0), b = random_vec(C, 87), Ry = random_vec(T * C, 88);
   Vec dx, db;
   ref::logsigmoid_backward(Ry, x, b, T, C, 1.0 / 16, dx, db);
-  EXPECT_LT(max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(v, b, T, C, 1.0 / 16), Ry); }, x, dx), kTol);
-  EXPECT_LT(max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(x, v, T, C, 1.0 / 16), Ry); }, b, db), kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(v, b, T, C, 1.0 / 16), Ry); }, x,
+                   dx),
+      kTol);
+  EXPECT_LT(
+      max_fd_error([&](const Vec& v) { return dot(ref::logsigmoid(x, v, T, C, 1.0 / 16), Ry); }, b,
+                   db),
+      kTol);
 }
 
 TEST(NaiveFD, Conv1dCausalWithHalo) {
@@ -182,9 +214,10 @@ TEST(NaiveFD, GlrAcrossRecomputedStretches) { check_glr({600, 1, 1, 2, 3, true, 
 
 // The layer references: the gradient of sum(layer(x) R) for x and every parameter.
 template <class Params>
-void check_layer(const std::function<Vec(const Vec&, const Params&)>& forward,
-                 const std::function<void(const Vec&, const Vec&, const Params&, Vec&, Params&)>& backward,
-                 const Vec& x, const Params& p, const Vec& R, const std::vector<Vec Params::*>& members) {
+void check_layer(
+    const std::function<Vec(const Vec&, const Params&)>& forward,
+    const std::function<void(const Vec&, const Vec&, const Params&, Vec&, Params&)>& backward,
+    const Vec& x, const Params& p, const Vec& R, const std::vector<Vec Params::*>& members) {
   Vec dx;
   Params grads;
   backward(x, R, p, dx, grads);
@@ -202,9 +235,10 @@ void check_layer(const std::function<Vec(const Vec&, const Params&)>& forward,
 TEST(NaiveFD, GlaLayer) {
   const ref::GlaShape s{9, 6, 2, 2, 3, 4, 4.0, 1e-5};
   const int K = s.H * s.dk, V = s.H * s.dv;
-  ref::GlaParams p{random_vec(K * s.C, 90), random_vec(K * s.C, 91), random_vec(V * s.C, 92),
-                   random_vec(V * s.C, 93), random_vec(s.rank * s.C, 94), random_vec(K * s.rank, 95),
-                   random_vec(K, 96), random_vec(s.dv, 97), random_vec(s.C * V, 98)};
+  ref::GlaParams p{
+      random_vec(K * s.C, 90), random_vec(K * s.C, 91),      random_vec(V * s.C, 92),
+      random_vec(V * s.C, 93), random_vec(s.rank * s.C, 94), random_vec(K * s.rank, 95),
+      random_vec(K, 96),       random_vec(s.dv, 97),         random_vec(s.C * V, 98)};
   check_layer<ref::GlaParams>(
       [&](const Vec& x, const ref::GlaParams& q) { return ref::gla_layer(x, q, s); },
       [&](const Vec& x, const Vec& dy, const ref::GlaParams& q, Vec& dx, ref::GlaParams& g) {
@@ -212,16 +246,17 @@ TEST(NaiveFD, GlaLayer) {
       },
       random_vec(s.T * s.C, 99), p, random_vec(s.T * s.C, 100),
       {&ref::GlaParams::wq, &ref::GlaParams::wk, &ref::GlaParams::wv, &ref::GlaParams::wg,
-       &ref::GlaParams::w_gate1, &ref::GlaParams::w_gate2, &ref::GlaParams::b_gate, &ref::GlaParams::norm,
-       &ref::GlaParams::wo});
+       &ref::GlaParams::w_gate1, &ref::GlaParams::w_gate2, &ref::GlaParams::b_gate,
+       &ref::GlaParams::norm, &ref::GlaParams::wo});
 }
 
 TEST(NaiveFD, Mamba2Layer) {
   const ref::Mamba2Shape s{9, 5, 8, 4, 2, 3, 2, 3, 1e-5};
   const int GN = s.G * s.N, conv_dim = s.DI + 2 * GN, R = 2 * s.DI + 2 * GN + s.NH;
-  ref::Mamba2Params p{random_vec(R * s.C, 110), random_vec(conv_dim * s.W, 111), random_vec(conv_dim, 112),
-                      random_vec(s.NH, 113), random_vec(s.NH, 114, 0.5), random_vec(s.NH, 115),
-                      random_vec(s.DI, 116), random_vec(s.C * s.DI, 117)};
+  ref::Mamba2Params p{random_vec(R * s.C, 110),   random_vec(conv_dim * s.W, 111),
+                      random_vec(conv_dim, 112),  random_vec(s.NH, 113),
+                      random_vec(s.NH, 114, 0.5), random_vec(s.NH, 115),
+                      random_vec(s.DI, 116),      random_vec(s.C * s.DI, 117)};
   check_layer<ref::Mamba2Params>(
       [&](const Vec& x, const ref::Mamba2Params& q) { return ref::mamba2_layer(x, q, s); },
       [&](const Vec& x, const Vec& dy, const ref::Mamba2Params& q, Vec& dx, ref::Mamba2Params& g) {
@@ -229,8 +264,8 @@ TEST(NaiveFD, Mamba2Layer) {
       },
       random_vec(s.T * s.C, 118), p, random_vec(s.T * s.C, 119),
       {&ref::Mamba2Params::in_proj, &ref::Mamba2Params::conv_w, &ref::Mamba2Params::conv_b,
-       &ref::Mamba2Params::dt_bias, &ref::Mamba2Params::A_log, &ref::Mamba2Params::D, &ref::Mamba2Params::norm,
-       &ref::Mamba2Params::out_proj});
+       &ref::Mamba2Params::dt_bias, &ref::Mamba2Params::A_log, &ref::Mamba2Params::D,
+       &ref::Mamba2Params::norm, &ref::Mamba2Params::out_proj});
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ inline std::string shell_quote(const std::string& s) {
 
 inline Outcome run_ringtrain(const std::vector<std::string>& args) {
   static int counter = 0;
-  const std::filesystem::path base = std::filesystem::temp_directory_path() /
+  const std::filesystem::path base =
+      std::filesystem::temp_directory_path() /
       ("ringtrain-proc-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   std::string command = shell_quote(RINGTRAIN_BINARY);
   // append(), not " " + ...: GCC 12 warns (-Wrestrict, a false positive) on that operator+.
@@ -58,10 +59,11 @@ inline Outcome run_ringtrain(const std::vector<std::string>& args) {
 }  // namespace rt::testing
 
 // The process exited with `code_` and printed exactly one line on stderr containing `text_`.
-#define EXPECT_ONE_LINE_ERROR(outcome_, code_, text_)                                          \
-  do {                                                                                         \
-    const ::rt::testing::Outcome& o_ = (outcome_);                                             \
-    EXPECT_EQ(o_.code, (code_)) << o_.err;                                                     \
-    EXPECT_EQ(o_.err_lines(), 1) << o_.err;                                                    \
-    EXPECT_NE(o_.err.find(text_), std::string::npos) << "stderr lacks '" << (text_) << "': " << o_.err; \
+#define EXPECT_ONE_LINE_ERROR(outcome_, code_, text_)      \
+  do {                                                     \
+    const ::rt::testing::Outcome& o_ = (outcome_);         \
+    EXPECT_EQ(o_.code, (code_)) << o_.err;                 \
+    EXPECT_EQ(o_.err_lines(), 1) << o_.err;                \
+    EXPECT_NE(o_.err.find(text_), std::string::npos)       \
+        << "stderr lacks '" << (text_) << "': " << o_.err; \
   } while (0)

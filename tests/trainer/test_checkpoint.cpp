@@ -45,8 +45,9 @@ struct Fixture {
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ringtrain-ckpt-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("ringtrain-ckpt-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -90,7 +91,8 @@ TEST_F(CheckpointTest, RoundTripIsExact) {
 
 TEST_F(CheckpointTest, KeepsTheLastK) {
   Fixture a;
-  for (int64_t step : {10, 20, 30, 40}) save_checkpoint(dir(), state(step), a.model->params(), *a.optim, 2);
+  for (int64_t step : {10, 20, 30, 40})
+    save_checkpoint(dir(), state(step), a.model->params(), *a.optim, 2);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir())) files.push_back(e.path().filename().string());
   std::sort(files.begin(), files.end());
@@ -153,7 +155,8 @@ TEST_F(CheckpointTest, TheWriterRefusesNonFiniteValues) {
     FAIL() << "a non-finite moment was written";
   } catch (const RunError& e) {
     EXPECT_EQ(e.exit_code, kExitDiverged);
-    EXPECT_NE(std::string(e.what()).find("the last good checkpoint is " + good), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the last good checkpoint is " + good), std::string::npos)
+        << e.what();
   }
   EXPECT_FALSE(fs::exists(dir() + "/step-0000020.h5"));
   EXPECT_FALSE(fs::exists(dir() + "/step-0000020.h5.tmp"));
@@ -175,7 +178,8 @@ TEST_F(CheckpointTest, ExtraParametersAreRefused) {
     load_checkpoint(path, a.model->params(), a.optim.get());
     FAIL() << "a checkpoint of 4 layers loaded into a model of 2";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("holds parameter 'layers.2."), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("holds parameter 'layers.2."), std::string::npos)
+        << e.what();
   }
 }
 
@@ -205,7 +209,8 @@ TEST(Schedule, WarmupThenCosineLinearConstant) {
   EXPECT_NEAR(learning_rate(o, s, 14, 7), 0.7, 1e-12);  // 1/3 of the way down to 0.1
   s.kind = ScheduleKind::Constant;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 13), 1.0);
-  s.kind = ScheduleKind::Wsd;  // peak until the last 4 steps, then linear down to 0.1 at the last step
+  s.kind =
+      ScheduleKind::Wsd;  // peak until the last 4 steps, then linear down to 0.1 at the last step
   s.decay_steps = 4;
   EXPECT_DOUBLE_EQ(learning_rate(o, s, 14, 9), 1.0);
   EXPECT_NEAR(learning_rate(o, s, 14, 10), 1.0 - 0.9 / 4, 1e-12);
@@ -219,7 +224,7 @@ TEST(GradClip, ScalesToTheMaximumNorm) {
   ops::fill(p.flat_grads(), 0.5f);
   const double norm = grad_norm(p);
   EXPECT_NEAR(norm, 0.5 * std::sqrt(static_cast<double>(p.numel())), 1e-6 * norm);
-  EXPECT_EQ(clip_grad_norm(p, norm, 0.0), 1.0);     // disabled
+  EXPECT_EQ(clip_grad_norm(p, norm, 0.0), 1.0);       // disabled
   EXPECT_EQ(clip_grad_norm(p, norm, 2 * norm), 1.0);  // below the maximum
   clip_grad_norm(p, norm, 1.0);
   EXPECT_NEAR(grad_norm(p), 1.0, 1e-5);

@@ -11,8 +11,8 @@
 
 #include "data/h5.h"
 #include "tests/reference/naive.h"
-#include "tests/trainer/process.h"
 #include "tests/testing.h"
+#include "tests/trainer/process.h"
 #include "trainer/op_command.h"
 
 namespace rt {
@@ -24,15 +24,17 @@ using ref::Vec;
 class OpFiles : public ::testing::Test {
  public:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ringtrain-op-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("ringtrain-op-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   static void put(h5::File& f, const std::string& name, const Tensor& t) {
-    f.write(cat("/", name), t.f32(), std::vector<uint64_t>(t.shape().dims, t.shape().dims + t.ndim()));
+    f.write(cat("/", name), t.f32(),
+            std::vector<uint64_t>(t.shape().dims, t.shape().dims + t.ndim()));
   }
   static Vec get(const std::string& file, const std::string& name) {
     const std::vector<float> values = h5::File::open_read(file).read_all<float>(cat("/", name));
@@ -50,49 +52,70 @@ TEST_F(OpFiles, GlrMatchesTheReference) {
   for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] = -0.05f * static_cast<float>(1 + i % 7);
   {
     h5::File f = h5::File::create(path("in.h5"));
-    for (auto [n, t] : {std::pair{"q", q}, {"k", k}, {"v", v}, {"g", g}, {"h0", h0}, {"dout", dout}, {"dh_final", dhf}})
+    for (auto [n, t] : {std::pair{"q", q},
+                        {"k", k},
+                        {"v", v},
+                        {"g", g},
+                        {"h0", h0},
+                        {"dout", dout},
+                        {"dh_final", dhf}})
       put(f, n, t);
     f.set_attr("/", "chunk", int64_t(16));
   }
   ASSERT_EQ(run_op("glr", path("in.h5"), path("out.h5")), 0);
   const ref::GlrShape s{T, H, H, dk, dv, true, 1.0 / std::sqrt(8.0)};
   Vec o, hf, dq, dkk, dvv, dg, dh0;
-  ref::glr(testing::to_vec(q), testing::to_vec(k), testing::to_vec(v), testing::to_vec(g), testing::to_vec(h0), s, o, hf);
+  ref::glr(testing::to_vec(q), testing::to_vec(k), testing::to_vec(v), testing::to_vec(g),
+           testing::to_vec(h0), s, o, hf);
   ref::glr_backward(testing::to_vec(q), testing::to_vec(k), testing::to_vec(v), testing::to_vec(g),
-                    testing::to_vec(h0), testing::to_vec(dout), testing::to_vec(dhf), s, dq, dkk, dvv, dg, dh0);
+                    testing::to_vec(h0), testing::to_vec(dout), testing::to_vec(dhf), s, dq, dkk,
+                    dvv, dg, dh0);
   const std::string out = path("out.h5");
-  for (auto [n, want] : {std::pair{"o", &o}, {"h_final", &hf}, {"dq", &dq}, {"dk", &dkk}, {"dv", &dvv}, {"dg", &dg}, {"dh0", &dh0}})
+  for (auto [n, want] : {std::pair{"o", &o},
+                         {"h_final", &hf},
+                         {"dq", &dq},
+                         {"dk", &dkk},
+                         {"dv", &dvv},
+                         {"dg", &dg},
+                         {"dh0", &dh0}})
     EXPECT_LT(testing::rel_rms_error(get(out, n), *want), 1e-5) << n;
 }
 
 TEST_F(OpFiles, MlpMatchesTheReference) {
   const int T = 9, C = 16, F = 24;
   Tensor x = testing::random_tensor({T, C}, 7), dy = testing::random_tensor({T, C}, 8),
-         wgu = testing::random_tensor({2 * F, C}, 9, 0.3f), wd = testing::random_tensor({C, F}, 10, 0.3f);
+         wgu = testing::random_tensor({2 * F, C}, 9, 0.3f),
+         wd = testing::random_tensor({C, F}, 10, 0.3f);
   {
     h5::File f = h5::File::create(path("in.h5"));
-    for (auto [n, t] : {std::pair{"x", x}, {"dy", dy}, {"w_gate_up", wgu}, {"w_down", wd}}) put(f, n, t);
+    for (auto [n, t] : {std::pair{"x", x}, {"dy", dy}, {"w_gate_up", wgu}, {"w_down", wd}})
+      put(f, n, t);
     f.set_attr("/", "mlp_hidden", int64_t(F));
   }
   ASSERT_EQ(run_op("mlp", path("in.h5"), path("out.h5")), 0);
   const Vec gu = ref::linear(testing::to_vec(x), testing::to_vec(wgu), T, C, 2 * F);
   const Vec a = ref::swiglu(gu, T, F);
-  EXPECT_LT(testing::rel_rms_error(get(path("out.h5"), "y"), ref::linear(a, testing::to_vec(wd), T, F, C)), 1e-5);
+  EXPECT_LT(testing::rel_rms_error(get(path("out.h5"), "y"),
+                                   ref::linear(a, testing::to_vec(wd), T, F, C)),
+            1e-5);
   Vec da, dwd, dx, dwgu;
   ref::linear_backward(testing::to_vec(dy), a, testing::to_vec(wd), T, F, C, da, dwd);
-  ref::linear_backward(ref::swiglu_backward(da, gu, T, F), testing::to_vec(x), testing::to_vec(wgu), T, C, 2 * F, dx, dwgu);
+  ref::linear_backward(ref::swiglu_backward(da, gu, T, F), testing::to_vec(x), testing::to_vec(wgu),
+                       T, C, 2 * F, dx, dwgu);
   EXPECT_LT(testing::rel_rms_error(get(path("out.h5"), "dx"), dx), 1e-5);
   EXPECT_LT(testing::rel_rms_error(get(path("out.h5"), "grad/w_down"), dwd), 1e-5);
   EXPECT_LT(testing::rel_rms_error(get(path("out.h5"), "grad/w_gate_up"), dwgu), 1e-5);
 }
 
 // The layer ops: dx . u against (y(x + eps u) - y(x - eps u)) . dy / (2 eps), all through files.
-void check_layer(OpFiles& t, const std::string& op, const std::vector<std::pair<std::string, Shape>>& params,
+void check_layer(OpFiles& t, const std::string& op,
+                 const std::vector<std::pair<std::string, Shape>>& params,
                  const std::vector<std::pair<std::string, double>>& attrs, int64_t T, int64_t C) {
   Tensor x = testing::random_tensor({T, C}, 11), dy = testing::random_tensor({T, C}, 12),
          u = testing::random_tensor({T, C}, 13);
   std::vector<Tensor> values;
-  for (size_t i = 0; i < params.size(); ++i) values.push_back(testing::random_tensor(params[i].second, 20 + i, 0.2f));
+  for (size_t i = 0; i < params.size(); ++i)
+    values.push_back(testing::random_tensor(params[i].second, 20 + i, 0.2f));
   auto write = [&](const std::string& file, float shift) {
     h5::File f = h5::File::create(file);
     Tensor xs = Tensor::empty({T, C});
@@ -125,17 +148,32 @@ void check_layer(OpFiles& t, const std::string& op, const std::vector<std::pair<
 
 TEST_F(OpFiles, AttentionGlaMamba2ByFiniteDifferences) {
   const int64_t T = 40, C = 16;
-  check_layer(*this, "attention", {{"wq", {16, C}}, {"wk", {8, C}}, {"wv", {8, C}}, {"wo", {C, 16}}},
+  check_layer(*this, "attention",
+              {{"wq", {16, C}}, {"wk", {8, C}}, {"wv", {8, C}}, {"wo", {C, 16}}},
               {{"heads", 2}, {"kv_heads", 1}}, T, C);
   check_layer(*this, "gla",
-              {{"wq", {8, C}}, {"wk", {8, C}}, {"wv", {16, C}}, {"wg", {16, C}}, {"w_gate1", {16, C}},
-               {"w_gate2", {8, 16}}, {"b_gate", {8}}, {"norm", {8}}, {"wo", {C, 16}}},
+              {{"wq", {8, C}},
+               {"wk", {8, C}},
+               {"wv", {16, C}},
+               {"wg", {16, C}},
+               {"w_gate1", {16, C}},
+               {"w_gate2", {8, 16}},
+               {"b_gate", {8}},
+               {"norm", {8}},
+               {"wo", {C, 16}}},
               {{"gla_heads", 2}, {"glr_chunk", 16}}, T, C);
   // d_inner 32 = 4 heads of 8, 2 groups of d_state 4, conv 4: in_proj rows 2*32 + 2*8 + 4 = 84
   check_layer(*this, "mamba2",
-              {{"in_proj", {84, C}}, {"conv_w", {48, 4}}, {"conv_b", {48}}, {"dt_bias", {4}},
-               {"A_log", {4}}, {"D", {4}}, {"norm", {32}}, {"out_proj", {C, 32}}},
-              {{"mamba_headdim", 8}, {"mamba_d_state", 4}, {"mamba_ngroups", 2}, {"glr_chunk", 16}}, T, C);
+              {{"in_proj", {84, C}},
+               {"conv_w", {48, 4}},
+               {"conv_b", {48}},
+               {"dt_bias", {4}},
+               {"A_log", {4}},
+               {"D", {4}},
+               {"norm", {32}},
+               {"out_proj", {C, 32}}},
+              {{"mamba_headdim", 8}, {"mamba_d_state", 4}, {"mamba_ngroups", 2}, {"glr_chunk", 16}},
+              T, C);
 }
 
 TEST_F(OpFiles, BadInputIsAUserError) {
@@ -148,13 +186,13 @@ TEST_F(OpFiles, BadInputIsAUserError) {
     run_op("mlp", path("in.h5"), path("out.h5"));
     FAIL();
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("missing dataset 'w_gate_up'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing dataset 'w_gate_up'"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(run_op("lstm", path("in.h5"), path("out.h5")), UserError);
   EXPECT_THROW(run_op("glr", path("absent.h5"), path("out.h5")), UserError);
   EXPECT_FALSE(fs::exists(path("out.h5")));
 }
-
 
 // Every bad input of `ringtrain op` is one line on stderr and exit code 2, from the real
 // binary: shapes that do not fit each other, zero sizes, unknown or misspelt names, values the
@@ -188,8 +226,9 @@ class OpErrors : public OpFiles {
 
 TEST_F(OpErrors, GlrShapesThatDoNotFitAreUserErrors) {
   // Per-channel g with shared q/k groups (Hg < H): the kernels need one group per head.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 2, {20, 2, 8})), 2,
-                        "dataset 'g' is a per-channel decay [20, 2, 8] but q and k have 1 groups for 2 heads");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 1, 2, {20, 2, 8})), 2,
+      "dataset 'g' is a per-channel decay [20, 2, 8] but q and k have 1 groups for 2 heads");
   // Per-head g with shared groups is fine.
   EXPECT_EQ(op("glr", glr_file(20, 1, 2, {20, 2})).code, 0);
   ASSERT_TRUE(fs::remove(path("out.h5")));
@@ -199,47 +238,54 @@ TEST_F(OpErrors, GlrShapesThatDoNotFitAreUserErrors) {
   EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 2, {20, 2, 5})), 2,
                         "dataset 'g' has shape [20, 2, 5], expected [20, 2, 8]");
   // Zero heads (was SIGFPE) and zero tokens.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 0, 2, {20, 2})), 2,
-                        "dataset 'q' has shape [20, 0, 8]; expected q [T, Hg, dk] with every size from 1");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 0, 2, {20, 2})), 2,
+      "dataset 'q' has shape [20, 0, 8]; expected q [T, Hg, dk] with every size from 1");
   EXPECT_ONE_LINE_ERROR(op("glr", glr_file(0, 1, 1, {0, 1})), 2, "dataset 'q' has shape [0, 1, 8]");
   // Heads that are not a multiple of the groups; v with other tokens than q.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 3, {20, 3})), 2, "dataset 'v' has 3 heads, not a multiple of q's 2 groups");
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.remove("/v");
-                             put(f, "v", testing::random_tensor({21, 1, 4}, 5));
-                           })),
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 2, 3, {20, 3})), 2,
+                        "dataset 'v' has 3 heads, not a multiple of q's 2 groups");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                                           [&](h5::File& f) {
+                                             f.remove("/v");
+                                             put(f, "v", testing::random_tensor({21, 1, 4}, 5));
+                                           })),
                         2, "dataset 'v' has shape [21, 1, 4] but q has 20 tokens");
   // A state of the wrong shape, k unlike q, dout unlike v.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             put(f, "h0", testing::random_tensor({1, 8, 5}, 6));
-                           })),
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                                           [&](h5::File& f) {
+                                             put(f, "h0", testing::random_tensor({1, 8, 5}, 6));
+                                           })),
                         2, "dataset 'h0' has shape [1, 8, 5], expected [1, 8, 4]");
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.remove("/k");
-                             put(f, "k", testing::random_tensor({20, 1, 7}, 6));
-                           })),
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                                           [&](h5::File& f) {
+                                             f.remove("/k");
+                                             put(f, "k", testing::random_tensor({20, 1, 7}, 6));
+                                           })),
                         2, "dataset 'k' has shape [20, 1, 7], expected [20, 1, 8]");
   EXPECT_FALSE(fs::exists(path("out.h5")));
 }
 
 TEST_F(OpErrors, AttributesAndNamesAreChecked) {
   // A misspelt optional dataset or attribute is refused with the nearest valid name.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             put(f, "dh_finl", testing::random_tensor({1, 8, 4}, 6));
-                           })),
-                        2, "unknown dataset 'dh_finl' for op glr (did you mean 'dh_final'?)");
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.set_attr("/", "chunck", int64_t(16));
-                           })),
-                        2, "unknown attribute 'chunck' for op glr (did you mean 'chunk'?)");
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.set_attr("/", "chunk", int64_t(8));
-                           })),
-                        2, "attribute 'chunk' is 8; expected an integer from 16 to 256");
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.set_attr("/", "scale", std::string("big"));
-                           })),
-                        2, "attribute 'scale': attribute scale is not a number");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                         [&](h5::File& f) {
+                           put(f, "dh_finl", testing::random_tensor({1, 8, 4}, 6));
+                         })),
+      2, "unknown dataset 'dh_finl' for op glr (did you mean 'dh_final'?)");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                         [&](h5::File& f) { f.set_attr("/", "chunck", int64_t(16)); })),
+      2, "unknown attribute 'chunck' for op glr (did you mean 'chunk'?)");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                         [&](h5::File& f) { f.set_attr("/", "chunk", int64_t(8)); })),
+      2, "attribute 'chunk' is 8; expected an integer from 16 to 256");
+  EXPECT_ONE_LINE_ERROR(
+      op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                         [&](h5::File& f) { f.set_attr("/", "scale", std::string("big")); })),
+      2, "attribute 'scale': attribute scale is not a number");
   // The layer ops: the recipe's model keys, misspelt.
   const std::string in = path("attn.h5");
   {
@@ -255,7 +301,9 @@ TEST_F(OpErrors, AttributesAndNamesAreChecked) {
     h5::File f = h5::File::open_write(in);
     f.set_attr("/", "rope_thta", int64_t(500000));
   }
-  EXPECT_ONE_LINE_ERROR(op("attention", in), 2, "unknown attribute 'rope_thta' for op attention (did you mean 'rope_theta'?)");
+  EXPECT_ONE_LINE_ERROR(
+      op("attention", in), 2,
+      "unknown attribute 'rope_thta' for op attention (did you mean 'rope_theta'?)");
   EXPECT_ONE_LINE_ERROR(op("attn", in), 2, "unknown op 'attn'");
 }
 
@@ -291,35 +339,41 @@ TEST_F(OpErrors, Mamba2NeedsTokensForItsConvHalo) {
   {
     h5::File f = h5::File::create(in);
     const std::pair<const char*, Shape> tensors[] = {
-        {"x", {5, 8}}, {"dy", {5, 8}}, {"in_proj", {44, 8}}, {"conv_w", {24, 4}}, {"conv_b", {24}},
-        {"dt_bias", {4}}, {"A_log", {4}}, {"D", {4}}, {"norm", {16}}, {"out_proj", {8, 16}}};
+        {"x", {5, 8}},    {"dy", {5, 8}},       {"in_proj", {44, 8}}, {"conv_w", {24, 4}},
+        {"conv_b", {24}}, {"dt_bias", {4}},     {"A_log", {4}},       {"D", {4}},
+        {"norm", {16}},   {"out_proj", {8, 16}}};
     for (const auto& [name, shape] : tensors) put(f, name, testing::random_tensor(shape, 1, 0.2f));
     f.set_attr("/", "mamba_headdim", int64_t(4));
     f.set_attr("/", "mamba_d_state", int64_t(4));
   }
   EXPECT_ONE_LINE_ERROR(op("mamba2", in), 2,
-                        "dataset 'x' has 5 tokens, too few for the conv of mamba_conv_width 4; expected at least 2 x (width - 1) = 6 tokens");
+                        "dataset 'x' has 5 tokens, too few for the conv of mamba_conv_width 4; "
+                        "expected at least 2 x (width - 1) = 6 tokens");
 }
 
 TEST_F(OpErrors, NonFiniteInputsAndOutputs) {
   // A NaN in an input: bad input, named.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.remove("/v");
-                             Tensor v = testing::random_tensor({20, 1, 4}, 5);
-                             v.f32()[7] = std::nanf("");
-                             put(f, "v", v);
-                           })),
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                                           [&](h5::File& f) {
+                                             f.remove("/v");
+                                             Tensor v = testing::random_tensor({20, 1, 4}, 5);
+                                             v.f32()[7] = std::nanf("");
+                                             put(f, "v", v);
+                                           })),
                         2, "dataset 'v' holds nan at flat index 7; expected finite values");
   // A positive log decay.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f, [&](h5::File& f) {
-                             f.remove("/g");
-                             Tensor g = Tensor::empty({20, 1});
-                             for (int64_t i = 0; i < 20; ++i) g.f32()[i] = i == 3 ? 0.5f : -0.1f;
-                             put(f, "g", g);
-                           })),
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 0.0f,
+                                           [&](h5::File& f) {
+                                             f.remove("/g");
+                                             Tensor g = Tensor::empty({20, 1});
+                                             for (int64_t i = 0; i < 20; ++i)
+                                               g.f32()[i] = i == 3 ? 0.5f : -0.1f;
+                                             put(f, "g", g);
+                                           })),
                         2, "dataset 'g' holds 0.5 at flat index 3; expected log decays <= 0");
   // Finite inputs whose outputs overflow f32: exit 3, nothing written.
-  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 1e30f)), 3, "op output 'o' is not finite");
+  EXPECT_ONE_LINE_ERROR(op("glr", glr_file(20, 1, 1, {20, 1}, 1e30f)), 3,
+                        "op output 'o' is not finite");
   EXPECT_FALSE(fs::exists(path("out.h5")));
 }
 

@@ -86,11 +86,23 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 TEST(Recipe, RootsYamlCppLoopsOnAreRefusedNotHung) {
   const std::pair<std::string, std::string> cases[] = {
       {",", "a document cannot start"},  // messages below: the part they share
-      {",\n  a\n  b", ""}, {"# c\n  ,x", ""}, {"run: {name: a}\n---\n&x ,", ""},
-      {"!,;\x02\x01\x97,;", ""}, {"&a,", ""}, {"run:\n%\xd6\x91\x9e\xf5" "3\n,he=1", ""},
-      {"\"a\", b", ""}, {"'a', b", ""}, {"[a], b", ""}, {"{a: 1},", "text after the document's root mapping"},
-      {"\"a\n\tb\", c", ""}, {" \"\"\"\",\"\"", ""}, {"# c\n  steps: 3000\n , tokens: [[1", ""},
-      {"!!ec2h{papatte\xff\xff:1\"},\n", ""}, {"!!ec2h{evapapatte\xff\xff:\"},\n", ""},
+      {",\n  a\n  b", ""},
+      {"# c\n  ,x", ""},
+      {"run: {name: a}\n---\n&x ,", ""},
+      {"!,;\x02\x01\x97,;", ""},
+      {"&a,", ""},
+      {"run:\n%\xd6\x91\x9e\xf5"
+       "3\n,he=1",
+       ""},
+      {"\"a\", b", ""},
+      {"'a', b", ""},
+      {"[a], b", ""},
+      {"{a: 1},", "text after the document's root mapping"},
+      {"\"a\n\tb\", c", ""},
+      {" \"\"\"\",\"\"", ""},
+      {"# c\n  steps: 3000\n , tokens: [[1", ""},
+      {"!!ec2h{papatte\xff\xff:1\"},\n", ""},
+      {"!!ec2h{evapapatte\xff\xff:\"},\n", ""},
       {"{\"data\": {corpus: c}}", ""}};
   for (const auto& [text, what] : cases) {
     try {
@@ -98,14 +110,17 @@ TEST(Recipe, RootsYamlCppLoopsOnAreRefusedNotHung) {
       FAIL() << text;
     } catch (const UserError& e) {
       EXPECT_TRUE(std::string(e.what()).find(": invalid YAML: ") != std::string::npos ||
-                  std::string(e.what()).find("c.yaml: expected a mapping of sections") != std::string::npos)
+                  std::string(e.what()).find("c.yaml: expected a mapping of sections") !=
+                      std::string::npos)
           << e.what();
     }
   }
   // What recipes look like still loads: sections at column 0, quoted keys,
   // comments and document markers, comma-first style inside {}.
-  EXPECT_EQ(parse_recipe("# a recipe\n---\ndata: {corpus: \"a,b\"}\n...\n", "c.yaml").data.corpus, "a,b");
-  EXPECT_EQ(parse_recipe("data: {\"corpus\": 'x, y'}  # json inside\n", "c.yaml").data.corpus, "x, y");
+  EXPECT_EQ(parse_recipe("# a recipe\n---\ndata: {corpus: \"a,b\"}\n...\n", "c.yaml").data.corpus,
+            "a,b");
+  EXPECT_EQ(parse_recipe("data: {\"corpus\": 'x, y'}  # json inside\n", "c.yaml").data.corpus,
+            "x, y");
   EXPECT_EQ(parse_recipe("\"data\": {corpus: c}", "c.yaml").data.corpus, "c");
   EXPECT_EQ(parse_recipe("data: {corpus: c\n  , seq_len: 64}\n", "c.yaml").data.seq_len, 64);
   EXPECT_EQ(parse_recipe("data:\n  corpus: c\n", "c.yaml").data.corpus, "c");
@@ -201,9 +216,11 @@ TEST(Recipe, YamlListsEveryKeyInOrder) {
 TEST(Recipe, PrecisionAutoIsBf16OnCudaF32OnCpu) {
   EXPECT_EQ(parse_recipe(kMinimal, "r.yaml").run.precision, Precision::F32);
   EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda"}).run.precision, Precision::BF16);
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.device=cuda", "run.precision=f32"}).run.precision,
-            Precision::F32);
-  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.precision=bf16"}).run.precision, Precision::BF16);
+  EXPECT_EQ(
+      parse_recipe(kMinimal, "r.yaml", {"run.device=cuda", "run.precision=f32"}).run.precision,
+      Precision::F32);
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"run.precision=bf16"}).run.precision,
+            Precision::BF16);
 }
 
 TEST(Recipe, UnknownKeySuggestsTheNearest) {
@@ -275,15 +292,18 @@ TEST(Recipe, PatternSymbols) {
 
 TEST(Recipe, HybridLayerShapes) {
   EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=G-", "model.gla_heads=3"}),
-                  "model.gla_expand_k: d_model 256 x gla_expand_k 0.5 = 128 keys do not split into 3 GLA heads");
-  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "model.mamba_headdim=100"}),
-                  "model.mamba_headdim: 100 does not divide d_inner = mamba_expand x d_model = 512");
+                  "model.gla_expand_k: d_model 256 x gla_expand_k 0.5 = 128 keys do not split into "
+                  "3 GLA heads");
+  EXPECT_CONTAINS(
+      error_of(kMinimal, {"model.pattern=M-", "model.mamba_headdim=100"}),
+      "model.mamba_headdim: 100 does not divide d_inner = mamba_expand x d_model = 512");
   EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "model.mamba_ngroups=3"}),
                   "model.mamba_ngroups: 3 does not divide the 8 Mamba-2 heads");
   EXPECT_CONTAINS(error_of(kMinimal, {"model.glr_chunk=8"}), "model.glr_chunk: 8 is too small");
-  EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "data.seq_len=8", "train.tokens_per_step=8",
-                                      "parallel.sp=4"}),
-                  "model.mamba_conv_width: 4 needs 3 rows before each zigzag unit, more than the 1 tokens");
+  EXPECT_CONTAINS(
+      error_of(kMinimal,
+               {"model.pattern=M-", "data.seq_len=8", "train.tokens_per_step=8", "parallel.sp=4"}),
+      "model.mamba_conv_width: 4 needs 3 rows before each zigzag unit, more than the 1 tokens");
   // The same shapes without a G or an M are not checked: those layers do not exist.
   EXPECT_EQ(parse_recipe(kMinimal, "r.yaml", {"model.gla_heads=3"}).model.gla_heads, 3);
 }
@@ -306,7 +326,8 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"model.heads=3",
        "model.d_model: 256 is not divisible by model.heads 3; expected a multiple"},
       {"model.mlp_hidden=-1", "model.mlp_hidden: -1 is negative; expected a width"},
-      {"model.rope_theta=0", "model.rope_theta: 0 is too small; expected a base >= 1 (10000 usual)"},
+      {"model.rope_theta=0",
+       "model.rope_theta: 0 is too small; expected a base >= 1 (10000 usual)"},
       {"model.rope_theta=0.5", "model.rope_theta: 0.5 is too small; expected a base >= 1"},
       {"model.norm_eps=-1e-5", "model.norm_eps: -1e-05 is negative; expected an epsilon > 0"},
       {"model.init_std=0", "model.init_std: 0 is too small; expected a standard deviation > 0"},
@@ -326,8 +347,10 @@ TEST(Recipe, ValueChecksNameKeyValueAndRule) {
       {"optim.weight_decay=-1", "optim.weight_decay: -1 is negative; expected a decay >= 0"},
       {"optim.grad_clip=-1", "optim.grad_clip: -1 is negative; expected a norm >= 0"},
       {"optim.lr=nan", "optim.lr: 'nan' is not finite; expected a finite number"},
-      {"run.device=gpu", "run.device: 'gpu' is not a known device; expected cpu or cuda (did you mean cpu?)"},
-      {"run.precision=fp16", "run.precision: 'fp16' is not a known precision; expected auto, f32 or bf16"},
+      {"run.device=gpu",
+       "run.device: 'gpu' is not a known device; expected cpu or cuda (did you mean cpu?)"},
+      {"run.precision=fp16",
+       "run.precision: 'fp16' is not a known precision; expected auto, f32 or bf16"},
       {"parallel.gpu_comm=gloo",
        "parallel.gpu_comm: 'gloo' is not a known GPU communicator; expected auto, nccl or staged"},
       {"schedule.kind=step",

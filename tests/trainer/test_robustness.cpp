@@ -21,8 +21,9 @@ using testing::run_ringtrain;
 class Robustness : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ringtrain-robust-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("ringtrain-robust-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -41,14 +42,19 @@ class TrainRobustness : public Robustness {
   void SetUp() override {
     Robustness::SetUp();
     std::string text;
-    for (int i = 0; i < 300; ++i) text += "the quick brown fox " + std::to_string(i % 17) + " jumps.\n";
-    const testing::Outcome imported = run_ringtrain({"data", "import", "--out", path("c.h5"), write("t.txt", text)});
+    for (int i = 0; i < 300; ++i)
+      text += "the quick brown fox " + std::to_string(i % 17) + " jumps.\n";
+    const testing::Outcome imported =
+        run_ringtrain({"data", "import", "--out", path("c.h5"), write("t.txt", text)});
     ASSERT_EQ(imported.code, 0) << imported.err;
-    write("r.yaml", "run: {name: r, out_dir: " + path("run") + "}\n"
-                    "model: {pattern: \"*-*-*-*-\", d_model: 32, heads: 2}\n"
-                    "data: {corpus: " + path("c.h5") + ", seq_len: 32}\n"
-                    "train: {steps: 4, tokens_per_step: 256}\n"
-                    "log: {peak_gflops: 100}\n");
+    write("r.yaml", "run: {name: r, out_dir: " + path("run") +
+                        "}\n"
+                        "model: {pattern: \"*-*-*-*-\", d_model: 32, heads: 2}\n"
+                        "data: {corpus: " +
+                        path("c.h5") +
+                        ", seq_len: 32}\n"
+                        "train: {steps: 4, tokens_per_step: 256}\n"
+                        "log: {peak_gflops: 100}\n");
   }
   testing::Outcome train(std::vector<std::string> extra) {
     std::vector<std::string> args = {"train", path("r.yaml")};
@@ -65,14 +71,17 @@ class TrainRobustness : public Robustness {
 TEST_F(TrainRobustness, ACheckpointOfAnotherModelIsRefused) {
   checkpoint_after_two();
   // 8 layers into 4: the first tensor the recipe's model lacks, with its shape.
-  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.pattern=*-"}), 2,
-                        "holds parameter 'layers.2.attn.wk' [32, 32] that the recipe's model does not have");
+  EXPECT_ONE_LINE_ERROR(
+      train({"--resume", "--set", "model.pattern=*-"}), 2,
+      "holds parameter 'layers.2.attn.wk' [32, 32] that the recipe's model does not have");
   // 8 layers where 10 are needed: the first missing one.
-  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.pattern=*-*-*-*-*-"}), 2,
-                        "has no parameter 'layers.8.norm.weight' [32] that the recipe's model needs");
+  EXPECT_ONE_LINE_ERROR(
+      train({"--resume", "--set", "model.pattern=*-*-*-*-*-"}), 2,
+      "has no parameter 'layers.8.norm.weight' [32] that the recipe's model needs");
   // Another width: both shapes.
-  EXPECT_ONE_LINE_ERROR(train({"--resume", "--set", "model.d_model=48", "--set", "model.heads=3"}), 2,
-                        "parameter 'embed.weight' has shape [258, 32], the recipe's model expects [258, 48]");
+  EXPECT_ONE_LINE_ERROR(
+      train({"--resume", "--set", "model.d_model=48", "--set", "model.heads=3"}), 2,
+      "parameter 'embed.weight' has shape [258, 32], the recipe's model expects [258, 48]");
   // The same model resumes.
   EXPECT_EQ(train({"--resume"}).code, 0);
 }
@@ -87,13 +96,18 @@ TEST_F(TrainRobustness, CorruptCheckpointAttributesAreRefused) {
     f.close();
     return train({"--resume=" + copy});
   };
-  EXPECT_ONE_LINE_ERROR(with("/", "step", int64_t(-5)), 2, "corrupt checkpoint: attribute step is -5; expected 0 to 2^62");
+  EXPECT_ONE_LINE_ERROR(with("/", "step", int64_t(-5)), 2,
+                        "corrupt checkpoint: attribute step is -5; expected 0 to 2^62");
   EXPECT_ONE_LINE_ERROR(with("/", "tokens_seen", int64_t(-1)), 2, "attribute tokens_seen is -1");
-  EXPECT_ONE_LINE_ERROR(with("/", "sp", int64_t(3)), 2, "attribute sp is 3; expected a power of two");
+  EXPECT_ONE_LINE_ERROR(with("/", "sp", int64_t(3)), 2,
+                        "attribute sp is 3; expected a power of two");
   EXPECT_ONE_LINE_ERROR(with("/", "dp", int64_t(0)), 2, "attribute dp is 0");
-  EXPECT_ONE_LINE_ERROR(with("/data", "mode", std::string("shuffled")), 2, "attribute /data/mode is 'shuffled'");
-  EXPECT_ONE_LINE_ERROR(with("/data", "step", int64_t(7)), 2, "the data cursor /data/step 7 differs from step 2");
-  EXPECT_ONE_LINE_ERROR(with("/", "step", std::string("two")), 2, "attribute step is not an integer");
+  EXPECT_ONE_LINE_ERROR(with("/data", "mode", std::string("shuffled")), 2,
+                        "attribute /data/mode is 'shuffled'");
+  EXPECT_ONE_LINE_ERROR(with("/data", "step", int64_t(7)), 2,
+                        "the data cursor /data/step 7 differs from step 2");
+  EXPECT_ONE_LINE_ERROR(with("/", "step", std::string("two")), 2,
+                        "attribute step is not an integer");
   EXPECT_ONE_LINE_ERROR(run_ringtrain({"inspect", copy}), 2, "attribute step is not an integer");
 }
 
@@ -103,16 +117,20 @@ TEST_F(TrainRobustness, AModelThatDoesNotFitIsRefusedBeforeAllocating) {
   EXPECT_NE(o.err.find("(parameters, gradients and AdamW state "), std::string::npos) << o.err;
   EXPECT_NE(o.err.find("of host memory per rank"), std::string::npos) << o.err;
   // The dry run says so and succeeds (a plan for another machine).
-  const testing::Outcome dry = train({"--set", "model.d_model=10000000", "--set", "model.heads=1", "--dry-run"});
+  const testing::Outcome dry =
+      train({"--set", "model.d_model=10000000", "--set", "model.heads=1", "--dry-run"});
   EXPECT_EQ(dry.code, 0) << dry.err;
-  EXPECT_NE(dry.out.find("warning: " + path("r.yaml") + ": the plan needs"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("warning: " + path("r.yaml") + ": the plan needs"), std::string::npos)
+      << dry.out;
   EXPECT_NE(train({"--dry-run"}).out.find("memory check: ~"), std::string::npos);
 }
 
 TEST_F(TrainRobustness, AnUpdateThatOverflowsStopsBeforeAnyCheckpoint) {
   // lr 1e39 is infinite in f32: the loss and gradients of step 1 are finite, its update is not.
   const testing::Outcome o = train({"--set", "optim.lr=1e39", "--set", "checkpoint.every=1"});
-  EXPECT_ONE_LINE_ERROR(o, 3, "step 1: after the update (lr 1e+39) parameter 'embed.weight' holds a non-finite value");
+  EXPECT_ONE_LINE_ERROR(
+      o, 3,
+      "step 1: after the update (lr 1e+39) parameter 'embed.weight' holds a non-finite value");
   EXPECT_FALSE(fs::exists(path("run/checkpoints")));
 }
 
@@ -127,7 +145,8 @@ TEST_F(TrainRobustness, ANonFiniteMomentInACheckpointIsNeverCarriedOn) {
     f.write(m, values.data(), f.info("/params/layers.1.mlp.w_down").dims);
   }
   const testing::Outcome o = train({"--resume"});
-  EXPECT_ONE_LINE_ERROR(o, 3, "step-0000002.h5: /optim/layers.1.mlp.w_down/m holds a non-finite value");
+  EXPECT_ONE_LINE_ERROR(o, 3,
+                        "step-0000002.h5: /optim/layers.1.mlp.w_down/m holds a non-finite value");
   // Nothing was written after it: latest still names step 2, no step 3 or 4.
   std::ifstream latest(path("run/checkpoints/latest"));
   std::string name;
@@ -139,12 +158,16 @@ TEST_F(TrainRobustness, ANonFiniteMomentInACheckpointIsNeverCarriedOn) {
 TEST_F(TrainRobustness, EmptyOrOutOfRangeBucketsAreACorpusError) {
   // Documents of 30 tokens (29 pairs) and buckets from 2^5 up: every bucket is empty.
   std::string text;
-  for (int i = 0; i < 40; ++i) text += "{\"text\": \"short document number " + std::to_string(100 + i) + "\"}\n";
-  ASSERT_EQ(run_ringtrain({"data", "import", "--out", path("short.h5"), write("s.jsonl", text)}).code, 0);
-  const testing::Outcome decomposed = run_ringtrain({"data", "decompose", path("short.h5"), "--min-len", "32", "--max-len", "64"});
+  for (int i = 0; i < 40; ++i)
+    text += "{\"text\": \"short document number " + std::to_string(100 + i) + "\"}\n";
+  ASSERT_EQ(
+      run_ringtrain({"data", "import", "--out", path("short.h5"), write("s.jsonl", text)}).code, 0);
+  const testing::Outcome decomposed =
+      run_ringtrain({"data", "decompose", path("short.h5"), "--min-len", "32", "--max-len", "64"});
   ASSERT_EQ(decomposed.code, 0) << decomposed.err;
-  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
-                        "data.corpus: " + path("short.h5") + ": every bucket 2^5..2^6 is empty");
+  EXPECT_ONE_LINE_ERROR(
+      train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
+      "data.corpus: " + path("short.h5") + ": every bucket 2^5..2^6 is empty");
   // A start beyond the tokens (a corrupt or foreign index).
   {
     h5::File f = h5::File::open_write(path("short.h5"));
@@ -152,8 +175,9 @@ TEST_F(TrainRobustness, EmptyOrOutOfRangeBucketsAreACorpusError) {
     const std::vector<uint64_t> starts = {1000000};
     f.write_vector("/buckets/5/starts", starts);
   }
-  EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
-                        "/buckets/5/starts[0] = 1000000 starts a sequence of 33 tokens beyond the corpus's");
+  EXPECT_ONE_LINE_ERROR(
+      train({"--set", "data.corpus=" + path("short.h5"), "--set", "data.mode=decomposed"}), 2,
+      "/buckets/5/starts[0] = 1000000 starts a sequence of 33 tokens beyond the corpus's");
 }
 
 // Grows a chunked dataset's extent to `extent` without writing: the file stays small and
@@ -169,7 +193,8 @@ void lie_about_extent(const std::string& file, const std::string& dataset, hsize
 }
 
 // A chunked, unlimited 1-d dataset (as data import writes /tokens).
-void write_chunked(const std::string& file, const std::string& dataset, const std::vector<uint64_t>& values) {
+void write_chunked(const std::string& file, const std::string& dataset,
+                   const std::vector<uint64_t>& values) {
   h5::File f = h5::File::open_write(file);
   f.remove(dataset);
   f.create_appendable<uint64_t>(dataset, 16);
@@ -180,7 +205,8 @@ TEST_F(TrainRobustness, AFileThatLiesAboutItsSizesIsRefusedBeforeAllocating) {
   // /doc_offsets claiming 2^60 entries: it was read whole (2^63 bytes).
   fs::copy_file(path("c.h5"), path("offsets.h5"));
   {
-    const std::vector<uint64_t> offsets = h5::File::open_read(path("c.h5")).read_all<uint64_t>("/doc_offsets");
+    const std::vector<uint64_t> offsets =
+        h5::File::open_read(path("c.h5")).read_all<uint64_t>("/doc_offsets");
     write_chunked(path("offsets.h5"), "/doc_offsets", offsets);
   }
   lie_about_extent(path("offsets.h5"), "/doc_offsets", hsize_t(1) << 60);
@@ -192,8 +218,9 @@ TEST_F(TrainRobustness, AFileThatLiesAboutItsSizesIsRefusedBeforeAllocating) {
   lie_about_extent(path("tokens.h5"), "/tokens", hsize_t(1) << 60);
   EXPECT_ONE_LINE_ERROR(train({"--set", "data.corpus=" + path("tokens.h5")}), 2,
                         "/tokens declares 1152921504606846976 values (");
-  EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "decompose", path("tokens.h5"), "--min-len", "32", "--max-len", "64"}), 2,
-                        "but the file stores");
+  EXPECT_ONE_LINE_ERROR(
+      run_ringtrain({"data", "decompose", path("tokens.h5"), "--min-len", "32", "--max-len", "64"}),
+      2, "but the file stores");
   // An op input of 2^30 x 8 floats.
   {
     h5::File f = h5::File::create(path("op.h5"));
@@ -212,12 +239,13 @@ TEST_F(TrainRobustness, AFileThatLiesAboutItsSizesIsRefusedBeforeAllocating) {
     H5Pclose(dcpl);
     H5Fclose(fid);
   }
-  EXPECT_ONE_LINE_ERROR(run_ringtrain({"op", "mlp", "--in", path("op.h5"), "--out", path("o.h5")}), 2,
-                        "/x declares 8589934592 values");
+  EXPECT_ONE_LINE_ERROR(run_ringtrain({"op", "mlp", "--in", path("op.h5"), "--out", path("o.h5")}),
+                        2, "/x declares 8589934592 values");
 }
 
 TEST_F(Robustness, JsonlNestedAMillionLevelsIsOneLine) {
-  const std::string deep = write("deep.jsonl", "{\"text\": \"ok\"}\n{\"a\": " + std::string(1000000, '[') + "\n");
+  const std::string deep =
+      write("deep.jsonl", "{\"text\": \"ok\"}\n{\"a\": " + std::string(1000000, '[') + "\n");
   EXPECT_ONE_LINE_ERROR(run_ringtrain({"data", "import", "--out", path("c.h5"), deep}), 2,
                         "deep.jsonl:2: nested deeper than 256 levels at column 262");
   EXPECT_FALSE(fs::exists(path("c.h5")));
