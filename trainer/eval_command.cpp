@@ -134,20 +134,18 @@ void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>&
   out << "], \"depths\": [";
   if (passkey)
     for (size_t i = 0; i < depths.size(); ++i) out << (i ? ", " : "") << depths[i];
-  out << "], \"accuracy\": [";
-  for (size_t li = 0; li < table.size(); ++li) {
-    out << (li ? ", " : "") << "[";
-    for (size_t di = 0; di < table[li].size(); ++di)
-      out << (di ? ", " : "") << table[li][di].accuracy();
-    out << "]";
-  }
-  out << "], \"token_accuracy\": [";
-  for (size_t li = 0; li < table.size(); ++li) {
-    out << (li ? ", " : "") << "[";
-    for (size_t di = 0; di < table[li].size(); ++di)
-      out << (di ? ", " : "") << table[li][di].token_accuracy();
-    out << "]";
-  }
+  // One row per length, one column per depth.
+  auto matrix = [&](const char* key, double (Cell::*value)() const) {
+    out << "], \"" << key << "\": [";
+    for (size_t li = 0; li < table.size(); ++li) {
+      out << (li ? ", " : "") << "[";
+      for (size_t di = 0; di < table[li].size(); ++di)
+        out << (di ? ", " : "") << (table[li][di].*value)();
+      out << "]";
+    }
+  };
+  matrix("accuracy", &Cell::accuracy);
+  matrix("token_accuracy", &Cell::token_accuracy);
   out << "]}\n";
   if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
   std::printf("wrote %s\n", opt.out_json.c_str());
