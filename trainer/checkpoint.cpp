@@ -53,16 +53,35 @@ void replace_file(const std::string& path, const std::string& text) {
   sync_path(fs::path(path).parent_path().string(), true);
 }
 
-void remove_old_checkpoints(const std::string& dir, int64_t keep_last) {
+// The step-NNNNNNN.h5 files of dir with their steps, oldest first.
+std::vector<std::pair<int64_t, fs::path>> steps_in(const std::string& dir) {
   static const std::regex name(R"(step-(\d{7,})\.h5)");
   std::vector<std::pair<int64_t, fs::path>> found;
-  for (const auto& entry : fs::directory_iterator(dir)) {
+  std::error_code missing;
+  for (const auto& entry : fs::directory_iterator(dir, missing)) {
     std::smatch m;
     const std::string file = entry.path().filename().string();
     if (std::regex_match(file, m, name)) found.emplace_back(std::stoll(m[1]), entry.path());
   }
   std::sort(found.begin(), found.end());
-  for (size_t i = 0; i + keep_last < found.size(); ++i) fs::remove(found[i].second);
+  return found;
+}
+
+// Keeps the newest keep_last - 1 checkpoints before `step` (which was just written).
+void remove_old_checkpoints(const std::string& dir, int64_t step, int64_t keep_last) {
+  std::vector<fs::path> earlier;
+  for (const auto& [s, path] : steps_in(dir))
+    if (s < step) earlier.push_back(path);
+  for (size_t i = 0; i + (keep_last - 1) < earlier.size(); ++i) fs::remove(earlier[i]);
+}
+
+// latest_checkpoint for messages written while a save fails: never throws.
+std::string latest_or_none(const std::string& dir) {
+  try {
+    return latest_checkpoint(dir);
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 }  // namespace
@@ -75,7 +94,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   // No checkpoint ever holds a non-finite value: the trainer stops before one could be saved,
   // and the writer refuses one all the same (exit 3), leaving the last good checkpoint.
   if (const std::string bad = first_non_finite(params, optim.m(), optim.v()); !bad.empty()) {
-    const std::string previous = latest_checkpoint(dir);
+    const std::string previous = latest_or_none(dir);
     throw RunError(cat("checkpoint ", path, " not written: ", bad, " holds a non-finite value; ",
                        previous.empty() ? std::string("no earlier checkpoint exists")
                                         : "the last good checkpoint is " + previous),
@@ -124,22 +143,34 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    const std::string previous = latest_checkpoint(dir);
+    const std::string previous = latest_or_none(dir);
     throw RunError(cat("checkpoint ", path, " not written: ", e.what(), "; ",
                        previous.empty() ? std::string("no earlier checkpoint exists")
                                         : "the last good checkpoint is " + previous),
                    1);
   }
-  remove_old_checkpoints(dir, std::max<int64_t>(keep_last, 1));
+  remove_old_checkpoints(dir, state.step, std::max<int64_t>(keep_last, 1));
   return path;
 }
 
 std::string latest_checkpoint(const std::string& dir) {
   std::ifstream in(fs::path(dir) / "latest");
   std::string name;
-  if (!in || !std::getline(in, name) || name.empty()) return "";
-  const fs::path p = fs::path(dir) / name;
-  return fs::exists(p) ? p.string() : "";
+  if (!in) return "";
+  if (!std::getline(in, name) || name.empty() || !fs::exists(fs::path(dir) / name))
+    throw UserError(
+        cat((fs::path(dir) / "latest").string(), ": names ",
+            name.empty() ? "no file" : "'" + name + "'",
+            name.empty() || fs::exists(fs::path(dir) / name) ? "" : ", which does not exist",
+            "; expected the name of a checkpoint in ", dir,
+            ". Resume from one by path (--resume=FILE), or remove the directory to start over"));
+  return (fs::path(dir) / name).string();
+}
+
+std::vector<std::string> checkpoint_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& [step, path] : steps_in(dir)) files.push_back(path.string());
+  return files;
 }
 
 namespace {

@@ -6,7 +6,9 @@
 //   attributes                format="ringtrain-checkpoint", version, step, tokens_seen, dp,
 //                             sp, recipe (resolved YAML), corpus_fingerprint
 // A checkpoint is written to step-NNNNNNN.h5.tmp, fsynced, renamed; `latest` (a text file
-// naming it) is replaced the same way; then all but the newest keep_last are deleted. A write
+// naming it) is replaced the same way; then, of the checkpoints of earlier steps, all but the
+// newest keep_last - 1 are deleted (the one just written is never pruned, and checkpoints of
+// later steps, left by a run resumed from an older checkpoint, are not touched). A write
 // that fails at any point leaves the previous checkpoint and `latest` as they were.
 #pragma once
 
@@ -48,8 +50,11 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
                             const ParameterSet& params, const AdamWOptimizer& optim,
                             int64_t keep_last, const CheckpointFaultHook& fault = {});
 
-// The checkpoint `latest` names in dir, or "" when there is none.
+// The checkpoint `latest` names in dir, or "" when dir has no `latest`. A `latest` that names
+// a missing file is a UserError (the run directory is damaged: starting over would be wrong).
 std::string latest_checkpoint(const std::string& dir);
+// Every step-NNNNNNN.h5 in dir (none when dir does not exist), oldest step first.
+std::vector<std::string> checkpoint_files(const std::string& dir);
 
 // Header and parameter list of a checkpoint (for `ringtrain inspect`). UserError when the file
 // is not a readable ringtrain checkpoint.

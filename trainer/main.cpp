@@ -27,7 +27,7 @@ constexpr const char* kUsage =
     "usage:\n"
     "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | "
     "--resume=auto]\n"
-    "                  [--stop-at=N] [--dry-run]\n"
+    "                  [--overwrite] [--stop-at=N] [--dry-run]\n"
     "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
     "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
     "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] "
@@ -60,6 +60,8 @@ int cmd_train(const std::vector<std::string>& args) {
       opt.resume = true;
       opt.resume_path = a.substr(9);
       if (opt.resume_path.empty()) usage_error("--resume= needs a checkpoint file or directory");
+    } else if (a == "--overwrite") {
+      opt.overwrite = true;
     } else if (a == "--dry-run") {
       opt.dry_run = true;
     } else if (a.rfind("--stop-at=", 0) == 0) {
@@ -68,8 +70,9 @@ int cmd_train(const std::vector<std::string>& args) {
       if (*end != '\0' || opt.stop_at < 1)
         usage_error(cat("--stop-at: '", a.substr(10), "' is not a step number >= 1"));
     } else if (a.rfind("--", 0) == 0) {
-      usage_error(cat("train: unknown option '", a,
-                      "' (valid: --set, --resume, --resume=PATH, --stop-at=N, --dry-run)"));
+      usage_error(
+          cat("train: unknown option '", a,
+              "' (valid: --set, --resume, --resume=PATH, --overwrite, --stop-at=N, --dry-run)"));
     } else if (opt.recipe_path.empty()) {
       opt.recipe_path = a;
     } else {

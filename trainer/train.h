@@ -13,6 +13,8 @@ struct TrainOptions {
   bool resume = false;                 // --resume: continue from a checkpoint
   std::string resume_path;             // --resume=PATH (a file or a run/checkpoint directory),
                                        // or "auto": resume when a checkpoint exists
+  bool overwrite = false;              // --overwrite: a new run may replace the checkpoints and
+                                       // metrics of another run in run.out_dir
   bool dry_run = false;                // validate, print the plan, exit
   int64_t stop_at = 0;                 // --stop-at=N: save and exit after step N (0 = no)
 };

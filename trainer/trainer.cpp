@@ -25,7 +25,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // directory or a run directory (its checkpoints/); --resume=auto: this run's checkpoints if
 // there are any (returns "" when there are none: start from scratch).
 std::string resolve_resume_path(const TrainOptions& opt, const std::string& checkpoint_dir) {
-  if (opt.resume_path == "auto") return latest_checkpoint(checkpoint_dir);
+  if (opt.resume_path == "auto") {
+    const std::string latest = latest_checkpoint(checkpoint_dir);
+    const std::vector<std::string> files = checkpoint_files(checkpoint_dir);
+    if (latest.empty() && !files.empty())
+      throw UserError(cat("--resume=auto: ", checkpoint_dir, " holds ", files.size(),
+                          " checkpoint(s) but no 'latest' file; resume one by path (--resume=",
+                          files.back(), ") rather than start over"));
+    return latest;
+  }
   if (!opt.resume_path.empty() && !fs::is_directory(opt.resume_path)) return opt.resume_path;
   fs::path dir = opt.resume_path.empty() ? checkpoint_dir : opt.resume_path;
   if (!fs::exists(dir / "latest") && fs::is_directory(dir / "checkpoints")) dir /= "checkpoints";
@@ -119,7 +127,10 @@ int Trainer::run() {
     return 0;
   }
   allocate();
-  if (opt_.resume) resume();
+  if (opt_.resume)
+    resume();
+  else
+    claim_run_directory();
   // Initialised or loaded on the host, trained where the recipe says.
   model_->params().move_to(device_);  // (and the bf16 copy made from the final values)
   optim_->move_to(device_);
@@ -184,6 +195,28 @@ void Trainer::resume() {
     world_.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0, "broadcast(resumed state)");
 }
 
+// A run directory belongs to one run: a new run does not write over the checkpoints or the
+// metrics of another (its pruning and its metrics would destroy them) unless --overwrite says so.
+void Trainer::claim_run_directory() {
+  on_root(world_, [&] {
+    const fs::path out_dir = recipe_.run.out_dir, metrics = out_dir / "metrics.jsonl";
+    std::vector<std::string> found = checkpoint_files(checkpoint_dir_);
+    if (fs::exists(fs::path(checkpoint_dir_) / "latest"))
+      found.push_back((fs::path(checkpoint_dir_) / "latest").string());
+    if (fs::exists(metrics) && fs::file_size(metrics) > 0) found.push_back(metrics.string());
+    if (found.empty()) return;
+    if (!opt_.overwrite)
+      throw UserError(cat("run.out_dir: ", out_dir.string(), " holds another run (", found.size(),
+                          " file(s): ", found.front(),
+                          ", ...); continue it with --resume, start "
+                          "over in it with --overwrite (deletes them), or give this run its own "
+                          "directory (--set run.out_dir=DIR)"));
+    for (const std::string& f : found) fs::remove(f);
+    std::printf("--overwrite: removed %zu file(s) of the previous run in %s\n", found.size(),
+                out_dir.c_str());
+  });
+}
+
 void Trainer::open_run_directory() {
   on_root(world_, [&] {
     const fs::path out_dir = recipe_.run.out_dir;
@@ -235,9 +268,13 @@ bool Trainer::train_step(int64_t step) {
                   result.stop_requested ? "stop signal received" : "--stop-at reached",
                   static_cast<long long>(state_.step));
     save();
-    if (root_)
-      std::printf("stopped at step %lld; continue with: ringtrain train %s --resume\n",
-                  static_cast<long long>(state_.step), opt_.recipe_path.c_str());
+    if (root_) {
+      // The overrides too: without them --resume would continue another run.
+      std::string command = cat("ringtrain train ", opt_.recipe_path);
+      for (const std::string& o : opt_.overrides) command += cat(" --set '", o, "'");
+      std::printf("stopped at step %lld; continue with: %s --resume\n",
+                  static_cast<long long>(state_.step), command.c_str());
+    }
     return false;
   }
   const bool last = state_.step == recipe_.train.steps;

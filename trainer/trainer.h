@@ -44,6 +44,7 @@ class Trainer {
   void plan_memory();
   void allocate();
   void resume();
+  void claim_run_directory();
   void open_run_directory();
   void measure_peak();
   // One step with its log line, validation and checkpoint; false when the run stops here.

@@ -2,7 +2,7 @@
 # End-to-end tests of the ringtrain binary: real processes, real HDF5 files, real mpirun.
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
-#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, bf16,
+#        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, bf16, run_directory,
 #        decomposed, cuda (exits 77, a skip, without a GPU)
 set -uo pipefail
 
@@ -132,6 +132,36 @@ sigterm)
   check '[ "$(cat run/checkpoints/latest)" = "$(printf "step-%07d.h5" "$step")" ]' "checkpoint after the last step ($step)"
   "$bin" train recipe.yaml --set train.steps=$((step + 2)) --resume >resume.log 2>&1 || fail "resume after SIGTERM"
   check '[ "$(losses run/metrics.jsonl | wc -l)" -eq $((step + 2)) ]' "two more steps after the resume"
+  ;;
+
+run_directory)
+  # A run directory belongs to one run (issue 14): a new run is refused where another run left
+  # checkpoints or metrics, --overwrite replaces them; pruning never removes the checkpoint just
+  # written; a damaged `latest` stops --resume=auto instead of a silent start from step 0.
+  small=(--set train.steps=6 --set checkpoint.every=3 --set checkpoint.keep_last=2)
+  "$bin" train recipe.yaml "${small[@]}" >first.log 2>&1 || fail "first run: $(tail -3 first.log)"
+  cp run/metrics.jsonl first.jsonl
+  expect_user_error "new run over another" "holds another run" "$bin" train recipe.yaml "${small[@]}"
+  check 'grep -q "continue it with --resume" err.txt && grep -q -- "--overwrite" err.txt' "the refusal names --resume and --overwrite: $(cat err.txt)"
+  check 'cmp -s first.jsonl run/metrics.jsonl && [ -f run/checkpoints/step-0000006.h5 ]' "the refused run changed the first run's files"
+  "$bin" train recipe.yaml "${small[@]}" --set train.steps=3 --overwrite >over.log 2>&1 || fail "--overwrite: $(tail -3 over.log)"
+  check '[ "$(cat run/checkpoints/latest)" = step-0000003.h5 ] && [ ! -f run/checkpoints/step-0000006.h5 ]' "--overwrite leaves only the new run: $(ls run/checkpoints)"
+  check '[ "$(losses run/metrics.jsonl | wc -l)" -eq 3 ]' "--overwrite: 3 step records"
+
+  # Resumed from an older checkpoint with keep_last 1: the new step-4 is the newest of its run
+  # although step 6 of the abandoned continuation has a higher number.
+  "$bin" train recipe.yaml "${small[@]}" --overwrite >again.log 2>&1 || fail "rerun: $(tail -3 again.log)"
+  "$bin" train recipe.yaml "${small[@]}" --set checkpoint.keep_last=1 --stop-at=4 \
+    --resume="$work/run/checkpoints/step-0000003.h5" >older.log 2>&1 || fail "resume from step 3: $(tail -3 older.log)"
+  check '[ "$(cat run/checkpoints/latest)" = step-0000004.h5 ] && [ -f run/checkpoints/step-0000004.h5 ]' "latest after pruning: $(cat run/checkpoints/latest), files $(ls run/checkpoints)"
+  check '[ ! -f run/checkpoints/step-0000003.h5 ]' "keep_last 1 keeps only the new run's newest: $(ls run/checkpoints)"
+  check 'grep -q "continue with: ringtrain train recipe.yaml --set .train.steps=6. .*--resume" older.log' "the --resume hint keeps the --set overrides: $(grep "continue with" older.log)"
+
+  # A damaged run directory stops --resume=auto.
+  echo step-0009999.h5 >run/checkpoints/latest
+  expect_user_error "dangling latest" "which does not exist" "$bin" train recipe.yaml "${small[@]}" --resume=auto
+  rm run/checkpoints/latest
+  expect_user_error "checkpoints without latest" "but no 'latest' file" "$bin" train recipe.yaml "${small[@]}" --resume=auto
   ;;
 
 checkpoint_failure)
