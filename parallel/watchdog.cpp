@@ -39,6 +39,10 @@ int64_t now_ns() {
       .count();
 }
 
+const char* signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
+}
+
 void on_stop_signal(int sig) {
   g_stop_signal = sig;
   std::signal(sig, SIG_DFL);  // a second signal ends the process at once
@@ -87,10 +91,9 @@ void watch() {
       reported_signal_op = op;
       reported_signal_start = start;
       std::fprintf(stderr,
-                   "rank %d: %s while waiting in %s at %s, blocked for %.1f s (a peer rank that "
-                   "died would explain it); giving up in %.0f s\n",
-                   opt.rank, g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", op, context.c_str(),
-                   blocked, opt.grace_s);
+                   "rank %d: %s while waiting in %s at %s (blocked %.1f s): the run stops after "
+                   "this step; if a peer rank has died instead, this rank gives up in %.0f s\n",
+                   opt.rank, signal_name(g_stop_signal), op, context.c_str(), blocked, opt.grace_s);
       std::fflush(stderr);
     }
     const double since_signal =
@@ -136,6 +139,7 @@ void Watchdog::install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);  // what mpirun forwards to every rank at once
 }
 
 int Watchdog::stop_signal() { return g_stop_signal; }

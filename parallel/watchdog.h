@@ -6,7 +6,7 @@
 //     It prints "rank R: no answer in OP at CONTEXT after T s ..." and ends the process with
 //     exit code 4; the launcher (mpirun, srun --kill-on-bad-exit) then ends the others, whose
 //     own watchdogs would otherwise fire at their deadline.
-//   - a stop signal (SIGTERM/SIGINT) arrived while blocked: it says so once, naming the
+//   - a stop signal (SIGTERM/SIGINT/SIGUSR1) arrived while blocked: it says so once, naming the
 //     operation (when a launcher tears a job down after a rank died, this is the survivors'
 //     last word); if the wait then lasts grace seconds more, the peers are gone: exit code 4.
 // In a healthy job the signal only marks the step as the last: the loop saves and stops.
@@ -36,7 +36,9 @@ class Watchdog {
   static void on_give_up(std::function<void()> hook);
   static double timeout_seconds();
 
-  // SIGTERM / SIGINT set the stop flag (a second one ends the process at once).
+  // SIGTERM, SIGINT and SIGUSR1 set the stop flag (a second one ends the process at once).
+  // SIGUSR1 because OpenMPI's mpirun forwards it to every rank at once, where its own SIGTERM
+  // reaches the ranks only after odls_base_sigkill_timeout and kills them as long after.
   static void install_signal_handlers();
   static int stop_signal();  // 0 or the signal number
 

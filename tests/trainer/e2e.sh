@@ -3,6 +3,7 @@
 #   e2e.sh RINGTRAIN_BINARY CASE
 # Cases: loss_falls, resume, resume_mpi, sigterm, checkpoint_failure, diverged, errors,
 #        errors_mpi, dry_run_and_inspect, layouts, rank_killed, rank_hangs, hybrid, bf16, run_directory,
+#        mpirun_signal,
 #        decomposed, cuda (exits 77, a skip, without a GPU)
 set -uo pipefail
 
@@ -162,6 +163,48 @@ run_directory)
   expect_user_error "dangling latest" "which does not exist" "$bin" train recipe.yaml "${small[@]}" --resume=auto
   rm run/checkpoints/latest
   expect_user_error "checkpoints without latest" "but no 'latest' file" "$bin" train recipe.yaml "${small[@]}" --resume=auto
+  ;;
+
+mpirun_signal)
+  # A scheduler or a person signals mpirun, not the ranks (issue 14). Measured with OpenMPI 4.1:
+  # SIGUSR1 is forwarded to every rank at once; SIGTERM reaches the ranks only after
+  # odls_base_sigkill_timeout (default 1 s) and SIGKILL follows as long after. SIGUSR1 at a
+  # random step, then --resume: the losses equal an uninterrupted run's bit for bit.
+  for np in 2 4; do
+    grid=(--set parallel.sp=$((np / 2)) --set train.steps=12 --set checkpoint.every=0)
+    mpirun --oversubscribe -np $np "$bin" train recipe.yaml "${grid[@]}" \
+      --set run.out_dir="$work/whole$np" >whole.log 2>&1 || fail "np $np uninterrupted: $(tail -3 whole.log)"
+    mpirun --oversubscribe -np $np "$bin" train recipe.yaml "${grid[@]}" \
+      --set run.out_dir="$work/cut$np" >cut.log 2>&1 &
+    launcher=$!
+    at=$((2 + RANDOM % 6))
+    for _ in $(seq 1 600); do
+      [ -f cut$np/metrics.jsonl ] && [ "$(wc -l <cut$np/metrics.jsonl)" -ge $at ] && break
+      sleep 0.02
+    done
+    kill -USR1 $launcher
+    wait $launcher
+    rc=$?
+    check '[ $rc -eq 0 ] && grep -q "stop signal received" cut.log' "np $np: SIGUSR1 to mpirun after step $at: exit $rc, $(tail -2 cut.log)"
+    stopped=$(losses cut$np/metrics.jsonl | wc -l)
+    check '[ "$stopped" -lt 12 ]' "np $np: the signal came after the last step; nothing was tested"
+    mpirun --oversubscribe -np $np "$bin" train recipe.yaml "${grid[@]}" \
+      --set run.out_dir="$work/cut$np" --resume >resume.log 2>&1 || fail "np $np resume: $(tail -3 resume.log)"
+    losses whole$np/metrics.jsonl >a.txt
+    losses cut$np/metrics.jsonl >b.txt
+    check 'cmp -s a.txt b.txt' "np $np: stopped after step $stopped and resumed: losses differ: $(diff a.txt b.txt | head -3)"
+  done
+  # SIGTERM to mpirun saves too when the launch gives the ranks time (the README's advice).
+  OMPI_MCA_odls_base_sigkill_timeout=4 mpirun --oversubscribe -np 2 "$bin" train recipe.yaml \
+    --set train.steps=1000000 --set checkpoint.every=0 --set run.out_dir="$work/term" >term.log 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 300); do
+    [ -f term/metrics.jsonl ] && [ "$(wc -l <term/metrics.jsonl)" -ge 2 ] && break
+    sleep 0.1
+  done
+  kill -TERM $launcher
+  wait $launcher
+  check '[ -f term/checkpoints/latest ] && grep -q "stop signal received" term.log' "SIGTERM to mpirun with odls_base_sigkill_timeout=4: no checkpoint: $(tail -3 term.log)"
   ;;
 
 checkpoint_failure)
