@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -234,6 +235,39 @@ ImportStats CorpusWriter::finish() {
   return stats;
 }
 
+namespace {
+
+// Inputs that would import as garbage or as nothing: a directory, a compressed file (whose
+// bytes would become a "document" of binary noise).
+void refuse_unreadable_input(const std::string& path) {
+  if (std::filesystem::is_directory(path))
+    throw UserError(
+        cat(path, ": is a directory; expected text or JSONL files (e.g. ", path, "/*.jsonl)"));
+  std::ifstream in(path, std::ios::binary);
+  unsigned char magic[4] = {0, 0, 0, 0};
+  in.read(reinterpret_cast<char*>(magic), 4);
+  const bool gzip = in.gcount() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  const bool zstd = in.gcount() == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f &&
+                    magic[3] == 0xfd;
+  const bool bzip2 = in.gcount() >= 3 && magic[0] == 'B' && magic[1] == 'Z' && magic[2] == 'h';
+  const bool xz =
+      in.gcount() >= 4 && magic[0] == 0xfd && magic[1] == '7' && magic[2] == 'z' && magic[3] == 'X';
+  if (gzip || zstd || bzip2 || xz)
+    throw UserError(cat(path, ": is ",
+                        gzip    ? "gzip"
+                        : zstd  ? "zstd"
+                        : bzip2 ? "bzip2"
+                                : "xz",
+                        "-compressed; expected plain text or JSONL: decompress it first (e.g. ",
+                        gzip    ? "gunzip -k "
+                        : zstd  ? "zstd -d "
+                        : bzip2 ? "bunzip2 -k "
+                                : "unxz -k ",
+                        path, ")"));
+}
+
+}  // namespace
+
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
                           ImportFormat format) {
   if (files.empty())
@@ -252,6 +286,7 @@ ImportStats import_corpus(const std::vector<std::string>& files, const std::stri
     writer.add(doc);
   };
   for (const std::string& path : files) {
+    refuse_unreadable_input(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw UserError(cat(path, ": cannot read input file: ", std::strerror(errno)));
     const bool jsonl =

@@ -176,6 +176,17 @@ int cmd_data_decompose(const std::vector<std::string>& raw) {
   const std::vector<uint64_t> offsets =
       Corpus::open(a.positional[0], "data decompose").doc_offsets();
   const Buckets buckets = decompose_documents(offsets, lo, hi);
+  int64_t sequences = 0;
+  for (int64_t n : buckets.sizes()) sequences += n;
+  if (sequences == 0) {  // refused before the file changes: training on it would fail later
+    uint64_t longest = 0;
+    for (size_t d = 0; d + 1 < offsets.size(); ++d)
+      longest = std::max(longest, offsets[d + 1] - offsets[d]);
+    throw UserError(cat("data decompose: ", a.positional[0], ": its longest document has ", longest,
+                        " tokens, fewer than --min-len ", min_len,
+                        " + 1, so every bucket would be empty; expected --min-len at most ",
+                        longest >= 3 ? std::bit_floor(longest - 1) : 2));
+  }
   write_buckets(a.positional[0], buckets);
   std::printf("%s: buckets 2^%d..2^%d\n%s", a.positional[0].c_str(), lo, hi,
               bucket_table(buckets).c_str());

@@ -890,7 +890,8 @@ void check_relations(const Validator& v, const Recipe& r) {
       cat(r.train.steps, " steps of ", tokens, " tokens exceed 2^62 tokens; expected fewer steps"));
   v.require(r.schedule.warmup_steps <= r.train.steps, "schedule.warmup_steps",
             cat(r.schedule.warmup_steps, " is more than train.steps ", r.train.steps,
-                "; expected at most train.steps"));
+                "; expected at most train.steps (lower both: --set schedule.warmup_steps=",
+                r.train.steps, ")"));
   if (r.schedule.kind == ScheduleKind::Wsd) {
     const int64_t stable_room = r.train.steps - r.schedule.warmup_steps;
     v.require(

@@ -182,6 +182,10 @@ void Trainer::resume() {
       throw UserError(cat(path, ": already at step ", loaded.step, " of train.steps ",
                           recipe_.train.steps,
                           "; raise train.steps (--set train.steps=N) to train on"));
+    if (opt_.stop_at > 0 && opt_.stop_at <= loaded.step)
+      throw UserError(cat("--stop-at=", opt_.stop_at, ": the run resumes at step ", loaded.step,
+                          " (", path, "); expected a step after it, at most train.steps ",
+                          recipe_.train.steps));
     state_.step = loaded.step;
     state_.tokens_seen = loaded.tokens_seen;
     std::printf("resumed from %s at step %lld\n", path.c_str(),

@@ -254,6 +254,20 @@ errors)
   fi
   expect_user_error "unknown device" "run.device: 'gpu' is not a known device; expected cpu or cuda" \
     "$bin" train recipe.yaml --set run.device=gpu
+  # Issue 14's messages: --stop-at behind the resumed step, warmup longer than the run, inputs
+  # that would import as noise or nothing, a decomposition that would leave no sequence.
+  expect_user_error "stop-at behind the resume" "--stop-at=1: the run resumes at step 2" \
+    "$bin" train recipe.yaml --resume --stop-at=1
+  expect_user_error "warmup over steps" "lower both: --set schedule.warmup_steps=2" \
+    "$bin" train recipe.yaml --set train.steps=2 --set run.out_dir="$work/short"
+  gzip -k text1.txt
+  expect_user_error "gzip input" "text1.txt.gz: is gzip-compressed; expected plain text or JSONL" \
+    "$bin" data import --out gz.h5 text1.txt.gz
+  mkdir -p texts
+  expect_user_error "directory input" "texts: is a directory" "$bin" data import --out dir.h5 texts
+  cp corpus.h5 decompose.h5
+  expect_user_error "decompose leaves nothing" "fewer than --min-len 65536 + 1, so every bucket would be empty" \
+    "$bin" data decompose decompose.h5 --min-len 65536 --max-len 131072
   ;;
 
 diverged)
