@@ -40,7 +40,7 @@ def main() -> int:
         return 2
 
     x = [r["step"] for r in steps]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
     axes[0].plot(x, [r["loss"] for r in steps], label="train")
     if val:
         axes[0].plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
@@ -48,11 +48,12 @@ def main() -> int:
     axes[0].legend()
     axes[1].plot(x, [r["lr"] for r in steps])
     axes[1].set_ylabel("learning rate")
-    axes[2].plot(x, [r["tokens_per_s"] / 1e3 for r in steps], label="k tokens/s")
-    axes[2].plot(x, [100 * r["mfu"] for r in steps], label="MFU %")
-    axes[2].set_ylabel("throughput")
-    axes[2].set_xlabel("step")
-    axes[2].legend()
+    # One axis per quantity: thousands of tokens/s and a percentage do not share a scale.
+    axes[2].plot(x, [r["tokens_per_s"] / 1e3 for r in steps])
+    axes[2].set_ylabel("k tokens/s")
+    axes[3].plot(x, [100 * r["mfu"] for r in steps])
+    axes[3].set_ylabel("MFU %")
+    axes[3].set_xlabel("step")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle(os.path.basename(os.path.dirname(os.path.abspath(path))))
