@@ -12,6 +12,7 @@
 
 #include "data/corpus.h"
 #include "data/decompose.h"
+#include "data/h5.h"
 #include "data/synth.h"
 #include "kernels/device.h"
 #include "trainer/checkpoint.h"
@@ -36,7 +37,7 @@ constexpr const char* kUsage =
     "N]\n"
     "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
-    "  ringtrain inspect CHECKPOINT.h5\n"
+    "  ringtrain inspect CHECKPOINT.h5 | CORPUS.h5\n"
     "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
     "  ringtrain --version | --help\n"
     "Run under mpirun/srun for several ranks: mpirun -np 4 ringtrain train recipe.yaml\n";
@@ -241,8 +242,53 @@ int cmd_eval(const std::vector<std::string>& raw) {
   return run_eval(opt);
 }
 
+// A corpus: its size, vocabulary and fingerprint, its documents by length (powers of two) and
+// its buckets when it was decomposed.
+int inspect_corpus(const std::string& path) {
+  const Corpus corpus = Corpus::open(path, "inspect");
+  const CorpusInfo& info = corpus.info();
+  std::printf("corpus %s\n", path.c_str());
+  std::printf("%lld tokens | %lld documents | vocabulary %lld (%s, eos %lld) | %s\n",
+              static_cast<long long>(info.num_tokens), static_cast<long long>(info.num_docs),
+              static_cast<long long>(info.vocab_size), info.tokenizer.c_str(),
+              static_cast<long long>(info.eos_id), info.fingerprint.c_str());
+  // Documents by length: bin k holds lengths in [2^k, 2^(k+1)).
+  std::map<int, std::pair<int64_t, int64_t>> bins;  // k -> documents, tokens
+  const std::vector<uint64_t> offsets = corpus.doc_offsets();
+  for (size_t d = 0; d + 1 < offsets.size(); ++d) {
+    const uint64_t n = offsets[d + 1] - offsets[d];
+    auto& bin = bins[n ? std::bit_width(n) - 1 : 0];
+    ++bin.first;
+    bin.second += static_cast<int64_t>(n);
+  }
+  std::printf("document length      documents          tokens    share\n");
+  for (const auto& [k, bin] : bins)
+    std::printf("  %9lld..%-9lld %9lld %15lld  %6.2f%%\n", 1LL << k, (1LL << (k + 1)) - 1,
+                static_cast<long long>(bin.first), static_cast<long long>(bin.second),
+                100.0 * static_cast<double>(bin.second) / static_cast<double>(info.num_tokens));
+  if (h5::File::open_read(path).exists("/buckets")) {
+    const Buckets buckets = read_buckets(path, "inspect", info.num_tokens);
+    std::printf("buckets 2^%d..2^%d (data decompose)\n%s", buckets.min_log2, buckets.max_log2,
+                bucket_table(buckets).c_str());
+  } else {
+    std::printf("no buckets (ringtrain data decompose %s --min-len N --max-len M makes them)\n",
+                path.c_str());
+  }
+  return 0;
+}
+
 int cmd_inspect(const std::vector<std::string>& args) {
-  if (args.size() != 1) usage_error("inspect takes one checkpoint file");
+  if (args.size() != 1) usage_error("inspect takes one checkpoint or corpus file");
+  {
+    bool corpus = false;
+    try {
+      const h5::File f = h5::File::open_read(args[0]);
+      corpus = f.has_attr("/", "format") && f.attr_string("/", "format") == kCorpusFormat;
+    } catch (const std::exception&) {
+      // not readable HDF5: the checkpoint reader says so in its words
+    }
+    if (corpus) return inspect_corpus(args[0]);
+  }
   std::vector<CheckpointParam> params;
   const CheckpointState s = read_checkpoint_state(args[0], &params);
   uint64_t total = 0;

@@ -508,6 +508,12 @@ dry_run_and_inspect)
   check 'grep -q "^step 3 " inspect.txt' "inspect shows the step"
   check 'grep -q "layers.0.attn.wq *64 x 64" inspect.txt' "inspect lists parameter shapes: $(head -20 inspect.txt)"
   check 'grep -q "^  d_model: 64" inspect.txt' "inspect prints the stored recipe"
+  # A corpus: its documents by length, then its buckets once decomposed.
+  "$bin" inspect corpus.h5 >corpus.txt 2>&1 || fail "inspect of a corpus exited $?: $(cat corpus.txt)"
+  check 'grep -q "tokens | 301 documents | vocabulary 258" corpus.txt && grep -q "^no buckets" corpus.txt' "inspect corpus: $(head -3 corpus.txt)"
+  "$bin" data decompose corpus.h5 --min-len 32 --max-len 128 >/dev/null || fail "decompose"
+  "$bin" inspect corpus.h5 >corpus.txt 2>&1 || fail "inspect of a decomposed corpus exited $?"
+  check 'grep -q "^buckets 2^5..2^7" corpus.txt' "inspect shows the buckets: $(tail -6 corpus.txt)"
   ;;
 
 *)
