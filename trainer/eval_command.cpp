@@ -1,10 +1,13 @@
 #include "trainer/eval_command.h"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <memory>
 
 #include "core/check.h"
+#include "data/corpus.h"
 #include "data/memory.h"
 #include "data/synth.h"
 #include "kernels/arena.h"
@@ -153,32 +156,31 @@ void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>&
 
 }  // namespace
 
-int run_eval(const EvalOptions& opt) {
-  if (opt.task != "passkey" && opt.task != "mqar")
-    throw UserError(cat("eval: --task '", opt.task, "' is not one of passkey, mqar"));
-  if (opt.lengths.empty()) throw UserError("eval: --lengths is required (e.g. --lengths 1k,4k)");
+namespace {
+
+// The checkpoint's model, allocated after a check that it fits the host's memory (values and
+// gradients, f32): its size comes from the checkpoint's recipe.
+std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state) {
+  state = read_checkpoint_state(checkpoint);
+  const Recipe recipe = parse_recipe(state.recipe_yaml, checkpoint + " (its recipe)");
+  auto model = std::make_unique<Model>(recipe.model, /*allocate=*/false);
+  const double bytes = 8.0 * static_cast<double>(model->params().numel());
+  const MemoryAvailable available = host_memory_available();
+  if (bytes > static_cast<double>(available.bytes))
+    throw UserError(cat(checkpoint, ": its model needs ", format_bytes(bytes), ", more than the ",
+                        format_bytes(static_cast<double>(available.bytes)), " available (",
+                        available.source, ")"));
+  model->params().allocate();
+  load_checkpoint(checkpoint, model->params(), nullptr);
+  return model;
+}
+
+int eval_retrieval(const EvalOptions& opt, Model& model, int64_t step) {
   for (int64_t L : opt.lengths)
     if (L < kSynthMinLength)
       throw UserError(
           cat("eval: --lengths: ", L, " is shorter than a task document (", kSynthMinLength, ")"));
-  if (opt.samples < 1)
-    throw UserError(cat("eval: --samples ", opt.samples, "; expected at least 1"));
-
-  const CheckpointState state = read_checkpoint_state(opt.checkpoint);
-  const Recipe recipe = parse_recipe(state.recipe_yaml, opt.checkpoint + " (its recipe)");
-  // The model's size comes from the checkpoint's recipe: checked against the memory here
-  // before it is allocated (values and gradients, f32).
-  Model model(recipe.model, /*allocate=*/false);
-  const double bytes = 8.0 * static_cast<double>(model.params().numel());
-  const MemoryAvailable available = host_memory_available();
-  if (bytes > static_cast<double>(available.bytes))
-    throw UserError(cat(opt.checkpoint, ": its model needs ", format_bytes(bytes),
-                        ", more than the ", format_bytes(static_cast<double>(available.bytes)),
-                        " available (", available.source, ")"));
-  model.params().allocate();
-  load_checkpoint(opt.checkpoint, model.params(), nullptr);
   Arena arena;
-
   const bool passkey = opt.task == "passkey";
   const std::vector<double> depths = passkey ? opt.depths : std::vector<double>{-1.0};
   std::vector<std::vector<Cell>> table(opt.lengths.size(), std::vector<Cell>(depths.size()));
@@ -191,10 +193,78 @@ int run_eval(const EvalOptions& opt) {
                                : mqar_document(opt.lengths[li], ++doc_seed));
       table[li][di] = score(model, arena, docs, passkey);
     }
-
-  print_table(opt, state.step, depths, table);
-  if (!opt.out_json.empty()) write_json(opt, state.step, depths, table);
+  print_table(opt, step, depths, table);
+  if (!opt.out_json.empty()) write_json(opt, step, depths, table);
   return 0;
+}
+
+// Perplexity on the user's corpus by sequence length: `samples` sequences of L tokens per
+// length, their starts spread evenly over the corpus (the same for every checkpoint, so runs
+// compare), each predicting its next L tokens.
+int eval_perplexity(const EvalOptions& opt, Model& model, int64_t step) {
+  if (opt.corpus.empty()) throw UserError("eval --task perplexity: --corpus CORPUS.h5 is required");
+  const Corpus corpus = Corpus::open(opt.corpus, "eval --corpus");
+  const int64_t N = corpus.info().num_tokens;
+  if (corpus.info().vocab_size > model.config().vocab_size)
+    throw UserError(cat("eval --corpus: ", opt.corpus, " has a vocabulary of ",
+                        corpus.info().vocab_size, ", more than the model's ",
+                        model.config().vocab_size));
+  Arena arena;
+  std::printf("perplexity of %s (step %lld) on %s, %lld sequences per length\n",
+              opt.checkpoint.c_str(), static_cast<long long>(step), opt.corpus.c_str(),
+              static_cast<long long>(opt.samples));
+  std::printf("%10s %12s %12s %12s\n", "length", "tokens", "loss", "perplexity");
+  std::vector<double> losses;
+  for (int64_t L : opt.lengths) {
+    if (L + 1 > N)
+      throw UserError(cat("eval --lengths: ", L, " needs ", L + 1, " tokens, more than the ", N,
+                          " of ", opt.corpus));
+    const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
+    std::vector<int32_t> ids(L + 1), positions(L);
+    for (int64_t t = 0; t < L; ++t) positions[t] = static_cast<int32_t>(t);
+    double loss_sum = 0;
+    for (int64_t i = 0; i < opt.samples; ++i) {
+      const int64_t start = opt.samples == 1 ? 0 : i * (N - L - 1) / (opt.samples - 1);
+      corpus.read_tokens(start, L + 1, ids.data());
+      Batch batch;
+      batch.tokens = Tensor::wrap(ids.data(), {L}, DType::I32);
+      batch.targets = Tensor::wrap(ids.data() + 1, {L}, DType::I32);
+      batch.positions = Tensor::wrap(positions.data(), {L}, DType::I32);
+      batch.seq = {&layout, 1, nullptr};
+      loss_sum += model.forward_loss(batch, arena);
+      arena.reset();
+    }
+    const double tokens = static_cast<double>(L * opt.samples), loss = loss_sum / tokens;
+    losses.push_back(loss);
+    std::printf("%10lld %12.0f %12.4f %12.3f\n", static_cast<long long>(L), tokens, loss,
+                std::exp(loss));
+  }
+  if (!opt.out_json.empty()) {
+    std::ofstream out(opt.out_json);
+    out << "{\"task\": \"perplexity\", \"checkpoint\": \"" << opt.checkpoint
+        << "\", \"step\": " << step << ", \"corpus\": \"" << opt.corpus
+        << "\", \"samples\": " << opt.samples << ", \"lengths\": [";
+    for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
+    out << "], \"loss\": [";
+    for (size_t i = 0; i < losses.size(); ++i) out << (i ? ", " : "") << losses[i];
+    out << "]}\n";
+    if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_eval(const EvalOptions& opt) {
+  if (opt.task != "passkey" && opt.task != "mqar" && opt.task != "perplexity")
+    throw UserError(cat("eval: --task '", opt.task, "' is not one of passkey, mqar, perplexity"));
+  if (opt.lengths.empty()) throw UserError("eval: --lengths is required (e.g. --lengths 1k,4k)");
+  if (opt.samples < 1)
+    throw UserError(cat("eval: --samples ", opt.samples, "; expected at least 1"));
+  CheckpointState state;
+  const std::unique_ptr<Model> model = load_model(opt.checkpoint, state);
+  if (opt.task == "perplexity") return eval_perplexity(opt, *model, state.step);
+  return eval_retrieval(opt, *model, state.step);
 }
 
 }  // namespace rt

@@ -1,6 +1,8 @@
 // `ringtrain eval CKPT --task passkey|mqar --lengths 1k,4k,...`: retrieval accuracy of a
 // checkpoint on fresh synthetic documents (data/synth.h), teacher forced: the most likely next
 // token at every answer position must be the answer.
+// `ringtrain eval CKPT --task perplexity --corpus CORPUS.h5 --lengths 1k,4k,...`: loss per token
+// and perplexity on the user's corpus, by sequence length.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@ struct EvalOptions {
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // passkey only
   int64_t samples = 10;                                      // documents per cell
   uint64_t seed = 20261126;
+  std::string corpus;    // perplexity: the corpus to measure on
   std::string out_json;  // "" = no file
 };
 

@@ -35,7 +35,8 @@ constexpr const char* kUsage =
     "[--max-len N]\n"
     "                       [--length-dist log_uniform|uniform|fixed|pow2] [--questions N] [--seed "
     "N]\n"
-    "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar --lengths 1k,4k,... [--depths 0,0.5,1]\n"
+    "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar|perplexity --lengths 1k,4k,...\n"
+    "                 [--depths 0,0.5,1] [--corpus CORPUS.h5 (perplexity)]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5 | CORPUS.h5\n"
     "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
@@ -219,7 +220,8 @@ int cmd_data_synth(const std::vector<std::string>& raw) {
 }
 
 int cmd_eval(const std::vector<std::string>& raw) {
-  const Args a("eval", raw, {"--task", "--lengths", "--depths", "--samples", "--seed", "--out"});
+  const Args a("eval", raw,
+               {"--task", "--lengths", "--depths", "--samples", "--seed", "--out", "--corpus"});
   if (a.positional.size() != 1) usage_error("eval: expected one CHECKPOINT.h5");
   EvalOptions opt;
   opt.checkpoint = a.positional[0];
@@ -239,6 +241,7 @@ int cmd_eval(const std::vector<std::string>& raw) {
   opt.samples = a.number("eval", "--samples", opt.samples);
   opt.seed = static_cast<uint64_t>(a.number("eval", "--seed", static_cast<int64_t>(opt.seed)));
   opt.out_json = a.get("--out");
+  opt.corpus = a.get("--corpus");
   return run_eval(opt);
 }
 

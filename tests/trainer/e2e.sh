@@ -97,6 +97,15 @@ loss_falls)
   check 'grep -q "MFU" log.txt && grep -q "ETA" log.txt && grep -q "tok/s" log.txt' "progress line fields"
   check '[ "$(grep -c "\"val_loss\"" run/metrics.jsonl)" -eq 3 ] && grep -q "eval after step 30 | val loss" log.txt' "validation every 10 steps"
   check '[ -f run/checkpoints/step-0000030.h5 ] && [ "$(cat run/checkpoints/latest)" = step-0000030.h5 ]' "final checkpoint and latest"
+  # Perplexity on the corpus: below a uniform guess (ln 258 = 5.55), and lower after 30 steps
+  # than after 10, as the training loss says.
+  for s in 10 30; do
+    "$bin" eval run/checkpoints/step-00000$s.h5 --task perplexity --corpus corpus.h5 --lengths 64 \
+      --samples 8 --out ppl$s.json >ppl$s.txt 2>&1 || fail "eval perplexity at step $s: $(cat ppl$s.txt)"
+  done
+  p10=$(grep -o '"loss": \[[0-9.e-]*' ppl10.json | grep -o '[0-9.e-]*$')
+  p30=$(grep -o '"loss": \[[0-9.e-]*' ppl30.json | grep -o '[0-9.e-]*$')
+  check "awk -v a=$p10 -v b=$p30 'BEGIN {exit !(b < a && a < 5.55)}'" "perplexity loss after 10 steps $p10, after 30 $p30"
   ;;
 
 resume | resume_mpi)
