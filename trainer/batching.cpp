@@ -38,18 +38,18 @@ StepBatcher::StepBatcher(const BatchSource& source, const Corpus& corpus, const 
       tokens_per_step_(tokens_per_step),
       micro_tokens_(micro_tokens) {}
 
-void StepBatcher::check(const std::string& origin, int64_t conv_halo) const {
+void StepBatcher::check(const Recipe& recipe, int64_t conv_halo) const {
   for (int64_t len : source_.seq_lens()) {
     const int64_t sequences = tokens_per_step_ / len;
     if (sequences % grid_.dp != 0)
-      throw UserError(cat(origin, ": train.tokens_per_step: ", tokens_per_step_,
-                          " tokens = ", sequences, " sequence", sequences == 1 ? "" : "s", " of ",
-                          len, " tokens cannot be split over dp = ", grid_.dp,
-                          " groups; expected a multiple of ", grid_.dp * len,
-                          " tokens (every sequence length of the data: ", source_.describe(), ")"));
+      throw UserError(cat(
+          recipe.where("train.tokens_per_step"), ": train.tokens_per_step: ", tokens_per_step_,
+          " tokens = ", sequences, " sequence", sequences == 1 ? "" : "s", " of ", len,
+          " tokens cannot be split over dp = ", grid_.dp, " groups; expected a multiple of ",
+          grid_.dp * len, " tokens (every sequence length of the data: ", source_.describe(), ")"));
     if (len % (2 * grid_.sp) != 0 || len / (2 * grid_.sp) < std::max<int64_t>(conv_halo, 1))
       throw UserError(cat(
-          origin, ": parallel.sp: ", grid_.sp, " cuts sequences of ", len,
+          recipe.where("parallel.sp"), ": parallel.sp: ", grid_.sp, " cuts sequences of ", len,
           " tokens into zigzag units of ", len / (2 * grid_.sp),
           conv_halo > 0 ? cat(", fewer than the ", conv_halo, " rows of conv halo") : std::string(),
           "; expected sequences of at least ", 2 * grid_.sp * std::max<int64_t>(conv_halo, 1),

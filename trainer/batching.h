@@ -15,6 +15,7 @@
 #include "model/batch.h"
 #include "model/model.h"
 #include "parallel/grid.h"
+#include "trainer/recipe.h"
 
 namespace rt {
 
@@ -42,8 +43,9 @@ class StepBatcher {
               int64_t tokens_per_step, int64_t micro_tokens);
 
   // Every length the source produces must split over the grid: a UserError naming the key
-  // (origin: the recipe's file name) otherwise. conv_halo: rows a zigzag unit must have (Mamba-2).
-  void check(const std::string& origin, int64_t conv_halo) const;
+  // (Recipe::where names the file or --set) otherwise. conv_halo: rows a zigzag unit must have
+  // (Mamba-2).
+  void check(const Recipe& recipe, int64_t conv_halo) const;
   RankStep fetch(int64_t step);
   // The largest arena one micro-batch of any length needs (the dry run prints it; the arena
   // is sized to it at start).

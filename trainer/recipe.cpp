@@ -995,7 +995,14 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& origin,
   Recipe recipe = read_recipe(root, sources);
   validate_and_resolve(recipe, sources);
   recipe.origin = origin;
+  recipe.overridden.assign(sources.overridden.begin(), sources.overridden.end());
   return recipe;
+}
+
+std::string Recipe::where(std::string_view key) const {
+  for (const std::string& k : overridden)
+    if (k == key) return "--set";
+  return origin;
 }
 
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {

@@ -145,7 +145,11 @@ struct Recipe {
   LogSection log;
   EvalSection eval;
 
-  std::string origin;  // file name (or "<string>") used in error messages
+  std::string origin;                   // file name (or "<string>") used in error messages
+  std::vector<std::string> overridden;  // the key paths a --set gave
+
+  // Where a key's value came from, for messages: "--set" or the recipe's file name.
+  std::string where(std::string_view key) const;
 };
 
 // Parses YAML text, applies "--set a.b=c" overrides (the value is read as a YAML scalar),

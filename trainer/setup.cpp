@@ -69,12 +69,12 @@ std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device
   if (device == Device::CPU || dry_run) return mpi_world();
   const GpuComm choice = r.parallel.gpu_comm;
   if (choice == GpuComm::Nccl && !nccl_compiled())
-    throw UserError(cat(r.origin,
+    throw UserError(cat(r.where("parallel.gpu_comm"),
                         ": parallel.gpu_comm: nccl, but this ringtrain was built without "
                         "NCCL; rebuild with NCCL_ROOT set, or use auto or staged"));
   const bool shared = ranks_share_a_gpu(world);
   if (choice == GpuComm::Nccl && shared)
-    throw UserError(cat(r.origin,
+    throw UserError(cat(r.where("parallel.gpu_comm"),
                         ": parallel.gpu_comm: nccl, but ranks share a GPU (NCCL needs one "
                         "per rank); start one rank per GPU, or use staged"));
   // auto: a world of one has nothing to send, and shared GPUs rule NCCL out.
@@ -87,7 +87,7 @@ std::unique_ptr<Communicator> tensor_communicator(const Recipe& r, Device device
 Corpus open_corpus(const Recipe& r, const std::string& path, const std::string& key) {
   Corpus c = Corpus::open(path, key);
   if (c.info().vocab_size > r.model.vocab_size)
-    throw UserError(cat(r.origin, ": model.vocab_size: ", r.model.vocab_size,
+    throw UserError(cat(r.where("model.vocab_size"), ": model.vocab_size: ", r.model.vocab_size,
                         " is smaller than the vocabulary of ", path, " (", c.info().vocab_size,
                         "); expected >= ", c.info().vocab_size));
   return c;
@@ -100,20 +100,20 @@ std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) 
   Buckets buckets = read_buckets(corpus.info().path, "data.corpus", corpus.info().num_tokens);
   for (int k = buckets.max_log2; k >= buckets.min_log2; --k)
     if (!buckets.of(k).empty() && (int64_t(1) << k) > r.train.tokens_per_step)
-      throw UserError(cat(r.origin, ": train.tokens_per_step: ", r.train.tokens_per_step,
-                          " is less than the bucket of 2^", k, " = ", int64_t(1) << k,
-                          " tokens in data.corpus (", buckets.of(k).size(),
-                          " sequences); expected at least ", int64_t(1) << k,
-                          " x dp, or decompose with a smaller --max-len"));
+      throw UserError(cat(
+          r.where("train.tokens_per_step"), ": train.tokens_per_step: ", r.train.tokens_per_step,
+          " is less than the bucket of 2^", k, " = ", int64_t(1) << k, " tokens in data.corpus (",
+          buckets.of(k).size(), " sequences); expected at least ", int64_t(1) << k,
+          " x dp, or decompose with a smaller --max-len"));
   CurriculumSpec spec;
   spec.kind = r.data.curriculum;
   spec.odds = *parse_odds(r.data.curriculum_odds);
   spec.cycles = r.data.cycles;
   if (!spec.odds.empty() && static_cast<int>(spec.odds.size()) != buckets.buckets())
-    throw UserError(cat(r.origin, ": data.curriculum_odds: ", spec.odds.size(), " odds for the ",
-                        buckets.buckets(), " buckets 2^", buckets.min_log2, "..2^",
-                        buckets.max_log2,
-                        " of data.corpus; expected one per bucket, shortest first"));
+    throw UserError(
+        cat(r.where("data.curriculum_odds"), ": data.curriculum_odds: ", spec.odds.size(),
+            " odds for the ", buckets.buckets(), " buckets 2^", buckets.min_log2, "..2^",
+            buckets.max_log2, " of data.corpus; expected one per bucket, shortest first"));
   return std::make_unique<DecomposedSource>(std::move(buckets), r.train.tokens_per_step, spec,
                                             seed);
 }

@@ -76,8 +76,9 @@ void Trainer::load_recipe_and_grid() {
     recipe_ = load_recipe(opt_.recipe_path, opt_.overrides);
     const int64_t sp = recipe_.parallel.sp;
     if (world_.size() % sp != 0)
-      throw UserError(cat(recipe_.origin, ": parallel.sp: ", sp, " does not divide the ",
-                          world_.size(), " ranks; expected a divisor of the world size"));
+      throw UserError(cat(recipe_.where("parallel.sp"), ": parallel.sp: ", sp,
+                          " does not divide the ", world_.size(),
+                          " ranks; expected a divisor of the world size"));
   });
   Watchdog::start({recipe_.parallel.timeout_s, kStopGraceSeconds, world_.rank()});
   device_ = recipe_.run.device;
@@ -97,12 +98,12 @@ void Trainer::open_data() {
     corpus_ = open_corpus(recipe_, recipe_.data.corpus, "data.corpus");
     source_ = make_source(recipe_, corpus_);
     batcher_ = std::make_unique<StepBatcher>(*source_, corpus_, grid_, tokens, micro);
-    batcher_->check(recipe_.origin, conv_halo);
+    batcher_->check(recipe_, conv_halo);
     if (recipe_.data.val_corpus.empty()) return;
     val_corpus_ = open_corpus(recipe_, recipe_.data.val_corpus, "data.val_corpus");
     val_source_ = make_val_source(recipe_, val_corpus_);
     val_batcher_ = std::make_unique<StepBatcher>(*val_source_, val_corpus_, grid_, tokens, micro);
-    val_batcher_->check(recipe_.origin, conv_halo);
+    val_batcher_->check(recipe_, conv_halo);
   });
 }
 

@@ -501,6 +501,9 @@ errors_mpi)
   rc=$?
   check '[ $rc -eq 2 ]' "dp=3 exit code $rc, expected 2"
   check 'grep -q "cannot be split over dp = 3 groups" err.txt' "dp split message: $(cat err.txt)"
+  # A value given by --set is blamed on --set, not on the recipe file.
+  timeout 60 "${mpirun[@]}" "$bin" train recipe.yaml --set parallel.sp=4 >out.txt 2>err.txt
+  check 'grep -q "^error: --set: parallel.sp: 4 does not divide the 2 ranks" err.txt' "--set blamed: $(cat err.txt)"
   ;;
 
 dry_run_and_inspect)
