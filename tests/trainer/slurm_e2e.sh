@@ -21,9 +21,12 @@ check() { if ! eval "$1"; then fail "$2"; fi; }
 [ "$(id -u)" -eq 0 ] || skip "needs root to start slurmctld, slurmd and munged"
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null ||
   ! command -v munged >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurmctld slurmd \
-    slurm-client munge >"$work/apt.log" 2>&1 ||
-    skip "cannot install slurmctld, slurmd, slurm-client and munge: $(tail -1 "$work/apt.log")"
+  packages=(slurmctld slurmd slurm-client munge)
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${packages[@]}" >"$work/apt.log" 2>&1 ||
+    { apt-get update >>"$work/apt.log" 2>&1 &&
+      apt-get install -y --no-install-recommends "${packages[@]}" >>"$work/apt.log" 2>&1; } ||
+    skip "cannot install ${packages[*]}: $(tail -1 "$work/apt.log")"
 fi
 
 pids=()
