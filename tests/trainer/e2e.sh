@@ -65,6 +65,14 @@ EOF
 # The "loss" field of every step record, one per line, in full precision.
 losses() { grep -o '"loss":[^,]*' "$1" | cut -d: -f2; }
 
+# Waits (at most about 30 s) until RUN_DIR/metrics.jsonl holds N lines.
+wait_for_steps() {
+  for _ in $(seq 1 1500); do
+    [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ] && return
+    sleep 0.02
+  done
+}
+
 # The largest |a - b| / |a| over the paired lines of two loss files (the first $3 lines if given).
 largest_relative_difference() {
   paste "$1" "$2" | head -n "${3:-1000000}" | awk '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > m) m = d} END {printf "%.3g", m}'
@@ -129,10 +137,7 @@ resume | resume_mpi)
 sigterm)
   "$bin" train recipe.yaml --set train.steps=100000 --set checkpoint.every=0 >log.txt 2>&1 &
   pid=$!
-  for _ in $(seq 1 200); do
-    [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
-    sleep 0.1
-  done
+  wait_for_steps run 3
   kill -TERM $pid
   wait $pid
   rc=$?
@@ -187,10 +192,7 @@ mpirun_signal)
       --set run.out_dir="$work/cut$np" >cut.log 2>&1 &
     launcher=$!
     at=$((2 + RANDOM % 6))
-    for _ in $(seq 1 600); do
-      [ -f cut$np/metrics.jsonl ] && [ "$(wc -l <cut$np/metrics.jsonl)" -ge $at ] && break
-      sleep 0.02
-    done
+    wait_for_steps cut$np $at
     kill -USR1 $launcher
     wait $launcher
     rc=$?
@@ -207,10 +209,7 @@ mpirun_signal)
   OMPI_MCA_odls_base_sigkill_timeout=4 mpirun --oversubscribe -np 2 "$bin" train recipe.yaml \
     --set train.steps=1000000 --set checkpoint.every=0 --set run.out_dir="$work/term" >term.log 2>&1 &
   launcher=$!
-  for _ in $(seq 1 300); do
-    [ -f term/metrics.jsonl ] && [ "$(wc -l <term/metrics.jsonl)" -ge 2 ] && break
-    sleep 0.1
-  done
+  wait_for_steps term 2
   kill -TERM $launcher
   wait $launcher
   check '[ -f term/checkpoints/latest ] && grep -q "stop signal received" term.log' "SIGTERM to mpirun with odls_base_sigkill_timeout=4: no checkpoint: $(tail -3 term.log)"
@@ -465,10 +464,7 @@ rank_killed | rank_hangs)
   setsid mpirun --oversubscribe -np 2 "$bin" train recipe.yaml --set train.steps=1000000 \
     --set checkpoint.every=0 --set parallel.timeout_s=5 >out.txt 2>err.txt &
   launcher=$!
-  for _ in $(seq 1 300); do
-    [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
-    sleep 0.1
-  done
+  wait_for_steps run 3
   victim=$(pgrep -P "$(pgrep -x mpirun -s "$(ps -o sid= -p $launcher | tr -d ' ')")" | tail -1)
   [ -n "$victim" ] || fail "no rank process found"
   start=$(date +%s)
