@@ -160,7 +160,8 @@ int64_t Mamba2Layer::saved_floats(int64_t T, const SequenceLayout& layout) const
 
 int64_t Mamba2Layer::forward_floats(int64_t T, const SequenceLayout& layout) const {
   const int64_t n_seqs = T / layout.local_len;
-  return std::max(conv_halos_floats(layout, n_seqs, W_, DI_),
+  // The halos travel per part (x, B, C), each at its own width: the widest sizes the scratch.
+  return std::max(conv_halos_floats(layout, n_seqs, W_, std::max(DI_, G_ * N_)),
                   glr_sequences_forward_floats(layout, n_seqs, NH_, N_, P_, false));
 }
 
@@ -170,7 +171,7 @@ int64_t Mamba2Layer::backward_floats(int64_t T, const SequenceLayout& layout) co
   const int64_t own =
       T * (3 * DI_ + 2 * conv_dim + DI_ + 3 * NH_) + segments(layout, T) * (W_ - 1) * conv_dim;
   return own + std::max(glr_sequences_backward_floats(layout, n_seqs, NH_, N_, P_),
-                        conv_halos_floats(layout, n_seqs, W_, DI_));
+                        conv_halos_floats(layout, n_seqs, W_, std::max(DI_, G_ * N_)));
 }
 
 double Mamba2Layer::forward_flops_per_token(int64_t) const {

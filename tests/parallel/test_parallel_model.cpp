@@ -16,8 +16,14 @@ namespace {
 
 constexpr int64_t kSeqLen = 64, kGlobalSeqs = 8;
 
-ModelConfig config(const std::string& pattern = "*-*-") {
-  return testing::tiny_model_config(pattern);
+// mamba_d_state > 0 widens Mamba-2's B and C (groups x d_state) past x (d_inner).
+ModelConfig config(const std::string& pattern = "*-*-", int64_t mamba_d_state = 0) {
+  ModelConfig c = testing::tiny_model_config(pattern);
+  if (mamba_d_state > 0) {
+    c.mamba_d_state = mamba_d_state;
+    c.resolve();
+  }
+  return c;
 }
 
 struct Rows {
@@ -57,7 +63,8 @@ Batch batch_of(Rows& r, const SequenceLayout& layout, int64_t n_seqs, Communicat
   return b;
 }
 
-void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-") {
+void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-",
+                int64_t mamba_d_state = 0) {
   Grid grid = Grid::create(mpi_world(), sp);
   const auto seqs = global_batch();
   const float scale = 1.0f / static_cast<float>(kGlobalSeqs * kSeqLen);
@@ -68,9 +75,10 @@ void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-") {
   // it at the units). For most tensors that is ~2e-6, but the per-head scalars of Mamba-2
   // (dt_bias, A_log) are sums over tokens with heavy cancellation and move by up to ~2e-5.
   // A grid must match the reference within 1e-5, or within twice that floor where it is higher.
-  ModelConfig rechunked_config = config(pattern);
+  ModelConfig rechunked_config = config(pattern, mamba_d_state);
   rechunked_config.glr_chunk = 32;
-  Model reference(config(pattern)), reordered(config(pattern)), rechunked(rechunked_config);
+  Model reference(config(pattern, mamba_d_state)), reordered(config(pattern, mamba_d_state)),
+      rechunked(rechunked_config);
   reference.init_weights(5);
   reordered.init_weights(5);
   rechunked.init_weights(5);
@@ -85,7 +93,7 @@ void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-") {
   }
   rechunked.forward_backward(batch_of(all, whole, kGlobalSeqs, nullptr), scale, recompute, arena);
 
-  Model model(config(pattern));
+  Model model(config(pattern, mamba_d_state));
   model.init_weights(5);
   const SequenceLayout layout = SequenceLayout::zigzag(kSeqLen, grid.sp, grid.sp_rank);
   const int64_t per_group = kGlobalSeqs / grid.dp;
@@ -129,6 +137,14 @@ TEST(ParallelModel, GlaAndMamba2OnEveryGrid) {
   for (const char* pattern : {"G-", "M-", "M*G-"})
     for (int sp = 1; sp <= world; sp *= 2)
       if (world % sp == 0) check_grid(sp, false, pattern);
+}
+
+// B and C wider than x (2 groups x d_state 64 = 128 > d_inner 64): the conv halos of the widest
+// part size the estimate.
+TEST(ParallelModel, Mamba2WithWideStatesOnEveryGrid) {
+  const int world = mpi_world()->size();
+  for (int sp = 1; sp <= world; sp *= 2)
+    if (world % sp == 0) check_grid(sp, false, "M-", 64);
 }
 
 TEST(ParallelModel, RecomputeOnTheGrid) {
