@@ -48,6 +48,11 @@ struct ModelConfig {
   int64_t gla_value_dim() const { return static_cast<int64_t>(d_model * gla_expand_v); }
   int64_t mamba_d_inner() const { return mamba_expand * d_model; }
   int64_t mamba_heads() const { return mamba_d_inner() / mamba_headdim; }
+  // Rows before each zigzag unit that the model's causal convolution reads (Mamba-2's width - 1;
+  // 0 without Mamba-2 layers): every unit must hold at least that many tokens.
+  int64_t conv_halo_rows() const {
+    return pattern.find('M') != std::string::npos ? mamba_conv_width - 1 : 0;
+  }
 };
 
 }  // namespace rt

@@ -5,13 +5,17 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <sstream>
+#include <string>
 
 #include "core/check.h"
 #include "data/corpus.h"
+#include "data/loader.h"
 #include "data/memory.h"
 #include "data/synth.h"
 #include "kernels/arena.h"
 #include "model/model.h"
+#include "trainer/batching.h"
 #include "trainer/checkpoint.h"
 #include "trainer/recipe.h"
 
@@ -49,21 +53,18 @@ struct Cell {
 Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, bool per_document) {
   const int64_t L = static_cast<int64_t>(docs[0].tokens.size()),
                 n = static_cast<int64_t>(docs.size());
-  std::vector<int32_t> tokens, targets, positions;
+  const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
+  OwnedBatch batch;  // no targets: the answers are read from the predictions
   for (const SynthDocument& d : docs)
     for (int64_t t = 0; t < L; ++t) {
-      tokens.push_back(d.tokens[t]);
-      targets.push_back(-1);
-      positions.push_back(static_cast<int32_t>(t));
+      batch.tokens.push_back(d.tokens[t]);
+      batch.targets.push_back(-1);
+      batch.positions.push_back(static_cast<int32_t>(t));
     }
-  const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
-  Batch batch;
-  batch.tokens = Tensor::wrap(tokens.data(), {n * L}, DType::I32);
-  batch.targets = Tensor::wrap(targets.data(), {n * L}, DType::I32);
-  batch.positions = Tensor::wrap(positions.data(), {n * L}, DType::I32);
-  batch.seq = {&layout, n, nullptr};
+  batch.n_seqs = n;
+  batch.layout = &layout;
   Tensor argmax = Tensor::empty({n * L}, DType::I32);
-  model.predict(batch, arena, argmax);
+  model.predict(batch.view(nullptr), arena, argmax);
   Cell cell;
   std::string expected, predicted;
   for (int64_t p : docs[0].answers) {
@@ -126,37 +127,45 @@ void print_table(const EvalOptions& opt, int64_t step, const std::vector<double>
   }
 }
 
+// "[a, b, c]" as the JSON files of --out write lists.
+template <class T>
+std::string json_list(const std::vector<T>& values) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
+  out << "]";
+  return out.str();
+}
+
+// Writes the JSON text of --out.
+void write_out(const std::string& path, const std::string& json) {
+  std::ofstream out(path);
+  out << json;
+  if (!out) throw UserError(cat("eval: --out ", path, ": cannot write"));
+  std::printf("wrote %s\n", path.c_str());
+}
+
 // The table as JSON (--out): accuracy and token accuracy per length and depth.
 void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>& depths,
                 const std::vector<std::vector<Cell>>& table) {
-  const bool passkey = opt.task == "passkey";
-  std::ofstream out(opt.out_json);
-  out << "{\"task\": \"" << opt.task << "\", \"checkpoint\": \"" << opt.checkpoint
-      << "\", \"step\": " << step << ", \"samples\": " << opt.samples << ", \"lengths\": [";
-  for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
-  out << "], \"depths\": [";
-  if (passkey)
-    for (size_t i = 0; i < depths.size(); ++i) out << (i ? ", " : "") << depths[i];
   // One row per length, one column per depth.
-  auto matrix = [&](const char* key, double (Cell::*value)() const) {
-    out << "], \"" << key << "\": [";
-    for (size_t li = 0; li < table.size(); ++li) {
-      out << (li ? ", " : "") << "[";
-      for (size_t di = 0; di < table[li].size(); ++di)
-        out << (di ? ", " : "") << (table[li][di].*value)();
-      out << "]";
+  auto matrix = [&](double (Cell::*value)() const) {
+    std::vector<std::string> rows;
+    for (const std::vector<Cell>& row : table) {
+      std::vector<double> cells;
+      for (const Cell& c : row) cells.push_back((c.*value)());
+      rows.push_back(json_list(cells));
     }
+    return json_list(rows);
   };
-  matrix("accuracy", &Cell::accuracy);
-  matrix("token_accuracy", &Cell::token_accuracy);
-  out << "]}\n";
-  if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
-  std::printf("wrote %s\n", opt.out_json.c_str());
+  const bool passkey = opt.task == "passkey";
+  write_out(opt.out_json, cat("{\"task\": \"", opt.task, "\", \"checkpoint\": \"", opt.checkpoint,
+                              "\", \"step\": ", step, ", \"samples\": ", opt.samples,
+                              ", \"lengths\": ", json_list(opt.lengths),
+                              ", \"depths\": ", json_list(passkey ? depths : std::vector<double>{}),
+                              ", \"accuracy\": ", matrix(&Cell::accuracy),
+                              ", \"token_accuracy\": ", matrix(&Cell::token_accuracy), "}\n"));
 }
-
-}  // namespace
-
-namespace {
 
 // The checkpoint's model, allocated after a check that it fits the host's memory (values and
 // gradients, f32): its size comes from the checkpoint's recipe.
@@ -220,18 +229,14 @@ int eval_perplexity(const EvalOptions& opt, Model& model, int64_t step) {
       throw UserError(cat("eval --lengths: ", L, " needs ", L + 1, " tokens, more than the ", N,
                           " of ", opt.corpus));
     const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
-    std::vector<int32_t> ids(L + 1), positions(L);
-    for (int64_t t = 0; t < L; ++t) positions[t] = static_cast<int32_t>(t);
     double loss_sum = 0;
     for (int64_t i = 0; i < opt.samples; ++i) {
       const int64_t start = opt.samples == 1 ? 0 : i * (N - L - 1) / (opt.samples - 1);
-      corpus.read_tokens(start, L + 1, ids.data());
-      Batch batch;
-      batch.tokens = Tensor::wrap(ids.data(), {L}, DType::I32);
-      batch.targets = Tensor::wrap(ids.data() + 1, {L}, DType::I32);
-      batch.positions = Tensor::wrap(positions.data(), {L}, DType::I32);
-      batch.seq = {&layout, 1, nullptr};
-      loss_sum += model.forward_loss(batch, arena);
+      OwnedBatch batch;
+      batch.n_seqs = 1;
+      batch.layout = &layout;
+      read_sequence(corpus, start, layout, batch.tokens, batch.targets, batch.positions);
+      loss_sum += model.forward_loss(batch.view(nullptr), arena);
       arena.reset();
     }
     const double tokens = static_cast<double>(L * opt.samples), loss = loss_sum / tokens;
@@ -239,17 +244,11 @@ int eval_perplexity(const EvalOptions& opt, Model& model, int64_t step) {
     std::printf("%10lld %12.0f %12.4f %12.3f\n", static_cast<long long>(L), tokens, loss,
                 std::exp(loss));
   }
-  if (!opt.out_json.empty()) {
-    std::ofstream out(opt.out_json);
-    out << "{\"task\": \"perplexity\", \"checkpoint\": \"" << opt.checkpoint
-        << "\", \"step\": " << step << ", \"corpus\": \"" << opt.corpus
-        << "\", \"samples\": " << opt.samples << ", \"lengths\": [";
-    for (size_t i = 0; i < opt.lengths.size(); ++i) out << (i ? ", " : "") << opt.lengths[i];
-    out << "], \"loss\": [";
-    for (size_t i = 0; i < losses.size(); ++i) out << (i ? ", " : "") << losses[i];
-    out << "]}\n";
-    if (!out) throw UserError(cat("eval: --out ", opt.out_json, ": cannot write"));
-  }
+  if (!opt.out_json.empty())
+    write_out(opt.out_json, cat("{\"task\": \"perplexity\", \"checkpoint\": \"", opt.checkpoint,
+                                "\", \"step\": ", step, ", \"corpus\": \"", opt.corpus,
+                                "\", \"samples\": ", opt.samples, ", \"lengths\": ",
+                                json_list(opt.lengths), ", \"loss\": ", json_list(losses), "}\n"));
   return 0;
 }
 

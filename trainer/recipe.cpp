@@ -21,6 +21,7 @@
 #include <numeric>
 #include <optional>
 #include <set>
+#include <span>
 #include <string_view>
 #include <type_traits>
 #include <variant>
@@ -37,7 +38,7 @@ namespace {
 struct EnumField {
   void* field;
   std::string_view noun;
-  std::vector<std::string_view> names;  // in the order of the enumerators
+  std::span<const std::string_view> names;  // in the order of the enumerators (static)
   void (*assign)(void* field, size_t index);
   size_t (*index)(const void* field);
 };
@@ -47,10 +48,7 @@ using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, EnumField>
 template <class T>
 FieldRef field_ref(T* field) {
   if constexpr (std::is_enum_v<T>) {
-    const auto& names = EnumNames<T>::names;
-    return EnumField{field,
-                     EnumNames<T>::noun,
-                     {names.begin(), names.end()},
+    return EnumField{field, EnumNames<T>::noun, EnumNames<T>::names,
                      [](void* f, size_t i) { *static_cast<T*>(f) = static_cast<T>(i); },
                      [](const void* f) { return static_cast<size_t>(*static_cast<const T*>(f)); }};
   } else {
@@ -865,8 +863,8 @@ void check_relations(const Validator& v, const Recipe& r) {
       cat(seq_len, " is not a multiple of 2 * parallel.sp = ", 2 * sp, "; expected a multiple of ",
           2 * sp, " (the zigzag layout cuts a sequence into 2 * sp units)"));
 
-  if (r.model.pattern.find('M') != std::string::npos)
-    v.require(r.model.mamba_conv_width - 1 <= seq_len / (2 * sp), "model.mamba_conv_width",
+  if (r.model.conv_halo_rows() > 0)
+    v.require(r.model.conv_halo_rows() <= seq_len / (2 * sp), "model.mamba_conv_width",
               cat(r.model.mamba_conv_width, " needs ", r.model.mamba_conv_width - 1,
                   " rows before each zigzag unit, more than the ", seq_len / (2 * sp),
                   " tokens of a unit (data.seq_len / (2 * parallel.sp)); expected a narrower "

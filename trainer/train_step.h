@@ -26,7 +26,7 @@ struct StepResult {
   double loss = 0;              // mean cross entropy over every target of the step, all ranks
   double grad_norm = 0;         // global, before clipping
   double targets = 0;           // targets of the step over all ranks
-  bool stop_requested = false;  // a rank has seen SIGTERM or SIGINT (parallel/watchdog.h)
+  bool stop_requested = false;  // a rank has seen a stop signal (parallel/watchdog.h)
   double peak_rss_mib = 0, arena_peak_mib = 0;  // the largest over the ranks
 };
 

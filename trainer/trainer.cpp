@@ -91,8 +91,7 @@ void Trainer::load_recipe_and_grid() {
 }
 
 void Trainer::open_data() {
-  const int64_t conv_halo =
-      recipe_.model.pattern.find('M') != std::string::npos ? recipe_.model.mamba_conv_width - 1 : 0;
+  const int64_t conv_halo = recipe_.model.conv_halo_rows();
   const int64_t tokens = recipe_.train.tokens_per_step, micro = recipe_.train.micro_tokens;
   on_every_rank(world_, [&] {
     corpus_ = open_corpus(recipe_, recipe_.data.corpus, "data.corpus");
