@@ -1,6 +1,8 @@
 #include "data/curriculum.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/check.h"
 #include "core/hash.h"
@@ -18,6 +20,27 @@ std::vector<double> curriculum_odds(CurriculumKind kind, int n) {
       odds[i] = std::ldexp(1.0, n - 1 - i);
   }
   return odds;
+}
+
+// counts scaled by part / whole (part <= whole = the sum of counts), rounded down, and the
+// steps the rounding lost given to the largest remainders (the shorter bucket on a tie): the
+// result adds up to part exactly.
+static std::vector<int64_t> scaled_shares(const std::vector<int64_t>& counts, int64_t whole,
+                                          int64_t part) {
+  std::vector<int64_t> shares(counts.size()), remainders(counts.size());
+  int64_t given = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const __int128 scaled = static_cast<__int128>(counts[i]) * part;
+    shares[i] = static_cast<int64_t>(scaled / whole);
+    remainders[i] = static_cast<int64_t>(scaled % whole);
+    given += shares[i];
+  }
+  std::vector<size_t> order(counts.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return remainders[a] > remainders[b]; });
+  for (size_t i = 0; given < part; ++i, ++given) ++shares[order.at(i)];
+  return shares;
 }
 
 CurriculumSchedule::CurriculumSchedule(std::vector<int64_t> bucket_sizes, int min_log2,
@@ -38,19 +61,22 @@ CurriculumSchedule::CurriculumSchedule(std::vector<int64_t> bucket_sizes, int mi
     steps_per_epoch_ += batches_.back();
   }
   RT_CHECK(steps_per_epoch_ > 0, "no bucket can form a batch");
+  RT_CHECK(spec_.span_steps >= 0, "span_steps ", spec_.span_steps);
+  period_ = spec_.span_steps > 0 ? std::min(spec_.span_steps, steps_per_epoch_) : steps_per_epoch_;
+  period_batches_ = scaled_shares(batches_, steps_per_epoch_, period_);
 }
 
 int64_t CurriculumSchedule::cycle_share(int log2_len, int64_t cycle) const {
-  const int64_t b = batches(log2_len), c = spec_.cycles;
+  const int64_t b = period_batches(log2_len), c = spec_.cycles;
   return (cycle + 1) * b / c - cycle * b / c;
 }
 
-const std::vector<std::pair<int, int64_t>>& CurriculumSchedule::epoch_draws(int64_t epoch) const {
-  if (epoch == cached_epoch_) return cached_;
+const std::vector<std::pair<int, int64_t>>& CurriculumSchedule::period_draws(int64_t period) const {
+  if (period == cached_period_) return cached_;
   cached_.clear();
   const int n = static_cast<int>(sizes_.size());
   std::vector<int64_t> next(n, 0), left(n);
-  uint64_t counter = splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(epoch) + 0x6a09e667ull));
+  uint64_t counter = splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(period) + 0x6a09e667ull));
   for (int64_t cycle = 0; cycle < spec_.cycles; ++cycle) {
     int64_t remaining = 0;
     for (int i = 0; i < n; ++i) remaining += left[i] = cycle_share(min_log2_ + i, cycle);
@@ -76,15 +102,17 @@ const std::vector<std::pair<int, int64_t>>& CurriculumSchedule::epoch_draws(int6
       cached_.emplace_back(pick, next[pick]++);
     }
   }
-  cached_epoch_ = epoch;
+  cached_period_ = period;
   return cached_;
 }
 
 CurriculumSchedule::Draw CurriculumSchedule::at(int64_t step) const {
-  const int64_t epoch = step / steps_per_epoch_;
-  const auto& draws = epoch_draws(epoch);
-  const auto& [bucket, batch] = draws[static_cast<size_t>(step % steps_per_epoch_)];
-  return {min_log2_ + bucket, epoch, batch};
+  const int64_t period = step / period_;
+  const auto& [bucket, batch] = period_draws(period)[static_cast<size_t>(step % period_)];
+  // The bucket's batches continue from period to period through its epochs (when the period
+  // is an epoch: epoch = period, batch as drawn).
+  const int64_t nth = period * period_batches_[bucket] + batch;
+  return {min_log2_ + bucket, nth / batches_[bucket], nth % batches_[bucket]};
 }
 
 std::vector<int64_t> CurriculumSchedule::sequences(const Draw& draw) const {

@@ -7,11 +7,14 @@
 // is split into `cycles` cycles; each bucket brings 1/cycles of its batches to each cycle.
 // Within a cycle, steps draw a bucket with probability proportional to its odds among the
 // buckets that still have batches in the cycle, and a bucket leaves the draw when its share is
-// used. Odds, shortest bucket first: uniform 1:1:..., natural = remaining batches,
-// grow_linear n:..:2:1, grow_p2 2^(n-1):..:2:1 (short sequences early in each cycle), or given.
-// Sequence order within a bucket is a seeded permutation per epoch. Everything is a pure
-// function of (seed, step): every rank computes the same schedule, a resume needs only the
-// step, and it does not depend on dp or sp.
+// used. A run shorter than an epoch (span_steps, the run's train.steps) spreads the cycles over
+// its own steps instead: each bucket brings its share of the epoch scaled to the span (largest
+// remainders, so the shares add up to the span), and the sequences continue through the
+// bucket's epoch order from one span to the next. Odds, shortest bucket first: uniform 1:1:...,
+// natural = remaining batches, grow_linear n:..:2:1, grow_p2 2^(n-1):..:2:1 (short sequences early
+// in each cycle), or given. Sequence order within a bucket is a seeded permutation per epoch.
+// Everything is a pure function of (seed, step): every rank computes the same schedule, a resume
+// needs only the step, and it does not depend on dp or sp.
 #pragma once
 
 #include <array>
@@ -39,6 +42,7 @@ struct CurriculumSpec {
   CurriculumKind kind = CurriculumKind::GrowP2;
   std::vector<double> odds;  // one per bucket, shortest first; overrides kind when given
   int64_t cycles = 8;
+  int64_t span_steps = 0;  // the run's steps: the cycles span min(epoch, span_steps); 0 = epoch
 };
 
 class CurriculumSchedule {
@@ -59,19 +63,23 @@ class CurriculumSchedule {
 
   int64_t per_step(int log2_len) const { return tokens_per_step_ >> log2_len; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  // Steps the cycles span: an epoch, or the run when it is shorter (CurriculumSpec::span_steps).
+  int64_t period() const { return period_; }
   int64_t batches(int log2_len) const { return batches_.at(log2_len - min_log2_); }
+  // Batches of bucket log2_len in each period, and in cycle `cycle` of a period.
+  int64_t period_batches(int log2_len) const { return period_batches_.at(log2_len - min_log2_); }
   int64_t cycle_share(int log2_len, int64_t cycle) const;
   int64_t cycles() const { return spec_.cycles; }
 
  private:
-  const std::vector<std::pair<int, int64_t>>& epoch_draws(int64_t epoch) const;
+  const std::vector<std::pair<int, int64_t>>& period_draws(int64_t period) const;
 
-  std::vector<int64_t> sizes_, batches_;
+  std::vector<int64_t> sizes_, batches_, period_batches_;
   int min_log2_;
-  int64_t tokens_per_step_, steps_per_epoch_ = 0;
+  int64_t tokens_per_step_, steps_per_epoch_ = 0, period_ = 0;
   CurriculumSpec spec_;
   uint64_t seed_;
-  mutable int64_t cached_epoch_ = -1;
+  mutable int64_t cached_period_ = -1;
   mutable std::vector<std::pair<int, int64_t>> cached_;  // (bucket index, batch) per step
 };
 

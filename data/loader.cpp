@@ -96,7 +96,10 @@ std::vector<int64_t> DecomposedSource::seq_lens() const {
 std::string DecomposedSource::describe() const {
   return cat("dataset decomposition: buckets 2^", buckets_.min_log2, "..2^", buckets_.max_log2,
              ", ", schedule_.steps_per_epoch(), " steps per epoch in ", schedule_.cycles(),
-             " cycles");
+             " cycles",
+             schedule_.period() < schedule_.steps_per_epoch()
+                 ? cat(" spread over the run's ", schedule_.period(), " steps")
+                 : std::string());
 }
 
 }  // namespace rt

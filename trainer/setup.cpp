@@ -109,6 +109,7 @@ std::unique_ptr<BatchSource> make_source(const Recipe& r, const Corpus& corpus) 
   spec.kind = r.data.curriculum;
   spec.odds = *parse_odds(r.data.curriculum_odds);
   spec.cycles = r.data.cycles;
+  spec.span_steps = r.train.steps;
   if (!spec.odds.empty() && static_cast<int>(spec.odds.size()) != buckets.buckets())
     throw UserError(
         cat(r.where("data.curriculum_odds"), ": data.curriculum_odds: ", spec.odds.size(),

@@ -175,6 +175,63 @@ TEST(Curriculum, GrowP2LengthensWithinACycle) {
   EXPECT_EQ(curriculum_odds(CurriculumKind::GrowLinear, 3), (std::vector<double>{3, 2, 1}));
 }
 
+TEST(Curriculum, ARunShorterThanAnEpochSpansItsCyclesOverItsSteps) {
+  // Buckets 2^4..2^7 with 8000, 4000, 2000 and 1000 sequences, 128 tokens per step: batches
+  // 1000 + 1000 + 1000 + 1000 = an epoch of 4000 steps; a run of 300 steps in 4 cycles.
+  CurriculumSpec spec;
+  spec.kind = CurriculumKind::GrowP2;
+  spec.cycles = 4;
+  const std::vector<int64_t> sizes = {8000, 4000, 2000, 1000};
+  const CurriculumSchedule epoch_long(sizes, 4, 128, spec, 3);
+  spec.span_steps = 300;
+  const CurriculumSchedule s(sizes, 4, 128, spec, 3);
+  ASSERT_EQ(epoch_long.period(), 4000);
+  ASSERT_EQ(s.period(), 300);
+  for (int k = 4; k <= 7; ++k) EXPECT_EQ(s.period_batches(k), 75) << k;
+
+  // Over the epoch-long cycles the first 300 steps barely reach the longest bucket; over the
+  // run's own they reach every bucket by its share, cycle by cycle, shortest first.
+  std::map<int, int64_t> epoch_draws;
+  for (int64_t step = 0; step < 300; ++step) ++epoch_draws[epoch_long.at(step).log2_len];
+  EXPECT_LT(epoch_draws[7], 30);
+  std::map<std::pair<int, int64_t>, int> seen;  // (bucket, batch) over three periods
+  for (int64_t period = 0; period < 3; ++period)
+    for (int64_t cycle = 0, step = period * 300; cycle < 4; ++cycle) {
+      std::map<int, int64_t> drawn;
+      double first = 0, second = 0;
+      int64_t len = 0;
+      for (int k = 4; k <= 7; ++k) len += s.cycle_share(k, cycle);
+      for (int64_t i = 0; i < len; ++i, ++step) {
+        const auto d = s.at(step);
+        ++drawn[d.log2_len];
+        (i < len / 2 ? first : second) += d.log2_len;
+        EXPECT_EQ(d.epoch, 0) << "3 x 75 batches stay within the bucket's first epoch";
+        EXPECT_EQ(++seen[std::make_pair(d.log2_len, d.batch)], 1)
+            << "batch " << d.batch << " drawn twice";
+      }
+      for (int k = 4; k <= 7; ++k) EXPECT_EQ(drawn[k], s.cycle_share(k, cycle)) << k;
+      EXPECT_LT(first, second) << "period " << period << " cycle " << cycle;
+    }
+
+  // Shares scaled by largest remainders add up to the span; a span of an epoch or more is
+  // the epoch's schedule.
+  spec.span_steps = 7;
+  const CurriculumSchedule odd({100, 37, 21, 5}, 4, 128, spec, 5);  // batches 13, 10, 11, 5
+  EXPECT_EQ(
+      odd.period_batches(4) + odd.period_batches(5) + odd.period_batches(6) + odd.period_batches(7),
+      7);
+  EXPECT_EQ(odd.period_batches(4), 2);  // 13 x 7 / 39 = 2.33
+  EXPECT_EQ(odd.period_batches(6), 2);  // 11 x 7 / 39 = 1.97
+  spec.span_steps = 39;
+  const CurriculumSchedule whole({100, 37, 21, 5}, 4, 128, spec, 5);
+  const CurriculumSchedule plain = make("grow_p2", 4);
+  for (int64_t step = 0; step < 100; ++step) {
+    EXPECT_EQ(whole.at(step).log2_len, plain.at(step).log2_len);
+    EXPECT_EQ(whole.at(step).batch, plain.at(step).batch);
+    EXPECT_EQ(whole.at(step).epoch, plain.at(step).epoch);
+  }
+}
+
 TEST(Synth, PasskeyDocumentsHaveTheirKeyAndAnswers) {
   for (int64_t length : {128, 256, 1000, 4096})
     for (double depth : {0.0, 0.5, 1.0}) {
