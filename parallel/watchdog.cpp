@@ -144,6 +144,13 @@ void Watchdog::install_signal_handlers() {
 
 int Watchdog::stop_signal() { return g_stop_signal; }
 
+double Watchdog::mpirun_sigterm_grace_seconds() {
+  if (!std::getenv("OMPI_MCA_orte_hnp_uri")) return 0;  // set by mpirun's launch (ORTE) only
+  const char* timeout = std::getenv("OMPI_MCA_odls_base_sigkill_timeout");
+  const double seconds = timeout ? std::atof(timeout) : 0;
+  return seconds > 0 ? seconds : 1;
+}
+
 Watchdog::Blocking::Blocking(const char* op) {
   State& s = state();
   const char* none = nullptr;

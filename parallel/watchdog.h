@@ -37,10 +37,14 @@ class Watchdog {
   static double timeout_seconds();
 
   // SIGTERM, SIGINT and SIGUSR1 set the stop flag (a second one ends the process at once).
-  // SIGUSR1 because OpenMPI's mpirun forwards it to every rank at once, where its own SIGTERM
-  // reaches the ranks only after odls_base_sigkill_timeout and kills them as long after.
+  // SIGUSR1 because OpenMPI's mpirun forwards it to every rank at once, where a SIGTERM to
+  // mpirun reaches the ranks only after odls_base_sigkill_timeout and kills them as long after.
   static void install_signal_handlers();
   static int stop_signal();  // 0 or the signal number
+  // Seconds a rank started by OpenMPI's mpirun has between the SIGTERM mpirun passes on and its
+  // SIGKILL: odls_base_sigkill_timeout (1, or OMPI_MCA_odls_base_sigkill_timeout, which mpirun
+  // exports to its ranks). 0 when no mpirun started the process (srun, a single process).
+  static double mpirun_sigterm_grace_seconds();
 
   // Marks a blocking wait for the watchdog. Nested scopes keep the outermost operation.
   class Blocking {

@@ -1,5 +1,7 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -262,7 +264,10 @@ bool Trainer::train_step(int64_t step) {
   const StepResult result = step_->run(input, step, lr, last_checkpoint_);
   state_.step = step + 1;
   state_.tokens_seen += recipe_.train.tokens_per_step;
-  log_step(batch, result, lr, seconds_since(t0));
+  const double seconds = seconds_since(t0);
+  slowest_step_s_ = std::max(slowest_step_s_, seconds);
+  log_step(batch, result, lr, seconds);
+  warn_if_sigterm_grace_short();
   if (val_batcher_ && recipe_.eval.every > 0 && state_.step % recipe_.eval.every == 0)
     validate(state_.step);
 
@@ -327,11 +332,31 @@ void Trainer::validate(int64_t after_step) {
 
 void Trainer::save() {
   on_root(world_, [&] {
+    const auto t0 = std::chrono::steady_clock::now();
     last_checkpoint_ = save_checkpoint(checkpoint_dir_, state_, model_->params(), *optim_,
                                        recipe_.checkpoint.keep_last, fault_hook_for(state_.step));
+    last_save_s_ = seconds_since(t0);
     std::printf("checkpoint %s\n", last_checkpoint_.c_str());
     std::fflush(stdout);
   });
+  warn_if_sigterm_grace_short();
+}
+
+// SIGTERM to mpirun reaches the ranks with odls_base_sigkill_timeout left before SIGKILL
+// (README, measured with OpenMPI 4.1): said once, early, when this run's slowest step and its
+// checkpoint write need longer, so that the stop that would lose them is not the first sign.
+void Trainer::warn_if_sigterm_grace_short() {
+  const double grace = Watchdog::mpirun_sigterm_grace_seconds();
+  const double needed = slowest_step_s_ + last_save_s_;
+  if (!root_ || grace_warned_ || grace <= 0 || needed <= grace) return;
+  grace_warned_ = true;
+  std::printf(
+      "warning: a SIGTERM to mpirun leaves the ranks %.0f s before SIGKILL (OpenMPI's "
+      "odls_base_sigkill_timeout), and a step%s takes %.1f s here: such a stop would lose "
+      "every step since the last checkpoint. Stop this run with kill -USR1 <mpirun pid> (every "
+      "rank saves), or launch with OMPI_MCA_odls_base_sigkill_timeout=%.0f, or with srun\n",
+      grace, last_save_s_ > 0 ? " and a checkpoint" : "", needed, std::ceil(2 * needed) + 1);
+  std::fflush(stdout);
 }
 
 void Trainer::finish() {

@@ -52,6 +52,7 @@ class Trainer {
   void log_step(const RankStep& batch, const StepResult& result, double lr, double seconds);
   void validate(int64_t after_step);
   void save();
+  void warn_if_sigterm_grace_short();
   void finish();
 
   Communicator& world_;
@@ -73,6 +74,8 @@ class Trainer {
   CheckpointState state_;
   std::string checkpoint_dir_, last_checkpoint_;
   double peak_gflops_ = 0;
+  double slowest_step_s_ = 0, last_save_s_ = 0;  // what a stop under mpirun must fit in
+  bool grace_warned_ = false;
   int64_t first_step_ = 0;
   std::chrono::steady_clock::time_point run_start_;
 };
