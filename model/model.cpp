@@ -145,6 +145,12 @@ void Model::predict(const Batch& batch, Arena& arena, const Tensor& argmax) {
   arena.release(start);
 }
 
+void Model::logits(const Batch& batch, Arena& arena, const Tensor& out) {
+  const Arena::Mark start = arena.mark();
+  ops::linear_forward(out, forward_hidden(batch, arena), params_.value(head()));
+  arena.release(start);
+}
+
 int64_t Model::num_params() const {
   int64_t n = 0;
   for (const Parameter& p : params_.all()) n += p.shape.numel();

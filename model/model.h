@@ -44,6 +44,8 @@ class Model {
   double forward_loss(const Batch& batch, Arena& arena, const Tensor& token_losses = Tensor());
   // The most likely next token at every position, i32 [T] (evaluation, teacher forced).
   void predict(const Batch& batch, Arena& arena, const Tensor& argmax);
+  // The next-token logits at every position, f32 [T, vocab_size].
+  void logits(const Batch& batch, Arena& arena, const Tensor& out);
 
   int64_t num_params() const;
   // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted,

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
+scripts/setup-interop.sh
 scripts/build.sh
 cd "${RINGTRAIN_BUILD_DIR:-build}"
 ctest --output-on-failure -j"${RINGTRAIN_JOBS:-2}" "$@"

@@ -12,6 +12,7 @@
 #include <regex>
 
 #include "core/check.h"
+#include "core/files.h"
 #include "data/h5.h"
 #include "kernels/ops.h"
 
@@ -25,32 +26,6 @@ std::string step_file_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "step-%07lld.h5", static_cast<long long>(step));
   return buf;
-}
-
-// fsync of a file or directory; a failure means the data may not be durable.
-void sync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  if (fd < 0)
-    throw std::runtime_error(cat("cannot open ", path, " to sync: ", std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw std::runtime_error(cat("fsync ", path, ": ", std::strerror(err)));
-}
-
-// Writes text to path atomically: tmp file, fsync, rename, fsync of the directory.
-void replace_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(cat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  sync_path(tmp, false);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error(cat("cannot rename ", tmp, ": ", std::strerror(errno)));
-  sync_path(fs::path(path).parent_path().string(), true);
 }
 
 // The step-NNNNNNN.h5 files of dir with their steps, oldest first.
@@ -86,6 +61,49 @@ std::string latest_or_none(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+
+// The checkpoint file at tmp: header, parameters and, with an optimizer, its moments.
+void write_checkpoint_file(const std::string& tmp, const CheckpointState& state,
+                           const ParameterSet& params, const AdamWOptimizer* optim,
+                           const CheckpointFaultHook& fault) {
+  h5::File f = h5::File::create(tmp);
+  f.set_attr("/", "format", std::string(kCheckpointFormat));
+  f.set_attr("/", "version", kCheckpointVersion);
+  f.set_attr("/", "step", state.step);
+  f.set_attr("/", "tokens_seen", state.tokens_seen);
+  f.set_attr("/", "dp", state.dp);
+  f.set_attr("/", "sp", state.sp);
+  f.set_attr("/", "recipe", state.recipe_yaml);
+  f.set_attr("/", "corpus_fingerprint", state.corpus_fingerprint);
+  const uint64_t seed = static_cast<uint64_t>(state.seed);
+  f.write("/rng", &seed, {1});
+  f.create_groups("/data");
+  f.set_attr("/data", "mode", state.data_mode);
+  f.set_attr("/data", "seed", state.seed);
+  f.set_attr("/data", "step", state.step);
+  f.create_groups("/params");
+  // The GPU's tensors are read through host copies, made once for the whole file.
+  const Tensor values = to_device(params.flat_values(), Device::CPU);
+  Tensor m, v;
+  if (optim) m = to_device(optim->m(), Device::CPU), v = to_device(optim->v(), Device::CPU);
+  for (const Parameter& p : params.all()) {
+    std::vector<uint64_t> dims(p.shape.dims, p.shape.dims + p.shape.ndim);
+    const int64_t n = p.shape.numel();
+    f.write("/params/" + p.name, values.rows(p.offset, n).f32(), dims);
+    if (fault) fault("/params/" + p.name);
+    if (!optim) continue;
+    const std::string group = "/optim/" + p.name;
+    f.create_groups(group);
+    f.write(group + "/m", m.rows(p.offset, n).f32(), dims);
+    f.write(group + "/v", v.rows(p.offset, n).f32(), dims);
+    if (fault) fault(group);
+  }
+  f.close();
+}
+
+}  // namespace
+
 std::string save_checkpoint(const std::string& dir, const CheckpointState& state,
                             const ParameterSet& params, const AdamWOptimizer& optim,
                             int64_t keep_last, const CheckpointFaultHook& fault) {
@@ -102,43 +120,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   }
   try {
     fs::create_directories(dir);
-    {
-      h5::File f = h5::File::create(tmp);
-      f.set_attr("/", "format", std::string(kCheckpointFormat));
-      f.set_attr("/", "version", kCheckpointVersion);
-      f.set_attr("/", "step", state.step);
-      f.set_attr("/", "tokens_seen", state.tokens_seen);
-      f.set_attr("/", "dp", state.dp);
-      f.set_attr("/", "sp", state.sp);
-      f.set_attr("/", "recipe", state.recipe_yaml);
-      f.set_attr("/", "corpus_fingerprint", state.corpus_fingerprint);
-      const uint64_t seed = static_cast<uint64_t>(state.seed);
-      f.write("/rng", &seed, {1});
-      f.create_groups("/data");
-      f.set_attr("/data", "mode", state.data_mode);
-      f.set_attr("/data", "seed", state.seed);
-      f.set_attr("/data", "step", state.step);
-      f.create_groups("/params");
-      // The GPU's tensors are read through host copies, made once for the whole file.
-      const Tensor values = to_device(params.flat_values(), Device::CPU);
-      const Tensor m = to_device(optim.m(), Device::CPU), v = to_device(optim.v(), Device::CPU);
-      for (const Parameter& p : params.all()) {
-        std::vector<uint64_t> dims(p.shape.dims, p.shape.dims + p.shape.ndim);
-        const int64_t n = p.shape.numel();
-        const std::string group = "/optim/" + p.name;
-        f.write("/params/" + p.name, values.rows(p.offset, n).f32(), dims);
-        if (fault) fault("/params/" + p.name);
-        f.create_groups(group);
-        f.write(group + "/m", m.rows(p.offset, n).f32(), dims);
-        f.write(group + "/v", v.rows(p.offset, n).f32(), dims);
-        if (fault) fault(group);
-      }
-      f.close();
-    }
-    sync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw std::runtime_error(cat("cannot rename ", tmp, ": ", std::strerror(errno)));
-    sync_path(dir, true);
+    write_checkpoint_file(tmp, state, params, &optim, fault);
+    commit_file(tmp, path);
     replace_file((fs::path(dir) / "latest").string(), step_file_name(state.step) + "\n");
   } catch (const std::exception& e) {
     std::error_code ignored;
@@ -151,6 +134,24 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
   }
   remove_old_checkpoints(dir, state.step, std::max<int64_t>(keep_last, 1));
   return path;
+}
+
+void save_weights(const std::string& path, const CheckpointState& state,
+                  const ParameterSet& params) {
+  const std::string tmp = path + ".tmp";
+  const Tensor none;
+  if (const std::string bad = first_non_finite(params, none, none); !bad.empty())
+    throw UserError(cat(path, " not written: ", bad, " holds a non-finite value"));
+  try {
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+    write_checkpoint_file(tmp, state, params, nullptr, {});
+    commit_file(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw RunError(cat(path, " not written: ", e.what()), 1);
+  }
 }
 
 std::string latest_checkpoint(const std::string& dir) {
@@ -267,11 +268,7 @@ namespace {
 // does not have (a checkpoint of 8 layers resumed into a recipe of 4); with the optimizer, the
 // moments of every parameter too.
 void check_matches(const h5::File& f, const std::string& path, const ParameterSet& params,
-                   bool with_moments) {
-  const std::string advice =
-      cat("; resume with the recipe the checkpoint was written with "
-          "(ringtrain inspect ",
-          path, ")");
+                   bool with_moments, const std::string& advice) {
   for (const Parameter& p : params.all()) {
     const std::string name = "/params/" + p.name;
     const std::vector<uint64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
@@ -322,7 +319,15 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
   h5::File f = open_checkpoint(path);
   try {
     CheckpointState s = read_state(f, path);
-    check_matches(f, path, params, optim != nullptr);
+    if (optim && !f.exists("/optim"))
+      throw UserError(cat(path,
+                          ": holds weights only (no AdamW state: written by 'ringtrain convert'); "
+                          "start a run from it with checkpoint.init_from, --resume continues a "
+                          "run from its own checkpoints"));
+    check_matches(f, path, params, optim != nullptr,
+                  cat("; resume with the recipe the checkpoint was written with (ringtrain "
+                      "inspect ",
+                      path, ")"));
     for (const Parameter& p : params.all()) {
       const std::string name = "/params/" + p.name;
       const int64_t n = p.shape.numel();
@@ -340,6 +345,20 @@ CheckpointState load_checkpoint(const std::string& path, ParameterSet& params,
     }
     params.refresh_bf16_copy();  // a no-op unless the GEMMs' bf16 copy is kept
     return s;
+  } catch (const h5::Error& e) {
+    throw UserError(cat(path, ": ", e.what(), " (truncated or not a ringtrain checkpoint)"));
+  }
+}
+
+void check_weights_match(const std::string& path, const ParameterSet& params,
+                         const std::string& key) {
+  h5::File f = open_checkpoint(path);
+  try {
+    read_state(f, path);
+    check_matches(
+        f, path, params, false,
+        cat("; ", key, " needs a model section equal to the checkpoint's (ringtrain inspect ", path,
+            " prints it)"));
   } catch (const h5::Error& e) {
     throw UserError(cat(path, ": ", e.what(), " (truncated or not a ringtrain checkpoint)"));
   }

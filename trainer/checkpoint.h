@@ -1,6 +1,6 @@
 // HDF5 checkpoints (docs/DESIGN.md §9), readable with h5py:
 //   /params/<name>            f32, the parameter's shape
-//   /optim/<name>/m, /v       f32, AdamW moments, same shape
+//   /optim/<name>/m, /v       f32, AdamW moments, same shape (absent: weights only)
 //   /rng                      u64 [1]: the run seed (all randomness is counter-based on it)
 //   /data                     group; attributes mode, seed, step: the data cursor
 //   attributes                format="ringtrain-checkpoint", version, step, tokens_seen, dp,
@@ -50,11 +50,21 @@ std::string save_checkpoint(const std::string& dir, const CheckpointState& state
                             const ParameterSet& params, const AdamWOptimizer& optim,
                             int64_t keep_last, const CheckpointFaultHook& fault = {});
 
+// A checkpoint of the weights alone at `path` (no AdamW moments, no `latest`): what `ringtrain
+// convert` writes. A run starts from it with checkpoint.init_from; --resume refuses it.
+void save_weights(const std::string& path, const CheckpointState& state,
+                  const ParameterSet& params);
+
 // The checkpoint `latest` names in dir, or "" when dir has no `latest`. A `latest` that names
 // a missing file is a UserError (the run directory is damaged: starting over would be wrong).
 std::string latest_checkpoint(const std::string& dir);
 // Every step-NNNNNNN.h5 in dir (none when dir does not exist), oldest step first.
 std::vector<std::string> checkpoint_files(const std::string& dir);
+
+// Whether the checkpoint at path holds exactly params' names and shapes (read nothing else): a
+// UserError naming the first difference and `key`, the recipe key that named the file.
+void check_weights_match(const std::string& path, const ParameterSet& params,
+                         const std::string& key);
 
 // Header and parameter list of a checkpoint (for `ringtrain inspect`). UserError when the file
 // is not a readable ringtrain checkpoint.

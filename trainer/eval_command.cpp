@@ -167,8 +167,9 @@ void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>&
                               ", \"token_accuracy\": ", matrix(&Cell::token_accuracy), "}\n"));
 }
 
-// The checkpoint's model, allocated after a check that it fits the host's memory (values and
-// gradients, f32): its size comes from the checkpoint's recipe.
+}  // namespace
+
+// Values and gradients (f32) must fit: the size comes from the checkpoint's recipe.
 std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state) {
   state = read_checkpoint_state(checkpoint);
   const Recipe recipe = parse_recipe(state.recipe_yaml, checkpoint + " (its recipe)");
@@ -183,6 +184,8 @@ std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState
   load_checkpoint(checkpoint, model->params(), nullptr);
   return model;
 }
+
+namespace {
 
 int eval_retrieval(const EvalOptions& opt, Model& model, int64_t step) {
   for (int64_t L : opt.lengths)

@@ -6,8 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "model/model.h"
+#include "trainer/checkpoint.h"
 
 namespace rt {
 
@@ -23,6 +27,10 @@ struct EvalOptions {
 };
 
 int run_eval(const EvalOptions& options);
+
+// The model of a checkpoint, on the host, after a check that it fits the host's memory; state
+// receives the checkpoint's header. For inference: the AdamW state is not read.
+std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state);
 
 // "1k" = 1024, "4k", "1m" = 2^20, or a plain number; UserError otherwise.
 int64_t parse_length(const std::string& text, const std::string& what);

@@ -14,10 +14,12 @@
 #include "data/decompose.h"
 #include "data/h5.h"
 #include "data/synth.h"
+#include "hf/convert.h"
 #include "kernels/device.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collective.h"
 #include "trainer/eval_command.h"
+#include "trainer/infer_command.h"
 #include "trainer/op_command.h"
 #include "trainer/train.h"
 
@@ -39,6 +41,9 @@ constexpr const char* kUsage =
     "                 [--depths 0,0.5,1] [--corpus CORPUS.h5 (perplexity)]\n"
     "                 [--samples N] [--seed N] [--out RESULT.json]\n"
     "  ringtrain inspect CHECKPOINT.h5 | CORPUS.h5\n"
+    "  ringtrain convert HF_DIR OUT.h5 | CHECKPOINT.h5 OUT_DIR [--dtype f32|bf16] "
+    "[--shard-size BYTES]\n"
+    "  ringtrain logits CHECKPOINT.h5 --tokens 1,2,3 [--out LOGITS.npy]\n"
     "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
     "  ringtrain --version | --help\n"
     "Run under mpirun/srun for several ranks: mpirun -np 4 ringtrain train recipe.yaml\n";
@@ -337,6 +342,39 @@ int cmd_op(const std::vector<std::string>& args) {
   return run_op(name, in, out);
 }
 
+int cmd_convert(const std::vector<std::string>& raw) {
+  const Args a("convert", raw, {"--dtype", "--shard-size"});
+  if (a.positional.size() != 2)
+    usage_error("convert: expected HF_DIR OUT.h5 (import) or CHECKPOINT.h5 OUT_DIR (export)");
+  ConvertOptions opt;
+  opt.from = a.positional[0];
+  opt.to = a.positional[1];
+  const std::string dtype = a.get("--dtype", "f32");
+  if (dtype != "f32" && dtype != "bf16")
+    usage_error(cat("convert: --dtype '", dtype, "' is not one of f32, bf16"));
+  opt.dtype = dtype == "bf16" ? StDType::BF16 : StDType::F32;
+  const int64_t shard = a.number("convert", "--shard-size", static_cast<int64_t>(opt.shard_bytes));
+  if (shard < 1) usage_error("convert: --shard-size must be at least 1 byte");
+  opt.shard_bytes = static_cast<uint64_t>(shard);
+  return run_convert(opt);
+}
+
+int cmd_logits(const std::vector<std::string>& raw) {
+  const Args a("logits", raw, {"--tokens", "--out"});
+  if (a.positional.size() != 1) usage_error("logits: expected one CHECKPOINT.h5");
+  LogitsOptions opt;
+  opt.checkpoint = a.positional[0];
+  opt.out_npy = a.get("--out");
+  for (const std::string& t : split_commas(a.get("--tokens"))) {
+    char* end = nullptr;
+    const long long id = std::strtoll(t.c_str(), &end, 10);
+    if (end == t.c_str() || *end != '\0' || id < 0 || id > INT32_MAX)
+      usage_error(cat("logits: --tokens: '", t, "' is not a token id"));
+    opt.tokens.push_back(static_cast<int32_t>(id));
+  }
+  return run_logits(opt);
+}
+
 int dispatch(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, stdout);
@@ -357,6 +395,8 @@ int dispatch(const std::vector<std::string>& args) {
   if (args[0] == "inspect") return cmd_inspect(rest);
   if (args[0] == "op") return cmd_op(rest);
   if (args[0] == "eval") return cmd_eval(rest);
+  if (args[0] == "convert") return cmd_convert(rest);
+  if (args[0] == "logits") return cmd_logits(rest);
   if (args[0] == "data") {
     const std::vector<std::string> more(rest.empty() ? rest.end() : rest.begin() + 1, rest.end());
     if (!rest.empty() && rest[0] == "import") return cmd_data_import(more);
@@ -364,7 +404,8 @@ int dispatch(const std::vector<std::string>& args) {
     if (!rest.empty() && rest[0] == "synth") return cmd_data_synth(more);
     usage_error("data: expected 'data import', 'data decompose' or 'data synth'");
   }
-  usage_error(cat("unknown command '", args[0], "' (valid: train, data, eval, inspect, op)"));
+  usage_error(cat("unknown command '", args[0],
+                  "' (valid: train, data, eval, inspect, convert, logits, op)"));
 }
 
 }  // namespace

@@ -56,7 +56,7 @@ std::string first_non_finite(const ParameterSet& params, const Tensor& m, const 
   const std::pair<const char*, Tensor> flats[] = {
       {"parameter", params.flat_values()}, {"AdamW moment m of", m}, {"AdamW moment v of", v}};
   for (const auto& [what, flat] : flats) {
-    if (ops::all_finite(flat)) continue;
+    if (!flat.defined() || ops::all_finite(flat)) continue;
     for (const Parameter& p : params.all())
       if (!ops::all_finite(flat.rows(p.offset, p.shape.numel())))
         return cat(what, " '", p.name, "'");

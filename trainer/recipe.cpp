@@ -125,6 +125,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(train, recompute),
       RT_KEY(checkpoint, every),
       RT_KEY(checkpoint, keep_last),
+      RT_KEY(checkpoint, init_from),
       RT_KEY(log, every),
       RT_KEY(log, peak_gflops),
       RT_KEY(eval, every),

@@ -120,6 +120,9 @@ struct TrainSection {
 struct CheckpointSection {
   int64_t every = 0;      // steps between checkpoints; 0 = only at the end (and on SIGTERM)
   int64_t keep_last = 3;  // older step checkpoints are deleted
+  // A checkpoint whose weights a new run starts from instead of a random init (one written by
+  // `ringtrain convert`, or any run's); optimizer state and step start afresh. Not with --resume.
+  std::string init_from;
 };
 
 struct LogSection {

@@ -69,6 +69,11 @@ Trainer::Trainer(Communicator& world, const TrainOptions& options)
   load_recipe_and_grid();
   open_data();
   plan_memory();
+  if (!recipe_.checkpoint.init_from.empty() && !opt_.resume)  // a dry run checks it too
+    on_root(world_, [&] {
+      check_weights_match(recipe_.checkpoint.init_from, model_->params(),
+                          recipe_.where("checkpoint.init_from") + ": checkpoint.init_from");
+    });
 }
 
 Trainer::~Trainer() = default;
@@ -129,10 +134,12 @@ int Trainer::run() {
     return 0;
   }
   allocate();
-  if (opt_.resume)
+  if (opt_.resume) {
     resume();
-  else
+  } else {
     claim_run_directory();
+    if (!recipe_.checkpoint.init_from.empty()) init_from();
+  }
   // Initialised or loaded on the host, trained where the recipe says.
   model_->params().move_to(device_);  // (and the bf16 copy made from the final values)
   optim_->move_to(device_);
@@ -199,6 +206,19 @@ void Trainer::resume() {
   state_.tokens_seen = header[1];
   for (const Tensor& t : {model_->params().flat_values(), optim_->m(), optim_->v()})
     world_.broadcast(t.data(), static_cast<int64_t>(t.nbytes()), 0, "broadcast(resumed state)");
+}
+
+// A new run from another's weights (checkpoint.init_from): the parameters only; step,
+// optimizer state and data start afresh.
+void Trainer::init_from() {
+  const std::string& path = recipe_.checkpoint.init_from;
+  on_root(world_, [&] {
+    load_checkpoint(path, model_->params(), nullptr);
+    std::printf("initialised the weights from %s\n", path.c_str());
+  });
+  const Tensor values = model_->params().flat_values();
+  world_.broadcast(values.data(), static_cast<int64_t>(values.nbytes()), 0,
+                   "broadcast(initial weights)");
 }
 
 // A run directory belongs to one run: a new run does not write over the checkpoints or the

@@ -45,6 +45,7 @@ class Trainer {
   void allocate();
   void resume();
   void claim_run_directory();
+  void init_from();
   void open_run_directory();
   void measure_peak();
   // One step with its log line, validation and checkpoint; false when the run stops here.

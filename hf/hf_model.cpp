@@ -1,0 +1,177 @@
+#include "hf/hf_model.h"
+
+#include <cmath>
+
+#include "core/check.h"
+
+namespace rt {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kLlamaLike[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
+
+// Typed access to config.json with messages that name the file and the key.
+class ConfigKeys {
+ public:
+  ConfigKeys(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
+  const json& at(const char* key) const {
+    if (!has(key)) throw UserError(cat(where_, ": key '", key, "' is missing"));
+    return j_[key];
+  }
+  int64_t count(const char* key) const {
+    const json& v = at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() < 1)
+      throw UserError(cat(where_, ": ", key, " is ", v.dump(), "; expected an integer >= 1"));
+    return v.get<int64_t>();
+  }
+  int64_t count_or(const char* key, int64_t fallback) const {
+    return has(key) ? count(key) : fallback;
+  }
+  double number_or(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_[key];
+    if (!v.is_number() || !(v.get<double>() > 0))
+      throw UserError(cat(where_, ": ", key, " is ", v.dump(), "; expected a number > 0"));
+    return v.get<double>();
+  }
+  bool flag_or(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!j_[key].is_boolean())
+      throw UserError(cat(where_, ": ", key, " is ", j_[key].dump(), "; expected true or false"));
+    return j_[key].get<bool>();
+  }
+  // Refuses a key whose value ringtrain cannot honour, naming what it can.
+  void require(bool ok, const char* key, const std::string& valid) const {
+    if (!ok)
+      throw UserError(cat(where_, ": ", key, " = ", has(key) ? j_[key].dump() : "(missing)",
+                          " is not supported by ringtrain; expected ", valid));
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  const json& j_;
+  std::string where_;
+};
+
+// RoPE base: transformers 5 keeps it in rope_parameters, 4 at the top level with rope_scaling.
+double rope_theta_of(const json& config, const ConfigKeys& keys) {
+  if (keys.has("rope_parameters")) {
+    const json& rp = config["rope_parameters"];
+    const ConfigKeys rope(rp, keys.where() + ": rope_parameters");
+    const std::string type = rp.value("rope_type", std::string("default"));
+    rope.require(type == "default", "rope_type", "\"default\"");
+    return rope.number_or("rope_theta", 10000.0);
+  }
+  keys.require(!keys.has("rope_scaling"), "rope_scaling", "null");
+  return keys.number_or("rope_theta", 10000.0);
+}
+
+ModelConfig llama_config(const json& config, const ConfigKeys& keys) {
+  keys.require(config.value("hidden_act", std::string("silu")) == "silu", "hidden_act", "\"silu\"");
+  keys.require(!keys.flag_or("attention_bias", false), "attention_bias", "false");
+  keys.require(!keys.flag_or("mlp_bias", false), "mlp_bias", "false");
+  keys.require(!keys.has("sliding_window") || !keys.flag_or("use_sliding_window", true),
+               "sliding_window", "null (attention over the whole sequence)");
+  ModelConfig m;
+  const int64_t layers = keys.count("num_hidden_layers");
+  m.pattern.clear();
+  for (int64_t i = 0; i < layers; ++i) m.pattern += "*-";
+  m.vocab_size = keys.count("vocab_size");
+  m.d_model = keys.count("hidden_size");
+  m.heads = keys.count("num_attention_heads");
+  m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
+  m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
+  m.mlp_hidden = keys.count("intermediate_size");
+  m.rope_theta = rope_theta_of(config, keys);
+  m.norm_eps = keys.number_or("rms_norm_eps", 1e-6);
+  m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
+  m.init_std = keys.number_or("initializer_range", 0.02);
+  keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
+               "a divisor of num_attention_heads");
+  keys.require(m.head_dim % 2 == 0, "head_dim", "an even size (RoPE rotates pairs)");
+  m.resolve();
+  return m;
+}
+
+bool is_llama_like(const std::string& architecture) {
+  for (const char* a : kLlamaLike)
+    if (architecture == a) return true;
+  return false;
+}
+
+}  // namespace
+
+ModelConfig model_from_hf_config(const json& config, const std::string& where,
+                                 std::string* architecture) {
+  if (!config.is_object()) throw UserError(cat(where, ": not a JSON object"));
+  const ConfigKeys keys(config, where);
+  const json& archs = keys.at("architectures");
+  if (!archs.is_array() || archs.size() != 1 || !archs[0].is_string())
+    throw UserError(cat(where, ": architectures is ", archs.dump(), "; expected one class name"));
+  const std::string arch = archs[0].get<std::string>();
+  if (architecture) *architecture = arch;
+  if (is_llama_like(arch)) return llama_config(config, keys);
+  throw UserError(cat(where, ": architecture ", arch, " is not supported; expected one of ",
+                      choices_of(kLlamaLike)));
+}
+
+std::string hf_architecture_of(const ModelConfig& cfg) {
+  bool llama = cfg.pattern.size() % 2 == 0;
+  for (size_t i = 0; i < cfg.pattern.size(); ++i)
+    llama = llama && cfg.pattern[i] == (i % 2 ? '-' : '*');
+  if (llama) return "LlamaForCausalLM";
+  throw UserError(cat("model.pattern \"", cfg.pattern,
+                      "\" has no Hugging Face class ringtrain exports to; expected \"*-\" "
+                      "repeated (LlamaForCausalLM)"));
+}
+
+json hf_config_from_model(const ModelConfig& cfg) {
+  const std::string arch = hf_architecture_of(cfg);
+  json j;
+  j["architectures"] = {arch};
+  j["model_type"] = "llama";
+  j["vocab_size"] = cfg.vocab_size;
+  j["hidden_size"] = cfg.d_model;
+  j["intermediate_size"] = cfg.mlp_hidden;
+  j["num_hidden_layers"] = cfg.pattern.size() / 2;
+  j["num_attention_heads"] = cfg.heads;
+  j["num_key_value_heads"] = cfg.kv_heads;
+  j["head_dim"] = cfg.head_dim;
+  j["hidden_act"] = "silu";
+  j["rms_norm_eps"] = cfg.norm_eps;
+  // Both spellings: transformers 5 reads rope_parameters, 4 reads rope_theta.
+  j["rope_theta"] = cfg.rope_theta;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", cfg.rope_theta}};
+  j["tie_word_embeddings"] = cfg.tied_embeddings;
+  j["initializer_range"] = cfg.init_std;
+  j["attention_bias"] = false;
+  j["mlp_bias"] = false;
+  j["max_position_embeddings"] = 1 << 20;  // RoPE on global positions: no table to outgrow
+  j["torch_dtype"] = "float32";
+  return j;
+}
+
+std::vector<HfTensorMap> hf_tensor_map(const ModelConfig& cfg, const std::string& architecture) {
+  RT_CHECK(is_llama_like(architecture), "tensor map of ", architecture);
+  std::vector<HfTensorMap> map = {{"embed.weight", {"model.embed_tokens.weight"}},
+                                  {"final_norm.weight", {"model.norm.weight"}}};
+  if (!cfg.tied_embeddings) map.push_back({"lm_head.weight", {"lm_head.weight"}});
+  for (size_t layer = 0; layer < cfg.pattern.size() / 2; ++layer) {
+    const std::string hf = cat("model.layers.", layer, "."), attn = cat("layers.", 2 * layer, "."),
+                      mlp = cat("layers.", 2 * layer + 1, ".");
+    map.push_back({attn + "norm.weight", {hf + "input_layernorm.weight"}});
+    for (const char* w : {"q", "k", "v", "o"})
+      map.push_back({cat(attn, "attn.w", w), {cat(hf, "self_attn.", w, "_proj.weight")}});
+    map.push_back({mlp + "norm.weight", {hf + "post_attention_layernorm.weight"}});
+    map.push_back(
+        {mlp + "mlp.w_gate_up", {hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"}});
+    map.push_back({mlp + "mlp.w_down", {hf + "mlp.down_proj.weight"}});
+  }
+  return map;
+}
+
+}  // namespace rt

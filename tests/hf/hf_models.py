@@ -1,0 +1,65 @@
+"""The transformers side of tests/hf/interop.sh: tiny random models saved with transformers'
+own save_pretrained, and transformers' logits of a ringtrain export, compared with ringtrain's.
+
+  hf_models.py make OUT_DIR                 one directory per model class below
+  hf_models.py logits IDS DIR=OUT.npy ...   transformers' logits of the ids (f32 [T, V]) for
+                                            each model directory
+  hf_models.py compare A.npy B.npy TOL      max |a - b| / max |b| <= TOL, else exit 1
+torch and transformers load only where needed: compare runs in a fraction of a second.
+"""
+import sys
+
+import numpy as np
+
+# Each: (name, class, config keyword arguments). Small enough for a CI second, shaped so that a
+# mistake shows: GQA, head_dim != hidden / heads, tied and untied embeddings.
+MODELS = [
+    ("llama_gqa", "LlamaForCausalLM", "LlamaConfig",
+     dict(vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+          num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5)),
+    ("llama_tied_headdim", "LlamaForCausalLM", "LlamaConfig",
+     dict(vocab_size=280, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+          num_attention_heads=4, num_key_value_heads=1, head_dim=24, tie_word_embeddings=True,
+          rope_theta=500000.0)),
+]
+
+
+def make(out_dir):
+    import torch
+    import transformers
+    for i, (name, cls, cfg_cls, kwargs) in enumerate(MODELS):
+        torch.manual_seed(100 + i)
+        config = getattr(transformers, cfg_cls)(**kwargs)
+        model = getattr(transformers, cls)(config).eval()
+        # Norm weights away from 1, so that a norm read from the wrong place shows.
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if "norm" in pname:
+                    p.copy_(1 + 0.5 * torch.randn_like(p))
+        model.save_pretrained(f"{out_dir}/{name}")
+        print(name)
+
+
+def logits(ids, *pairs):
+    import torch
+    import transformers
+    tokens = torch.tensor([[int(t) for t in ids.split(",")]])
+    for pair in pairs:
+        model_dir, out = pair.split("=")
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        with torch.no_grad():
+            np.save(out, model.eval()(tokens).logits[0].numpy().astype(np.float32))
+
+
+def compare(a, b, tol):
+    x, y = np.load(a).astype(np.float64), np.load(b).astype(np.float64)
+    if x.shape != y.shape:
+        print(f"shapes differ: {x.shape} vs {y.shape}")
+        sys.exit(1)
+    err = np.abs(x - y).max() / np.abs(y).max()
+    print(f"max |a - b| / max |b| = {err:.2e} (tolerance {tol})")
+    sys.exit(0 if err <= float(tol) else 1)
+
+
+if __name__ == "__main__":
+    {"make": make, "logits": logits, "compare": compare}[sys.argv[1]](*sys.argv[2:])
