@@ -70,9 +70,12 @@ double rope_theta_of(const json& config, const ConfigKeys& keys) {
   return keys.number_or("rope_theta", 10000.0);
 }
 
-ModelConfig llama_config(const json& config, const ConfigKeys& keys) {
+ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::string& arch) {
   keys.require(config.value("hidden_act", std::string("silu")) == "silu", "hidden_act", "\"silu\"");
-  keys.require(!keys.flag_or("attention_bias", false), "attention_bias", "false");
+  // Llama's attention_bias puts a bias on o_proj too, which ringtrain lacks; Qwen2 always has
+  // biases on q, k and v only.
+  keys.require(!keys.flag_or("attention_bias", false), "attention_bias",
+               "false (biases on q, k and v alone: Qwen2ForCausalLM)");
   keys.require(!keys.flag_or("mlp_bias", false), "mlp_bias", "false");
   keys.require(!keys.has("sliding_window") || !keys.flag_or("use_sliding_window", true),
                "sliding_window", "null (attention over the whole sequence)");
@@ -90,6 +93,7 @@ ModelConfig llama_config(const json& config, const ConfigKeys& keys) {
   m.norm_eps = keys.number_or("rms_norm_eps", 1e-6);
   m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
   m.init_std = keys.number_or("initializer_range", 0.02);
+  m.attention_bias = arch == "Qwen2ForCausalLM";
   keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
                "a divisor of num_attention_heads");
   keys.require(m.head_dim % 2 == 0, "head_dim", "an even size (RoPE rotates pairs)");
@@ -114,7 +118,7 @@ ModelConfig model_from_hf_config(const json& config, const std::string& where,
     throw UserError(cat(where, ": architectures is ", archs.dump(), "; expected one class name"));
   const std::string arch = archs[0].get<std::string>();
   if (architecture) *architecture = arch;
-  if (is_llama_like(arch)) return llama_config(config, keys);
+  if (is_llama_like(arch)) return llama_config(config, keys, arch);
   throw UserError(cat(where, ": architecture ", arch, " is not supported; expected one of ",
                       choices_of(kLlamaLike)));
 }
@@ -123,17 +127,18 @@ std::string hf_architecture_of(const ModelConfig& cfg) {
   bool llama = cfg.pattern.size() % 2 == 0;
   for (size_t i = 0; i < cfg.pattern.size(); ++i)
     llama = llama && cfg.pattern[i] == (i % 2 ? '-' : '*');
-  if (llama) return "LlamaForCausalLM";
-  throw UserError(cat("model.pattern \"", cfg.pattern,
-                      "\" has no Hugging Face class ringtrain exports to; expected \"*-\" "
-                      "repeated (LlamaForCausalLM)"));
+  if (llama) return cfg.attention_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  throw UserError(
+      cat("model.pattern \"", cfg.pattern,
+          "\" has no Hugging Face class ringtrain exports to; expected \"*-\" "
+          "repeated (LlamaForCausalLM, or Qwen2ForCausalLM with model.attention_bias)"));
 }
 
 json hf_config_from_model(const ModelConfig& cfg) {
   const std::string arch = hf_architecture_of(cfg);
   json j;
   j["architectures"] = {arch};
-  j["model_type"] = "llama";
+  j["model_type"] = arch == "Qwen2ForCausalLM" ? "qwen2" : "llama";
   j["vocab_size"] = cfg.vocab_size;
   j["hidden_size"] = cfg.d_model;
   j["intermediate_size"] = cfg.mlp_hidden;
@@ -148,8 +153,12 @@ json hf_config_from_model(const ModelConfig& cfg) {
   j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", cfg.rope_theta}};
   j["tie_word_embeddings"] = cfg.tied_embeddings;
   j["initializer_range"] = cfg.init_std;
-  j["attention_bias"] = false;
-  j["mlp_bias"] = false;
+  if (arch == "LlamaForCausalLM") {
+    j["attention_bias"] = false;
+    j["mlp_bias"] = false;
+  } else {
+    j["use_sliding_window"] = false;
+  }
   j["max_position_embeddings"] = 1 << 20;  // RoPE on global positions: no table to outgrow
   j["torch_dtype"] = "float32";
   return j;
@@ -166,6 +175,9 @@ std::vector<HfTensorMap> hf_tensor_map(const ModelConfig& cfg, const std::string
     map.push_back({attn + "norm.weight", {hf + "input_layernorm.weight"}});
     for (const char* w : {"q", "k", "v", "o"})
       map.push_back({cat(attn, "attn.w", w), {cat(hf, "self_attn.", w, "_proj.weight")}});
+    if (cfg.attention_bias)
+      for (const char* b : {"q", "k", "v"})
+        map.push_back({cat(attn, "attn.b", b), {cat(hf, "self_attn.", b, "_proj.bias")}});
     map.push_back({mlp + "norm.weight", {hf + "post_attention_layernorm.weight"}});
     map.push_back(
         {mlp + "mlp.w_gate_up", {hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"}});

@@ -1,5 +1,6 @@
 // Hugging Face model classes <-> ringtrain models: the config.json keys and the tensor names.
-//   LlamaForCausalLM   (also Qwen2ForCausalLM, MistralForCausalLM without a sliding window)
+//   LlamaForCausalLM   (also Qwen2ForCausalLM with its q, k, v biases: model.attention_bias,
+//                       and MistralForCausalLM without a sliding window)
 //       each decoder layer i is two ringtrain layers: 2i attention '*', 2i+1 SwiGLU MLP '-';
 //       gate_proj and up_proj are stacked into w_gate_up (gate first).
 // A config key ringtrain has no equivalent for (hidden_act other than silu, a bias, a sliding

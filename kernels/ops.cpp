@@ -273,6 +273,20 @@ void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, 
   RT_RUN(dev, logsigmoid_forward, out.f32(), x.f32(), bias.f32(), scale, x.size(0), x.size(1));
 }
 
+void add_bias_forward(const Tensor& out, const Tensor& bias) {
+  const Device dev = device_of("add_bias_forward", out, bias);
+  RT_CHECK(out.ndim() == 2, "add_bias: out must be [T, C]");
+  expect("add_bias_forward", "bias", bias, {out.size(1)});
+  RT_RUN(dev, add_bias_forward, out.f32(), bias.f32(), out.size(0), out.size(1));
+}
+
+void add_bias_backward(const Tensor& dbias, const Tensor& dout) {
+  const Device dev = device_of("add_bias_backward", dbias, dout);
+  RT_CHECK(dout.ndim() == 2, "add_bias: dout must be [T, C]");
+  expect("add_bias_backward", "dbias", dbias, {dout.size(1)});
+  RT_RUN(dev, add_bias_backward, dbias.f32(), dout.f32(), dout.size(0), dout.size(1));
+}
+
 void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout, const Tensor& x,
                          const Tensor& bias, float scale) {
   const Device dev = device_of("logsigmoid_backward", dx, dbias, dout, x, bias);

@@ -77,6 +77,10 @@ void silu_gate_backward(const Tensor& da, const Tensor& dgate, const Tensor& dou
 // out[T,C] = scale * logsigmoid(x + bias[c]) (a decay <= 0, GLA's gate); dx overwritten,
 // dbias [C] accumulates.
 void logsigmoid_forward(const Tensor& out, const Tensor& x, const Tensor& bias, float scale);
+// out[t, c] += bias[c]   out [T, C]; backward: dbias [C] += sum_t dout[t, c] (in fixed row
+// blocks: deterministic)
+void add_bias_forward(const Tensor& out, const Tensor& bias);
+void add_bias_backward(const Tensor& dbias, const Tensor& dout);
 void logsigmoid_backward(const Tensor& dx, const Tensor& dbias, const Tensor& dout, const Tensor& x,
                          const Tensor& bias, float scale);
 

@@ -12,6 +12,11 @@ AttentionLayer::AttentionLayer(const std::string& prefix, const ModelConfig& cfg
   wk = params.add(prefix + ".wk", {Hkv_ * D_, C_}, true);
   wv = params.add(prefix + ".wv", {Hkv_ * D_, C_}, true);
   wo = params.add(prefix + ".wo", {C_, H_ * D_}, true);
+  if (cfg.attention_bias) {
+    bq = params.add(prefix + ".bq", {H_ * D_}, false);
+    bk = params.add(prefix + ".bk", {Hkv_ * D_}, false);
+    bv = params.add(prefix + ".bv", {Hkv_ * D_}, false);
+  }
 }
 
 void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx,
@@ -26,6 +31,11 @@ void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContex
   ops::linear_forward(q_.view({T, H_ * D_}), x, p.matmul_weight(wq));
   ops::linear_forward(k_.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
   ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
+  if (bq >= 0) {
+    ops::add_bias_forward(q_.view({T, H_ * D_}), p.value(bq));
+    ops::add_bias_forward(k_.view({T, Hkv_ * D_}), p.value(bk));
+    ops::add_bias_forward(v_.view({T, Hkv_ * D_}), p.value(bv));
+  }
   ops::rope_forward(q_, ctx.rope);
   ops::rope_forward(k_, ctx.rope);
   ring_attention_forward(ctx.seq, q_, k_, v_, out_, lse_, arena);
@@ -45,6 +55,11 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& 
   // q and k were rotated after projection: their gradients rotate back before it.
   ops::rope_backward(dq, ctx.rope);
   ops::rope_backward(dk, ctx.rope);
+  if (bq >= 0) {
+    ops::add_bias_backward(p.grad(bq), dq.view({T, H_ * D_}));
+    ops::add_bias_backward(p.grad(bk), dk.view({T, Hkv_ * D_}));
+    ops::add_bias_backward(p.grad(bv), dv.view({T, Hkv_ * D_}));
+  }
   ops::linear_backward(dx, p.grad(wq), dq.view({T, H_ * D_}), x, p.matmul_weight(wq), false);
   ops::linear_backward(dx, p.grad(wk), dk.view({T, Hkv_ * D_}), x, p.matmul_weight(wk), true);
   ops::linear_backward(dx, p.grad(wv), dv.view({T, Hkv_ * D_}), x, p.matmul_weight(wv), true);
@@ -78,6 +93,8 @@ void AttentionLayer::init_parameters(const ParameterSet& params, uint64_t seed, 
                                      double residual_std) const {
   for (int id : {wq, wk, wv}) init_param_normal(params, id, std, seed);
   init_param_normal(params, wo, residual_std, seed);
+  for (int id : {bq, bk, bv})
+    if (id >= 0) ops::fill(params.value(id), 0.0f);
 }
 
 }  // namespace rt

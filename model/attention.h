@@ -2,7 +2,8 @@
 //   x [T, C] -> q [T, H, D] = x Wq^T, k, v [T, Hkv, D] = x Wk^T, x Wv^T
 //   q, k rotated (RoPE); o [T, H, D] = attention over each sequence (ring across the sp group)
 //   y [T, C] = o Wo^T
-// Parameters: wq [H*D, C], wk [Hkv*D, C], wv [Hkv*D, C], wo [C, H*D].
+// Parameters: wq [H*D, C], wk [Hkv*D, C], wv [Hkv*D, C], wo [C, H*D]; with
+// model.attention_bias also bq [H*D], bk, bv [Hkv*D], added before the rotation.
 #pragma once
 
 #include "model/layer.h"
@@ -23,7 +24,8 @@ class AttentionLayer final : public Layer {
   void init_parameters(const ParameterSet& params, uint64_t seed, double std,
                        double residual_std) const override;
 
-  int wq, wk, wv, wo;  // parameter ids
+  int wq, wk, wv, wo;             // parameter ids
+  int bq = -1, bk = -1, bv = -1;  // -1 without model.attention_bias
 
  private:
   int64_t C_, H_, Hkv_, D_;

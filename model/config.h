@@ -20,6 +20,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool tied_embeddings = true;
+  bool attention_bias = false;  // biases on the q, k, v projections (Qwen2)
   double init_std = 0.02;
 
   // GLA ('G'): heads of dk = d_model * expand_k / heads keys and dv = d_model * expand_v /

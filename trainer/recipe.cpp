@@ -89,6 +89,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(model, rope_theta),
       RT_KEY(model, norm_eps),
       RT_KEY(model, tied_embeddings),
+      RT_KEY(model, attention_bias),
       RT_KEY(model, init_std),
       RT_KEY(model, gla_heads),
       RT_KEY(model, gla_expand_k),

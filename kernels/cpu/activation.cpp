@@ -3,6 +3,7 @@
 //   gate_up [T, 2F] = [gate | up]  ->  out [T, F] = silu(gate) * up
 //   silu_gate: out = a * silu(gate), element by element
 //   logsigmoid: out = scale * logsigmoid(x + bias[c]) = -scale * softplus(-(x + bias[c]))
+//   add_bias: out[t, c] += bias[c] (the q, k, v biases of Qwen2-style attention)
 #include <cmath>
 #include <vector>
 
@@ -96,6 +97,22 @@ void logsigmoid_backward(float* dx, float* dbias, const float* dout, const float
         dx[t * C + c] = d;
         partial[b * C + c] += d;
       }
+  add_block_partials(dbias, partial.data(), blocks, C);
+}
+
+void add_bias_forward(float* out, const float* bias, int64_t T, int64_t C) {
+#pragma omp parallel for schedule(static) if (T * C > (1 << 15))
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < C; ++c) out[t * C + c] += bias[c];
+}
+
+void add_bias_backward(float* dbias, const float* dout, int64_t T, int64_t C) {
+  const int64_t blocks = row_blocks(T);
+  std::vector<float> partial(static_cast<size_t>(blocks * C), 0.0f);
+#pragma omp parallel for schedule(static) if (T * C > (1 << 15))
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t t = b * kRowBlock; t < std::min(T, (b + 1) * kRowBlock); ++t)
+      for (int64_t c = 0; c < C; ++c) partial[b * C + c] += dout[t * C + c];
   add_block_partials(dbias, partial.data(), blocks, C);
 }
 

@@ -65,6 +65,10 @@ __global__ void column_partial_kernel(float* partial, const float* m, int64_t T,
   }
 }
 
+__global__ void add_bias_kernel(float* out, const float* bias, int64_t T, int64_t C) {
+  RT_GRID_STRIDE(i, T * C) out[i] += bias[i % C];
+}
+
 }  // namespace
 
 void silu_forward(float* out, const float* inp, int64_t n) {
@@ -98,6 +102,16 @@ void logsigmoid_backward(float* dx, float* dbias, const float* dout, const float
   Scratch partial(blocks * C * sizeof(float));
   launch(column_partial_kernel, blocks * C, partial.as<float>(), static_cast<const float*>(dx), T,
          C);
+  add_block_partials(dbias, partial.as<float>(), blocks, C);
+}
+
+void add_bias_forward(float* out, const float* bias, int64_t T, int64_t C) {
+  launch(add_bias_kernel, T * C, out, bias, T, C);
+}
+void add_bias_backward(float* dbias, const float* dout, int64_t T, int64_t C) {
+  const int64_t blocks = ceil_div(T, kRowBlock);
+  Scratch partial(blocks * C * sizeof(float));
+  launch(column_partial_kernel, blocks * C, partial.as<float>(), dout, T, C);
   add_block_partials(dbias, partial.as<float>(), blocks, C);
 }
 

@@ -21,6 +21,9 @@ MODELS = [
      dict(vocab_size=280, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
           num_attention_heads=4, num_key_value_heads=1, head_dim=24, tie_word_embeddings=True,
           rope_theta=500000.0)),
+    ("qwen2_bias", "Qwen2ForCausalLM", "Qwen2Config",
+     dict(vocab_size=270, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+          num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6)),
 ]
 
 
@@ -31,11 +34,14 @@ def make(out_dir):
         torch.manual_seed(100 + i)
         config = getattr(transformers, cfg_cls)(**kwargs)
         model = getattr(transformers, cls)(config).eval()
-        # Norm weights away from 1, so that a norm read from the wrong place shows.
+        # Norm weights away from 1 and biases away from 0, so that one read from the wrong
+        # place shows.
         with torch.no_grad():
             for pname, p in model.named_parameters():
                 if "norm" in pname:
                     p.copy_(1 + 0.5 * torch.randn_like(p))
+                if pname.endswith("bias"):
+                    p.copy_(0.5 * torch.randn_like(p))
         model.save_pretrained(f"{out_dir}/{name}")
         print(name)
 

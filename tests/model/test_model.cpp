@@ -40,9 +40,17 @@ double loss_at(Model& m, const Batch& b, Arena& arena) { return m.forward_loss(b
 
 // For each parameter tensor: the derivative of the loss along a direction inside that tensor,
 // by central differences, against the gradient's projection on it.
-void check_gradients(const std::string& pattern, bool tied, bool recompute) {
-  Model m(tiny_config(pattern, tied));
+void check_gradients(const std::string& pattern, bool tied, bool recompute,
+                     bool attention_bias = false) {
+  ModelConfig cfg = tiny_config(pattern, tied);
+  cfg.attention_bias = attention_bias;
+  Model m(cfg);
   m.init_weights(7);
+  for (const Parameter& p : m.params().all())
+    if (p.name.ends_with(".bq") || p.name.ends_with(".bk") || p.name.ends_with(".bv"))
+      // Biases start at 0: a value away from it tests their effect on the rotation too.
+      ops::accumulate(m.params().value(m.params().find(p.name)),
+                      testing::random_tensor({p.shape.numel()}, 5));
   TestBatch tb(2, 16, m.config().vocab_size, 11);
   Arena arena;
   ops::fill(m.params().flat_grads(), 0.0f);
@@ -97,6 +105,9 @@ void check_gradients(const std::string& pattern, bool tied, bool recompute) {
 TEST(Model, GradientsMatchFiniteDifferencesTied) { check_gradients("*-*-", true, false); }
 TEST(Model, GradientsMatchFiniteDifferencesUntied) { check_gradients("-**-", false, false); }
 TEST(Model, GradientsMatchFiniteDifferencesRecompute) { check_gradients("*-", true, true); }
+TEST(Model, AttentionBiasGradientsMatchFiniteDifferences) {
+  check_gradients("*-", false, false, /*attention_bias=*/true);
+}
 TEST(Model, GlaGradientsMatchFiniteDifferences) { check_gradients("G-", true, false); }
 TEST(Model, Mamba2GradientsMatchFiniteDifferences) { check_gradients("M-", true, false); }
 TEST(Model, StackedRecurrentGradientsMatchFiniteDifferences) {
