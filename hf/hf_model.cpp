@@ -1,6 +1,7 @@
 #include "hf/hf_model.h"
 
 #include <cmath>
+#include <optional>
 
 #include "core/check.h"
 
@@ -57,17 +58,40 @@ class ConfigKeys {
   std::string where_;
 };
 
-// RoPE base: transformers 5 keeps it in rope_parameters, 4 at the top level with rope_scaling.
-double rope_theta_of(const json& config, const ConfigKeys& keys) {
-  if (keys.has("rope_parameters")) {
-    const json& rp = config["rope_parameters"];
-    const ConfigKeys rope(rp, keys.where() + ": rope_parameters");
-    const std::string type = rp.value("rope_type", std::string("default"));
-    rope.require(type == "default", "rope_type", "\"default\"");
-    return rope.number_or("rope_theta", 10000.0);
-  }
-  keys.require(!keys.has("rope_scaling"), "rope_scaling", "null");
-  return keys.number_or("rope_theta", 10000.0);
+// RoPE: transformers 5 keeps base and scaling in rope_parameters, 4 in rope_theta and
+// rope_scaling (which wins when both are there, as in transformers).
+void read_rope(const json& config, const ConfigKeys& keys, ModelConfig& m) {
+  const char* key = keys.has("rope_scaling")      ? "rope_scaling"
+                    : keys.has("rope_parameters") ? "rope_parameters"
+                                                  : nullptr;
+  m.rope_theta = keys.number_or("rope_theta", 10000.0);
+  if (!key) return;
+  const json& rp = config[key];
+  if (!rp.is_object()) throw UserError(cat(keys.where(), ": ", key, " is not an object"));
+  const ConfigKeys rope(rp, cat(keys.where(), ": ", key));
+  m.rope_theta = rope.number_or("rope_theta", m.rope_theta);
+  const json type = rp.contains("rope_type") ? rp["rope_type"] : rp.value("type", json("default"));
+  const std::optional<RopeKind> kind =
+      type.is_string() ? enum_from_name<RopeKind>(type.get<std::string>()) : std::nullopt;
+  rope.require(kind.has_value(), "rope_type", choices_of(EnumNames<RopeKind>::names));
+  m.rope_scaling = *kind;
+  rope.require(rope.number_or("partial_rotary_factor", 1.0) == 1.0, "partial_rotary_factor",
+               "1 (RoPE on the whole head)");
+  if (m.rope_scaling == RopeKind::Default) return;
+  m.rope_factor = rope.number_or("factor", 1.0);
+  // dynamic scales past max_position_embeddings; yarn and llama3 past the original context.
+  m.rope_original_context = m.rope_scaling == RopeKind::Dynamic
+                                ? keys.count("max_position_embeddings")
+                                : rope.count_or("original_max_position_embeddings",
+                                                keys.count_or("max_position_embeddings", 0));
+  m.rope_low_freq_factor = rope.number_or("low_freq_factor", m.rope_low_freq_factor);
+  m.rope_high_freq_factor = rope.number_or("high_freq_factor", m.rope_high_freq_factor);
+  m.rope_beta_fast = rope.number_or("beta_fast", m.rope_beta_fast);
+  m.rope_beta_slow = rope.number_or("beta_slow", m.rope_beta_slow);
+  m.rope_attention_factor = rope.number_or("attention_factor", 0.0);
+  rope.require(!rope.has("mscale") && !rope.has("mscale_all_dim"), "mscale",
+               "absent (DeepSeek's yarn variant is not supported)");
+  rope.require(rope.flag_or("truncate", true), "truncate", "true");
 }
 
 ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::string& arch) {
@@ -89,7 +113,7 @@ ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::
   m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
   m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
   m.mlp_hidden = keys.count("intermediate_size");
-  m.rope_theta = rope_theta_of(config, keys);
+  read_rope(config, keys, m);
   m.norm_eps = keys.number_or("rms_norm_eps", 1e-6);
   m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
   m.init_std = keys.number_or("initializer_range", 0.02);
@@ -148,9 +172,24 @@ json hf_config_from_model(const ModelConfig& cfg) {
   j["head_dim"] = cfg.head_dim;
   j["hidden_act"] = "silu";
   j["rms_norm_eps"] = cfg.norm_eps;
-  // Both spellings: transformers 5 reads rope_parameters, 4 reads rope_theta.
+  // Both spellings: transformers 5 reads rope_parameters (rope_scaling first), 4 rope_theta and
+  // rope_scaling.
   j["rope_theta"] = cfg.rope_theta;
-  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", cfg.rope_theta}};
+  json rope = {{"rope_type", name_of(cfg.rope_scaling)}, {"rope_theta", cfg.rope_theta}};
+  if (cfg.rope_scaling != RopeKind::Default) rope["factor"] = cfg.rope_factor;
+  if (cfg.rope_scaling == RopeKind::Yarn || cfg.rope_scaling == RopeKind::Llama3)
+    rope["original_max_position_embeddings"] = cfg.rope_original_context;
+  if (cfg.rope_scaling == RopeKind::Yarn) {
+    rope["beta_fast"] = cfg.rope_beta_fast;
+    rope["beta_slow"] = cfg.rope_beta_slow;
+    if (cfg.rope_attention_factor > 0) rope["attention_factor"] = cfg.rope_attention_factor;
+  }
+  if (cfg.rope_scaling == RopeKind::Llama3) {
+    rope["low_freq_factor"] = cfg.rope_low_freq_factor;
+    rope["high_freq_factor"] = cfg.rope_high_freq_factor;
+  }
+  j["rope_parameters"] = rope;
+  if (cfg.rope_scaling != RopeKind::Default) j["rope_scaling"] = rope;
   j["tie_word_embeddings"] = cfg.tied_embeddings;
   j["initializer_range"] = cfg.init_std;
   if (arch == "LlamaForCausalLM") {
@@ -159,7 +198,9 @@ json hf_config_from_model(const ModelConfig& cfg) {
   } else {
     j["use_sliding_window"] = false;
   }
-  j["max_position_embeddings"] = 1 << 20;  // RoPE on global positions: no table to outgrow
+  // RoPE on global positions has no table to outgrow, except dynamic scaling's L0.
+  j["max_position_embeddings"] =
+      cfg.rope_scaling == RopeKind::Dynamic ? cfg.rope_original_context : int64_t(1) << 20;
   j["torch_dtype"] = "float32";
   return j;
 }

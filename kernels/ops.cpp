@@ -401,13 +401,13 @@ void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, c
          x.size(1), x.size(2));
 }
 
-void rope_table(const Tensor& table, const Tensor& positions, float theta) {
+void rope_table(const Tensor& table, const Tensor& positions, const RopeFrequencies& freq) {
   const Device dev = device_of("rope_table", table, positions);
   const int64_t T = positions.size(0);
   RT_CHECK(table.ndim() == 3 && table.size(0) == T && table.size(2) == 2,
            "rope_table: table must be [T, D/2, 2], got ", table.shape().str());
   expect("rope_table", "positions", positions, {T}, DType::I32);
-  RT_RUN(dev, rope_table, table.f32(), positions.i32(), T, table.size(1) * 2, theta);
+  RT_RUN(dev, rope_table, table.f32(), positions.i32(), T, table.size(1) * 2, freq);
 }
 
 namespace {

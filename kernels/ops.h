@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "kernels/rope_frequencies.h"
 #include "kernels/tensor.h"
 
 namespace rt::ops {
@@ -114,9 +115,10 @@ void skip_heads_backward(const Tensor& dx, const Tensor& dd, const Tensor& dy, c
                          const Tensor& d);
 
 // ---- rotary position embedding ----------------------------------------------------------
-// table[T, D/2, 2] = (cos, sin) of positions[t] * theta^(-2i/D), angles computed in double so
-// that positions near 2^20 keep their precision. positions: i32 [T], global token positions.
-void rope_table(const Tensor& table, const Tensor& positions, float theta);
+// table[T, D/2, 2] = attention_factor (cos, sin) of positions[t] * inv_freq[i], inv_freq of
+// kernels/rope_frequencies.h, angles computed in double so that positions near 2^20 keep their
+// precision. positions: i32 [T], global token positions.
+void rope_table(const Tensor& table, const Tensor& positions, const RopeFrequencies& freq);
 // x[T, heads, D] rotated in place, rotate-half convention (pairs (i, i + D/2)).
 void rope_forward(const Tensor& x, const Tensor& table);
 // The transpose (inverse) rotation, applied in place to the gradient.

@@ -2,10 +2,24 @@
 // Derived values (head_dim, mlp_hidden, kv_heads when 0) are filled by resolve().
 #pragma once
 
+#include <array>
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "core/enum_names.h"
+#include "kernels/rope_frequencies.h"
 
 namespace rt {
+
+// model.rope_scaling: Hugging Face's rope_type names.
+template <>
+struct EnumNames<RopeKind> {
+  static constexpr std::string_view noun = "RoPE scaling";
+  static constexpr std::array<std::string_view, 5> names = {"default", "linear", "dynamic", "yarn",
+                                                            "llama3"};
+};
 
 struct ModelConfig {
   // One symbol per residual layer (Megatron's hybrid convention, plus G):
@@ -18,6 +32,15 @@ struct ModelConfig {
   int64_t head_dim = 0;    // 0: d_model / heads
   int64_t mlp_hidden = 0;  // 0: 8/3 d_model rounded up to a multiple of 64 (Llama)
   double rope_theta = 10000.0;
+  // RoPE scaling for a context longer than the original L0 (kernels/rope_frequencies.h).
+  RopeKind rope_scaling = RopeKind::Default;
+  double rope_factor = 1.0;            // linear, dynamic, yarn, llama3
+  int64_t rope_original_context = 0;   // L0: dynamic, yarn, llama3
+  double rope_low_freq_factor = 1.0;   // llama3
+  double rope_high_freq_factor = 4.0;  // llama3
+  double rope_beta_fast = 32.0;        // yarn
+  double rope_beta_slow = 1.0;         // yarn
+  double rope_attention_factor = 0.0;  // yarn; 0 = 0.1 ln(factor) + 1
   double norm_eps = 1e-5;
   bool tied_embeddings = true;
   bool attention_bias = false;  // biases on the q, k, v projections (Qwen2)
@@ -44,6 +67,24 @@ struct ModelConfig {
     if (head_dim == 0 && heads > 0) head_dim = d_model / heads;
     if (mlp_hidden == 0) mlp_hidden = (8 * d_model / 3 + 63) / 64 * 64;
     if (gla_heads == 0) gla_heads = heads;
+  }
+  // The RoPE table's parameters for a sequence of seq_len tokens (dynamic scaling depends on it).
+  RopeFrequencies rope_frequencies(int64_t seq_len) const {
+    RopeFrequencies f;
+    f.kind = rope_scaling;
+    f.theta = rope_theta;
+    f.factor = rope_factor;
+    f.original_context = static_cast<double>(rope_original_context);
+    f.low_freq_factor = rope_low_freq_factor;
+    f.high_freq_factor = rope_high_freq_factor;
+    f.beta_fast = rope_beta_fast;
+    f.beta_slow = rope_beta_slow;
+    if (rope_scaling == RopeKind::Yarn)
+      f.attention_factor = rope_attention_factor > 0 ? rope_attention_factor
+                           : rope_factor > 1         ? 0.1 * std::log(rope_factor) + 1.0
+                                                     : 1.0;
+    f.seq_len = static_cast<double>(seq_len);
+    return f;
   }
   int64_t gla_key_dim() const { return static_cast<int64_t>(d_model * gla_expand_k); }
   int64_t gla_value_dim() const { return static_cast<int64_t>(d_model * gla_expand_v); }

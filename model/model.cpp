@@ -40,7 +40,9 @@ void Model::embed(const Batch& batch, const Tensor& h0, const Tensor& rope, cons
   const bool bf16 = h0.dtype() == DType::BF16;
   ops::embedding_forward(bf16 ? y : h0, batch.tokens, params_.value(embed_));
   if (bf16) ops::to_bf16(h0, y);
-  ops::rope_table(rope, batch.positions, static_cast<float>(config_.rope_theta));
+  // Every rank's table is for the whole sequence's length (dynamic scaling depends on it).
+  const int64_t seq_len = batch.seq.layout ? batch.seq.layout->seq_len : batch.tokens.size(0);
+  ops::rope_table(rope, batch.positions, config_.rope_frequencies(seq_len));
 }
 
 void Model::block_forward(size_t i, const Tensor& h_in, const Tensor& h_out, const Tensor& xn,

@@ -358,7 +358,7 @@ int run_layer(const Input& in, Output& out, char symbol, const std::string& op) 
   Tensor rope;
   if (symbol == '*') {
     rope = Tensor::empty({T, cfg.head_dim / 2, 2});
-    ops::rope_table(rope, pos, static_cast<float>(cfg.rope_theta));
+    ops::rope_table(rope, pos, cfg.rope_frequencies(T));
   }
   const SequenceContext seq{&layout, 1, nullptr};
   const LayerContext ctx{cfg, params, rope, seq};

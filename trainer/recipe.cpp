@@ -87,6 +87,14 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(model, head_dim),
       RT_KEY(model, mlp_hidden),
       RT_KEY(model, rope_theta),
+      RT_KEY(model, rope_scaling),
+      RT_KEY(model, rope_factor),
+      RT_KEY(model, rope_original_context),
+      RT_KEY(model, rope_low_freq_factor),
+      RT_KEY(model, rope_high_freq_factor),
+      RT_KEY(model, rope_beta_fast),
+      RT_KEY(model, rope_beta_slow),
+      RT_KEY(model, rope_attention_factor),
       RT_KEY(model, norm_eps),
       RT_KEY(model, tied_embeddings),
       RT_KEY(model, attention_bias),
@@ -680,6 +688,30 @@ void check_pattern(const Validator& v, const std::string& pattern) {
   }
 }
 
+// The scaling's own keys, where its kind reads them (kernels/rope_frequencies.h).
+void check_rope_scaling(const Validator& v, const ModelConfig& m) {
+  const RopeKind kind = m.rope_scaling;
+  if (kind == RopeKind::Default) return;
+  v.range("model.rope_factor", m.rope_factor, 1.0, HUGE_VAL,
+          "a factor >= 1 (the new context over the original)");
+  if (kind == RopeKind::Linear) return;
+  v.range("model.rope_original_context", m.rope_original_context, 1, kMaxSize,
+          cat("the original context in tokens (max_position_embeddings before scaling), which ",
+              name_of(kind), " needs"));
+  if (kind == RopeKind::Llama3)
+    v.require(m.rope_low_freq_factor > 0 && m.rope_high_freq_factor > m.rope_low_freq_factor,
+              "model.rope_high_freq_factor",
+              cat(m.rope_high_freq_factor, " with model.rope_low_freq_factor ",
+                  m.rope_low_freq_factor, "; expected 0 < low_freq_factor < high_freq_factor"));
+  if (kind == RopeKind::Yarn) {
+    v.require(m.rope_beta_slow > 0 && m.rope_beta_fast > m.rope_beta_slow, "model.rope_beta_fast",
+              cat(m.rope_beta_fast, " with model.rope_beta_slow ", m.rope_beta_slow,
+                  "; expected 0 < beta_slow < beta_fast (1 and 32 usual)"));
+    v.range("model.rope_attention_factor", m.rope_attention_factor, 0.0, HUGE_VAL,
+            "a factor > 0, or 0 for 0.1 ln(factor) + 1");
+  }
+}
+
 // The model as written, before resolve() fills the zeros.
 void check_model(const Validator& v, const ModelConfig& m) {
   check_pattern(v, m.pattern);
@@ -692,6 +724,7 @@ void check_model(const Validator& v, const ModelConfig& m) {
           "a width >= 1, or 0 for 8/3 d_model rounded up to 64");
   // Below 1 the frequencies theta^(-2i/D) grow with i; a tiny base overflows them to inf.
   v.range("model.rope_theta", m.rope_theta, 1.0, HUGE_VAL, "a base >= 1 (10000 usual)");
+  check_rope_scaling(v, m);
   v.range("model.norm_eps", m.norm_eps, kAboveZero, HUGE_VAL, "an epsilon > 0");
   v.range("model.init_std", m.init_std, kAboveZero, HUGE_VAL, "a standard deviation > 0");
   v.range("model.gla_heads", m.gla_heads, 0, kMaxSize, "a head count >= 1, or 0 for model.heads");

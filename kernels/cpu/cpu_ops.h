@@ -6,6 +6,7 @@
 
 #include "kernels/adamw_step.h"  // AdamWStep
 #include "kernels/kernel_shapes.h"
+#include "kernels/rope_frequencies.h"
 
 namespace rt::cpu {
 

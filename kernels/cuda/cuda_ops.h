@@ -10,6 +10,7 @@
 
 #include "kernels/adamw_step.h"  // AdamWStep
 #include "kernels/kernel_shapes.h"
+#include "kernels/rope_frequencies.h"
 
 namespace rt::cuda {
 

@@ -1,5 +1,6 @@
 // Rotary position embedding on the GPU, rotate-half convention (as kernels/cpu/rope.cpp):
-//   table [T, D/2, 2] = (cos, sin) of positions[t] * theta^(-2i/D), angles in double so that
+//   table [T, D/2, 2] = (cos, sin) of positions[t] * inv_freq[i] (kernels/rope_frequencies.h,
+//   times the attention factor), angles in double so that
 //   positions near 2^20 keep their precision; x [T, heads, D] rotated in place.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -9,14 +10,13 @@ namespace rt::cuda {
 namespace {
 
 __global__ void rope_table_kernel(float* table, const int32_t* positions, int64_t T, int64_t D,
-                                  double theta) {
+                                  RopeFrequencies freq) {
   const int64_t half = D / 2;
   RT_GRID_STRIDE(e, T * half) {
     const int64_t t = e / half, i = e % half;
-    const double angle = static_cast<double>(positions[t]) *
-                         pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
-    table[e * 2 + 0] = static_cast<float>(cos(angle));
-    table[e * 2 + 1] = static_cast<float>(sin(angle));
+    const double angle = static_cast<double>(positions[t]) * rope_inv_freq(freq, i, D);
+    table[e * 2 + 0] = static_cast<float>(freq.attention_factor * cos(angle));
+    table[e * 2 + 1] = static_cast<float>(freq.attention_factor * sin(angle));
   }
 }
 
@@ -35,9 +35,10 @@ __global__ void rope_rotate_kernel(float* x, const float* table, int64_t T, int6
 
 }  // namespace
 
-void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D, float theta) {
-  rope_table_kernel<<<blocks_for(T * (D / 2)), kThreads, 0, compute_stream()>>>(
-      table, positions, T, D, static_cast<double>(theta));
+void rope_table(float* table, const int32_t* positions, int64_t T, int64_t D,
+                const RopeFrequencies& freq) {
+  rope_table_kernel<<<blocks_for(T * (D / 2)), kThreads, 0, compute_stream()>>>(table, positions, T,
+                                                                                D, freq);
   RT_CUDA_LAUNCHED();
 }
 

@@ -21,6 +21,20 @@ MODELS = [
      dict(vocab_size=280, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
           num_attention_heads=4, num_key_value_heads=1, head_dim=24, tie_word_embeddings=True,
           rope_theta=500000.0)),
+] + [
+    # Every RoPE scaling, its original context (32) well below the 96 positions compared.
+    (f"llama_rope_{kind}", "LlamaForCausalLM", "LlamaConfig",
+     dict(vocab_size=260, hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_pos,
+          rope_parameters=dict(rope_type=kind, rope_theta=10000.0, **extra)))
+    for kind, max_pos, extra in [
+        ("linear", 32, dict(factor=4.0)),
+        ("dynamic", 32, dict(factor=2.0)),
+        ("yarn", 128, dict(factor=4.0, original_max_position_embeddings=32)),
+        ("llama3", 128, dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                             original_max_position_embeddings=32)),
+    ]
+] + [
     ("qwen2_bias", "Qwen2ForCausalLM", "Qwen2Config",
      dict(vocab_size=270, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6)),

@@ -268,8 +268,11 @@ TEST(CudaOps, RopeAtLargePositions) {
   std::vector<int32_t> pos(T);
   for (int t = 0; t < T; ++t) pos[t] = (1 << 20) - 3 * t;
   Twin positions = ints(pos), table({T, D / 2, 2}, 100), x({T, H, D}, 101);
-  on_both([&](Side s) { ops::rope_table(table.*s, positions.*s, 10000.0f); });
-  EXPECT_LT(table.error(), 1e-6);  // both in double, rounded once to f32
+  for (const RopeKind kind : {RopeKind::Default, RopeKind::Yarn, RopeKind::Llama3}) {
+    const RopeFrequencies freq{.kind = kind, .factor = 8, .original_context = 4096};
+    on_both([&](Side s) { ops::rope_table(table.*s, positions.*s, freq); });
+    EXPECT_LT(table.error(), 1e-6) << static_cast<int>(kind);  // double, rounded once to f32
+  }
   on_both([&](Side s) { ops::rope_forward(x.*s, table.*s); });
   EXPECT_LT(x.error(), kTol);
   on_both([&](Side s) { ops::rope_backward(x.*s, table.*s); });

@@ -229,7 +229,7 @@ TEST(Ops, RopeForwardBackwardAtLargePositions) {
   const float theta = 500000.0f;
   std::vector<int32_t> pos = {0, 1, 77, 4095, 1 << 20, (1 << 20) + 12345};
   Tensor x = random_tensor({T, H, D}, 18), table = Tensor::empty({T, D / 2, 2});
-  ops::rope_table(table, int_tensor(pos), theta);
+  ops::rope_table(table, int_tensor(pos), RopeFrequencies{.theta = theta});
   Vec x0 = to_vec(x);
   ops::rope_forward(x, table);
   EXPECT_LT(rel_rms_error(x, ref::rope(x0, pos, T, H, D, theta)), kTol);

@@ -198,7 +198,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 59u);
+  ASSERT_EQ(keys.size(), 67u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.seq_len");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
