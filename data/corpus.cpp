@@ -163,26 +163,38 @@ bool is_jsonl_name(const std::string& path) {
 
 struct CorpusWriter::Impl {
   std::string out, tmp;
+  TokenizerInfo tokenizer;
   h5::File file;
+  bool wide = false;  // u32 tokens: a vocabulary over 2^16
   std::vector<uint16_t> buf;
+  std::vector<uint32_t> buf32;
   std::vector<uint64_t> offsets{0};
   Fingerprint fp;
   int64_t count = 0, documents = 0;
   bool finished = false;
 
   void flush() {
-    file.append("/tokens", buf.data(), buf.size());
+    if (wide)
+      file.append("/tokens", buf32.data(), buf32.size());
+    else
+      file.append("/tokens", buf.data(), buf.size());
     buf.clear();
+    buf32.clear();
   }
 };
 
-CorpusWriter::CorpusWriter(const std::string& out_path) : impl_(new Impl) {
-  static_assert(ByteTokenizer::kVocabSize <= 65536, "byte tokens are stored as u16");
+CorpusWriter::CorpusWriter(const std::string& out_path, const TokenizerInfo& tokenizer)
+    : impl_(new Impl) {
   impl_->out = out_path;
   impl_->tmp = out_path + ".tmp";
+  impl_->tokenizer = tokenizer;
+  impl_->wide = tokenizer.vocab_size > 65536;
   try {
     impl_->file = h5::File::create(impl_->tmp);
-    impl_->file.create_appendable<uint16_t>("/tokens", kTokenChunk);
+    if (impl_->wide)
+      impl_->file.create_appendable<uint32_t>("/tokens", kTokenChunk);
+    else
+      impl_->file.create_appendable<uint16_t>("/tokens", kTokenChunk);
   } catch (const h5::Error& e) {
     delete impl_;
     throw UserError(
@@ -200,14 +212,18 @@ CorpusWriter::~CorpusWriter() {
 
 void CorpusWriter::add(const std::vector<int32_t>& document) {
   for (int32_t t : document) {
-    impl_->buf.push_back(static_cast<uint16_t>(t));
+    RT_CHECK(t >= 0 && t < impl_->tokenizer.vocab_size, "token ", t, " past the vocabulary");
     const uint32_t wide = static_cast<uint32_t>(t);
+    if (impl_->wide)
+      impl_->buf32.push_back(wide);
+    else
+      impl_->buf.push_back(static_cast<uint16_t>(t));
     impl_->fp.add_bytes(&wide, sizeof wide);
   }
   impl_->count += static_cast<int64_t>(document.size());
   impl_->offsets.push_back(static_cast<uint64_t>(impl_->count));
   ++impl_->documents;
-  if (impl_->buf.size() >= kTokenChunk) impl_->flush();
+  if (impl_->buf.size() + impl_->buf32.size() >= kTokenChunk) impl_->flush();
 }
 
 int64_t CorpusWriter::documents() const { return impl_->documents; }
@@ -224,9 +240,9 @@ ImportStats CorpusWriter::finish() {
   stats.fingerprint = w.fp.str();
   w.file.set_attr("/", "format", std::string(kCorpusFormat));
   w.file.set_attr("/", "version", kCorpusVersion);
-  w.file.set_attr("/", "vocab_size", int64_t(ByteTokenizer::kVocabSize));
-  w.file.set_attr("/", "eos_id", int64_t(ByteTokenizer::kEos));
-  w.file.set_attr("/", "tokenizer", std::string(ByteTokenizer::kName));
+  w.file.set_attr("/", "vocab_size", w.tokenizer.vocab_size);
+  w.file.set_attr("/", "eos_id", w.tokenizer.eos_id);
+  w.file.set_attr("/", "tokenizer", w.tokenizer.name);
   w.file.set_attr("/", "fingerprint", stats.fingerprint);
   w.file.close();
   if (std::rename(w.tmp.c_str(), w.out.c_str()) != 0)
@@ -269,10 +285,10 @@ void refuse_unreadable_input(const std::string& path) {
 }  // namespace
 
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
-                          ImportFormat format) {
+                          ImportFormat format, const TextTokenizer& tokenizer) {
   if (files.empty())
     throw UserError("data import: no input files; expected FILE... after the options");
-  CorpusWriter writer(out_path);
+  CorpusWriter writer(out_path, tokenizer.info());
   int64_t empty = 0;
   std::vector<int32_t> doc;
   auto add_document = [&](std::string_view text) {
@@ -281,8 +297,8 @@ ImportStats import_corpus(const std::vector<std::string>& files, const std::stri
       return;
     }
     doc.clear();
-    ByteTokenizer::encode(text, doc);
-    doc.push_back(ByteTokenizer::kEos);
+    tokenizer.encode(text, doc);
+    doc.push_back(static_cast<int32_t>(tokenizer.info().eos_id));
     writer.add(doc);
   };
   for (const std::string& path : files) {

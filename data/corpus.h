@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/hash.h"
+#include "data/tokenizer.h"
 
 namespace rt {
 
@@ -61,16 +62,25 @@ struct ImportStats {
 };
 
 // Tokenises the files (text: a document per file; JSONL: a document per line, its "text"
-// field) with the byte tokenizer and writes the corpus to out_path (via a temporary file
-// renamed at the end). Bad input is a UserError naming file and line.
+// field) with `tokenizer`, ends each document with its <eos>, and writes the corpus to out_path
+// (via a temporary file renamed at the end). Bad input is a UserError naming file and line.
 ImportStats import_corpus(const std::vector<std::string>& files, const std::string& out_path,
-                          ImportFormat format);
+                          ImportFormat format, const TextTokenizer& tokenizer);
+
+// Imports token ids other tools wrote, one flat array per file: NumPy .npy (any integer type),
+// llm.c's .bin (a 256 x i32 header: magic 20240520, version 1 = u16, 2 = u32 tokens), or raw
+// .bin of raw_dtype_bytes (2 or 4; nanoGPT's are u16). Documents end at each tokenizer.eos_id
+// (a document of only <eos> is dropped; a last one without is ended with one). A token outside
+// [0, vocab_size) is a UserError naming the file and its index.
+ImportStats import_token_arrays(const std::vector<std::string>& files, const std::string& out_path,
+                                const TokenizerInfo& tokenizer, int raw_dtype_bytes);
 
 // Writes a corpus document by document: to out_path.tmp, renamed to out_path by finish() (a
-// writer destroyed unfinished removes its temporary file). Tokens are byte-tokenizer ids.
+// writer destroyed unfinished removes its temporary file). Tokens are ids of `tokenizer`,
+// stored as u16, or u32 for a vocabulary over 2^16.
 class CorpusWriter {
  public:
-  explicit CorpusWriter(const std::string& out_path);
+  explicit CorpusWriter(const std::string& out_path, const TokenizerInfo& tokenizer = {});
   ~CorpusWriter();
   CorpusWriter(const CorpusWriter&) = delete;
   CorpusWriter& operator=(const CorpusWriter&) = delete;

@@ -25,3 +25,22 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& tokens) {
 }
 
 }  // namespace rt
+
+namespace rt {
+namespace {
+
+class Bytes final : public TextTokenizer {
+ public:
+  void encode(std::string_view text, std::vector<int32_t>& out) const override {
+    ByteTokenizer::encode(text, out);
+  }
+  std::string decode(const std::vector<int32_t>& ids) const override {
+    return ByteTokenizer::decode(ids);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TextTokenizer> TextTokenizer::bytes() { return std::make_unique<Bytes>(); }
+
+}  // namespace rt

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,30 @@ struct ByteTokenizer {
   static void encode(std::string_view text, std::vector<int32_t>& out);  // appends
   // Bytes as they were; specials as "<eos>" / "<pad>".
   static std::string decode(const std::vector<int32_t>& tokens);
+};
+
+// What a corpus records of the tokenizer that made it (its attributes tokenizer, vocab_size,
+// eos_id).
+struct TokenizerInfo {
+  std::string name = ByteTokenizer::kName;  // "bytes", "sentencepiece:FILE", "pretokenized"
+  int64_t vocab_size = ByteTokenizer::kVocabSize;
+  int64_t eos_id = ByteTokenizer::kEos;
+};
+
+// Text to token ids for `data import`: the byte tokenizer, or a SentencePiece model read with
+// libsentencepiece (the library the model was trained with: ids equal the Python package's).
+class TextTokenizer {
+ public:
+  static std::unique_ptr<TextTokenizer> bytes();
+  // UserError naming the file when it is not a SentencePiece model, or has no <eos> piece.
+  static std::unique_ptr<TextTokenizer> sentencepiece(const std::string& model_path);
+  virtual ~TextTokenizer() = default;
+  virtual void encode(std::string_view text, std::vector<int32_t>& out) const = 0;  // appends
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  const TokenizerInfo& info() const { return info_; }
+
+ protected:
+  TokenizerInfo info_;
 };
 
 }  // namespace rt

@@ -8,7 +8,8 @@ packages=(
   libopenmpi-dev openmpi-bin          # MPI between CPU ranks
   libhdf5-dev                         # corpora and checkpoints
   libyaml-cpp-dev                     # recipes
-  nlohmann-json3-dev                  # JSONL import (SAX reader with a depth limit)
+  nlohmann-json3-dev                  # JSONL import (SAX reader with a depth limit), config.json
+  libsentencepiece-dev                # data import --tokenizer (SentencePiece models)
   libopenblas-openmp-dev              # CPU GEMM (the OpenMP build: no oversubscription inside omp regions)
   libgtest-dev libbenchmark-dev       # tests and benchmarks
   python3-matplotlib                  # scripts/plot_metrics.py

@@ -31,7 +31,10 @@ constexpr const char* kUsage =
     "  ringtrain train RECIPE.yaml [--set key.path=value]... [--resume | --resume=PATH | "
     "--resume=auto]\n"
     "                  [--overwrite] [--stop-at=N] [--dry-run]\n"
-    "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] FILE...\n"
+    "  ringtrain data import --out CORPUS.h5 [--format auto|text|jsonl] [--tokenizer SPM.model] "
+    "FILE...\n"
+    "  ringtrain data import --out CORPUS.h5 --format tokens --vocab-size N --eos-id N "
+    "[--token-dtype u16|u32] FILE.npy|FILE.bin...\n"
     "  ringtrain data decompose CORPUS.h5 --min-len 256 --max-len 1048576\n"
     "  ringtrain data synth --task passkey|mqar --out CORPUS.h5 [--docs N] [--min-len N] "
     "[--max-len N]\n"
@@ -90,40 +93,6 @@ int cmd_train(const std::vector<std::string>& args) {
   return run_train(opt);
 }
 
-int cmd_data_import(const std::vector<std::string>& args) {
-  std::string out;
-  ImportFormat format = ImportFormat::Auto;
-  std::vector<std::string> files;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--out") {
-      if (i + 1 >= args.size()) usage_error("--out needs a file name");
-      out = args[++i];
-    } else if (a == "--format") {
-      if (i + 1 >= args.size()) usage_error("--format needs auto, text or jsonl");
-      const std::string f = args[++i];
-      if (f == "auto")
-        format = ImportFormat::Auto;
-      else if (f == "text")
-        format = ImportFormat::Text;
-      else if (f == "jsonl")
-        format = ImportFormat::Jsonl;
-      else
-        usage_error(cat("--format '", f, "' is not one of auto, text, jsonl"));
-    } else if (a.rfind("--", 0) == 0) {
-      usage_error(cat("data import: unknown option '", a, "' (valid: --out, --format)"));
-    } else {
-      files.push_back(a);
-    }
-  }
-  if (out.empty()) usage_error("data import: --out CORPUS.h5 is required");
-  const ImportStats s = import_corpus(files, out, format);
-  std::printf("wrote %s: %lld documents, %lld tokens (%lld empty inputs skipped), %s\n",
-              out.c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.tokens),
-              static_cast<long long>(s.empty_skipped), s.fingerprint.c_str());
-  return 0;
-}
-
 // --key value pairs and positional arguments of a subcommand; unknown keys are an error.
 struct Args {
   std::vector<std::string> positional;
@@ -164,6 +133,44 @@ std::vector<std::string> split_commas(const std::string& text) {
     pos = end + 1;
   }
   return items;
+}
+
+int cmd_data_import(const std::vector<std::string>& raw) {
+  const Args a("data import", raw,
+               {"--out", "--format", "--tokenizer", "--vocab-size", "--eos-id", "--token-dtype"});
+  const std::string out = a.get("--out"), f = a.get("--format", "auto");
+  if (out.empty()) usage_error("data import: --out CORPUS.h5 is required");
+  ImportStats s;
+  if (f == "tokens") {
+    if (!a.values.count("--vocab-size") || !a.values.count("--eos-id"))
+      usage_error("data import --format tokens: --vocab-size N and --eos-id N are required");
+    TokenizerInfo info;
+    info.name = "pretokenized";
+    info.vocab_size = a.number("data import", "--vocab-size", 0);
+    info.eos_id = a.number("data import", "--eos-id", -1);
+    if (info.vocab_size < 2 || info.vocab_size > INT32_MAX || info.eos_id < 0 ||
+        info.eos_id >= info.vocab_size)
+      usage_error(cat("data import: --vocab-size ", info.vocab_size, " --eos-id ", info.eos_id,
+                      ": expected 2 <= vocab size < 2^31 and 0 <= eos id < vocab size"));
+    const std::string dtype = a.get("--token-dtype");
+    if (!dtype.empty() && dtype != "u16" && dtype != "u32")
+      usage_error(cat("data import: --token-dtype '", dtype, "' is not one of u16, u32"));
+    s = import_token_arrays(a.positional, out, info, dtype.empty() ? 0 : dtype == "u16" ? 2 : 4);
+  } else {
+    if (f != "auto" && f != "text" && f != "jsonl")
+      usage_error(cat("data import: --format '", f, "' is not one of auto, text, jsonl, tokens"));
+    const ImportFormat format = f == "text"    ? ImportFormat::Text
+                                : f == "jsonl" ? ImportFormat::Jsonl
+                                               : ImportFormat::Auto;
+    const std::string model = a.get("--tokenizer");
+    const std::unique_ptr<TextTokenizer> tokenizer =
+        model.empty() ? TextTokenizer::bytes() : TextTokenizer::sentencepiece(model);
+    s = import_corpus(a.positional, out, format, *tokenizer);
+  }
+  std::printf("wrote %s: %lld documents, %lld tokens (%lld empty inputs skipped), %s\n",
+              out.c_str(), static_cast<long long>(s.documents), static_cast<long long>(s.tokens),
+              static_cast<long long>(s.empty_skipped), s.fingerprint.c_str());
+  return 0;
 }
 
 int cmd_data_decompose(const std::vector<std::string>& raw) {

@@ -124,7 +124,7 @@ TEST(Corpus, ImportsTextAndJsonlWithOffsetsAndFingerprint) {
                            "{\"text\": \"xy\"}\n\n{\"text\": \"\"}\n{\"text\": \"z\\n\"}\n");
   std::ofstream(empty).close();
   std::string out = dir.file("c.h5");
-  ImportStats st = import_corpus({a, empty, j}, out, ImportFormat::Auto);
+  ImportStats st = import_corpus({a, empty, j}, out, ImportFormat::Auto, *TextTokenizer::bytes());
   EXPECT_EQ(st.documents, 3);
   EXPECT_EQ(st.empty_skipped, 2);
   EXPECT_EQ(st.tokens, 6 + 3 + 3);
@@ -142,24 +142,32 @@ TEST(Corpus, ImportsTextAndJsonlWithOffsetsAndFingerprint) {
 
   // The fingerprint follows the content.
   std::string a2 = dir.file("a2.txt", "hellp"), out2 = dir.file("c2.h5");
-  EXPECT_NE(import_corpus({a2, empty, j}, out2, ImportFormat::Auto).fingerprint, st.fingerprint);
-  EXPECT_EQ(import_corpus({a, empty, j}, out2, ImportFormat::Auto).fingerprint, st.fingerprint);
+  EXPECT_NE(
+      import_corpus({a2, empty, j}, out2, ImportFormat::Auto, *TextTokenizer::bytes()).fingerprint,
+      st.fingerprint);
+  EXPECT_EQ(
+      import_corpus({a, empty, j}, out2, ImportFormat::Auto, *TextTokenizer::bytes()).fingerprint,
+      st.fingerprint);
 }
 
 TEST(Corpus, ImportErrorsNameFileAndLine) {
   TempDir dir;
   std::string j = dir.file("bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 3}\n");
-  std::string msg = user_error([&] { import_corpus({j}, dir.file("o.h5"), ImportFormat::Auto); });
+  std::string msg = user_error(
+      [&] { import_corpus({j}, dir.file("o.h5"), ImportFormat::Auto, *TextTokenizer::bytes()); });
   EXPECT_NE(msg.find("bad.jsonl:2: \"text\" is a number"), std::string::npos) << msg;
-  msg = user_error(
-      [&] { import_corpus({dir.file("missing.txt")}, dir.file("o.h5"), ImportFormat::Auto); });
+  msg = user_error([&] {
+    import_corpus({dir.file("missing.txt")}, dir.file("o.h5"), ImportFormat::Auto,
+                  *TextTokenizer::bytes());
+  });
   EXPECT_NE(msg.find("missing.txt: cannot read input file"), std::string::npos) << msg;
 }
 
 TEST(Corpus, OpenRejectsBadFilesWithOneLine) {
   TempDir dir;
   std::string good = dir.file("good.h5");
-  import_corpus({dir.file("t.txt", std::string(5000, 'a'))}, good, ImportFormat::Text);
+  import_corpus({dir.file("t.txt", std::string(5000, 'a'))}, good, ImportFormat::Text,
+                *TextTokenizer::bytes());
 
   auto open_msg = [](const std::string& p) {
     return user_error([&] { Corpus::open(p, "data.corpus"); });
@@ -244,7 +252,7 @@ TEST(Loader, RanksReadOnlyTheirChunksAndTogetherTheWholeSequence) {
   std::string text;
   for (int i = 0; i < 300; ++i) text.push_back(static_cast<char>('a' + i % 26));
   std::string path = dir.file("c.h5");
-  import_corpus({dir.file("t.txt", text)}, path, ImportFormat::Text);
+  import_corpus({dir.file("t.txt", text)}, path, ImportFormat::Text, *TextTokenizer::bytes());
   Corpus c = Corpus::open(path, "data.corpus");
   const int64_t L = 64, start = 100;
   std::vector<int32_t> all(L + 1);

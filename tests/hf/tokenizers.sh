@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Tokenizers against their own libraries (issue 15): a SentencePiece model and a byte-level BPE
+# tokenizer.json, trained here on real text (this repository's sources and transformers' own,
+# about 4 MB). `data import --tokenizer` (libsentencepiece) and scripts/tokenize_hf.py + `data
+# import --format tokens` must give exactly the ids of the Python packages, and decoding them
+# must give each text back; pre-tokenized .npy and llm.c .bin import; bad token files exit 2.
+#   tokenizers.sh RINGTRAIN_BINARY
+set -uo pipefail
+
+bin=$(readlink -f "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+py=${RINGTRAIN_INTEROP_PYTHON:-$repo/.venv-interop/bin/python}
+if ! "$py" -c "import sentencepiece, tokenizers, h5py" 2>/dev/null; then
+  echo "SKIP: no Python with sentencepiece, tokenizers and h5py at $py (scripts/test.sh installs them)"
+  exit 77
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-tokenizers.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+ref() { "$py" "$here/tokenizer_ref.py" "$@"; }
+expect_user_error() {
+  local what=$1 pattern=$2
+  shift 2
+  "$@" >out.txt 2>err.txt
+  local rc=$?
+  [ $rc -eq 2 ] || fail "$what: exit $rc, expected 2: $(tail -2 err.txt)"
+  grep -q -- "$pattern" err.txt || fail "$what: message lacks '$pattern': $(cat err.txt)"
+  [ "$(wc -l <err.txt)" -eq 1 ] || fail "$what: more than one line: $(cat err.txt)"
+}
+
+# Real text: the repository's sources and documents, and transformers' Python sources.
+site=$("$py" -c "import transformers, os; print(os.path.dirname(transformers.__file__))")
+mkdir text
+(cd "$repo" && git ls-files '*.cpp' '*.h' '*.md' '*.cu' '*.sh' '*.py' '*.yaml') |
+  while read -r f; do cp "$repo/$f" "text/$(echo "$f" | tr / _)"; done
+find "$site" -maxdepth 1 -name '*.py' | sort | head -40 | while read -r f; do cp "$f" "text/tf_$(basename "$f")"; done
+files=(text/*)
+mb=$(cat "${files[@]}" | wc -c)
+[ "$mb" -gt 3000000 ] || fail "only $mb bytes of text"
+
+ref train_spm spm "${files[@]}" || fail "sentencepiece training"
+"$bin" data import --tokenizer spm.model --out spm.h5 "${files[@]}" >import.log 2>&1 || fail "import with spm.model: $(tail -2 import.log)"
+ref check spm spm.model spm.h5 "${files[@]}" || fail "SentencePiece ids or round trip"
+
+ref train_bpe tokenizer.json "${files[@]}" || fail "tokenizers training"
+"$py" "$repo/scripts/tokenize_hf.py" tokenizer.json --eos '</s>' --out bpe.npy "${files[@]}" >tok.log || fail "tokenize_hf.py"
+import=$(grep "^ringtrain data import" tok.log | sed "s|^ringtrain|$bin|; s|CORPUS.h5|bpe.h5|")
+$import >import.log 2>&1 || fail "import of tokenize_hf.py's tokens: $(tail -2 import.log)"
+ref check bpe tokenizer.json bpe.h5 "${files[@]}" || fail "tokenizer.json ids or round trip"
+
+# llm.c's .bin (header, u16; <eos> 9 before each document) gives the same corpus as the .npy.
+"$py" - <<'PY'
+import numpy as np
+docs = [[5, 6, 7], [8], [1, 2, 3, 4]]
+flat = [t for d in docs for t in [9] + d]
+np.save("a.npy", np.asarray([t for d in docs for t in d + [9]], dtype=np.int64))
+header = np.zeros(256, dtype=np.int32); header[0], header[1], header[2] = 20240520, 1, len(flat)
+open("a.bin", "wb").write(header.tobytes() + np.asarray(flat, dtype=np.uint16).tobytes())
+np.asarray(flat, dtype=np.uint16).tofile("raw.bin")
+np.save("big.npy", np.asarray([1, 2, 70000, 9], dtype=np.uint32))
+PY
+"$bin" data import --format tokens --vocab-size 10 --eos-id 9 --out npy.h5 a.npy >/dev/null || fail "npy import"
+"$bin" data import --format tokens --vocab-size 10 --eos-id 9 --out bin.h5 a.bin >/dev/null || fail "llm.c .bin import"
+"$bin" data import --format tokens --vocab-size 10 --eos-id 9 --token-dtype u16 --out raw.h5 raw.bin >/dev/null || fail "raw .bin import"
+for f in npy bin raw; do
+  "$bin" inspect $f.h5 >$f.txt || fail "inspect $f.h5"
+done
+# The same 11 tokens in 3 documents from each (llm.c's leading <eos> makes an empty document).
+grep -q "^11 tokens | 3 documents | vocabulary 10 (pretokenized, eos 9)" npy.txt || fail "npy.h5: $(cat npy.txt)"
+for f in bin raw; do
+  [ "$(sed -n 2p $f.txt)" = "$(sed -n 2p npy.txt)" ] || fail "$f.h5 differs from npy.h5: $(sed -n 2p $f.txt)"
+done
+expect_user_error "token over the vocabulary" "big.npy: token 70000 at index 2 is outside the vocabulary \[0, 10)" \
+  "$bin" data import --format tokens --vocab-size 10 --eos-id 9 --out x.h5 big.npy
+expect_user_error "raw .bin without a dtype" "raw.bin: no llm.c header" \
+  "$bin" data import --format tokens --vocab-size 10 --eos-id 9 --out x.h5 raw.bin
+head -c 20 a.npy >cut.npy
+expect_user_error "truncated .npy" "cut.npy: not a NumPy token array" \
+  "$bin" data import --format tokens --vocab-size 10 --eos-id 9 --out x.h5 cut.npy
+expect_user_error "not a SentencePiece model" "--tokenizer a.npy: not a SentencePiece model" \
+  "$bin" data import --tokenizer a.npy --out x.h5 text/README.md
+
+[ $failures -eq 0 ] && echo "tokenizers: ok" || echo "tokenizers: $failures failure(s)"
+[ $failures -eq 0 ]
