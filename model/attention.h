@@ -16,6 +16,10 @@ class AttentionLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
+  // The K/V cache: keys (rotated) and values of every earlier token.
+  std::unique_ptr<DecodeState> decode_state(int64_t max_len) const override;
+  void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
+              const LayerContext& ctx, Arena& arena) override;
   int64_t saved_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "kernels/arena.h"
@@ -19,6 +20,11 @@ struct LayerContext {
   const ParameterSet& params;
   const Tensor& rope;          // [T, head_dim/2, 2] for this batch's positions
   const SequenceContext& seq;  // how the rows form sequences (attention needs it)
+};
+
+// What a layer keeps between the tokens of a generation (attention: the K/V cache).
+struct DecodeState {
+  virtual ~DecodeState() = default;
 };
 
 class Layer {
@@ -45,6 +51,14 @@ class Layer {
   // N(0, residual_std), and whatever the layer's own parameters need. A function of the seed.
   virtual void init_parameters(const ParameterSet& params, uint64_t seed, double std,
                                double residual_std) const = 0;
+
+  // Generation, one token at a time: y [1, C] = layer(x [1, C]) for the token at position pos,
+  // given the state the earlier tokens left (made by decode_state for up to max_len tokens;
+  // null for a layer that keeps none). ctx.rope holds the token's rotation. A layer kind that
+  // cannot decode yet throws a UserError from decode_state.
+  virtual std::unique_ptr<DecodeState> decode_state(int64_t max_len) const = 0;
+  virtual void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
+                      const LayerContext& ctx, Arena& arena) = 0;
 };
 
 }  // namespace rt

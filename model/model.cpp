@@ -153,6 +153,41 @@ void Model::logits(const Batch& batch, Arena& arena, const Tensor& out) {
   arena.release(start);
 }
 
+std::vector<std::unique_ptr<DecodeState>> Model::decode_states(int64_t max_len) const {
+  std::vector<std::unique_ptr<DecodeState>> states;
+  for (const Block& b : blocks_) states.push_back(b.layer->decode_state(max_len));
+  return states;
+}
+
+void Model::decode_step(int32_t token, int64_t pos, int64_t rope_len,
+                        std::vector<std::unique_ptr<DecodeState>>& states, Arena& arena,
+                        const Tensor& logits) {
+  const Arena::Mark start = arena.mark();
+  const int64_t C = config_.d_model;
+  int32_t ids[2] = {token, static_cast<int32_t>(pos)};
+  const Tensor tok = Tensor::wrap(&ids[0], {1}, DType::I32),
+               position = Tensor::wrap(&ids[1], {1}, DType::I32);
+  Tensor h = arena.alloc({1, C}), xn = arena.alloc({1, C}), y = arena.alloc({1, C}),
+         rstd = arena.alloc({1}), rope = arena.alloc({1, config_.head_dim / 2, 2});
+  ops::embedding_forward(h, tok, params_.value(embed_));
+  ops::rope_table(rope, position, config_.rope_frequencies(rope_len));
+  const SequenceLayout one = SequenceLayout::zigzag(1, 1, 0);
+  const SequenceContext seq{&one, 1, nullptr};
+  const LayerContext ctx{config_, params_, rope, seq};
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Arena::Mark layer = arena.mark();
+    ops::rmsnorm_forward(xn, rstd, h, params_.value(blocks_[i].norm),
+                         static_cast<float>(config_.norm_eps));
+    blocks_[i].layer->decode(y, xn, pos, states[i].get(), ctx, arena);
+    ops::add(h, h, y);
+    arena.release(layer);
+  }
+  ops::rmsnorm_forward(xn, rstd, h, params_.value(final_norm_),
+                       static_cast<float>(config_.norm_eps));
+  ops::linear_forward(logits.view({1, config_.vocab_size}), xn, params_.value(head()));
+  arena.release(start);
+}
+
 int64_t Model::num_params() const {
   int64_t n = 0;
   for (const Parameter& p : params_.all()) n += p.shape.numel();

@@ -47,6 +47,15 @@ class Model {
   // The next-token logits at every position, f32 [T, vocab_size].
   void logits(const Batch& batch, Arena& arena, const Tensor& out);
 
+  // Generation: the layers' states for a sequence of up to max_len tokens (UserError for a
+  // layer kind that cannot decode), then one token at a time at positions 0, 1, ...: logits
+  // [vocab_size] of the next token. rope_len is the sequence length the RoPE table is for
+  // (dynamic scaling; transformers uses max(prompt, pos + 1)).
+  std::vector<std::unique_ptr<DecodeState>> decode_states(int64_t max_len) const;
+  void decode_step(int32_t token, int64_t pos, int64_t rope_len,
+                   std::vector<std::unique_ptr<DecodeState>>& states, Arena& arena,
+                   const Tensor& logits);
+
   int64_t num_params() const;
   // Model FLOPs per trained token (forward + backward = 3x forward), recompute not counted,
   // and the part of them in attention scores (QK^T and PV over the causal context).

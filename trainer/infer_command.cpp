@@ -1,10 +1,16 @@
 #include "trainer/infer_command.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
+#include <numeric>
 
 #include "core/check.h"
 #include "core/files.h"
+#include "core/hash.h"
+#include "data/tokenizer.h"
 #include "kernels/arena.h"
 #include "model/model.h"
 #include "parallel/layout.h"
@@ -73,6 +79,78 @@ int run_logits(const LogitsOptions& o) {
       if (logits.f32()[t * V + v] > logits.f32()[t * V + best]) best = v;
     std::printf("%lld%c", static_cast<long long>(best), t + 1 == T ? '\n' : ' ');
   }
+  return 0;
+}
+
+int32_t sample_token(const float* logits, int64_t V, double temperature, double top_p, double u) {
+  if (temperature <= 0) return static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
+  const double top = *std::max_element(logits, logits + V);
+  std::vector<double> p(static_cast<size_t>(V));
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += p[v] = std::exp((logits[v] - top) / temperature);
+  std::vector<int32_t> order(static_cast<size_t>(V));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+  // The nucleus: most likely first until their share reaches top_p (at least one token).
+  size_t keep = 0;
+  double mass = 0;
+  while (keep < order.size() && (keep == 0 || mass < top_p * sum)) mass += p[order[keep++]];
+  double target = u * mass;
+  for (size_t i = 0; i < keep; ++i)
+    if ((target -= p[order[i]]) < 0) return order[i];
+  return order[keep - 1];
+}
+
+int run_generate(const GenerateOptions& o) {
+  CheckpointState state;
+  const std::unique_ptr<Model> model = load_model(o.checkpoint, state);
+  const int64_t V = model->config().vocab_size;
+  std::unique_ptr<TextTokenizer> tokenizer;
+  std::vector<int32_t> prompt = o.tokens;
+  if (!o.prompt.empty()) {
+    tokenizer =
+        o.tokenizer.empty() ? TextTokenizer::bytes() : TextTokenizer::sentencepiece(o.tokenizer);
+    if (tokenizer->info().vocab_size > V)
+      throw UserError(cat("generate: the tokenizer's vocabulary (", tokenizer->info().vocab_size,
+                          ") is larger than the model's (", V, " in ", o.checkpoint,
+                          "); expected --tokenizer of the model's corpus"));
+    tokenizer->encode(o.prompt, prompt);
+  }
+  if (prompt.empty())
+    throw UserError("generate: an empty prompt; expected --prompt TEXT or --tokens 1,2,3");
+  for (int32_t t : prompt)
+    if (t < 0 || t >= V)
+      throw UserError(cat("generate: token ", t, " is outside the vocabulary of ", o.checkpoint,
+                          " (0..", V - 1, ")"));
+  const int64_t P = static_cast<int64_t>(prompt.size()), max_len = P + o.max_new;
+  auto states = model->decode_states(max_len);
+  Arena arena(Device::CPU, 0);
+  Tensor logits = Tensor::empty({V});
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < P; ++i) model->decode_step(prompt[i], i, P, states, arena, logits);
+  const double prefill =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<int32_t> generated;
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int64_t pos = P; pos < max_len; ++pos) {
+    const double u =
+        static_cast<double>(splitmix64(o.seed ^ splitmix64(static_cast<uint64_t>(pos))) >> 11) *
+        0x1p-53;
+    const int32_t next = sample_token(logits.f32(), V, o.temperature, o.top_p, u);
+    generated.push_back(next);
+    if (tokenizer && next == tokenizer->info().eos_id) break;
+    if (pos + 1 < max_len)
+      model->decode_step(next, pos, std::max(P, pos + 1), states, arena, logits);
+  }
+  const double decode =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  std::string ids;
+  for (int32_t t : generated) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+  std::printf("ids: %s\n", ids.c_str());
+  if (tokenizer) std::printf("text: %s\n", tokenizer->decode(generated).c_str());
+  std::printf("prompt %lld tokens in %.3f s, generated %zu tokens in %.3f s (%.1f tokens/s)\n",
+              static_cast<long long>(P), prefill, generated.size(), decode,
+              static_cast<double>(generated.size()) / std::max(decode, 1e-9));
   return 0;
 }
 

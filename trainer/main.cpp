@@ -47,6 +47,9 @@ constexpr const char* kUsage =
     "  ringtrain convert HF_DIR OUT.h5 | CHECKPOINT.h5 OUT_DIR [--dtype f32|bf16] "
     "[--shard-size BYTES]\n"
     "  ringtrain logits CHECKPOINT.h5 --tokens 1,2,3 [--out LOGITS.npy]\n"
+    "  ringtrain generate CHECKPOINT.h5 --prompt TEXT | --tokens 1,2,3 [--max-new N] "
+    "[--temperature T]\n"
+    "                     [--top-p P] [--seed N] [--tokenizer SPM.model]\n"
     "  ringtrain op glr|attention|mlp|gla|mamba2 --in IN.h5 --out OUT.h5\n"
     "  ringtrain --version | --help\n"
     "Run under mpirun/srun for several ranks: mpirun -np 4 ringtrain train recipe.yaml\n";
@@ -382,6 +385,41 @@ int cmd_logits(const std::vector<std::string>& raw) {
   return run_logits(opt);
 }
 
+int cmd_generate(const std::vector<std::string>& raw) {
+  const Args a(
+      "generate", raw,
+      {"--prompt", "--tokens", "--tokenizer", "--max-new", "--temperature", "--top-p", "--seed"});
+  if (a.positional.size() != 1) usage_error("generate: expected one CHECKPOINT.h5");
+  GenerateOptions opt;
+  opt.checkpoint = a.positional[0];
+  opt.prompt = a.get("--prompt");
+  opt.tokenizer = a.get("--tokenizer");
+  for (const std::string& t : split_commas(a.get("--tokens"))) {
+    char* end = nullptr;
+    const long long id = std::strtoll(t.c_str(), &end, 10);
+    if (end == t.c_str() || *end != '\0' || id < 0 || id > INT32_MAX)
+      usage_error(cat("generate: --tokens: '", t, "' is not a token id"));
+    opt.tokens.push_back(static_cast<int32_t>(id));
+  }
+  if (opt.prompt.empty() == opt.tokens.empty())
+    usage_error("generate: give one of --prompt TEXT and --tokens 1,2,3");
+  opt.max_new = a.number("generate", "--max-new", opt.max_new);
+  if (opt.max_new < 1) usage_error("generate: --max-new must be at least 1");
+  auto real = [&](const char* key, double fallback, double lo, double hi) {
+    const std::string v = a.get(key);
+    if (v.empty()) return fallback;
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    if (end == v.c_str() || *end != '\0' || !(x >= lo && x <= hi))
+      usage_error(cat("generate: ", key, " '", v, "' is not a number in [", lo, ", ", hi, "]"));
+    return x;
+  };
+  opt.temperature = real("--temperature", opt.temperature, 0.0, 100.0);
+  opt.top_p = real("--top-p", opt.top_p, 1e-6, 1.0);
+  opt.seed = static_cast<uint64_t>(a.number("generate", "--seed", static_cast<int64_t>(opt.seed)));
+  return run_generate(opt);
+}
+
 int dispatch(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, stdout);
@@ -404,6 +442,7 @@ int dispatch(const std::vector<std::string>& args) {
   if (args[0] == "eval") return cmd_eval(rest);
   if (args[0] == "convert") return cmd_convert(rest);
   if (args[0] == "logits") return cmd_logits(rest);
+  if (args[0] == "generate") return cmd_generate(rest);
   if (args[0] == "data") {
     const std::vector<std::string> more(rest.empty() ? rest.end() : rest.begin() + 1, rest.end());
     if (!rest.empty() && rest[0] == "import") return cmd_data_import(more);
@@ -412,7 +451,7 @@ int dispatch(const std::vector<std::string>& args) {
     usage_error("data: expected 'data import', 'data decompose' or 'data synth'");
   }
   usage_error(cat("unknown command '", args[0],
-                  "' (valid: train, data, eval, inspect, convert, logits, op)"));
+                  "' (valid: train, data, eval, inspect, convert, logits, generate, op)"));
 }
 
 }  // namespace

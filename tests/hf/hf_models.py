@@ -4,6 +4,7 @@ own save_pretrained, and transformers' logits of a ringtrain export, compared wi
   hf_models.py make OUT_DIR                 one directory per model class below
   hf_models.py logits IDS DIR=OUT.npy ...   transformers' logits of the ids (f32 [T, V]) for
                                             each model directory
+  hf_models.py generate IDS N DIR=OUT.txt ...  transformers' greedy generate of N tokens
   hf_models.py compare A.npy B.npy TOL      max |a - b| / max |b| <= TOL, else exit 1
 torch and transformers load only where needed: compare runs in a fraction of a second.
 """
@@ -71,6 +72,21 @@ def logits(ids, *pairs):
             np.save(out, model.eval()(tokens).logits[0].numpy().astype(np.float32))
 
 
+def generate(ids, n, *pairs):
+    import torch
+    import transformers
+    tokens = torch.tensor([[int(t) for t in ids.split(",")]])
+    for pair in pairs:
+        model_dir, out = pair.split("=")
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        model.generation_config.eos_token_id = None  # N tokens, whatever they are
+        with torch.no_grad():
+            new = model.eval().generate(tokens, max_new_tokens=int(n), do_sample=False,
+                                        pad_token_id=0)[0, tokens.shape[1]:]
+        with open(out, "w") as f:
+            f.write(",".join(str(t) for t in new.tolist()) + "\n")
+
+
 def compare(a, b, tol):
     x, y = np.load(a).astype(np.float64), np.load(b).astype(np.float64)
     if x.shape != y.shape:
@@ -82,4 +98,5 @@ def compare(a, b, tol):
 
 
 if __name__ == "__main__":
-    {"make": make, "logits": logits, "compare": compare}[sys.argv[1]](*sys.argv[2:])
+    {"make": make, "logits": logits, "generate": generate,
+     "compare": compare}[sys.argv[1]](*sys.argv[2:])
