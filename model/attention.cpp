@@ -79,30 +79,31 @@ std::unique_ptr<DecodeState> AttentionLayer::decode_state(int64_t max_len) const
   return cache;
 }
 
-// The forward for one token, its keys and values appended to the cache: the new query attends
-// to every cached key (all at or before it).
+// The forward for the next T tokens, their keys and values appended to the cache: each new
+// query attends to the cached keys at or before it.
 void AttentionLayer::decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
                             const LayerContext& ctx, Arena& arena) {
   auto& cache = static_cast<KvCache&>(*state);
-  RT_CHECK(pos == cache.len && pos < cache.k.size(0), "decode at ", pos, " of a cache of ",
-           cache.len);
+  const int64_t T = x.size(0);
+  RT_CHECK(pos == cache.len && pos + T <= cache.k.size(0), "decode of ", T, " at ", pos,
+           " of a cache of ", cache.len);
   const ParameterSet& p = ctx.params;
-  Tensor q = arena.alloc({1, H_, D_}), out = arena.alloc({1, H_, D_}), lse = arena.alloc({1, H_});
-  const Tensor k = cache.k.rows(pos, 1), v = cache.v.rows(pos, 1);
-  ops::linear_forward(q.view({1, H_ * D_}), x, p.matmul_weight(wq));
-  ops::linear_forward(k.view({1, Hkv_ * D_}), x, p.matmul_weight(wk));
-  ops::linear_forward(v.view({1, Hkv_ * D_}), x, p.matmul_weight(wv));
+  Tensor q = arena.alloc({T, H_, D_}), out = arena.alloc({T, H_, D_}), lse = arena.alloc({T, H_});
+  const Tensor k = cache.k.rows(pos, T), v = cache.v.rows(pos, T);
+  ops::linear_forward(q.view({T, H_ * D_}), x, p.matmul_weight(wq));
+  ops::linear_forward(k.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
+  ops::linear_forward(v.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
   if (bq >= 0) {
-    ops::add_bias_forward(q.view({1, H_ * D_}), p.value(bq));
-    ops::add_bias_forward(k.view({1, Hkv_ * D_}), p.value(bk));
-    ops::add_bias_forward(v.view({1, Hkv_ * D_}), p.value(bv));
+    ops::add_bias_forward(q.view({T, H_ * D_}), p.value(bq));
+    ops::add_bias_forward(k.view({T, Hkv_ * D_}), p.value(bk));
+    ops::add_bias_forward(v.view({T, Hkv_ * D_}), p.value(bv));
   }
   ops::rope_forward(q, ctx.rope);
   ops::rope_forward(k, ctx.rope);
-  cache.len = pos + 1;
+  cache.len = pos + T;
   ops::attention_block_forward(out, lse, q, cache.k.rows(0, cache.len), cache.v.rows(0, cache.len),
                                pos, 0, ops::Mask::Causal);
-  ops::linear_forward(y, out.view({1, H_ * D_}), p.matmul_weight(wo));
+  ops::linear_forward(y, out.view({T, H_ * D_}), p.matmul_weight(wo));
 }
 
 int64_t AttentionLayer::saved_floats(int64_t T, const SequenceLayout&) const {

@@ -52,10 +52,10 @@ class Layer {
   virtual void init_parameters(const ParameterSet& params, uint64_t seed, double std,
                                double residual_std) const = 0;
 
-  // Generation, one token at a time: y [1, C] = layer(x [1, C]) for the token at position pos,
-  // given the state the earlier tokens left (made by decode_state for up to max_len tokens;
-  // null for a layer that keeps none). ctx.rope holds the token's rotation. A layer kind that
-  // cannot decode yet throws a UserError from decode_state.
+  // Generation: y [T, C] = layer(x [T, C]) for the next T tokens, at positions pos.., given the
+  // state the earlier tokens left (made by decode_state for up to max_len tokens; null for a
+  // layer that keeps none). ctx.rope holds their rotations. A layer kind that cannot decode
+  // yet throws a UserError from decode_state.
   virtual std::unique_ptr<DecodeState> decode_state(int64_t max_len) const = 0;
   virtual void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
                       const LayerContext& ctx, Arena& arena) = 0;

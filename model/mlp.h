@@ -17,7 +17,7 @@ class MlpLayer final : public Layer {
   std::unique_ptr<DecodeState> decode_state(int64_t) const override { return nullptr; }
   void decode(const Tensor& y, const Tensor& x, int64_t, DecodeState*, const LayerContext& ctx,
               Arena& arena) override {
-    forward(y, x, ctx, arena);  // token by token: no state
+    forward(y, x, ctx, arena);  // row by row: no state
   }
   int64_t saved_floats(int64_t T, const SequenceLayout&) const override { return T * 3 * F_; }
   int64_t forward_floats(int64_t, const SequenceLayout&) const override { return 0; }

@@ -159,20 +159,21 @@ std::vector<std::unique_ptr<DecodeState>> Model::decode_states(int64_t max_len) 
   return states;
 }
 
-void Model::decode_step(int32_t token, int64_t pos, int64_t rope_len,
+void Model::decode_step(const std::vector<int32_t>& tokens, int64_t pos, int64_t rope_len,
                         std::vector<std::unique_ptr<DecodeState>>& states, Arena& arena,
                         const Tensor& logits) {
   const Arena::Mark start = arena.mark();
-  const int64_t C = config_.d_model;
-  int32_t ids[2] = {token, static_cast<int32_t>(pos)};
-  const Tensor tok = Tensor::wrap(&ids[0], {1}, DType::I32),
-               position = Tensor::wrap(&ids[1], {1}, DType::I32);
-  Tensor h = arena.alloc({1, C}), xn = arena.alloc({1, C}), y = arena.alloc({1, C}),
-         rstd = arena.alloc({1}), rope = arena.alloc({1, config_.head_dim / 2, 2});
+  const int64_t C = config_.d_model, T = static_cast<int64_t>(tokens.size());
+  std::vector<int32_t> ids(tokens), positions(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) positions[t] = static_cast<int32_t>(pos + t);
+  const Tensor tok = Tensor::wrap(ids.data(), {T}, DType::I32),
+               position = Tensor::wrap(positions.data(), {T}, DType::I32);
+  Tensor h = arena.alloc({T, C}), xn = arena.alloc({T, C}), y = arena.alloc({T, C}),
+         rstd = arena.alloc({T}), rope = arena.alloc({T, config_.head_dim / 2, 2});
   ops::embedding_forward(h, tok, params_.value(embed_));
   ops::rope_table(rope, position, config_.rope_frequencies(rope_len));
-  const SequenceLayout one = SequenceLayout::zigzag(1, 1, 0);
-  const SequenceContext seq{&one, 1, nullptr};
+  const SequenceLayout run = SequenceLayout::zigzag(T, 1, 0);
+  const SequenceContext seq{&run, 1, nullptr};
   const LayerContext ctx{config_, params_, rope, seq};
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Arena::Mark layer = arena.mark();
@@ -182,9 +183,10 @@ void Model::decode_step(int32_t token, int64_t pos, int64_t rope_len,
     ops::add(h, h, y);
     arena.release(layer);
   }
-  ops::rmsnorm_forward(xn, rstd, h, params_.value(final_norm_),
+  const Tensor last = h.rows(T - 1, 1), last_n = xn.rows(T - 1, 1);
+  ops::rmsnorm_forward(last_n, rstd.rows(0, 1), last, params_.value(final_norm_),
                        static_cast<float>(config_.norm_eps));
-  ops::linear_forward(logits.view({1, config_.vocab_size}), xn, params_.value(head()));
+  ops::linear_forward(logits.view({1, config_.vocab_size}), last_n, params_.value(head()));
   arena.release(start);
 }
 

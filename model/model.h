@@ -48,11 +48,12 @@ class Model {
   void logits(const Batch& batch, Arena& arena, const Tensor& out);
 
   // Generation: the layers' states for a sequence of up to max_len tokens (UserError for a
-  // layer kind that cannot decode), then one token at a time at positions 0, 1, ...: logits
-  // [vocab_size] of the next token. rope_len is the sequence length the RoPE table is for
+  // layer kind that cannot decode), then the tokens in order, a run of them per call (the
+  // prompt at once, then one at a time) at positions pos, pos + 1, ...: logits [vocab_size]
+  // of the token after the last. rope_len is the sequence length the RoPE table is for
   // (dynamic scaling; transformers uses max(prompt, pos + 1)).
   std::vector<std::unique_ptr<DecodeState>> decode_states(int64_t max_len) const;
-  void decode_step(int32_t token, int64_t pos, int64_t rope_len,
+  void decode_step(const std::vector<int32_t>& tokens, int64_t pos, int64_t rope_len,
                    std::vector<std::unique_ptr<DecodeState>>& states, Arena& arena,
                    const Tensor& logits);
 

@@ -127,7 +127,7 @@ int run_generate(const GenerateOptions& o) {
   Arena arena(Device::CPU, 0);
   Tensor logits = Tensor::empty({V});
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < P; ++i) model->decode_step(prompt[i], i, P, states, arena, logits);
+  model->decode_step(prompt, 0, P, states, arena, logits);
   const double prefill =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<int32_t> generated;
@@ -140,7 +140,7 @@ int run_generate(const GenerateOptions& o) {
     generated.push_back(next);
     if (tokenizer && next == tokenizer->info().eos_id) break;
     if (pos + 1 < max_len)
-      model->decode_step(next, pos, std::max(P, pos + 1), states, arena, logits);
+      model->decode_step({next}, pos, std::max(P, pos + 1), states, arena, logits);
   }
   const double decode =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

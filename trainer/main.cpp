@@ -352,6 +352,19 @@ int cmd_op(const std::vector<std::string>& args) {
   return run_op(name, in, out);
 }
 
+// "1,2,3" as token ids (a usage error naming the command otherwise).
+std::vector<int32_t> token_ids(const std::string& command, const std::string& text) {
+  std::vector<int32_t> ids;
+  for (const std::string& t : split_commas(text)) {
+    char* end = nullptr;
+    const long long id = std::strtoll(t.c_str(), &end, 10);
+    if (end == t.c_str() || *end != '\0' || id < 0 || id > INT32_MAX)
+      usage_error(cat(command, ": --tokens: '", t, "' is not a token id"));
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
 int cmd_convert(const std::vector<std::string>& raw) {
   const Args a("convert", raw, {"--dtype", "--shard-size"});
   if (a.positional.size() != 2)
@@ -375,13 +388,7 @@ int cmd_logits(const std::vector<std::string>& raw) {
   LogitsOptions opt;
   opt.checkpoint = a.positional[0];
   opt.out_npy = a.get("--out");
-  for (const std::string& t : split_commas(a.get("--tokens"))) {
-    char* end = nullptr;
-    const long long id = std::strtoll(t.c_str(), &end, 10);
-    if (end == t.c_str() || *end != '\0' || id < 0 || id > INT32_MAX)
-      usage_error(cat("logits: --tokens: '", t, "' is not a token id"));
-    opt.tokens.push_back(static_cast<int32_t>(id));
-  }
+  opt.tokens = token_ids("logits", a.get("--tokens"));
   return run_logits(opt);
 }
 
@@ -394,13 +401,7 @@ int cmd_generate(const std::vector<std::string>& raw) {
   opt.checkpoint = a.positional[0];
   opt.prompt = a.get("--prompt");
   opt.tokenizer = a.get("--tokenizer");
-  for (const std::string& t : split_commas(a.get("--tokens"))) {
-    char* end = nullptr;
-    const long long id = std::strtoll(t.c_str(), &end, 10);
-    if (end == t.c_str() || *end != '\0' || id < 0 || id > INT32_MAX)
-      usage_error(cat("generate: --tokens: '", t, "' is not a token id"));
-    opt.tokens.push_back(static_cast<int32_t>(id));
-  }
+  opt.tokens = token_ids("generate", a.get("--tokens"));
   if (opt.prompt.empty() == opt.tokens.empty())
     usage_error("generate: give one of --prompt TEXT and --tokens 1,2,3");
   opt.max_new = a.number("generate", "--max-new", opt.max_new);

@@ -43,6 +43,18 @@ std::vector<float> bf16_values(const GemmInput& x, int64_t rows, int64_t cols) {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (m == 1) {
+    // One row (generation's token): a GEMV. OpenBLAS's sgemm would pack all of B first, which
+    // doubles the memory traffic of the step that is nothing but memory traffic.
+    const blasint inc_a = trans_a ? static_cast<blasint>(lda) : 1;
+    if (trans_b)  // c[j] = sum_i a[i] B[j, i]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(k),
+                  alpha, b, static_cast<blasint>(ldb), a, inc_a, beta, c, 1);
+    else  // c[j] = sum_i a[i] B[i, j]
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<blasint>(k), static_cast<blasint>(n),
+                  alpha, b, static_cast<blasint>(ldb), a, inc_a, beta, c, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,

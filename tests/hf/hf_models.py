@@ -81,7 +81,9 @@ def generate(ids, n, *pairs):
         model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         model.generation_config.eos_token_id = None  # N tokens, whatever they are
         with torch.no_grad():
-            new = model.eval().generate(tokens, max_new_tokens=int(n), do_sample=False,
+            # An explicit mask: without one, a prompt token equal to pad_token_id is masked.
+            new = model.eval().generate(tokens, attention_mask=torch.ones_like(tokens),
+                                        max_new_tokens=int(n), do_sample=False,
                                         pad_token_id=0)[0, tokens.shape[1]:]
         with open(out, "w") as f:
             f.write(",".join(str(t) for t in new.tolist()) + "\n")

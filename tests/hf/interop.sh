@@ -9,32 +9,12 @@
 set -uo pipefail
 
 bin=$(readlink -f "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-py=${RINGTRAIN_INTEROP_PYTHON:-$repo/.venv-interop/bin/python}
-if ! "$py" -c "import transformers, safetensors, torch" 2>/dev/null; then
-  echo "SKIP: no Python with transformers, safetensors and torch at $py (scripts/test.sh installs them)"
-  exit 77
-fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-interop.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
+source "$(dirname "$0")/lib.sh"
+need_python "transformers, safetensors, torch"
+enter_scratch interop
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TQDM_DISABLE=1
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 hf() { "$py" "$here/hf_models.py" "$@"; }
-# Exit code 2 and one line on stderr naming $2.
-expect_user_error() {
-  local what=$1 pattern=$2
-  shift 2
-  "$@" >out.txt 2>err.txt
-  local rc=$?
-  [ $rc -eq 2 ] || fail "$what: exit $rc, expected 2: $(tail -2 err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$what: message lacks '$pattern': $(cat err.txt)"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "$what: more than one line: $(cat err.txt)"
-}
 
 hf make models >/dev/null || { echo "FAIL: transformers could not build the models"; exit 1; }
 names=$(cd models && ls)
@@ -99,6 +79,24 @@ for name in $names; do
   hf compare "$name.trained.rt.npy" "$name.rt.npy" 1e-6 >/dev/null && fail "$name: three steps changed nothing"
 done
 
+# recipes/extend-context.yaml as the README runs it (8 ranks, sp = 8), dry: the recipe, a
+# 32000-token corpus decomposed up to 64K and the layout are valid (the weights are TinyLlama's
+# size, 1.1B: the shape check of checkpoint.init_from is the one tested above).
+"$py" -c "
+import numpy as np
+rng = np.random.default_rng(0)
+docs = [t for n in [70000, 30000, 9000, 5000, 2000, 1500] for t in list(rng.integers(3, 32000, n)) + [2]]
+np.save('long.npy', np.asarray(docs, dtype=np.uint16))"
+"$bin" data import --format tokens --vocab-size 32000 --eos-id 2 --out long.h5 long.npy >/dev/null || fail "long corpus"
+"$bin" data decompose long.h5 --min-len 1024 --max-len 65536 >/dev/null || fail "decompose to 64K"
+mpirun --oversubscribe -np 8 "$bin" train "$repo/recipes/extend-context.yaml" --dry-run \
+  --set data.corpus=long.h5 --set run.device=cpu --set run.precision=f32 \
+  --set 'checkpoint.init_from=""' --set run.out_dir="$work/extend" >extend.log 2>&1 ||
+  fail "extend-context.yaml dry run: $(grep -i error extend.log | head -2)"
+grep -q "world 8 = dp 1 x sp 8" extend.log && grep -q "1100.048M parameters" extend.log &&
+  grep -q "dry run: recipe, corpus and layout are valid" extend.log ||
+  fail "extend-context.yaml plan: $(grep -E 'world|parameters|dry run' extend.log)"
+
 # Bad inputs: exit 2, one line naming the file, the tensor or the key.
 cp -r models/llama_gqa bad
 st=bad/model.safetensors
@@ -125,5 +123,4 @@ sed -i 's/"hidden_act": "silu"/"hidden_act": "gelu"/' bad/config.json
 expect_user_error "an activation ringtrain lacks" "config.json: hidden_act = \"gelu\" is not supported" "$bin" convert bad bad.h5
 expect_user_error "token over the vocabulary" "token 300 is outside the vocabulary" "$bin" logits llama_gqa.h5 --tokens 1,300
 
-[ $failures -eq 0 ] && echo "interop: ok" || echo "interop: $failures failure(s)"
-[ $failures -eq 0 ]
+finish interop

@@ -8,28 +8,10 @@
 set -uo pipefail
 
 bin=$(readlink -f "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-py=${RINGTRAIN_INTEROP_PYTHON:-$repo/.venv-interop/bin/python}
-if ! "$py" -c "import sentencepiece, tokenizers, h5py" 2>/dev/null; then
-  echo "SKIP: no Python with sentencepiece, tokenizers and h5py at $py (scripts/test.sh installs them)"
-  exit 77
-fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-tokenizers.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "$0")/lib.sh"
+need_python "sentencepiece, tokenizers, h5py, transformers"
+enter_scratch tokenizers
 ref() { "$py" "$here/tokenizer_ref.py" "$@"; }
-expect_user_error() {
-  local what=$1 pattern=$2
-  shift 2
-  "$@" >out.txt 2>err.txt
-  local rc=$?
-  [ $rc -eq 2 ] || fail "$what: exit $rc, expected 2: $(tail -2 err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$what: message lacks '$pattern': $(cat err.txt)"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "$what: more than one line: $(cat err.txt)"
-}
 
 # Real text: the repository's sources and documents, and transformers' Python sources.
 site=$("$py" -c "import transformers, os; print(os.path.dirname(transformers.__file__))")
@@ -83,5 +65,4 @@ expect_user_error "truncated .npy" "cut.npy: not a NumPy token array" \
 expect_user_error "not a SentencePiece model" "--tokenizer a.npy: not a SentencePiece model" \
   "$bin" data import --tokenizer a.npy --out x.h5 text/README.md
 
-[ $failures -eq 0 ] && echo "tokenizers: ok" || echo "tokenizers: $failures failure(s)"
-[ $failures -eq 0 ]
+finish tokenizers

@@ -24,8 +24,9 @@ using testing::to_vec;
 
 constexpr double kTol = 1e-5;
 
-TEST(Ops, LinearForwardBackward) {
-  const int T = 37, C = 48, OC = 33;
+void linear_case(int T, int OC) {
+  const int C = 48;
+  SCOPED_TRACE(cat("T ", T, ", OC ", OC));
   Tensor x = random_tensor({T, C}, 1), w = random_tensor({OC, C}, 2),
          dy = random_tensor({T, OC}, 3);
   Tensor y = Tensor::empty({T, OC});
@@ -46,6 +47,11 @@ TEST(Ops, LinearForwardBackward) {
   ops::linear_backward(dx, dw, dy, x, w, /*accumulate_dinp=*/false);
   ref::linear_backward(to_vec(dy), to_vec(x), to_vec(w), T, C, OC, dx_ref, dw_ref);
   EXPECT_LT(rel_rms_error(dx, dx_ref), kTol);
+}
+
+TEST(Ops, LinearForwardBackward) {
+  // (1, 33): the one-row GEMVs of generation; (5, 1): dW of a one-output layer, A transposed.
+  for (const auto [T, OC] : {std::pair{37, 33}, {1, 33}, {5, 1}}) linear_case(T, OC);
 }
 
 float from_bits(uint32_t u) {

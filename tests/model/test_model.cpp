@@ -124,8 +124,11 @@ TEST(Model, DecodingTokenByTokenGivesTheForwardsLogits) {
   m.logits(tb.batch, arena, full);
   auto states = m.decode_states(T);
   double worst = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    m.decode_step(tb.batch.tokens.i32()[t], t, T, states, arena, row);
+  // A prompt of 7 at once, then token by token: the logits after each.
+  const int32_t* tok = tb.batch.tokens.i32();
+  m.decode_step(std::vector<int32_t>(tok, tok + 7), 0, T, states, arena, row);
+  for (int64_t t = 6; t < T; ++t) {
+    if (t > 6) m.decode_step({tok[t]}, t, T, states, arena, row);
     double err = 0, scale = 0;
     for (int64_t v = 0; v < V; ++v) {
       err = std::max(err, std::abs(double(row.f32()[v]) - full.f32()[t * V + v]));
