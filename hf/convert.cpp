@@ -149,6 +149,7 @@ int import_hf(const ConvertOptions& o) {
     const int64_t parts = static_cast<int64_t>(m.theirs.size()), row = p.shape.numel() / want[0];
     std::vector<int64_t> part = want;
     part[0] /= parts;
+    if (!m.hf_shape.empty()) part = m.hf_shape;
     for (int64_t i = 0; i < parts; ++i) {
       const std::string& name = m.theirs[i];
       const SafeTensorInfo& t = weights.info(name, architecture);
@@ -157,7 +158,7 @@ int import_hf(const ConvertOptions& o) {
             cat(dir.string(), ": tensor ", name, " has shape ", shape_text(t.shape),
                 "; config.json's model needs ", shape_text(part), " there (",
                 parts == 1 ? m.ours : cat("part ", i + 1, " of ", parts, " of ", m.ours), ")"));
-      weights.read(name, params.value(params.find(m.ours)).f32() + i * part[0] * row);
+      weights.read(name, params.value(params.find(m.ours)).f32() + i * (want[0] / parts) * row);
       used.insert(name);
     }
   }
@@ -199,6 +200,7 @@ int export_hf(const ConvertOptions& o) {
     std::vector<int64_t> shape(p.shape.dims, p.shape.dims + p.shape.ndim);
     const int64_t parts = static_cast<int64_t>(m.theirs.size()), row = p.shape.numel() / shape[0];
     shape[0] /= parts;
+    if (!m.hf_shape.empty()) shape = m.hf_shape;
     for (int64_t i = 0; i < parts; ++i)
       tensors.push_back(
           {m.theirs[i], shape, params.value(params.find(m.ours)).f32() + i * shape[0] * row});

@@ -125,6 +125,39 @@ ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::
   return m;
 }
 
+constexpr const char* kMamba2 = "Mamba2ForCausalLM";
+
+ModelConfig mamba2_config(const json& config, const ConfigKeys& keys) {
+  keys.require(config.value("hidden_act", std::string("silu")) == "silu", "hidden_act", "\"silu\"");
+  keys.require(!keys.flag_or("use_bias", false), "use_bias", "false");
+  keys.require(keys.flag_or("use_conv_bias", true), "use_conv_bias", "true");
+  ModelConfig m;
+  m.pattern = std::string(static_cast<size_t>(keys.count("num_hidden_layers")), 'M');
+  m.vocab_size = keys.count("vocab_size");
+  m.d_model = keys.count("hidden_size");
+  m.heads = 1;  // no attention: only the unused RoPE table reads it
+  m.mamba_d_state = keys.count("state_size");
+  m.mamba_expand = keys.count("expand");
+  m.mamba_headdim = keys.count("head_dim");
+  m.mamba_ngroups = keys.count("n_groups");
+  m.mamba_conv_width = keys.count("conv_kernel");
+  m.norm_eps = keys.number_or("layer_norm_epsilon", 1e-5);
+  m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
+  m.init_std = keys.number_or("initializer_range", 0.02);
+  keys.require(keys.count("num_heads") * m.mamba_headdim == m.mamba_expand * m.d_model, "num_heads",
+               "expand * hidden_size / head_dim");
+  if (keys.has("time_step_limit")) {
+    // [0, inf]: dt unclamped. transformers 5 writes inf as {"__float__": "Infinity"}.
+    const json& limit = config["time_step_limit"];
+    const bool ok = limit.is_array() && limit.size() == 2 && limit[0].is_number() &&
+                    limit[0].get<double>() == 0.0 &&
+                    !(limit[1].is_number() && std::isfinite(limit[1].get<double>()));
+    keys.require(ok, "time_step_limit", "[0, inf] (no clamp of dt)");
+  }
+  m.resolve();
+  return m;
+}
+
 bool is_llama_like(const std::string& architecture) {
   for (const char* a : kLlamaLike)
     if (architecture == a) return true;
@@ -143,11 +176,14 @@ ModelConfig model_from_hf_config(const json& config, const std::string& where,
   const std::string arch = archs[0].get<std::string>();
   if (architecture) *architecture = arch;
   if (is_llama_like(arch)) return llama_config(config, keys, arch);
+  if (arch == kMamba2) return mamba2_config(config, keys);
   throw UserError(cat(where, ": architecture ", arch, " is not supported; expected one of ",
-                      choices_of(kLlamaLike)));
+                      choices_of(kLlamaLike), " or ", kMamba2));
 }
 
 std::string hf_architecture_of(const ModelConfig& cfg) {
+  if (!cfg.pattern.empty() && cfg.pattern.find_first_not_of('M') == std::string::npos)
+    return kMamba2;
   bool llama = cfg.pattern.size() % 2 == 0;
   for (size_t i = 0; i < cfg.pattern.size(); ++i)
     llama = llama && cfg.pattern[i] == (i % 2 ? '-' : '*');
@@ -155,12 +191,35 @@ std::string hf_architecture_of(const ModelConfig& cfg) {
   throw UserError(
       cat("model.pattern \"", cfg.pattern,
           "\" has no Hugging Face class ringtrain exports to; expected \"*-\" "
-          "repeated (LlamaForCausalLM, or Qwen2ForCausalLM with model.attention_bias)"));
+          "repeated (LlamaForCausalLM, or Qwen2ForCausalLM with model.attention_bias), or "
+          "only M (Mamba2ForCausalLM)"));
 }
 
 json hf_config_from_model(const ModelConfig& cfg) {
   const std::string arch = hf_architecture_of(cfg);
   json j;
+  if (arch == kMamba2) {
+    j["architectures"] = {arch};
+    j["model_type"] = "mamba2";
+    j["vocab_size"] = cfg.vocab_size;
+    j["hidden_size"] = cfg.d_model;
+    j["num_hidden_layers"] = cfg.pattern.size();
+    j["state_size"] = cfg.mamba_d_state;
+    j["expand"] = cfg.mamba_expand;
+    j["head_dim"] = cfg.mamba_headdim;
+    j["num_heads"] = cfg.mamba_heads();
+    j["n_groups"] = cfg.mamba_ngroups;
+    j["conv_kernel"] = cfg.mamba_conv_width;
+    j["use_bias"] = false;
+    j["use_conv_bias"] = true;
+    j["hidden_act"] = "silu";
+    j["layer_norm_epsilon"] = cfg.norm_eps;
+    j["tie_word_embeddings"] = cfg.tied_embeddings;
+    j["initializer_range"] = cfg.init_std;
+    j["chunk_size"] = cfg.glr_chunk;
+    j["torch_dtype"] = "float32";
+    return j;
+  }
   j["architectures"] = {arch};
   j["model_type"] = arch == "Qwen2ForCausalLM" ? "qwen2" : "llama";
   j["vocab_size"] = cfg.vocab_size;
@@ -206,6 +265,26 @@ json hf_config_from_model(const ModelConfig& cfg) {
 }
 
 std::vector<HfTensorMap> hf_tensor_map(const ModelConfig& cfg, const std::string& architecture) {
+  if (architecture == kMamba2) {
+    std::vector<HfTensorMap> map = {{"embed.weight", {"backbone.embeddings.weight"}, {}},
+                                    {"final_norm.weight", {"backbone.norm_f.weight"}, {}}};
+    if (!cfg.tied_embeddings) map.push_back({"lm_head.weight", {"lm_head.weight"}, {}});
+    const int64_t conv_dim = cfg.mamba_d_inner() + 2 * cfg.mamba_ngroups * cfg.mamba_d_state;
+    for (size_t layer = 0; layer < cfg.pattern.size(); ++layer) {
+      const std::string hf = cat("backbone.layers.", layer, "."), ours = cat("layers.", layer, ".");
+      map.push_back({ours + "norm.weight", {hf + "norm.weight"}, {}});
+      for (const char* w : {"in_proj", "out_proj"})
+        map.push_back({cat(ours, "mamba.", w), {cat(hf, "mixer.", w, ".weight")}, {}});
+      map.push_back({ours + "mamba.conv_w",
+                     {hf + "mixer.conv1d.weight"},
+                     {conv_dim, 1, cfg.mamba_conv_width}});
+      map.push_back({ours + "mamba.conv_b", {hf + "mixer.conv1d.bias"}, {}});
+      for (const char* w : {"dt_bias", "A_log", "D"})
+        map.push_back({cat(ours, "mamba.", w), {cat(hf, "mixer.", w)}, {}});
+      map.push_back({ours + "mamba.norm", {hf + "mixer.norm.weight"}, {}});
+    }
+    return map;
+  }
   RT_CHECK(is_llama_like(architecture), "tensor map of ", architecture);
   std::vector<HfTensorMap> map = {{"embed.weight", {"model.embed_tokens.weight"}},
                                   {"final_norm.weight", {"model.norm.weight"}}};

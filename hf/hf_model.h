@@ -3,6 +3,8 @@
 //                       and MistralForCausalLM without a sliding window)
 //       each decoder layer i is two ringtrain layers: 2i attention '*', 2i+1 SwiGLU MLP '-';
 //       gate_proj and up_proj are stacked into w_gate_up (gate first).
+//   Mamba2ForCausalLM  each layer one 'M' (the same in_proj rows z | x | B | C | dt, conv,
+//                       dt_bias, A_log, D, grouped gated norm, out_proj as ringtrain's).
 // A config key ringtrain has no equivalent for (hidden_act other than silu, a bias, a sliding
 // window, ...) is refused naming the key and what would be valid (docs/DESIGN.md §10).
 #pragma once
@@ -20,6 +22,7 @@ namespace rt {
 struct HfTensorMap {
   std::string ours;
   std::vector<std::string> theirs;
+  std::vector<int64_t> hf_shape;  // when theirs is one tensor of another shape (conv1d's [C, 1, W])
 };
 
 // The model config.json describes (`where` names the file in messages). UserError for an

@@ -36,6 +36,11 @@ MODELS = [
                              original_max_position_embeddings=32)),
     ]
 ] + [
+    # Mamba-2: groups of heads sharing B and C, chunks shorter than the sequence.
+    ("mamba2", "Mamba2ForCausalLM", "Mamba2Config",
+     dict(vocab_size=260, hidden_size=64, num_hidden_layers=2, state_size=16, expand=2,
+          head_dim=16, num_heads=8, n_groups=2, conv_kernel=4, chunk_size=16,
+          tie_word_embeddings=False)),
     ("qwen2_bias", "Qwen2ForCausalLM", "Qwen2Config",
      dict(vocab_size=270, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6)),

@@ -36,18 +36,21 @@ done
 # original context of 32 on the way): ringtrain's K/V-cached decoding equals transformers'.
 prompt=$(echo "$ids" | cut -d, -f1-28)
 pairs=()
-for name in $names; do
+generating=$(echo "$names" | grep -v mamba)
+for name in $generating; do
   "$bin" generate "$name.h5" --tokens "$prompt" --max-new 32 >gen.log 2>&1 || fail "$name: generate: $(tail -2 gen.log)"
   sed -n 's/^ids: //p' gen.log >"$name.rt.gen"
   pairs+=("models/$name=$name.hf.gen")
 done
 hf generate "$prompt" 32 "${pairs[@]}" || fail "transformers' generate"
-for name in $names; do
+for name in $generating; do
   cmp -s "$name.rt.gen" "$name.hf.gen" || fail "$name: greedy generation differs: ringtrain $(cat "$name.rt.gen"), transformers $(cat "$name.hf.gen")"
   [ "$(tr ',' '\n' <"$name.rt.gen" | wc -l)" -eq 32 ] || fail "$name: not 32 tokens: $(cat "$name.rt.gen")"
 done
-echo "greedy generation equals transformers' for: $names" | tr '\n' ' '
+echo "greedy generation equals transformers' for: $generating" | tr '\n' ' '
 echo
+expect_user_error "generate through Mamba-2" "Mamba-2 layers ('M'), which cannot generate yet" \
+  "$bin" generate mamba2.h5 --tokens 1,2,3
 
 # Three steps from each import at sp = 2, then back to transformers.
 printf 'the quick brown fox %d jumps over the lazy dog\n' $(seq 1 400) >text.txt
