@@ -19,6 +19,22 @@ AttentionLayer::AttentionLayer(const std::string& prefix, const ModelConfig& cfg
   }
 }
 
+void AttentionLayer::project_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& x,
+                                 const LayerContext& ctx) const {
+  const int64_t T = x.size(0);
+  const ParameterSet& p = ctx.params;
+  ops::linear_forward(q.view({T, H_ * D_}), x, p.matmul_weight(wq));
+  ops::linear_forward(k.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
+  ops::linear_forward(v.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
+  if (bq >= 0) {
+    ops::add_bias_forward(q.view({T, H_ * D_}), p.value(bq));
+    ops::add_bias_forward(k.view({T, Hkv_ * D_}), p.value(bk));
+    ops::add_bias_forward(v.view({T, Hkv_ * D_}), p.value(bv));
+  }
+  ops::rope_forward(q, ctx.rope);
+  ops::rope_forward(k, ctx.rope);
+}
+
 void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx,
                              Arena& arena) {
   const int64_t T = x.size(0);
@@ -28,16 +44,7 @@ void AttentionLayer::forward(const Tensor& y, const Tensor& x, const LayerContex
   v_ = arena.alloc({T, Hkv_, D_});
   out_ = arena.alloc({T, H_, D_});
   lse_ = arena.alloc({T, H_});
-  ops::linear_forward(q_.view({T, H_ * D_}), x, p.matmul_weight(wq));
-  ops::linear_forward(k_.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
-  ops::linear_forward(v_.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
-  if (bq >= 0) {
-    ops::add_bias_forward(q_.view({T, H_ * D_}), p.value(bq));
-    ops::add_bias_forward(k_.view({T, Hkv_ * D_}), p.value(bk));
-    ops::add_bias_forward(v_.view({T, Hkv_ * D_}), p.value(bv));
-  }
-  ops::rope_forward(q_, ctx.rope);
-  ops::rope_forward(k_, ctx.rope);
+  project_qkv(q_, k_, v_, x, ctx);
   ring_attention_forward(ctx.seq, q_, k_, v_, out_, lse_, arena);
   if (y.defined()) ops::linear_forward(y, out_.view({T, H_ * D_}), p.matmul_weight(wo));
 }
@@ -89,17 +96,7 @@ void AttentionLayer::decode(const Tensor& y, const Tensor& x, int64_t pos, Decod
            " of a cache of ", cache.len);
   const ParameterSet& p = ctx.params;
   Tensor q = arena.alloc({T, H_, D_}), out = arena.alloc({T, H_, D_}), lse = arena.alloc({T, H_});
-  const Tensor k = cache.k.rows(pos, T), v = cache.v.rows(pos, T);
-  ops::linear_forward(q.view({T, H_ * D_}), x, p.matmul_weight(wq));
-  ops::linear_forward(k.view({T, Hkv_ * D_}), x, p.matmul_weight(wk));
-  ops::linear_forward(v.view({T, Hkv_ * D_}), x, p.matmul_weight(wv));
-  if (bq >= 0) {
-    ops::add_bias_forward(q.view({T, H_ * D_}), p.value(bq));
-    ops::add_bias_forward(k.view({T, Hkv_ * D_}), p.value(bk));
-    ops::add_bias_forward(v.view({T, Hkv_ * D_}), p.value(bv));
-  }
-  ops::rope_forward(q, ctx.rope);
-  ops::rope_forward(k, ctx.rope);
+  project_qkv(q, cache.k.rows(pos, T), cache.v.rows(pos, T), x, ctx);
   cache.len = pos + T;
   ops::attention_block_forward(out, lse, q, cache.k.rows(0, cache.len), cache.v.rows(0, cache.len),
                                pos, 0, ops::Mask::Causal);

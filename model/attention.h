@@ -17,6 +17,7 @@ class AttentionLayer final : public Layer {
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
   // The K/V cache: keys (rotated) and values of every earlier token.
+  bool decodes() const override { return true; }
   std::unique_ptr<DecodeState> decode_state(int64_t max_len) const override;
   void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
               const LayerContext& ctx, Arena& arena) override;
@@ -32,6 +33,10 @@ class AttentionLayer final : public Layer {
   int bq = -1, bk = -1, bv = -1;  // -1 without model.attention_bias
 
  private:
+  // q [T, H, D], k, v [T, Hkv, D] from x [T, C]: projections and biases, q and k rotated.
+  void project_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& x,
+                   const LayerContext& ctx) const;
+
   int64_t C_, H_, Hkv_, D_;
   Tensor q_, k_, v_, out_, lse_;  // saved by forward
 };

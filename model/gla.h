@@ -8,7 +8,6 @@
 // b_gate [H*dk], norm [dv] (shared by the heads), wo [C, H*dv].
 #pragma once
 
-#include "core/check.h"
 #include "model/layer.h"
 #include "parallel/state_passing.h"
 
@@ -23,14 +22,6 @@ class GlaLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
-  // Generation needs the recurrent (and conv) state carried token to token: not built yet.
-  std::unique_ptr<DecodeState> decode_state(int64_t) const override {
-    throw UserError(
-        "generate: the model has GLA layers ('G'), which cannot generate yet "
-        "(attention '*' and MLP '-' layers can)");
-  }
-  void decode(const Tensor&, const Tensor&, int64_t, DecodeState*, const LayerContext&,
-              Arena&) override {}
   int64_t saved_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;

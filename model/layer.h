@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/check.h"
 #include "kernels/arena.h"
 #include "kernels/tensor.h"
 #include "model/batch.h"
@@ -54,11 +55,14 @@ class Layer {
 
   // Generation: y [T, C] = layer(x [T, C]) for the next T tokens, at positions pos.., given the
   // state the earlier tokens left (made by decode_state for up to max_len tokens; null for a
-  // layer that keeps none). ctx.rope holds their rotations. A layer kind that cannot decode
-  // yet throws a UserError from decode_state.
-  virtual std::unique_ptr<DecodeState> decode_state(int64_t max_len) const = 0;
-  virtual void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
-                      const LayerContext& ctx, Arena& arena) = 0;
+  // layer that keeps none). ctx.rope holds their rotations. A kind that cannot decode yet keeps
+  // these defaults, and Model::decode_states refuses it by name.
+  virtual bool decodes() const { return false; }
+  virtual std::unique_ptr<DecodeState> decode_state(int64_t) const { return nullptr; }
+  virtual void decode(const Tensor&, const Tensor&, int64_t, DecodeState*, const LayerContext&,
+                      Arena&) {
+    RT_CHECK(false, "decode of a layer kind that cannot");
+  }
 };
 
 }  // namespace rt

@@ -14,10 +14,10 @@ class MlpLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
-  std::unique_ptr<DecodeState> decode_state(int64_t) const override { return nullptr; }
+  bool decodes() const override { return true; }  // row by row, no state
   void decode(const Tensor& y, const Tensor& x, int64_t, DecodeState*, const LayerContext& ctx,
               Arena& arena) override {
-    forward(y, x, ctx, arena);  // row by row: no state
+    forward(y, x, ctx, arena);
   }
   int64_t saved_floats(int64_t T, const SequenceLayout&) const override { return T * 3 * F_; }
   int64_t forward_floats(int64_t, const SequenceLayout&) const override { return 0; }
