@@ -32,6 +32,24 @@ void commit_file(const std::string& tmp, const std::string& path) {
   sync_path(dir.empty() ? "." : dir.string(), true);
 }
 
+void write_file(const std::string& path, const std::function<bool(std::FILE*)>& write) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw std::runtime_error(cat("cannot create ", tmp, ": ", std::strerror(errno)));
+  try {
+    bool ok = write(f);
+    const int err = errno;
+    ok = std::fclose(f) == 0 && ok;
+    f = nullptr;
+    if (!ok) throw std::runtime_error(cat("cannot write ", tmp, ": ", std::strerror(err)));
+    commit_file(tmp, path);
+  } catch (...) {
+    if (f) std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
 void replace_file(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {

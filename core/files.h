@@ -3,6 +3,8 @@
 // one, never a mix. Failures throw std::runtime_error naming the path and the cause.
 #pragma once
 
+#include <cstdio>
+#include <functional>
 #include <string>
 
 namespace rt {
@@ -13,5 +15,8 @@ void sync_path(const std::string& path, bool directory);
 void commit_file(const std::string& tmp, const std::string& path);
 // Writes text to path that way.
 void replace_file(const std::string& path, const std::string& text);
+// Writes path that way from write(FILE*), which returns false on a short write; the temporary
+// file is removed on any failure.
+void write_file(const std::string& path, const std::function<bool(std::FILE*)>& write);
 
 }  // namespace rt

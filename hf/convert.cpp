@@ -115,14 +115,22 @@ std::string model_section(const std::string& yaml) {
   return yaml.substr(begin + 1, end == std::string::npos ? std::string::npos : end - begin);
 }
 
-// Host memory for a model's f32 values, checked before allocating.
-void check_fits(const Model& model, const std::string& what) {
-  const double bytes = 4.0 * static_cast<double>(model.params().numel());
-  const MemoryAvailable available = host_memory_available();
-  if (bytes > static_cast<double>(available.bytes))
-    throw UserError(cat(what, ": the model needs ", format_bytes(bytes), ", more than the ",
-                        format_bytes(static_cast<double>(available.bytes)), " available (",
-                        available.source, ")"));
+// The HF tensors of one ringtrain parameter: the parts stacked along its first dimension (one
+// unless gate and up), each with its HF shape and where its values start in the parameter.
+struct HfPart {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset;
+};
+std::vector<HfPart> parts_of(const Parameter& p, const HfTensorMap& m) {
+  const int64_t parts = static_cast<int64_t>(m.theirs.size());
+  std::vector<int64_t> shape(p.shape.dims, p.shape.dims + p.shape.ndim);
+  shape[0] /= parts;
+  if (!m.hf_shape.empty()) shape = m.hf_shape;
+  std::vector<HfPart> out;
+  for (int64_t i = 0; i < parts; ++i)
+    out.push_back({m.theirs[i], shape, i * (p.shape.numel() / parts)});
+  return out;
 }
 
 int import_hf(const ConvertOptions& o) {
@@ -135,31 +143,24 @@ int import_hf(const ConvertOptions& o) {
   recipe.data.corpus = cat("none (weights converted from ", dir.string(), ")");
   // Through the recipe's own checks: what is imported is a model ringtrain can train.
   recipe = parse_recipe(recipe_to_yaml(recipe), config_path.string() + " (as a recipe)");
-  Model model(recipe.model, /*allocate=*/false);
-  check_fits(model, dir.string());
-  model.params().allocate();
-  ParameterSet& params = model.params();
+  const std::unique_ptr<Model> model = allocate_model(recipe.model, dir.string());
+  ParameterSet& params = model->params();
 
   const HfWeights weights(dir);
   std::set<std::string> used;
   for (const HfTensorMap& m : hf_tensor_map(recipe.model, architecture)) {
-    const Parameter& p = params.all().at(static_cast<size_t>(params.find(m.ours)));
-    const std::vector<int64_t> want(p.shape.dims, p.shape.dims + p.shape.ndim);
-    // Stacked parts (gate and up) each hold an equal share of the rows.
-    const int64_t parts = static_cast<int64_t>(m.theirs.size()), row = p.shape.numel() / want[0];
-    std::vector<int64_t> part = want;
-    part[0] /= parts;
-    if (!m.hf_shape.empty()) part = m.hf_shape;
-    for (int64_t i = 0; i < parts; ++i) {
-      const std::string& name = m.theirs[i];
-      const SafeTensorInfo& t = weights.info(name, architecture);
-      if (t.shape != part)
-        throw UserError(
-            cat(dir.string(), ": tensor ", name, " has shape ", shape_text(t.shape),
-                "; config.json's model needs ", shape_text(part), " there (",
-                parts == 1 ? m.ours : cat("part ", i + 1, " of ", parts, " of ", m.ours), ")"));
-      weights.read(name, params.value(params.find(m.ours)).f32() + i * (want[0] / parts) * row);
-      used.insert(name);
+    const int id = params.find(m.ours);
+    const std::vector<HfPart> parts = parts_of(params.all().at(static_cast<size_t>(id)), m);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const SafeTensorInfo& t = weights.info(parts[i].name, architecture);
+      if (t.shape != parts[i].shape)
+        throw UserError(cat(
+            dir.string(), ": tensor ", parts[i].name, " has shape ", shape_text(t.shape),
+            "; config.json's model needs ", shape_text(parts[i].shape), " there (",
+            parts.size() == 1 ? m.ours : cat("part ", i + 1, " of ", parts.size(), " of ", m.ours),
+            ")"));
+      weights.read(parts[i].name, params.value(id).f32() + parts[i].offset);
+      used.insert(parts[i].name);
     }
   }
   for (const std::string& name : weights.names()) {
@@ -174,7 +175,7 @@ int import_hf(const ConvertOptions& o) {
   state.recipe_yaml = recipe_to_yaml(recipe);
   save_weights(o.to, state, params);
   std::printf("converted %s (%s, %lld parameters) to %s\n", dir.c_str(), architecture.c_str(),
-              static_cast<long long>(model.num_params()), o.to.c_str());
+              static_cast<long long>(model->num_params()), o.to.c_str());
   std::printf("start a run from it with checkpoint.init_from: %s and this model section:\n%s",
               o.to.c_str(), model_section(state.recipe_yaml).c_str());
   return 0;
@@ -196,22 +197,15 @@ int export_hf(const ConvertOptions& o) {
   const ParameterSet& params = model->params();
   std::vector<SafeTensorOut> tensors;
   for (const HfTensorMap& m : hf_tensor_map(cfg, architecture)) {
-    const Parameter& p = params.all().at(static_cast<size_t>(params.find(m.ours)));
-    std::vector<int64_t> shape(p.shape.dims, p.shape.dims + p.shape.ndim);
-    const int64_t parts = static_cast<int64_t>(m.theirs.size()), row = p.shape.numel() / shape[0];
-    shape[0] /= parts;
-    if (!m.hf_shape.empty()) shape = m.hf_shape;
-    for (int64_t i = 0; i < parts; ++i)
-      tensors.push_back(
-          {m.theirs[i], shape, params.value(params.find(m.ours)).f32() + i * shape[0] * row});
+    const int id = params.find(m.ours);
+    for (const HfPart& part : parts_of(params.all().at(static_cast<size_t>(id)), m))
+      tensors.push_back({part.name, part.shape, params.value(id).f32() + part.offset});
   }
   // Shards of at most shard_bytes (a larger tensor alone), named as transformers names them.
   std::vector<std::vector<SafeTensorOut>> shards(1);
   uint64_t shard_size = 0, total = 0;
   for (const SafeTensorOut& t : tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    const uint64_t bytes = safetensors_bytes(o.dtype, n);
+    const uint64_t bytes = safetensors_bytes(o.dtype, t.numel());
     if (shard_size > 0 && shard_size + bytes > o.shard_bytes) shards.emplace_back(), shard_size = 0;
     shards.back().push_back(t);
     shard_size += bytes;

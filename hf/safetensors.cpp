@@ -55,11 +55,16 @@ uint64_t safetensors_bytes(StDType dtype, int64_t numel) {
   return static_cast<uint64_t>(numel) * static_cast<uint64_t>(kDTypeBytes[static_cast<int>(dtype)]);
 }
 
-int64_t SafeTensorInfo::numel() const {
+namespace {
+int64_t product(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
 }
+}  // namespace
+
+int64_t SafeTensorInfo::numel() const { return product(shape); }
+int64_t SafeTensorOut::numel() const { return product(shape); }
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY);
@@ -199,19 +204,14 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const SafeTensorOut& t : tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    const uint64_t bytes = safetensors_bytes(dtype, n);
+    const uint64_t bytes = safetensors_bytes(dtype, t.numel());
     header[t.name] = {
         {"dtype", name_of(dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  try {
-    if (!f) throw std::runtime_error(cat("cannot create ", tmp, ": ", std::strerror(errno)));
+  auto write = [&](std::FILE* f) {
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; ++i)
       len_bytes[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
@@ -219,8 +219,7 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
               std::fwrite(text.data(), 1, text.size(), f) == text.size();
     std::vector<uint16_t> half;
     for (const SafeTensorOut& t : tensors) {
-      int64_t n = 1;
-      for (int64_t d : t.shape) n *= d;
+      const int64_t n = t.numel();
       if (dtype == StDType::F32) {
         ok = ok && std::fwrite(t.data, 4, static_cast<size_t>(n), f) == static_cast<size_t>(n);
       } else {
@@ -229,14 +228,11 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
         ok = ok && std::fwrite(half.data(), 2, half.size(), f) == half.size();
       }
     }
-    const int err = errno;
-    if (std::fclose(f) != 0 || !ok)
-      throw std::runtime_error(cat("cannot write ", tmp, ": ", std::strerror(ok ? errno : err)));
-    f = nullptr;
-    commit_file(tmp, path);
+    return ok;
+  };
+  try {
+    write_file(path, write);
   } catch (const std::exception& e) {
-    if (f) std::fclose(f);
-    std::remove(tmp.c_str());
     throw RunError(cat(path, " not written: ", e.what()), 1);
   }
 }

@@ -51,6 +51,7 @@ struct SafeTensorOut {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
+  int64_t numel() const;
 };
 
 // Writes `path` (through path.tmp, fsync and rename) with the tensors in the given order.

@@ -1,12 +1,7 @@
 #include "trainer/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -58,10 +53,6 @@ std::string latest_or_none(const std::string& dir) {
     return "";
   }
 }
-
-}  // namespace
-
-namespace {
 
 // The checkpoint file at tmp: header, parameters and, with an optimizer, its moments.
 void write_checkpoint_file(const std::string& tmp, const CheckpointState& state,

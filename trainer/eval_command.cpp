@@ -169,18 +169,23 @@ void write_json(const EvalOptions& opt, int64_t step, const std::vector<double>&
 
 }  // namespace
 
-// Values and gradients (f32) must fit: the size comes from the checkpoint's recipe.
-std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state) {
-  state = read_checkpoint_state(checkpoint);
-  const Recipe recipe = parse_recipe(state.recipe_yaml, checkpoint + " (its recipe)");
-  auto model = std::make_unique<Model>(recipe.model, /*allocate=*/false);
+std::unique_ptr<Model> allocate_model(const ModelConfig& cfg, const std::string& what) {
+  auto model = std::make_unique<Model>(cfg, /*allocate=*/false);
   const double bytes = 8.0 * static_cast<double>(model->params().numel());
   const MemoryAvailable available = host_memory_available();
   if (bytes > static_cast<double>(available.bytes))
-    throw UserError(cat(checkpoint, ": its model needs ", format_bytes(bytes), ", more than the ",
+    throw UserError(cat(what, ": its model needs ", format_bytes(bytes), ", more than the ",
                         format_bytes(static_cast<double>(available.bytes)), " available (",
                         available.source, ")"));
   model->params().allocate();
+  return model;
+}
+
+// The size comes from the checkpoint's recipe.
+std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state) {
+  state = read_checkpoint_state(checkpoint);
+  const Recipe recipe = parse_recipe(state.recipe_yaml, checkpoint + " (its recipe)");
+  auto model = allocate_model(recipe.model, checkpoint);
   load_checkpoint(checkpoint, model->params(), nullptr);
   return model;
 }

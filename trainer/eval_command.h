@@ -31,6 +31,9 @@ int run_eval(const EvalOptions& options);
 // The model of a checkpoint, on the host, after a check that it fits the host's memory; state
 // receives the checkpoint's header. For inference: the AdamW state is not read.
 std::unique_ptr<Model> load_model(const std::string& checkpoint, CheckpointState& state);
+// A model of cfg on the host, allocated (values and gradients, f32) once a check found room for
+// them in the host's memory: a UserError naming `what` otherwise.
+std::unique_ptr<Model> allocate_model(const ModelConfig& cfg, const std::string& what);
 
 // "1k" = 1024, "4k", "1m" = 2^20, or a plain number; UserError otherwise.
 int64_t parse_length(const std::string& text, const std::string& what);

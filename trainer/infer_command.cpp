@@ -27,33 +27,36 @@ void write_npy_f32(const std::string& path, const float* data, const std::vector
   // magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, ends in \n.
   header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
   header += '\n';
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw RunError(cat(path, " not written: cannot create ", tmp), 1);
   const unsigned char len[2] = {static_cast<unsigned char>(header.size() & 0xff),
                                 static_cast<unsigned char>(header.size() >> 8)};
-  bool ok = std::fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && std::fwrite(len, 1, 2, f) == 2 &&
-            std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-            std::fwrite(data, 4, static_cast<size_t>(n), f) == static_cast<size_t>(n);
-  ok = std::fclose(f) == 0 && ok;
   try {
-    if (!ok) throw std::runtime_error("write failed");
-    commit_file(tmp, path);
+    write_file(path, [&](std::FILE* f) {
+      return std::fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && std::fwrite(len, 1, 2, f) == 2 &&
+             std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
+             std::fwrite(data, 4, static_cast<size_t>(n), f) == static_cast<size_t>(n);
+    });
   } catch (const std::exception& e) {
-    std::remove(tmp.c_str());
     throw RunError(cat(path, " not written: ", e.what()), 1);
   }
 }
+
+namespace {
+// Every id within the model's vocabulary, or a UserError naming the first that is not.
+void check_token_ids(const char* command, const std::vector<int32_t>& tokens, int64_t V,
+                     const std::string& checkpoint) {
+  for (int32_t t : tokens)
+    if (t < 0 || t >= V)
+      throw UserError(cat(command, ": token ", t, " is outside the vocabulary of ", checkpoint,
+                          " (0..", V - 1, ")"));
+}
+}  // namespace
 
 int run_logits(const LogitsOptions& o) {
   CheckpointState state;
   const std::unique_ptr<Model> model = load_model(o.checkpoint, state);
   const int64_t T = static_cast<int64_t>(o.tokens.size()), V = model->config().vocab_size;
   if (T == 0) throw UserError("logits: --tokens is empty; expected token ids such as 1,2,3");
-  for (int32_t t : o.tokens)
-    if (t < 0 || t >= V)
-      throw UserError(cat("logits: token ", t, " is outside the vocabulary of ", o.checkpoint,
-                          " (0..", V - 1, ")"));
+  check_token_ids("logits", o.tokens, V, o.checkpoint);
   const SequenceLayout layout = SequenceLayout::zigzag(T, 1, 0);
   OwnedBatch batch;
   batch.n_seqs = 1;
@@ -73,12 +76,9 @@ int run_logits(const LogitsOptions& o) {
                 o.out_npy.c_str());
     return 0;
   }
-  for (int64_t t = 0; t < T; ++t) {
-    int64_t best = 0;
-    for (int64_t v = 1; v < V; ++v)
-      if (logits.f32()[t * V + v] > logits.f32()[t * V + best]) best = v;
-    std::printf("%lld%c", static_cast<long long>(best), t + 1 == T ? '\n' : ' ');
-  }
+  for (int64_t t = 0; t < T; ++t)
+    std::printf("%d%c", sample_token(logits.f32() + t * V, V, 0.0, 1.0, 0.0),
+                t + 1 == T ? '\n' : ' ');
   return 0;
 }
 
@@ -118,10 +118,7 @@ int run_generate(const GenerateOptions& o) {
   }
   if (prompt.empty())
     throw UserError("generate: an empty prompt; expected --prompt TEXT or --tokens 1,2,3");
-  for (int32_t t : prompt)
-    if (t < 0 || t >= V)
-      throw UserError(cat("generate: token ", t, " is outside the vocabulary of ", o.checkpoint,
-                          " (0..", V - 1, ")"));
+  check_token_ids("generate", prompt, V, o.checkpoint);
   const int64_t P = static_cast<int64_t>(prompt.size()), max_len = P + o.max_new;
   auto states = model->decode_states(max_len);
   Arena arena(Device::CPU, 0);
@@ -145,7 +142,10 @@ int run_generate(const GenerateOptions& o) {
   const double decode =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::string ids;
-  for (int32_t t : generated) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+  for (int32_t t : generated) {
+    if (!ids.empty()) ids += ',';
+    ids += std::to_string(t);
+  }
   std::printf("ids: %s\n", ids.c_str());
   if (tokenizer) std::printf("text: %s\n", tokenizer->decode(generated).c_str());
   std::printf("prompt %lld tokens in %.3f s, generated %zu tokens in %.3f s (%.1f tokens/s)\n",
