@@ -94,6 +94,16 @@ void read_rope(const json& config, const ConfigKeys& keys, ModelConfig& m) {
   rope.require(rope.flag_or("truncate", true), "truncate", "true");
 }
 
+// [0, inf]: dt unclamped. transformers 5 writes inf as {"__float__": "Infinity"}.
+void require_unclamped_dt(const json& config, const ConfigKeys& keys) {
+  if (!keys.has("time_step_limit")) return;
+  const json& limit = config["time_step_limit"];
+  const bool ok = limit.is_array() && limit.size() == 2 && limit[0].is_number() &&
+                  limit[0].get<double>() == 0.0 &&
+                  !(limit[1].is_number() && std::isfinite(limit[1].get<double>()));
+  keys.require(ok, "time_step_limit", "[0, inf] (no clamp of dt)");
+}
+
 ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::string& arch) {
   keys.require(config.value("hidden_act", std::string("silu")) == "silu", "hidden_act", "\"silu\"");
   // Llama's attention_bias puts a bias on o_proj too, which ringtrain lacks; Qwen2 always has
@@ -146,14 +156,86 @@ ModelConfig mamba2_config(const json& config, const ConfigKeys& keys) {
   m.init_std = keys.number_or("initializer_range", 0.02);
   keys.require(keys.count("num_heads") * m.mamba_headdim == m.mamba_expand * m.d_model, "num_heads",
                "expand * hidden_size / head_dim");
-  if (keys.has("time_step_limit")) {
-    // [0, inf]: dt unclamped. transformers 5 writes inf as {"__float__": "Infinity"}.
-    const json& limit = config["time_step_limit"];
-    const bool ok = limit.is_array() && limit.size() == 2 && limit[0].is_number() &&
-                    limit[0].get<double>() == 0.0 &&
-                    !(limit[1].is_number() && std::isfinite(limit[1].get<double>()));
-    keys.require(ok, "time_step_limit", "[0, inf] (no clamp of dt)");
+  require_unclamped_dt(config, keys);
+  m.resolve();
+  return m;
+}
+
+constexpr const char* kNemotronH = "NemotronHForCausalLM";
+
+// NemotronH's layers: layers_block_type's names (transformers 5, and the legacy "mamba" and
+// "attention") or hybrid_override_pattern, whose symbols are ringtrain's own.
+std::string nemotron_pattern(const json& config, const ConfigKeys& keys) {
+  std::string pattern;
+  if (keys.has("layers_block_type")) {
+    const json& list = config["layers_block_type"];
+    if (!list.is_array() || list.empty())
+      throw UserError(cat(keys.where(), ": layers_block_type is ", list.dump(),
+                          "; expected a list of layer types"));
+    for (const json& t : list) {
+      const std::string name = t.is_string() ? t.get<std::string>() : t.dump();
+      pattern += name == "linear_attention" || name == "mamba"     ? 'M'
+                 : name == "full_attention" || name == "attention" ? '*'
+                 : name == "mlp"                                   ? '-'
+                 : name == "moe"                                   ? 'E'
+                                                                   : '?';
+      if (pattern.back() == '?')
+        throw UserError(cat(keys.where(), ": layers_block_type holds ", t.dump(),
+                            "; expected linear_attention, full_attention or mlp"));
+    }
+  } else {
+    const json& p = keys.at("hybrid_override_pattern");
+    if (!p.is_string() || p.get<std::string>().empty())
+      throw UserError(cat(keys.where(), ": hybrid_override_pattern is ", p.dump(),
+                          "; expected a string of M, * and -"));
+    pattern = p.get<std::string>();
   }
+  const size_t bad = pattern.find_first_not_of("M*-");
+  keys.require(
+      bad == std::string::npos, "hybrid_override_pattern",
+      cat("the symbols M (Mamba-2), * (attention) and - (MLP); ",
+          bad != std::string::npos && pattern[bad] == 'E'
+              ? "mixture-of-experts layers ('E') are not supported"
+              : cat("found '", pattern.substr(bad == std::string::npos ? 0 : bad, 1), "'")));
+  return pattern;
+}
+
+ModelConfig nemotron_h_config(const json& config, const ConfigKeys& keys) {
+  keys.require(config.value("mlp_hidden_act", std::string("relu2")) == "relu2", "mlp_hidden_act",
+               "\"relu2\"");
+  keys.require(config.value("mamba_hidden_act", std::string("silu")) == "silu", "mamba_hidden_act",
+               "\"silu\"");
+  for (const char* key : {"attention_bias", "mlp_bias", "use_bias", "mamba_proj_bias"})
+    keys.require(!keys.flag_or(key, false), key, "false");
+  keys.require(keys.flag_or("use_conv_bias", true), "use_conv_bias", "true");
+  keys.require(!keys.has("sliding_window"), "sliding_window",
+               "null (attention over the whole sequence)");
+  keys.require(!keys.has("num_nextn_predict_layers") || config["num_nextn_predict_layers"] == 0,
+               "num_nextn_predict_layers", "0 (no multi-token prediction layers)");
+  require_unclamped_dt(config, keys);
+  ModelConfig m;
+  m.pattern = nemotron_pattern(config, keys);
+  m.vocab_size = keys.count("vocab_size");
+  m.d_model = keys.count("hidden_size");
+  m.heads = keys.count("num_attention_heads");
+  m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
+  m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
+  m.mlp_hidden = keys.count("intermediate_size");
+  m.mlp_activation = MlpActivation::Relu2;
+  m.rope = false;
+  m.mamba_d_state = keys.count("ssm_state_size");
+  m.mamba_num_heads = keys.count("mamba_num_heads");
+  m.mamba_headdim = keys.count("mamba_head_dim");
+  m.mamba_expand = keys.count_or("expand", 2);
+  m.mamba_ngroups = keys.count("n_groups");
+  m.mamba_conv_width = keys.count("conv_kernel");
+  m.norm_eps = keys.number_or("layer_norm_epsilon", 1e-5);
+  m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
+  m.init_std = keys.number_or("initializer_range", 0.02);
+  keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
+               "a divisor of num_attention_heads");
+  keys.require(m.mamba_num_heads % m.mamba_ngroups == 0, "n_groups",
+               "a divisor of mamba_num_heads");
   m.resolve();
   return m;
 }
@@ -177,27 +259,70 @@ ModelConfig model_from_hf_config(const json& config, const std::string& where,
   if (architecture) *architecture = arch;
   if (is_llama_like(arch)) return llama_config(config, keys, arch);
   if (arch == kMamba2) return mamba2_config(config, keys);
+  if (arch == kNemotronH) return nemotron_h_config(config, keys);
   throw UserError(cat(where, ": architecture ", arch, " is not supported; expected one of ",
-                      choices_of(kLlamaLike), " or ", kMamba2));
+                      choices_of(kLlamaLike), ", ", kMamba2, " or ", kNemotronH));
 }
 
 std::string hf_architecture_of(const ModelConfig& cfg) {
-  if (!cfg.pattern.empty() && cfg.pattern.find_first_not_of('M') == std::string::npos)
-    return kMamba2;
-  bool llama = cfg.pattern.size() % 2 == 0;
-  for (size_t i = 0; i < cfg.pattern.size(); ++i)
-    llama = llama && cfg.pattern[i] == (i % 2 ? '-' : '*');
+  const std::string& p = cfg.pattern;
+  if (!p.empty() && p.find_first_not_of('M') == std::string::npos) return kMamba2;
+  const bool swiglu = cfg.mlp_activation == MlpActivation::SwiGlu;
+  bool llama = p.size() % 2 == 0 && swiglu && cfg.rope;
+  for (size_t i = 0; i < p.size(); ++i) llama = llama && p[i] == (i % 2 ? '-' : '*');
   if (llama) return cfg.attention_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  const bool mlp = p.find('-') != std::string::npos, attention = p.find('*') != std::string::npos;
+  if (p.find('G') == std::string::npos && (!mlp || !swiglu) &&
+      (!attention || (!cfg.rope && !cfg.attention_bias)))
+    return kNemotronH;
   throw UserError(
-      cat("model.pattern \"", cfg.pattern,
-          "\" has no Hugging Face class ringtrain exports to; expected \"*-\" "
-          "repeated (LlamaForCausalLM, or Qwen2ForCausalLM with model.attention_bias), or "
-          "only M (Mamba2ForCausalLM)"));
+      cat("model.pattern \"", p,
+          "\" with these options has no Hugging Face class ringtrain exports to; expected \"*-\" "
+          "repeated with SwiGLU and RoPE (LlamaForCausalLM, or Qwen2ForCausalLM with "
+          "model.attention_bias), only M (Mamba2ForCausalLM), or M, * and - with "
+          "model.mlp_activation: relu2 and model.rope: false (NemotronHForCausalLM); GLA ('G') "
+          "has no transformers class"));
 }
 
 json hf_config_from_model(const ModelConfig& cfg) {
   const std::string arch = hf_architecture_of(cfg);
   json j;
+  if (arch == kNemotronH) {
+    j["architectures"] = {arch};
+    j["model_type"] = "nemotron_h";
+    j["vocab_size"] = cfg.vocab_size;
+    j["hidden_size"] = cfg.d_model;
+    // Both: transformers 5 reads the list, 4 the string (ringtrain's symbols).
+    json types = json::array();
+    for (char c : cfg.pattern)
+      types.push_back(c == 'M' ? "linear_attention" : c == '*' ? "full_attention" : "mlp");
+    j["layers_block_type"] = types;
+    j["hybrid_override_pattern"] = cfg.pattern;
+    j["num_attention_heads"] = cfg.heads;
+    j["num_key_value_heads"] = cfg.kv_heads;
+    j["head_dim"] = cfg.head_dim;
+    j["intermediate_size"] = cfg.mlp_hidden;
+    j["mlp_hidden_act"] = "relu2";
+    j["attention_bias"] = false;
+    j["mlp_bias"] = false;
+    j["use_bias"] = false;
+    j["ssm_state_size"] = cfg.mamba_d_state;
+    j["mamba_num_heads"] = cfg.mamba_heads();
+    j["mamba_head_dim"] = cfg.mamba_headdim;
+    j["n_groups"] = cfg.mamba_ngroups;
+    j["conv_kernel"] = cfg.mamba_conv_width;
+    j["expand"] = cfg.mamba_expand;
+    j["use_conv_bias"] = true;
+    j["mamba_hidden_act"] = "silu";
+    j["chunk_size"] = cfg.glr_chunk;
+    j["layer_norm_epsilon"] = cfg.norm_eps;
+    j["tie_word_embeddings"] = cfg.tied_embeddings;
+    j["initializer_range"] = cfg.init_std;
+    j["num_nextn_predict_layers"] = 0;
+    j["max_position_embeddings"] = int64_t(1) << 20;  // no positions: no table to outgrow
+    j["torch_dtype"] = "float32";
+    return j;
+  }
   if (arch == kMamba2) {
     j["architectures"] = {arch};
     j["model_type"] = "mamba2";
@@ -264,44 +389,60 @@ json hf_config_from_model(const ModelConfig& cfg) {
   return j;
 }
 
+namespace {
+// One Mamba-2 mixer: ringtrain's layer `ours` ("layers.i.mamba.") and HF's `mixer` prefix.
+void map_mamba_mixer(std::vector<HfTensorMap>& map, const ModelConfig& cfg, const std::string& ours,
+                     const std::string& mixer) {
+  const int64_t conv_dim = cfg.mamba_d_inner() + 2 * cfg.mamba_ngroups * cfg.mamba_d_state;
+  for (const char* w : {"in_proj", "out_proj"})
+    map.push_back({cat(ours, w), {cat(mixer, w, ".weight")}, {}});
+  map.push_back({ours + "conv_w", {mixer + "conv1d.weight"}, {conv_dim, 1, cfg.mamba_conv_width}});
+  map.push_back({ours + "conv_b", {mixer + "conv1d.bias"}, {}});
+  for (const char* w : {"dt_bias", "A_log", "D"}) map.push_back({cat(ours, w), {mixer + w}, {}});
+  map.push_back({ours + "norm", {mixer + "norm.weight"}, {}});
+}
+
+void map_attention(std::vector<HfTensorMap>& map, const ModelConfig& cfg, const std::string& ours,
+                   const std::string& attn) {
+  for (const char* w : {"q", "k", "v", "o"})
+    map.push_back({cat(ours, "w", w), {cat(attn, w, "_proj.weight")}, {}});
+  if (cfg.attention_bias)
+    for (const char* b : {"q", "k", "v"})
+      map.push_back({cat(ours, "b", b), {cat(attn, b, "_proj.bias")}, {}});
+}
+}  // namespace
+
 std::vector<HfTensorMap> hf_tensor_map(const ModelConfig& cfg, const std::string& architecture) {
-  if (architecture == kMamba2) {
+  if (architecture == kMamba2 || architecture == kNemotronH) {
     std::vector<HfTensorMap> map = {{"embed.weight", {"backbone.embeddings.weight"}, {}},
                                     {"final_norm.weight", {"backbone.norm_f.weight"}, {}}};
     if (!cfg.tied_embeddings) map.push_back({"lm_head.weight", {"lm_head.weight"}, {}});
-    const int64_t conv_dim = cfg.mamba_d_inner() + 2 * cfg.mamba_ngroups * cfg.mamba_d_state;
     for (size_t layer = 0; layer < cfg.pattern.size(); ++layer) {
       const std::string hf = cat("backbone.layers.", layer, "."), ours = cat("layers.", layer, ".");
       map.push_back({ours + "norm.weight", {hf + "norm.weight"}, {}});
-      for (const char* w : {"in_proj", "out_proj"})
-        map.push_back({cat(ours, "mamba.", w), {cat(hf, "mixer.", w, ".weight")}, {}});
-      map.push_back({ours + "mamba.conv_w",
-                     {hf + "mixer.conv1d.weight"},
-                     {conv_dim, 1, cfg.mamba_conv_width}});
-      map.push_back({ours + "mamba.conv_b", {hf + "mixer.conv1d.bias"}, {}});
-      for (const char* w : {"dt_bias", "A_log", "D"})
-        map.push_back({cat(ours, "mamba.", w), {cat(hf, "mixer.", w)}, {}});
-      map.push_back({ours + "mamba.norm", {hf + "mixer.norm.weight"}, {}});
+      switch (cfg.pattern[layer]) {
+        case 'M': map_mamba_mixer(map, cfg, ours + "mamba.", hf + "mixer."); break;
+        case '*': map_attention(map, cfg, ours + "attn.", hf + "mixer."); break;
+        default:
+          map.push_back({ours + "mlp.w_up", {hf + "mixer.up_proj.weight"}, {}});
+          map.push_back({ours + "mlp.w_down", {hf + "mixer.down_proj.weight"}, {}});
+      }
     }
     return map;
   }
   RT_CHECK(is_llama_like(architecture), "tensor map of ", architecture);
-  std::vector<HfTensorMap> map = {{"embed.weight", {"model.embed_tokens.weight"}},
-                                  {"final_norm.weight", {"model.norm.weight"}}};
-  if (!cfg.tied_embeddings) map.push_back({"lm_head.weight", {"lm_head.weight"}});
+  std::vector<HfTensorMap> map = {{"embed.weight", {"model.embed_tokens.weight"}, {}},
+                                  {"final_norm.weight", {"model.norm.weight"}, {}}};
+  if (!cfg.tied_embeddings) map.push_back({"lm_head.weight", {"lm_head.weight"}, {}});
   for (size_t layer = 0; layer < cfg.pattern.size() / 2; ++layer) {
     const std::string hf = cat("model.layers.", layer, "."), attn = cat("layers.", 2 * layer, "."),
                       mlp = cat("layers.", 2 * layer + 1, ".");
-    map.push_back({attn + "norm.weight", {hf + "input_layernorm.weight"}});
-    for (const char* w : {"q", "k", "v", "o"})
-      map.push_back({cat(attn, "attn.w", w), {cat(hf, "self_attn.", w, "_proj.weight")}});
-    if (cfg.attention_bias)
-      for (const char* b : {"q", "k", "v"})
-        map.push_back({cat(attn, "attn.b", b), {cat(hf, "self_attn.", b, "_proj.bias")}});
-    map.push_back({mlp + "norm.weight", {hf + "post_attention_layernorm.weight"}});
+    map.push_back({attn + "norm.weight", {hf + "input_layernorm.weight"}, {}});
+    map_attention(map, cfg, attn + "attn.", hf + "self_attn.");
+    map.push_back({mlp + "norm.weight", {hf + "post_attention_layernorm.weight"}, {}});
     map.push_back(
-        {mlp + "mlp.w_gate_up", {hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"}});
-    map.push_back({mlp + "mlp.w_down", {hf + "mlp.down_proj.weight"}});
+        {mlp + "mlp.w_gate_up", {hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"}, {}});
+    map.push_back({mlp + "mlp.w_down", {hf + "mlp.down_proj.weight"}, {}});
   }
   return map;
 }

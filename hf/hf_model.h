@@ -5,8 +5,11 @@
 //       gate_proj and up_proj are stacked into w_gate_up (gate first).
 //   Mamba2ForCausalLM  each layer one 'M' (the same in_proj rows z | x | B | C | dt, conv,
 //                       dt_bias, A_log, D, grouped gated norm, out_proj as ringtrain's).
+//   NemotronHForCausalLM  its layer list is a ringtrain pattern of M, * and -: Mamba-2 as
+//                       above, attention without RoPE (model.rope: false), the MLP up_proj,
+//                       squared ReLU, down_proj (model.mlp_activation: relu2).
 // A config key ringtrain has no equivalent for (hidden_act other than silu, a bias, a sliding
-// window, ...) is refused naming the key and what would be valid (docs/DESIGN.md §10).
+// window, ...) is refused naming the key and what would be valid (docs/DESIGN.md §9).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -249,6 +249,19 @@ void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& g
   RT_RUN(dev, swiglu_backward, dgate_up.f32(), dout.f32(), gate_up.f32(), T, F);
 }
 
+void relu2_forward(const Tensor& out, const Tensor& inp) {
+  const Device dev = device_of("relu2_forward", out, inp);
+  expect("relu2_forward", "out", out, inp.shape());
+  RT_RUN(dev, relu2_forward, out.f32(), inp.f32(), inp.numel());
+}
+
+void relu2_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  const Device dev = device_of("relu2_backward", dinp, dout, inp);
+  expect("relu2_backward", "dinp", dinp, inp.shape());
+  expect("relu2_backward", "dout", dout, inp.shape());
+  RT_RUN(dev, relu2_backward, dinp.f32(), dout.f32(), inp.f32(), inp.numel());
+}
+
 void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate) {
   const Device dev = device_of("silu_gate_forward", out, a, gate);
   expect("silu_gate_forward", "a", a, out.shape());

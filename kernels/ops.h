@@ -70,6 +70,9 @@ void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);  
 // gate_up[T,2F] = [gate | up]; out[T,F] = silu(gate) * up
 void swiglu_forward(const Tensor& out, const Tensor& gate_up);
 void swiglu_backward(const Tensor& dgate_up, const Tensor& dout, const Tensor& gate_up);
+// Squared ReLU (Primer; NemotronH's MLP): out = max(x, 0)^2; dinp = 2 max(x, 0) dout (overwrite).
+void relu2_forward(const Tensor& out, const Tensor& inp);
+void relu2_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
 // out = a * silu(gate), element by element (same shapes); backward overwrites da and dgate.
 void silu_gate_forward(const Tensor& out, const Tensor& a, const Tensor& gate);

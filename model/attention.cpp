@@ -7,7 +7,7 @@ namespace rt {
 
 AttentionLayer::AttentionLayer(const std::string& prefix, const ModelConfig& cfg,
                                ParameterSet& params)
-    : C_(cfg.d_model), H_(cfg.heads), Hkv_(cfg.kv_heads), D_(cfg.head_dim) {
+    : C_(cfg.d_model), H_(cfg.heads), Hkv_(cfg.kv_heads), D_(cfg.head_dim), rope_(cfg.rope) {
   wq = params.add(prefix + ".wq", {H_ * D_, C_}, true);
   wk = params.add(prefix + ".wk", {Hkv_ * D_, C_}, true);
   wv = params.add(prefix + ".wv", {Hkv_ * D_, C_}, true);
@@ -31,6 +31,7 @@ void AttentionLayer::project_qkv(const Tensor& q, const Tensor& k, const Tensor&
     ops::add_bias_forward(k.view({T, Hkv_ * D_}), p.value(bk));
     ops::add_bias_forward(v.view({T, Hkv_ * D_}), p.value(bv));
   }
+  if (!rope_) return;
   ops::rope_forward(q, ctx.rope);
   ops::rope_forward(k, ctx.rope);
 }
@@ -60,8 +61,10 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& 
                        p.matmul_weight(wo), false);
   ring_attention_backward(ctx.seq, q_, k_, v_, out_, dout, lse_, dq, dk, dv, arena);
   // q and k were rotated after projection: their gradients rotate back before it.
-  ops::rope_backward(dq, ctx.rope);
-  ops::rope_backward(dk, ctx.rope);
+  if (rope_) {
+    ops::rope_backward(dq, ctx.rope);
+    ops::rope_backward(dk, ctx.rope);
+  }
   if (bq >= 0) {
     ops::add_bias_backward(p.grad(bq), dq.view({T, H_ * D_}));
     ops::add_bias_backward(p.grad(bk), dk.view({T, Hkv_ * D_}));

@@ -1,4 +1,4 @@
-// Causal self-attention with GQA and RoPE on global positions.
+// Causal self-attention with GQA and RoPE on global positions (none with model.rope: false).
 //   x [T, C] -> q [T, H, D] = x Wq^T, k, v [T, Hkv, D] = x Wk^T, x Wv^T
 //   q, k rotated (RoPE); o [T, H, D] = attention over each sequence (ring across the sp group)
 //   y [T, C] = o Wo^T
@@ -38,6 +38,7 @@ class AttentionLayer final : public Layer {
                    const LayerContext& ctx) const;
 
   int64_t C_, H_, Hkv_, D_;
+  bool rope_;                     // model.rope
   Tensor q_, k_, v_, out_, lse_;  // saved by forward
 };
 

@@ -21,9 +21,17 @@ struct EnumNames<RopeKind> {
                                                             "llama3"};
 };
 
+// model.mlp_activation: the '-' layer's form.
+enum class MlpActivation : int32_t { SwiGlu, Relu2 };
+template <>
+struct EnumNames<MlpActivation> {
+  static constexpr std::string_view noun = "MLP activation";
+  static constexpr std::array<std::string_view, 2> names = {"swiglu", "relu2"};
+};
+
 struct ModelConfig {
   // One symbol per residual layer (Megatron's hybrid convention, plus G):
-  //   '*' softmax attention, '-' SwiGLU MLP, 'G' Gated Linear Attention, 'M' Mamba-2.
+  //   '*' softmax attention, '-' MLP, 'G' Gated Linear Attention, 'M' Mamba-2.
   std::string pattern = "*-*-";
   int64_t vocab_size = 258;  // byte tokenizer: 256 bytes + <eos> + <pad>
   int64_t d_model = 256;
@@ -31,6 +39,11 @@ struct ModelConfig {
   int64_t kv_heads = 0;    // 0: same as heads (no GQA)
   int64_t head_dim = 0;    // 0: d_model / heads
   int64_t mlp_hidden = 0;  // 0: 8/3 d_model rounded up to a multiple of 64 (Llama)
+  // swiglu: silu(x W_gate^T) * (x W_up^T) (Llama); relu2: max(x W_up^T, 0)^2 (NemotronH).
+  MlpActivation mlp_activation = MlpActivation::SwiGlu;
+  // RoPE on attention's q and k; false: attention without positions (NemotronH, whose
+  // Mamba-2 layers carry the order).
+  bool rope = true;
   double rope_theta = 10000.0;
   // RoPE scaling for a context longer than the original L0 (kernels/rope_frequencies.h).
   RopeKind rope_scaling = RopeKind::Default;
@@ -51,11 +64,14 @@ struct ModelConfig {
   int64_t gla_heads = 0;  // 0: heads
   double gla_expand_k = 0.5;
   double gla_expand_v = 1.0;
-  // Mamba-2 ('M'): d_inner = expand * d_model in heads of headdim, B and C of d_state shared
-  // by ngroups groups of heads, causal conv of conv_width.
+  // Mamba-2 ('M'): d_inner = expand * d_model (or num_heads x headdim) in heads of headdim, B and C
+  // of d_state shared by ngroups groups of heads, causal conv of conv_width.
   int64_t mamba_d_state = 64;
   int64_t mamba_headdim = 64;
   int64_t mamba_expand = 2;
+  // 0: mamba_expand * d_model / mamba_headdim heads. Set, d_inner is heads x headdim (HF's
+  // num_heads: NemotronH's is not always a multiple of d_model).
+  int64_t mamba_num_heads = 0;
   int64_t mamba_ngroups = 1;
   int64_t mamba_conv_width = 4;
   // Tokens per chunk of the chunked recurrence of both (16..256).
@@ -88,7 +104,9 @@ struct ModelConfig {
   }
   int64_t gla_key_dim() const { return static_cast<int64_t>(d_model * gla_expand_k); }
   int64_t gla_value_dim() const { return static_cast<int64_t>(d_model * gla_expand_v); }
-  int64_t mamba_d_inner() const { return mamba_expand * d_model; }
+  int64_t mamba_d_inner() const {
+    return mamba_num_heads > 0 ? mamba_num_heads * mamba_headdim : mamba_expand * d_model;
+  }
   int64_t mamba_heads() const { return mamba_d_inner() / mamba_headdim; }
   // Rows before each zigzag unit that the model's causal convolution reads (Mamba-2's width - 1;
   // 0 without Mamba-2 layers): every unit must hold at least that many tokens.

@@ -39,21 +39,60 @@ void GlaLayer::forward(const Tensor& y, const Tensor& x, const LayerContext& ctx
   normed_ = arena.alloc({T, V});
   rstd_ = arena.alloc({T * H_});
   gated_ = arena.alloc({T, V});
-  ops::linear_forward(q_.view({T, K}), x, p.matmul_weight(wq));
-  ops::linear_forward(k_.view({T, K}), x, p.matmul_weight(wk));
-  ops::linear_forward(v_.view({T, V}), x, p.matmul_weight(wv));
-  ops::linear_forward(gate_, x, p.matmul_weight(wg));
-  ops::linear_forward(low_, x, p.matmul_weight(w_gate1));
-  ops::linear_forward(gate_pre_, low_, p.matmul_weight(w_gate2));
-  ops::logsigmoid_forward(g_.view({T, K}), gate_pre_, p.value(b_gate), 1.0f / kGateNormalizer);
-  const SequenceContext& seq = ctx.seq;
-  glr_sequences_forward(seq, q_, k_, v_, g_, 1.0f / std::sqrt(static_cast<float>(dk_)), chunk_, o_,
-                        glr_, arena);
+  project_in(q_, k_, v_, gate_, low_, gate_pre_, g_, x, p);
+  glr_sequences_forward(ctx.seq, q_, k_, v_, g_, scale(), chunk_, o_, glr_, arena);
+  project_out(y, o_, gate_, normed_, rstd_, gated_, p);
+}
+
+void GlaLayer::project_in(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& gate,
+                          const Tensor& low, const Tensor& gate_pre, const Tensor& g,
+                          const Tensor& x, const ParameterSet& p) const {
+  const int64_t T = x.size(0), K = H_ * dk_, V = H_ * dv_;
+  ops::linear_forward(q.view({T, K}), x, p.matmul_weight(wq));
+  ops::linear_forward(k.view({T, K}), x, p.matmul_weight(wk));
+  ops::linear_forward(v.view({T, V}), x, p.matmul_weight(wv));
+  ops::linear_forward(gate, x, p.matmul_weight(wg));
+  ops::linear_forward(low, x, p.matmul_weight(w_gate1));
+  ops::linear_forward(gate_pre, low, p.matmul_weight(w_gate2));
+  ops::logsigmoid_forward(g.view({T, K}), gate_pre, p.value(b_gate), 1.0f / kGateNormalizer);
+}
+
+void GlaLayer::project_out(const Tensor& y, const Tensor& o, const Tensor& gate,
+                           const Tensor& normed, const Tensor& rstd, const Tensor& gated,
+                           const ParameterSet& p) const {
+  const int64_t T = o.size(0);
   // RMSNorm over each head's dv values (one weight for all heads), then the swish gate.
-  ops::rmsnorm_forward(normed_.view({T * H_, dv_}), rstd_, o_.view({T * H_, dv_}), p.value(norm),
+  ops::rmsnorm_forward(normed.view({T * H_, dv_}), rstd, o.view({T * H_, dv_}), p.value(norm),
                        eps_);
-  ops::silu_gate_forward(gated_, normed_, gate_);
-  if (y.defined()) ops::linear_forward(y, gated_, p.matmul_weight(wo));
+  ops::silu_gate_forward(gated, normed, gate);
+  if (y.defined()) ops::linear_forward(y, gated, p.matmul_weight(wo));
+}
+
+namespace {
+struct GlaDecodeState final : DecodeState {
+  Tensor state;  // [H, dk, dv]
+};
+}  // namespace
+
+std::unique_ptr<DecodeState> GlaLayer::decode_state(int64_t) const {
+  auto s = std::make_unique<GlaDecodeState>();
+  s->state = Tensor::zeros({H_, dk_, dv_});
+  return s;
+}
+
+// The forward for the next T tokens, the recurrence starting from the carried state.
+void GlaLayer::decode(const Tensor& y, const Tensor& x, int64_t, DecodeState* state,
+                      const LayerContext& ctx, Arena& arena) {
+  auto& s = static_cast<GlaDecodeState&>(*state);
+  const int64_t T = x.size(0), K = H_ * dk_, V = H_ * dv_;
+  Tensor q = arena.alloc({T, H_, dk_}), k = arena.alloc({T, H_, dk_}),
+         v = arena.alloc({T, H_, dv_}), gate = arena.alloc({T, V}), g = arena.alloc({T, H_, dk_}),
+         o = arena.alloc({T, H_, dv_}), h_final = arena.alloc({H_, dk_, dv_});
+  project_in(q, k, v, gate, arena.alloc({T, kGateRank}), arena.alloc({T, K}), g, x, ctx.params);
+  ops::glr_forward(o, h_final, Tensor(), q, k, v, g, s.state, scale(), chunk_);
+  copy_tensor(s.state, h_final);
+  project_out(y, o, gate, arena.alloc({T, V}), arena.alloc({T * H_}), arena.alloc({T, V}),
+              ctx.params);
 }
 
 void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
@@ -70,8 +109,7 @@ void GlaLayer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,
   ops::rmsnorm_backward(d_o.view({T * H_, dv_}), p.grad(norm), dnormed.view({T * H_, dv_}),
                         o_.view({T * H_, dv_}), p.value(norm), rstd_);
   const SequenceContext& seq = ctx.seq;
-  glr_sequences_backward(seq, q_, k_, v_, g_, 1.0f / std::sqrt(static_cast<float>(dk_)), chunk_,
-                         d_o, glr_, dq, dk, dv, dg, arena);
+  glr_sequences_backward(seq, q_, k_, v_, g_, scale(), chunk_, d_o, glr_, dq, dk, dv, dg, arena);
   ops::logsigmoid_backward(dgate_pre, p.grad(b_gate), dg.view({T, K}), gate_pre_, p.value(b_gate),
                            1.0f / kGateNormalizer);
   ops::linear_backward(dlow, p.grad(w_gate2), dgate_pre, low_, p.matmul_weight(w_gate2), false);

@@ -8,6 +8,8 @@
 // b_gate [H*dk], norm [dv] (shared by the heads), wo [C, H*dv].
 #pragma once
 
+#include <cmath>
+
 #include "model/layer.h"
 #include "parallel/state_passing.h"
 
@@ -22,6 +24,11 @@ class GlaLayer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
+  // The recurrent state (docs/DESIGN.md §9).
+  bool decodes() const override { return true; }
+  std::unique_ptr<DecodeState> decode_state(int64_t max_len) const override;
+  void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
+              const LayerContext& ctx, Arena& arena) override;
   int64_t saved_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;
@@ -32,6 +39,17 @@ class GlaLayer final : public Layer {
   int wq, wk, wv, wg, w_gate1, w_gate2, b_gate, norm, wo;  // parameter ids
 
  private:
+  float scale() const { return 1.0f / std::sqrt(static_cast<float>(dk_)); }
+  // q, k, v, the output gate and the decay g from x [T, C] (low, gate_pre: the low-rank
+  // gate's intermediates).
+  void project_in(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& gate,
+                  const Tensor& low, const Tensor& gate_pre, const Tensor& g, const Tensor& x,
+                  const ParameterSet& p) const;
+  // From the recurrence's o [T, H, dv]: the per-head norm, the swish gate and wo into y [T, C]
+  // (skipped when undefined).
+  void project_out(const Tensor& y, const Tensor& o, const Tensor& gate, const Tensor& normed,
+                   const Tensor& rstd, const Tensor& gated, const ParameterSet& p) const;
+
   int64_t C_, H_, dk_, dv_, chunk_;
   float eps_;
   // Saved by forward.

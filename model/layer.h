@@ -55,8 +55,8 @@ class Layer {
 
   // Generation: y [T, C] = layer(x [T, C]) for the next T tokens, at positions pos.., given the
   // state the earlier tokens left (made by decode_state for up to max_len tokens; null for a
-  // layer that keeps none). ctx.rope holds their rotations. A kind that cannot decode yet keeps
-  // these defaults, and Model::decode_states refuses it by name.
+  // layer that keeps none). ctx.rope holds their rotations. Every kind decodes; a new kind
+  // that does not yet keeps these defaults, which Model::decode_states checks.
   virtual bool decodes() const { return false; }
   virtual std::unique_ptr<DecodeState> decode_state(int64_t) const { return nullptr; }
   virtual void decode(const Tensor&, const Tensor&, int64_t, DecodeState*, const LayerContext&,

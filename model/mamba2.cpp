@@ -43,7 +43,7 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   const int64_t T = x.size(0);
   const ParameterSet& p = ctx.params;
   const SequenceContext& seq = ctx.seq;
-  const Tensor w_in = p.matmul_weight(in_proj), cw = p.value(conv_w), cb = p.value(conv_b);
+  const Tensor cw = p.value(conv_w), cb = p.value(conv_b);
   z_ = arena.alloc({T, DI_});
   dt_raw_ = arena.alloc({T, NH_});
   for (int i = 0; i < 3; ++i) {
@@ -61,11 +61,9 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   normed_ = arena.alloc({T, DI_});
   rstd_ = G_ == 1 ? arena.alloc({T}) : arena.alloc({T, G_});
 
-  ops::linear_forward(z_, x, w_in.rows(0, DI_));
-  ops::linear_forward(dt_raw_, x, w_in.rows(2 * DI_ + 2 * G_ * N_, NH_));
+  project_in(z_, pre_, dt_raw_, x, p.matmul_weight(in_proj));
   for (int i = 0; i < 3; ++i) {
     const Part pt = part(i);
-    ops::linear_forward(pre_[i], x, w_in.rows(DI_ + pt.row, pt.width));
     conv_halos_forward(seq, pre_[i], halo_[i], arena);
     // Each segment of each sequence convolves with the rows before it.
     const int64_t n_segments = static_cast<int64_t>(seq.layout->segments.size());
@@ -84,10 +82,78 @@ void Mamba2Layer::forward(const Tensor& y, const Tensor& x, const LayerContext& 
   ops::scale_heads_forward(v_, xs, dt_);
   glr_sequences_forward(seq, act_[2].view({T, G_, N_}), act_[1].view({T, G_, N_}), v_, g_, 1.0f,
                         chunk_, y_, glr_, arena);
-  ops::skip_heads_forward(y_, y_, xs, p.value(d_skip));
-  ops::silu_gate_forward(gated_, y_.view({T, DI_}), z_);
-  ops::rmsnorm_forward(normed_, rstd_, gated_, p.value(norm), eps_, G_);
-  if (y.defined()) ops::linear_forward(y, normed_, p.matmul_weight(out_proj));
+  project_out(y, y_, xs, z_, gated_, normed_, rstd_, p);
+}
+
+void Mamba2Layer::project_in(const Tensor& z, const Tensor (&pre)[3], const Tensor& dt_raw,
+                             const Tensor& x, const Tensor& w_in) const {
+  ops::linear_forward(z, x, w_in.rows(0, DI_));
+  ops::linear_forward(dt_raw, x, w_in.rows(2 * DI_ + 2 * G_ * N_, NH_));
+  for (int i = 0; i < 3; ++i)
+    ops::linear_forward(pre[i], x, w_in.rows(DI_ + part(i).row, part(i).width));
+}
+
+void Mamba2Layer::project_out(const Tensor& y, const Tensor& o, const Tensor& xs, const Tensor& z,
+                              const Tensor& gated, const Tensor& normed, const Tensor& rstd,
+                              const ParameterSet& p) const {
+  const int64_t T = o.size(0);
+  ops::skip_heads_forward(o, o, xs, p.value(d_skip));  // y = o + D x, in place
+  ops::silu_gate_forward(gated, o.view({T, DI_}), z);
+  ops::rmsnorm_forward(normed, rstd, gated, p.value(norm), eps_, G_);
+  if (y.defined()) ops::linear_forward(y, normed, p.matmul_weight(out_proj));
+}
+
+namespace {
+// What generation carries from token to token: each convolved part's last W - 1 inputs and
+// the recurrence's state.
+struct Mamba2DecodeState final : DecodeState {
+  Tensor window[3];  // [W - 1, width] of x, B, C
+  Tensor state;      // [NH, N, P]
+};
+}  // namespace
+
+std::unique_ptr<DecodeState> Mamba2Layer::decode_state(int64_t) const {
+  auto s = std::make_unique<Mamba2DecodeState>();
+  for (int i = 0; i < 3; ++i) s->window[i] = Tensor::zeros({W_ - 1, part(i).width});
+  s->state = Tensor::zeros({NH_, N_, P_});
+  return s;
+}
+
+// The forward for the next T tokens from the carried state: the conv reads the window before
+// them, the recurrence starts from the state; both move on past the T tokens.
+void Mamba2Layer::decode(const Tensor& y, const Tensor& x, int64_t, DecodeState* state,
+                         const LayerContext& ctx, Arena& arena) {
+  auto& s = static_cast<Mamba2DecodeState&>(*state);
+  const int64_t T = x.size(0);
+  const ParameterSet& p = ctx.params;
+  const Tensor cw = p.value(conv_w), cb = p.value(conv_b);
+  Tensor z = arena.alloc({T, DI_}), dt_raw = arena.alloc({T, NH_}), dt = arena.alloc({T, NH_}),
+         g = arena.alloc({T, NH_});
+  Tensor window[3], pre[3], act[3];
+  for (int i = 0; i < 3; ++i) {
+    window[i] = arena.alloc({W_ - 1 + T, part(i).width});  // the carried rows, then the new
+    copy_tensor(window[i].rows(0, W_ - 1), s.window[i]);
+    pre[i] = window[i].rows(W_ - 1, T);
+    act[i] = arena.alloc({T, part(i).width});
+  }
+  project_in(z, pre, dt_raw, x, p.matmul_weight(in_proj));
+  for (int i = 0; i < 3; ++i) {
+    const Part pt = part(i);
+    ops::conv1d_causal_forward(act[i], pre[i], cw.rows(pt.row, pt.width), cb.rows(pt.row, pt.width),
+                               window[i].rows(0, W_ - 1));
+    ops::silu_forward(act[i], act[i]);
+    copy_tensor(s.window[i], window[i].rows(T, W_ - 1));
+  }
+  const Tensor xs = act[0].view({T, NH_, P_});
+  Tensor v = arena.alloc({T, NH_, P_}), o = arena.alloc({T, NH_, P_}),
+         h_final = arena.alloc({NH_, N_, P_});
+  ops::mamba_dt_forward(dt, g, dt_raw, p.value(dt_bias), p.value(a_log));
+  ops::scale_heads_forward(v, xs, dt);
+  ops::glr_forward(o, h_final, Tensor(), act[2].view({T, G_, N_}), act[1].view({T, G_, N_}), v, g,
+                   s.state, 1.0f, chunk_);
+  copy_tensor(s.state, h_final);
+  project_out(y, o, xs, z, arena.alloc({T, DI_}), arena.alloc({T, DI_}),
+              G_ == 1 ? arena.alloc({T}) : arena.alloc({T, G_}), p);
 }
 
 void Mamba2Layer::backward(const Tensor& dx, const Tensor& dy, const Tensor& x,

@@ -22,6 +22,11 @@ class Mamba2Layer final : public Layer {
   void forward(const Tensor& y, const Tensor& x, const LayerContext& ctx, Arena& arena) override;
   void backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const LayerContext& ctx,
                 Arena& arena) override;
+  // The conv's last inputs and the recurrent state (docs/DESIGN.md §9).
+  bool decodes() const override { return true; }
+  std::unique_ptr<DecodeState> decode_state(int64_t max_len) const override;
+  void decode(const Tensor& y, const Tensor& x, int64_t pos, DecodeState* state,
+              const LayerContext& ctx, Arena& arena) override;
   int64_t saved_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t forward_floats(int64_t T, const SequenceLayout& layout) const override;
   int64_t backward_floats(int64_t T, const SequenceLayout& layout) const override;
@@ -38,6 +43,14 @@ class Mamba2Layer final : public Layer {
   };
   Part part(int i) const;
   int64_t segments(const SequenceLayout& layout, int64_t T) const;
+  // z, the conv inputs of x, B, C and dt_raw [T, *] from x [T, C]: the rows of in_proj.
+  void project_in(const Tensor& z, const Tensor (&pre)[3], const Tensor& dt_raw, const Tensor& x,
+                  const Tensor& w_in) const;
+  // From the recurrence's o [T, NH, P] (made y = o + D xs in place): the gated group norm and
+  // out_proj into y [T, C] (skipped when undefined).
+  void project_out(const Tensor& y, const Tensor& o, const Tensor& xs, const Tensor& z,
+                   const Tensor& gated, const Tensor& normed, const Tensor& rstd,
+                   const ParameterSet& p) const;
 
   int64_t C_, DI_, NH_, P_, N_, G_, W_, chunk_;
   float eps_;

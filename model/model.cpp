@@ -156,12 +156,7 @@ void Model::logits(const Batch& batch, Arena& arena, const Tensor& out) {
 std::vector<std::unique_ptr<DecodeState>> Model::decode_states(int64_t max_len) const {
   std::vector<std::unique_ptr<DecodeState>> states;
   for (size_t i = 0; i < blocks_.size(); ++i) {
-    if (!blocks_[i].layer->decodes()) {
-      const LayerKind* kind = layer_kind(config_.pattern[i]);
-      throw UserError(cat("generate: the model has ", kind->description, " layers ('", kind->symbol,
-                          "'), which cannot generate yet (attention '*' and MLP "
-                          "'-' layers can)"));
-    }
+    RT_CHECK(blocks_[i].layer->decodes(), "layer kind '", config_.pattern[i], "' cannot generate");
     states.push_back(blocks_[i].layer->decode_state(max_len));
   }
   return states;

@@ -47,8 +47,8 @@ class Model {
   // The next-token logits at every position, f32 [T, vocab_size].
   void logits(const Batch& batch, Arena& arena, const Tensor& out);
 
-  // Generation: the layers' states for a sequence of up to max_len tokens (UserError for a
-  // layer kind that cannot decode), then the tokens in order, a run of them per call (the
+  // Generation: the layers' states for a sequence of up to max_len tokens (the K/V caches,
+  // the recurrent and conv states), then the tokens in order, a run of them per call (the
   // prompt at once, then one at a time) at positions pos, pos + 1, ...: logits [vocab_size]
   // of the token after the last. rope_len is the sequence length the RoPE table is for
   // (dynamic scaling; transformers uses max(prompt, pos + 1)).

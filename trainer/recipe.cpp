@@ -86,6 +86,8 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(model, kv_heads),
       RT_KEY(model, head_dim),
       RT_KEY(model, mlp_hidden),
+      RT_KEY(model, mlp_activation),
+      RT_KEY(model, rope),
       RT_KEY(model, rope_theta),
       RT_KEY(model, rope_scaling),
       RT_KEY(model, rope_factor),
@@ -105,6 +107,7 @@ const std::vector<KeyDef>& keys() {
       RT_KEY(model, mamba_d_state),
       RT_KEY(model, mamba_headdim),
       RT_KEY(model, mamba_expand),
+      RT_KEY(model, mamba_num_heads),
       RT_KEY(model, mamba_ngroups),
       RT_KEY(model, mamba_conv_width),
       RT_KEY(model, glr_chunk),
@@ -737,6 +740,8 @@ void check_model(const Validator& v, const ModelConfig& m) {
   v.range("model.mamba_headdim", m.mamba_headdim, 1, kMaxSize, "a head size >= 1 (64 usual)");
   v.range("model.mamba_expand", m.mamba_expand, 1, 64,
           "a factor >= 1 (d_inner = expand * d_model)");
+  v.range("model.mamba_num_heads", m.mamba_num_heads, 0, kMaxSize,
+          "a head count >= 1, or 0 for mamba_expand x d_model / mamba_headdim");
   v.range("model.mamba_ngroups", m.mamba_ngroups, 1, kMaxSize, "a group count >= 1");
   v.range("model.mamba_conv_width", m.mamba_conv_width, 2, 64, "a width >= 2 (4 usual)");
   v.range("model.glr_chunk", m.glr_chunk, 16, 256, "16 <= glr_chunk <= 256 tokens");
@@ -751,9 +756,16 @@ void check_model(const Validator& v, const ModelConfig& m) {
 // a model whose parameters exceed 2^60 (by an upper bound in double: no machine holds them)
 // is refused here, so that those products cannot overflow. Memory itself is checked when a
 // run starts (the plan's estimate against the memory available).
+// d_inner in double: the product of two sizes cannot overflow here.
+double mamba_d_inner_bound(const ModelConfig& m) {
+  return m.mamba_num_heads > 0
+             ? static_cast<double>(m.mamba_num_heads) * static_cast<double>(m.mamba_headdim)
+             : static_cast<double>(m.mamba_expand) * static_cast<double>(m.d_model);
+}
+
 double widest_width(const ModelConfig& m) {
   const double C = static_cast<double>(m.d_model), D = static_cast<double>(m.head_dim);
-  const double d_inner = static_cast<double>(m.mamba_expand) * C;
+  const double d_inner = mamba_d_inner_bound(m);
   const double bc =
       2.0 * static_cast<double>(m.mamba_ngroups) * static_cast<double>(m.mamba_d_state);
   const double widths[] = {C,
@@ -780,6 +792,7 @@ void check_model_scale(const Validator& v, const ModelConfig& m) {
 }
 
 void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_dim_derived) {
+  check_model_scale(v, m);  // first: the checks below multiply sizes in int64
   if (m.pattern.find('G') != std::string::npos) {
     const double key_dim = static_cast<double>(m.d_model) * m.gla_expand_k;
     const double value_dim = static_cast<double>(m.d_model) * m.gla_expand_v;
@@ -799,14 +812,13 @@ void check_resolved_model(const Validator& v, const ModelConfig& m, bool head_di
   }
   if (m.pattern.find('M') != std::string::npos) {
     const int64_t d_inner = m.mamba_d_inner();
-    v.require(d_inner % m.mamba_headdim == 0, "model.mamba_headdim",
+    v.require(m.mamba_num_heads > 0 || d_inner % m.mamba_headdim == 0, "model.mamba_headdim",
               cat(m.mamba_headdim, " does not divide d_inner = mamba_expand x d_model = ", d_inner,
                   "; expected a divisor of ", d_inner));
     v.require(m.mamba_heads() % m.mamba_ngroups == 0, "model.mamba_ngroups",
               cat(m.mamba_ngroups, " does not divide the ", m.mamba_heads(),
                   " Mamba-2 heads; expected a divisor of the head count"));
   }
-  check_model_scale(v, m);
   v.require(m.heads % m.kv_heads == 0, "model.kv_heads",
             cat(m.kv_heads, " does not divide model.heads ", m.heads,
                 "; expected a divisor of heads (query heads share kv heads in equal groups)"));
@@ -955,8 +967,7 @@ void check_activation_scale(const Validator& v, const Recipe& r) {
     state =
         std::max(state, C * m.gla_expand_k * C * m.gla_expand_v / static_cast<double>(m.gla_heads));
   if (m.pattern.find('M') != std::string::npos)
-    state = std::max(
-        state, static_cast<double>(m.mamba_expand) * C * static_cast<double>(m.mamba_d_state));
+    state = std::max(state, mamba_d_inner_bound(m) * static_cast<double>(m.mamba_d_state));
   const double per_token = (static_cast<double>(m.pattern.size()) + 2) * 64.0 *
                            (widest_width(m) + static_cast<double>(m.vocab_size) / 16 + state / 16);
   const double bound = static_cast<double>(r.train.tokens_per_step) * per_token;

@@ -1,7 +1,9 @@
-// SiLU, the SiLU gate (SwiGLU and the gated outputs of GLA and Mamba-2) and log-sigmoid.
+// SiLU, squared ReLU, the SiLU gate (SwiGLU and the gated outputs of GLA and Mamba-2) and
+// log-sigmoid.
 //   silu(x) = x * sigmoid(x),  silu'(x) = s * (1 + x * (1 - s)), s = sigmoid(x)
 //   gate_up [T, 2F] = [gate | up]  ->  out [T, F] = silu(gate) * up
 //   silu_gate: out = a * silu(gate), element by element
+//   relu2: out = max(x, 0)^2 (NemotronH's MLP), relu2'(x) = 2 max(x, 0)
 //   logsigmoid: out = scale * logsigmoid(x + bias[c]) = -scale * softplus(-(x + bias[c]))
 //   add_bias: out[t, c] += bias[c] (the q, k, v biases of Qwen2-style attention)
 #include <cmath>
@@ -59,6 +61,19 @@ void swiglu_backward(float* dgate_up, const float* dout, const float* gate_up, i
 #pragma omp simd
     for (int64_t f = 0; f < F; ++f) gated_backward(dy[f], u[f], g[f], du[f], dg[f]);
   }
+}
+
+void relu2_forward(float* out, const float* inp, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) {
+    const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
+    out[i] = r * r;
+  }
+}
+
+void relu2_backward(float* dinp, const float* dout, const float* inp, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) dinp[i] = inp[i] > 0.0f ? 2.0f * inp[i] * dout[i] : 0.0f;
 }
 
 void silu_gate_forward(float* out, const float* a, const float* gate, int64_t n) {

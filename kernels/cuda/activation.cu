@@ -1,5 +1,6 @@
-// Activations on the GPU (as kernels/cpu/activation.cpp): silu, SwiGLU, a * silu(gate), and
-// GLA's gate scale * logsigmoid(x + bias). One thread per element; dbias in row blocks.
+// Activations on the GPU (as kernels/cpu/activation.cpp): silu, SwiGLU, squared ReLU, a *
+// silu(gate), and GLA's gate scale * logsigmoid(x + bias). One thread per element; dbias in row
+// blocks.
 //   gate_up [T, 2F] = [gate | up], out [T, F]; logsigmoid: x, out [T, C], bias [C]
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -37,6 +38,15 @@ __global__ void swiglu_backward_kernel(float* dgate_up, const float* dout, const
     const int64_t at = (i / F) * 2 * F + i % F;
     gated_backward(dout[i], gate_up[at + F], gate_up[at], dgate_up[at + F], dgate_up[at]);
   }
+}
+__global__ void relu2_forward_kernel(float* out, const float* inp, int64_t n) {
+  RT_GRID_STRIDE(i, n) {
+    const float r = fmaxf(inp[i], 0.0f);
+    out[i] = r * r;
+  }
+}
+__global__ void relu2_backward_kernel(float* dinp, const float* dout, const float* inp, int64_t n) {
+  RT_GRID_STRIDE(i, n) dinp[i] = inp[i] > 0.0f ? 2.0f * inp[i] * dout[i] : 0.0f;
 }
 __global__ void silu_gate_forward_kernel(float* out, const float* a, const float* gate, int64_t n) {
   RT_GRID_STRIDE(i, n) out[i] = gated(a[i], gate[i]);
@@ -83,6 +93,12 @@ void swiglu_forward(float* out, const float* gate_up, int64_t T, int64_t F) {
 void swiglu_backward(float* dgate_up, const float* dout, const float* gate_up, int64_t T,
                      int64_t F) {
   launch(swiglu_backward_kernel, T * F, dgate_up, dout, gate_up, T, F);
+}
+void relu2_forward(float* out, const float* inp, int64_t n) {
+  launch(relu2_forward_kernel, n, out, inp, n);
+}
+void relu2_backward(float* dinp, const float* dout, const float* inp, int64_t n) {
+  launch(relu2_backward_kernel, n, dinp, dout, inp, n);
 }
 void silu_gate_forward(float* out, const float* a, const float* gate, int64_t n) {
   launch(silu_gate_forward_kernel, n, out, a, gate, n);

@@ -41,6 +41,13 @@ MODELS = [
      dict(vocab_size=260, hidden_size=64, num_hidden_layers=2, state_size=16, expand=2,
           head_dim=16, num_heads=8, n_groups=2, conv_kernel=4, chunk_size=16,
           tie_word_embeddings=False)),
+    # NemotronH: Mamba-2, attention without RoPE and squared-ReLU MLPs in a pattern; 6 heads of
+    # 16 make a d_inner (96) that is no multiple of the width (64).
+    ("nemotron_h", "NemotronHForCausalLM", "NemotronHConfig",
+     dict(vocab_size=260, hidden_size=64, hybrid_override_pattern="M*-M-*-",
+          num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=96,
+          ssm_state_size=16, mamba_num_heads=6, mamba_head_dim=16, n_groups=2, conv_kernel=4,
+          chunk_size=16, tie_word_embeddings=False)),
     ("qwen2_bias", "Qwen2ForCausalLM", "Qwen2Config",
      dict(vocab_size=270, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6)),

@@ -185,6 +185,10 @@ TEST(CudaOps, Activations) {
   EXPECT_LT(y.error(), kTol);
   on_both([&](Side s) { ops::silu_backward(dx.*s, dy.*s, x.*s); });
   EXPECT_LT(dx.error(), kTol);
+  on_both([&](Side s) { ops::relu2_forward(y.*s, x.*s); });
+  EXPECT_LT(y.error(), kTol);
+  on_both([&](Side s) { ops::relu2_backward(dx.*s, dy.*s, x.*s); });
+  EXPECT_LT(dx.error(), kTol);
 
   Twin gu({T, 2 * F}, 54, 3.0f), dgu({T, 2 * F}, 55);
   on_both([&](Side s) { ops::swiglu_forward(y.*s, gu.*s); });

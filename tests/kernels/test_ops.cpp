@@ -220,6 +220,21 @@ TEST(Ops, SiluForwardBackward) {
   EXPECT_LT(rel_rms_error(dx, ref::silu_backward(to_vec(dy), to_vec(x))), kTol);
 }
 
+TEST(Ops, SquaredReluForwardBackward) {
+  Tensor x = random_tensor({1000}, 14, 2.0f), dy = random_tensor({1000}, 15);
+  Tensor y = Tensor::empty({1000}), dx = Tensor::empty({1000});
+  Vec want_y(1000), want_dx(1000);
+  for (int i = 0; i < 1000; ++i) {
+    const double v = x.f32()[i];
+    want_y[i] = v > 0 ? v * v : 0.0;
+    want_dx[i] = v > 0 ? 2 * v * dy.f32()[i] : 0.0;
+  }
+  ops::relu2_forward(y, x);
+  EXPECT_LT(rel_rms_error(y, want_y), kTol);
+  ops::relu2_backward(dx, dy, x);
+  EXPECT_LT(rel_rms_error(dx, want_dx), kTol);
+}
+
 TEST(Ops, SwiGLUForwardBackward) {
   const int T = 33, F = 40;
   Tensor gu = random_tensor({T, 2 * F}, 16, 3.0f), dy = random_tensor({T, F}, 17);

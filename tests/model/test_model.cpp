@@ -40,10 +40,7 @@ double loss_at(Model& m, const Batch& b, Arena& arena) { return m.forward_loss(b
 
 // For each parameter tensor: the derivative of the loss along a direction inside that tensor,
 // by central differences, against the gradient's projection on it.
-void check_gradients(const std::string& pattern, bool tied, bool recompute,
-                     bool attention_bias = false) {
-  ModelConfig cfg = tiny_config(pattern, tied);
-  cfg.attention_bias = attention_bias;
+void check_gradients(const ModelConfig& cfg, bool recompute) {
   Model m(cfg);
   m.init_weights(7);
   for (const Parameter& p : m.params().all())
@@ -102,19 +99,30 @@ void check_gradients(const std::string& pattern, bool tied, bool recompute,
   }
 }
 
+void check_gradients(const std::string& pattern, bool tied, bool recompute,
+                     bool attention_bias = false) {
+  ModelConfig cfg = tiny_config(pattern, tied);
+  cfg.attention_bias = attention_bias;
+  check_gradients(cfg, recompute);
+}
+
 TEST(Model, GradientsMatchFiniteDifferencesTied) { check_gradients("*-*-", true, false); }
 TEST(Model, GradientsMatchFiniteDifferencesUntied) { check_gradients("-**-", false, false); }
 TEST(Model, GradientsMatchFiniteDifferencesRecompute) { check_gradients("*-", true, true); }
 TEST(Model, AttentionBiasGradientsMatchFiniteDifferences) {
   check_gradients("*-", false, false, /*attention_bias=*/true);
 }
-// Generation's K/V-cached path, one token at a time, against the whole-sequence forward.
-TEST(Model, DecodingTokenByTokenGivesTheForwardsLogits) {
-  ModelConfig cfg = tiny_config("*-*-", false);
-  cfg.attention_bias = true;
-  cfg.rope_scaling = RopeKind::Yarn;
-  cfg.rope_factor = 4;
-  cfg.rope_original_context = 8;
+// NemotronH's forms: the squared-ReLU MLP and attention without RoPE, beside Mamba-2.
+TEST(Model, NemotronHLayersGradientsMatchFiniteDifferences) {
+  ModelConfig cfg = tiny_config("M*-", false);
+  cfg.mlp_activation = MlpActivation::Relu2;
+  cfg.rope = false;
+  check_gradients(cfg, false);
+}
+
+// Generation's cached path (attention's K/V cache, the recurrent and conv states of G and M),
+// a prompt at once and then one token at a time, against the whole-sequence forward.
+double worst_decoding_error(const ModelConfig& cfg, int64_t prompt) {
   Model m(cfg);
   m.init_weights(3);
   const int64_t T = 40, V = cfg.vocab_size;
@@ -124,11 +132,10 @@ TEST(Model, DecodingTokenByTokenGivesTheForwardsLogits) {
   m.logits(tb.batch, arena, full);
   auto states = m.decode_states(T);
   double worst = 0;
-  // A prompt of 7 at once, then token by token: the logits after each.
   const int32_t* tok = tb.batch.tokens.i32();
-  m.decode_step(std::vector<int32_t>(tok, tok + 7), 0, T, states, arena, row);
-  for (int64_t t = 6; t < T; ++t) {
-    if (t > 6) m.decode_step({tok[t]}, t, T, states, arena, row);
+  m.decode_step(std::vector<int32_t>(tok, tok + prompt), 0, T, states, arena, row);
+  for (int64_t t = prompt - 1; t < T; ++t) {
+    if (t >= prompt) m.decode_step({tok[t]}, t, T, states, arena, row);
     double err = 0, scale = 0;
     for (int64_t v = 0; v < V; ++v) {
       err = std::max(err, std::abs(double(row.f32()[v]) - full.f32()[t * V + v]));
@@ -136,9 +143,30 @@ TEST(Model, DecodingTokenByTokenGivesTheForwardsLogits) {
     }
     worst = std::max(worst, err / scale);
   }
-  EXPECT_LT(worst, 1e-5);
-  // Recurrent layers cannot decode yet: said, not computed wrongly.
-  EXPECT_THROW(Model(tiny_config("G-", true)).decode_states(4), UserError);
+  return worst;
+}
+
+TEST(Model, DecodingTokenByTokenGivesTheForwardsLogits) {
+  ModelConfig cfg = tiny_config("*-*-", false);
+  cfg.attention_bias = true;
+  cfg.rope_scaling = RopeKind::Yarn;
+  cfg.rope_factor = 4;
+  cfg.rope_original_context = 8;
+  EXPECT_LT(worst_decoding_error(cfg, 7), 1e-5);
+}
+
+// Chunks of 16: a prompt of 7 ends inside the first, one of 21 crosses into the second, and
+// the tokens after it cross the next boundaries one at a time.
+TEST(Model, DecodingRecurrentLayersGivesTheForwardsLogits) {
+  for (const char* pattern : {"M-", "G-", "MG*-"})
+    for (int64_t prompt : {1, 7, 21}) {
+      EXPECT_LT(worst_decoding_error(tiny_config(pattern, true), prompt), 1e-5)
+          << pattern << " prompt " << prompt;
+    }
+  ModelConfig nemotron = tiny_config("M*-", false);
+  nemotron.mlp_activation = MlpActivation::Relu2;
+  nemotron.rope = false;
+  EXPECT_LT(worst_decoding_error(nemotron, 21), 1e-5);
 }
 
 TEST(Model, GlaGradientsMatchFiniteDifferences) { check_gradients("G-", true, false); }

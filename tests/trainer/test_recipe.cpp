@@ -198,7 +198,7 @@ TEST(Recipe, RoundTripIsExact) {
 
 TEST(Recipe, YamlListsEveryKeyInOrder) {
   const std::vector<std::string> keys = recipe_keys();
-  ASSERT_EQ(keys.size(), 67u);
+  ASSERT_EQ(keys.size(), 70u);
   EXPECT_EQ(keys.front(), "run.name");
   EXPECT_EQ(keys.back(), "eval.seq_len");
   const std::string yaml = recipe_to_yaml(parse_recipe(kMinimal, "a.yaml"));
@@ -299,6 +299,18 @@ TEST(Recipe, HybridLayerShapes) {
       "model.mamba_headdim: 100 does not divide d_inner = mamba_expand x d_model = 512");
   EXPECT_CONTAINS(error_of(kMinimal, {"model.pattern=M-", "model.mamba_ngroups=3"}),
                   "model.mamba_ngroups: 3 does not divide the 8 Mamba-2 heads");
+  // An explicit head count sets d_inner (NemotronH's 6 x 64 with d_model 256).
+  const ModelConfig heads =
+      parse_recipe(kMinimal, "r.yaml", {"model.pattern=M-", "model.mamba_num_heads=6"}).model;
+  EXPECT_EQ(heads.mamba_d_inner(), 6 * 64);
+  EXPECT_CONTAINS(
+      error_of(kMinimal, {"model.pattern=M-", "model.mamba_num_heads=6", "model.mamba_ngroups=4"}),
+      "model.mamba_ngroups: 4 does not divide the 6 Mamba-2 heads");
+  EXPECT_CONTAINS(error_of(kMinimal, {"model.mamba_num_heads=-1"}),
+                  "model.mamba_num_heads: -1 is negative; expected a head count >= 1, or 0");
+  EXPECT_CONTAINS(
+      error_of(kMinimal, {"model.mlp_activation=gelu"}),
+      "model.mlp_activation: 'gelu' is not a known MLP activation; expected swiglu or relu2");
   EXPECT_CONTAINS(error_of(kMinimal, {"model.glr_chunk=8"}), "model.glr_chunk: 8 is too small");
   EXPECT_CONTAINS(
       error_of(kMinimal,
