@@ -30,6 +30,18 @@ class SentencePiece final : public TextTokenizer {
     if (!status.ok()) throw UserError(cat("SentencePiece could not encode: ", status.ToString()));
     out.insert(out.end(), ids.begin(), ids.end());
   }
+  void encode_spans(std::string_view text, std::vector<int32_t>& ids,
+                    std::vector<std::pair<uint32_t, uint32_t>>& spans) const override {
+    const sentencepiece::ImmutableSentencePieceText pieces =
+        processor_.EncodeAsImmutableProto(text);
+    ids.clear();
+    spans.clear();
+    for (size_t i = 0; i < pieces.pieces_size(); ++i) {
+      const auto piece = pieces.pieces(static_cast<int>(i));
+      ids.push_back(static_cast<int32_t>(piece.id()));
+      spans.emplace_back(piece.begin(), piece.end());
+    }
+  }
   std::string decode(const std::vector<int32_t>& ids) const override {
     std::string text;
     const std::vector<int> v(ids.begin(), ids.end());

@@ -129,6 +129,44 @@ SynthDocument mqar_document(int64_t length, uint64_t seed) {
   return finish(text, answers);
 }
 
+SynthDocument tokenized_document(const std::function<SynthDocument(int64_t bytes)>& make,
+                                 int64_t length, const TextTokenizer& tokenizer) {
+  const int64_t room = length - 1;  // <eos> last
+  SynthDocument best;
+  std::vector<int32_t> ids;
+  std::vector<std::pair<uint32_t, uint32_t>> spans;
+  double bytes = 4.0 * static_cast<double>(length);  // a first guess of 4 bytes a token
+  for (int attempt = 0; attempt < 8 && static_cast<int64_t>(best.tokens.size()) < room; ++attempt) {
+    const int64_t b = std::max<int64_t>(kSynthMinLength, std::llround(bytes));
+    const SynthDocument d = make(b);
+    const std::string text(d.tokens.begin(), d.tokens.end() - 1);  // bytes, without <eos>
+    tokenizer.encode_spans(text, ids, spans);
+    const int64_t n = static_cast<int64_t>(ids.size());
+    if (n <= room && n > static_cast<int64_t>(best.tokens.size())) {
+      best.tokens = ids;
+      best.answers.clear();
+      size_t a = 0;  // answers are ascending byte offsets, tokens ascending spans
+      for (size_t j = 0; j < spans.size() && a < d.answers.size(); ++j) {
+        if (spans[j].second <= d.answers[a]) continue;
+        if (spans[j].first <= d.answers[a]) best.answers.push_back(static_cast<int64_t>(j));
+        while (a < d.answers.size() && d.answers[a] < spans[j].second) ++a;
+      }
+    }
+    if (n == room || (b == kSynthMinLength && n > room)) break;
+    // The measured bytes per token; a little under the target when over it.
+    bytes = static_cast<double>(b) * static_cast<double>(room) / static_cast<double>(n) *
+            (n > room ? 0.99 : 1.0);
+  }
+  if (best.tokens.empty())
+    throw UserError(cat("a task document of ", length, " tokens: even ", kSynthMinLength,
+                        " bytes of it take more tokens; expected a longer length"));
+  const int64_t missing = room - static_cast<int64_t>(best.tokens.size());
+  best.tokens.insert(best.tokens.begin(), static_cast<size_t>(missing), best.tokens.front());
+  for (int64_t& a : best.answers) a += missing;
+  best.tokens.push_back(static_cast<int32_t>(tokenizer.info().eos_id));
+  return best;
+}
+
 ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.task != "passkey" && spec.task != "mqar")
     throw UserError(cat("data synth: --task '", spec.task, "' is not one of passkey, mqar"));
@@ -152,7 +190,9 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.length_dist == "pow2" && lo2 > hi2)
     throw UserError(cat("data synth: --length-dist pow2: no power of two in ", spec.min_len, "..",
                         spec.max_len));
-  CorpusWriter writer(out_path);
+  const std::unique_ptr<TextTokenizer> tokenizer =
+      spec.tokenizer.empty() ? nullptr : TextTokenizer::sentencepiece(spec.tokenizer);
+  CorpusWriter writer(out_path, tokenizer ? tokenizer->info() : TokenizerInfo{});
   Random rng(spec.seed ^ 0x9e3779b97f4a7c15ull);
   for (int64_t d = 0; d < spec.documents; ++d) {
     const double u = rng.unit();
@@ -178,9 +218,13 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
     // Drawn only when asked for, so that corpora of one question stay what they were.
     const int64_t questions =
         spec.questions > 1 ? 1 + static_cast<int64_t>(rng.below(spec.questions)) : 1;
-    writer.add(spec.task == "passkey"
-                   ? passkey_document(length, rng.unit(), doc_seed, questions).tokens
-                   : mqar_document(length, doc_seed).tokens);
+    const double depth = spec.task == "passkey" ? rng.unit() : 0.0;
+    const auto make = [&](int64_t bytes) {
+      return spec.task == "passkey" ? passkey_document(bytes, depth, doc_seed, questions)
+                                    : mqar_document(bytes, doc_seed);
+    };
+    writer.add(tokenizer ? tokenized_document(make, length, *tokenizer).tokens
+                         : make(length).tokens);
   }
   return writer.finish();
 }

@@ -1,4 +1,5 @@
-// Synthetic long-context corpora with a dependency across the whole document (byte tokens):
+// Synthetic long-context corpora with a dependency across the whole document (byte tokens, or
+// the same text in a pretrained model's tokens: tokenized_document):
 //   passkey: filler in a lexicon of random words of its own (no digits, no ':') with
 //            "The pass key is:71432. Remember it."
 //            at a random depth, ending "What is the pass key? The pass key is:71432."
@@ -8,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,15 @@ SynthDocument mqar_document(int64_t length, uint64_t seed);
 // The shortest length either task can fill.
 inline constexpr int64_t kSynthMinLength = 128;
 
+class TextTokenizer;
+// A document of `length` tokens of a subword tokenizer (a pretrained model's): the byte
+// document that make(bytes) builds is encoded, its answers become the tokens that hold an
+// answer byte, and the byte length is searched (the measured bytes per token) for the longest
+// encoding that leaves room for <eos>; the few tokens still missing repeat the first token at
+// the start. UserError when even kSynthMinLength bytes take more than `length` tokens.
+SynthDocument tokenized_document(const std::function<SynthDocument(int64_t bytes)>& make,
+                                 int64_t length, const TextTokenizer& tokenizer);
+
 struct SynthSpec {
   std::string task = "passkey";  // passkey | mqar
   int64_t documents = 1000;
@@ -40,6 +51,7 @@ struct SynthSpec {
   // passkey: each document asks its question 1..questions times (uniform), see passkey_document
   int64_t questions = 1;
   uint64_t seed = 1;
+  std::string tokenizer;  // a SentencePiece model: documents of its tokens; "" = bytes
 };
 
 // Writes a corpus of spec.documents documents; bad specs are a UserError.

@@ -37,6 +37,13 @@ class Bytes final : public TextTokenizer {
   std::string decode(const std::vector<int32_t>& ids) const override {
     return ByteTokenizer::decode(ids);
   }
+  void encode_spans(std::string_view text, std::vector<int32_t>& ids,
+                    std::vector<std::pair<uint32_t, uint32_t>>& spans) const override {
+    ids.clear();
+    spans.clear();
+    ByteTokenizer::encode(text, ids);
+    for (uint32_t i = 0; i < ids.size(); ++i) spans.emplace_back(i, i + 1);
+  }
 };
 
 }  // namespace

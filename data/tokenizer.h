@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace rt {
@@ -38,6 +39,10 @@ class TextTokenizer {
   static std::unique_ptr<TextTokenizer> sentencepiece(const std::string& model_path);
   virtual ~TextTokenizer() = default;
   virtual void encode(std::string_view text, std::vector<int32_t>& out) const = 0;  // appends
+  // ids (overwritten) and, for each, the bytes [begin, end) of text it stands for (a piece that
+  // stands for no input byte, SentencePiece's leading "▁", has begin == end).
+  virtual void encode_spans(std::string_view text, std::vector<int32_t>& ids,
+                            std::vector<std::pair<uint32_t, uint32_t>>& spans) const = 0;
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
   const TokenizerInfo& info() const { return info_; }
 

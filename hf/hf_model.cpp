@@ -104,6 +104,18 @@ void require_unclamped_dt(const json& config, const ConfigKeys& keys) {
   keys.require(ok, "time_step_limit", "[0, inf] (no clamp of dt)");
 }
 
+// The sizes Llama's and NemotronH's configs share: vocabulary, width, attention heads, MLP.
+void read_attention_and_mlp_sizes(const ConfigKeys& keys, ModelConfig& m) {
+  m.vocab_size = keys.count("vocab_size");
+  m.d_model = keys.count("hidden_size");
+  m.heads = keys.count("num_attention_heads");
+  m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
+  m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
+  m.mlp_hidden = keys.count("intermediate_size");
+  keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
+               "a divisor of num_attention_heads");
+}
+
 ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::string& arch) {
   keys.require(config.value("hidden_act", std::string("silu")) == "silu", "hidden_act", "\"silu\"");
   // Llama's attention_bias puts a bias on o_proj too, which ringtrain lacks; Qwen2 always has
@@ -117,19 +129,12 @@ ModelConfig llama_config(const json& config, const ConfigKeys& keys, const std::
   const int64_t layers = keys.count("num_hidden_layers");
   m.pattern.clear();
   for (int64_t i = 0; i < layers; ++i) m.pattern += "*-";
-  m.vocab_size = keys.count("vocab_size");
-  m.d_model = keys.count("hidden_size");
-  m.heads = keys.count("num_attention_heads");
-  m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
-  m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
-  m.mlp_hidden = keys.count("intermediate_size");
+  read_attention_and_mlp_sizes(keys, m);
   read_rope(config, keys, m);
   m.norm_eps = keys.number_or("rms_norm_eps", 1e-6);
   m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
   m.init_std = keys.number_or("initializer_range", 0.02);
   m.attention_bias = arch == "Qwen2ForCausalLM";
-  keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
-               "a divisor of num_attention_heads");
   keys.require(m.head_dim % 2 == 0, "head_dim", "an even size (RoPE rotates pairs)");
   m.resolve();
   return m;
@@ -215,12 +220,7 @@ ModelConfig nemotron_h_config(const json& config, const ConfigKeys& keys) {
   require_unclamped_dt(config, keys);
   ModelConfig m;
   m.pattern = nemotron_pattern(config, keys);
-  m.vocab_size = keys.count("vocab_size");
-  m.d_model = keys.count("hidden_size");
-  m.heads = keys.count("num_attention_heads");
-  m.kv_heads = keys.count_or("num_key_value_heads", m.heads);
-  m.head_dim = keys.count_or("head_dim", m.d_model / m.heads);
-  m.mlp_hidden = keys.count("intermediate_size");
+  read_attention_and_mlp_sizes(keys, m);
   m.mlp_activation = MlpActivation::Relu2;
   m.rope = false;
   m.mamba_d_state = keys.count("ssm_state_size");
@@ -232,8 +232,6 @@ ModelConfig nemotron_h_config(const json& config, const ConfigKeys& keys) {
   m.norm_eps = keys.number_or("layer_norm_epsilon", 1e-5);
   m.tied_embeddings = keys.flag_or("tie_word_embeddings", false);
   m.init_std = keys.number_or("initializer_range", 0.02);
-  keys.require(m.heads % m.kv_heads == 0, "num_key_value_heads",
-               "a divisor of num_attention_heads");
   keys.require(m.mamba_num_heads % m.mamba_ngroups == 0, "n_groups",
                "a divisor of mamba_num_heads");
   m.resolve();

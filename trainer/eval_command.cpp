@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/memory.h"
 #include "data/synth.h"
+#include "data/tokenizer.h"
 #include "kernels/arena.h"
 #include "model/model.h"
 #include "trainer/batching.h"
@@ -50,7 +51,8 @@ struct Cell {
 };
 
 // One batch of documents of the same length: answers right among the given ones.
-Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, bool per_document) {
+Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, bool per_document,
+           const TextTokenizer* tokenizer) {
   const int64_t L = static_cast<int64_t>(docs[0].tokens.size()),
                 n = static_cast<int64_t>(docs.size());
   const SequenceLayout layout = SequenceLayout::zigzag(L, 1, 0);
@@ -67,10 +69,19 @@ Cell score(Model& model, Arena& arena, const std::vector<SynthDocument>& docs, b
   model.predict(batch.view(nullptr), arena, argmax);
   Cell cell;
   std::string expected, predicted;
+  std::vector<int32_t> want, got;
   for (int64_t p : docs[0].answers) {
-    expected += static_cast<char>(docs[0].tokens[p]);
-    const int32_t guess = argmax.i32()[p - 1];
-    predicted += guess >= 32 && guess < 127 ? static_cast<char>(guess) : '?';
+    want.push_back(docs[0].tokens[p]);
+    got.push_back(argmax.i32()[p - 1]);
+  }
+  if (tokenizer) {
+    expected = tokenizer->decode(want);
+    predicted = tokenizer->decode(got);
+  } else {
+    for (size_t j = 0; j < want.size(); ++j) {
+      expected += static_cast<char>(want[j]);
+      predicted += got[j] >= 32 && got[j] < 127 ? static_cast<char>(got[j]) : '?';
+    }
   }
   cell.example = "expected " + expected + ", predicted " + predicted;
   for (int64_t i = 0; i < n; ++i) {
@@ -197,6 +208,12 @@ int eval_retrieval(const EvalOptions& opt, Model& model, int64_t step) {
     if (L < kSynthMinLength)
       throw UserError(
           cat("eval: --lengths: ", L, " is shorter than a task document (", kSynthMinLength, ")"));
+  const std::unique_ptr<TextTokenizer> tokenizer =
+      opt.tokenizer.empty() ? nullptr : TextTokenizer::sentencepiece(opt.tokenizer);
+  if (tokenizer && tokenizer->info().vocab_size > model.config().vocab_size)
+    throw UserError(cat("eval: the tokenizer's vocabulary (", tokenizer->info().vocab_size,
+                        ") is larger than the model's (", model.config().vocab_size, " in ",
+                        opt.checkpoint, "); expected --tokenizer of the model's corpus"));
   Arena arena;
   const bool passkey = opt.task == "passkey";
   const std::vector<double> depths = passkey ? opt.depths : std::vector<double>{-1.0};
@@ -205,10 +222,15 @@ int eval_retrieval(const EvalOptions& opt, Model& model, int64_t step) {
   for (size_t li = 0; li < opt.lengths.size(); ++li)
     for (size_t di = 0; di < depths.size(); ++di) {
       std::vector<SynthDocument> docs;
-      for (int64_t s = 0; s < opt.samples; ++s)
-        docs.push_back(passkey ? passkey_document(opt.lengths[li], depths[di], ++doc_seed)
-                               : mqar_document(opt.lengths[li], ++doc_seed));
-      table[li][di] = score(model, arena, docs, passkey);
+      for (int64_t s = 0; s < opt.samples; ++s) {
+        const uint64_t seed = ++doc_seed;
+        const auto make = [&](int64_t length) {
+          return passkey ? passkey_document(length, depths[di], seed) : mqar_document(length, seed);
+        };
+        docs.push_back(tokenizer ? tokenized_document(make, opt.lengths[li], *tokenizer)
+                                 : make(opt.lengths[li]));
+      }
+      table[li][di] = score(model, arena, docs, passkey, tokenizer.get());
     }
   print_table(opt, step, depths, table);
   if (!opt.out_json.empty()) write_json(opt, step, depths, table);

@@ -22,8 +22,9 @@ struct EvalOptions {
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // passkey only
   int64_t samples = 10;                                      // documents per cell
   uint64_t seed = 20261126;
-  std::string corpus;    // perplexity: the corpus to measure on
-  std::string out_json;  // "" = no file
+  std::string corpus;     // perplexity: the corpus to measure on
+  std::string tokenizer;  // passkey, mqar: documents in a SentencePiece model's tokens; "" = bytes
+  std::string out_json;   // "" = no file
 };
 
 int run_eval(const EvalOptions& options);

@@ -40,9 +40,10 @@ constexpr const char* kUsage =
     "[--max-len N]\n"
     "                       [--length-dist log_uniform|uniform|fixed|pow2] [--questions N] [--seed "
     "N]\n"
+    "                       [--tokenizer SPM.model]\n"
     "  ringtrain eval CHECKPOINT.h5 --task passkey|mqar|perplexity --lengths 1k,4k,...\n"
     "                 [--depths 0,0.5,1] [--corpus CORPUS.h5 (perplexity)]\n"
-    "                 [--samples N] [--seed N] [--out RESULT.json]\n"
+    "                 [--samples N] [--seed N] [--out RESULT.json] [--tokenizer SPM.model]\n"
     "  ringtrain inspect CHECKPOINT.h5 | CORPUS.h5\n"
     "  ringtrain convert HF_DIR OUT.h5 | CHECKPOINT.h5 OUT_DIR [--dtype f32|bf16] "
     "[--shard-size BYTES]\n"
@@ -213,7 +214,7 @@ int cmd_data_decompose(const std::vector<std::string>& raw) {
 int cmd_data_synth(const std::vector<std::string>& raw) {
   const Args a("data synth", raw,
                {"--task", "--out", "--docs", "--min-len", "--max-len", "--length-dist",
-                "--questions", "--seed"});
+                "--questions", "--seed", "--tokenizer"});
   if (!a.positional.empty() || a.get("--out").empty())
     usage_error(
         "data synth: expected --task passkey|mqar --out CORPUS.h5 [options], no positional "
@@ -225,6 +226,7 @@ int cmd_data_synth(const std::vector<std::string>& raw) {
   spec.max_len = a.number("data synth", "--max-len", spec.max_len);
   spec.questions = a.number("data synth", "--questions", spec.questions);
   spec.length_dist = a.get("--length-dist", spec.length_dist);
+  spec.tokenizer = a.get("--tokenizer");
   spec.seed =
       static_cast<uint64_t>(a.number("data synth", "--seed", static_cast<int64_t>(spec.seed)));
   const ImportStats s = synth_corpus(spec, a.get("--out"));
@@ -236,7 +238,8 @@ int cmd_data_synth(const std::vector<std::string>& raw) {
 
 int cmd_eval(const std::vector<std::string>& raw) {
   const Args a("eval", raw,
-               {"--task", "--lengths", "--depths", "--samples", "--seed", "--out", "--corpus"});
+               {"--task", "--lengths", "--depths", "--samples", "--seed", "--out", "--corpus",
+                "--tokenizer"});
   if (a.positional.size() != 1) usage_error("eval: expected one CHECKPOINT.h5");
   EvalOptions opt;
   opt.checkpoint = a.positional[0];
@@ -257,6 +260,7 @@ int cmd_eval(const std::vector<std::string>& raw) {
   opt.seed = static_cast<uint64_t>(a.number("eval", "--seed", static_cast<int64_t>(opt.seed)));
   opt.out_json = a.get("--out");
   opt.corpus = a.get("--corpus");
+  opt.tokenizer = a.get("--tokenizer");
   return run_eval(opt);
 }
 

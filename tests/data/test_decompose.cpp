@@ -286,6 +286,22 @@ TEST(Synth, RepeatedQuestionsFollowTheKeyAndAllCountAsAnswers) {
   EXPECT_EQ(passkey_document(1000, 0.5, 3, 1).tokens, passkey_document(1000, 0.5, 3).tokens);
 }
 
+// The search of tokenized_document, with bytes as the "subword" tokenizer: it must find the
+// byte length that fills the document exactly, and map every answer byte to its token, so the
+// byte documents come back token for token.
+TEST(Synth, TokenizedDocumentsWithBytesAreTheByteDocuments) {
+  const std::unique_ptr<TextTokenizer> bytes = TextTokenizer::bytes();
+  for (int64_t length : {128, 300, 1025, 4097})
+    for (int task = 0; task < 2; ++task) {
+      const auto make = [&](int64_t n) {
+        return task == 0 ? passkey_document(n, 0.3, 11, 3) : mqar_document(n, 11);
+      };
+      const SynthDocument want = make(length), got = tokenized_document(make, length, *bytes);
+      EXPECT_EQ(got.tokens, want.tokens) << length << " task " << task;
+      EXPECT_EQ(got.answers, want.answers) << length << " task " << task;
+    }
+}
+
 TEST(Synth, Pow2DocumentsStayWholeUnderDecomposition) {
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("ringtrain-synth-" + std::to_string(::getpid()) + ".h5"))

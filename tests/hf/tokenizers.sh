@@ -27,6 +27,39 @@ ref train_spm spm "${files[@]}" || fail "sentencepiece training"
 "$bin" data import --tokenizer spm.model --out spm.h5 "${files[@]}" >import.log 2>&1 || fail "import with spm.model: $(tail -2 import.log)"
 ref check spm spm.model spm.h5 "${files[@]}" || fail "SentencePiece ids or round trip"
 
+# Task documents in the model's tokens (data synth and eval --tokenizer): each of exactly the
+# length asked for (2^k + 1 under pow2), ending in the model's <eos>, whose text (decoded by the
+# Python package) holds the key twice; and eval of a model of that vocabulary reads it.
+"$bin" data synth --task passkey --tokenizer spm.model --docs 12 --min-len 256 --max-len 2048 \
+  --length-dist pow2 --questions 2 --out synth.h5 >synth.log 2>&1 || fail "data synth --tokenizer: $(tail -2 synth.log)"
+"$py" - synth.h5 spm.model <<'PY' || fail "data synth --tokenizer: documents"
+import re, sys
+import h5py, numpy as np, sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[2])
+with h5py.File(sys.argv[1], "r") as f:
+    tokens, offsets = f["tokens"][:].astype(np.int64), f["doc_offsets"][:]
+    assert f.attrs["vocab_size"] == sp.get_piece_size(), f.attrs["vocab_size"]
+for d in range(len(offsets) - 1):
+    doc = tokens[offsets[d]:offsets[d + 1]].tolist()
+    n = len(doc) - 1
+    assert n & (n - 1) == 0 and 256 <= n <= 2048, f"document {d}: {len(doc)} tokens"
+    assert doc[-1] == sp.eos_id() and sp.eos_id() not in doc[:-1], f"document {d}: <eos>"
+    keys = re.findall(r"pass key is:(\d{5})\.", sp.decode(doc[:-1]))
+    assert len(keys) >= 2 and len(set(keys)) == 1, f"document {d}: keys {keys}"
+print(f"{len(offsets) - 1} documents of 2^k + 1 tokens, each with its key")
+PY
+cat >recipe.yaml <<YAML
+run: {name: spm, out_dir: $work/run-spm, seed: 3}
+model: {d_model: 32, heads: 2, pattern: "M*-", vocab_size: $("$py" -c "import sentencepiece as s; print(s.SentencePieceProcessor(model_file='spm.model').get_piece_size())")}
+data: {corpus: $work/synth.h5, seq_len: 256}
+train: {steps: 2, tokens_per_step: 512}
+schedule: {warmup_steps: 1}
+YAML
+"$bin" train recipe.yaml >train.log 2>&1 || fail "a model of the SentencePiece vocabulary: $(tail -2 train.log)"
+"$bin" eval run-spm/checkpoints/step-0000002.h5 --task passkey --lengths 300,1k --depths 0.5 \
+  --samples 2 --tokenizer spm.model >eval.log 2>&1 || fail "eval --tokenizer: $(tail -2 eval.log)"
+grep -Eq "expected [^,]*[0-9]{5}" eval.log || fail "eval --tokenizer: no key in $(cat eval.log)"
+
 ref train_bpe tokenizer.json "${files[@]}" || fail "tokenizers training"
 "$py" "$repo/scripts/tokenize_hf.py" tokenizer.json --eos '</s>' --out bpe.npy "${files[@]}" >tok.log || fail "tokenize_hf.py"
 import=$(grep "^ringtrain data import" tok.log | sed "s|^ringtrain|$bin|; s|CORPUS.h5|bpe.h5|")
