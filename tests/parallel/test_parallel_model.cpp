@@ -74,7 +74,12 @@ void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-",
   // micro-batch, and the recurrence cut into chunks of 32 instead of 16 (as state passing cuts
   // it at the units). For most tensors that is ~2e-6, but the per-head scalars of Mamba-2
   // (dt_bias, A_log) are sums over tokens with heavy cancellation and move by up to ~2e-5.
-  // A grid must match the reference within 1e-5, or within twice that floor where it is higher.
+  // A grid reorders both ways at once (its ranks' partial sums are added as the micro-batches'
+  // are, and its units cut the recurrence as the rechunking does), so its floor is the sum of
+  // the two movements (they add at most: the triangle inequality). A grid must match the
+  // reference within 1e-5, or within twice that floor where it is higher. (With the larger of
+  // the two instead of their sum, Mamba-2's dt_bias in M*G- at sp = 8 measured 1.19e-5 against
+  // 1.13e-5 on a machine where OpenBLAS runs its SkylakeX kernels; the sum makes it 1.5e-5.)
   ModelConfig rechunked_config = config(pattern, mamba_d_state);
   rechunked_config.glr_chunk = 32;
   Model reference(config(pattern, mamba_d_state)), reordered(config(pattern, mamba_d_state)),
@@ -117,10 +122,10 @@ void check_grid(int sp, bool recompute, const std::string& pattern = "*-*-",
     const Parameter& p = model.params().all()[id];
     const int i = static_cast<int>(id);
     const ref::Vec want = testing::to_vec(reference.params().grad(i));
-    const double floor = std::max(testing::rel_rms_error(reordered.params().grad(i), want),
-                                  testing::rel_rms_error(rechunked.params().grad(i), want));
+    const double floor = testing::rel_rms_error(reordered.params().grad(i), want) +
+                         testing::rel_rms_error(rechunked.params().grad(i), want);
     EXPECT_LT(testing::rel_rms_error(model.params().grad(i), want), std::max(1e-5, 2 * floor))
-        << p.name << " " << where << " (single-rank reordering moves it by " << floor << ")";
+        << p.name << " " << where << " (single-rank reorderings move it by " << floor << ")";
   }
 }
 
