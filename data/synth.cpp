@@ -167,6 +167,14 @@ SynthDocument tokenized_document(const std::function<SynthDocument(int64_t bytes
   return best;
 }
 
+SynthDocument task_document(const std::string& task, int64_t length, double depth, uint64_t seed,
+                            int64_t questions, const TextTokenizer* tokenizer) {
+  const auto make = [&](int64_t n) {
+    return task == "passkey" ? passkey_document(n, depth, seed, questions) : mqar_document(n, seed);
+  };
+  return tokenizer ? tokenized_document(make, length, *tokenizer) : make(length);
+}
+
 ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
   if (spec.task != "passkey" && spec.task != "mqar")
     throw UserError(cat("data synth: --task '", spec.task, "' is not one of passkey, mqar"));
@@ -219,12 +227,8 @@ ImportStats synth_corpus(const SynthSpec& spec, const std::string& out_path) {
     const int64_t questions =
         spec.questions > 1 ? 1 + static_cast<int64_t>(rng.below(spec.questions)) : 1;
     const double depth = spec.task == "passkey" ? rng.unit() : 0.0;
-    const auto make = [&](int64_t bytes) {
-      return spec.task == "passkey" ? passkey_document(bytes, depth, doc_seed, questions)
-                                    : mqar_document(bytes, doc_seed);
-    };
-    writer.add(tokenizer ? tokenized_document(make, length, *tokenizer).tokens
-                         : make(length).tokens);
+    writer.add(
+        task_document(spec.task, length, depth, doc_seed, questions, tokenizer.get()).tokens);
   }
   return writer.finish();
 }

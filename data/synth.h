@@ -39,6 +39,10 @@ class TextTokenizer;
 // the start. UserError when even kSynthMinLength bytes take more than `length` tokens.
 SynthDocument tokenized_document(const std::function<SynthDocument(int64_t bytes)>& make,
                                  int64_t length, const TextTokenizer& tokenizer);
+// One document of `task` ("passkey": the key at `depth`, asked `questions` times; "mqar"),
+// `length` tokens of bytes, or of `tokenizer` when it is given.
+SynthDocument task_document(const std::string& task, int64_t length, double depth, uint64_t seed,
+                            int64_t questions, const TextTokenizer* tokenizer);
 
 struct SynthSpec {
   std::string task = "passkey";  // passkey | mqar

@@ -1,7 +1,10 @@
 #include "hf/hf_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <optional>
+#include <utility>
 
 #include "core/check.h"
 
@@ -168,6 +171,19 @@ ModelConfig mamba2_config(const json& config, const ConfigKeys& keys) {
 
 constexpr const char* kNemotronH = "NemotronHForCausalLM";
 
+// NemotronH's layer types by ringtrain symbol (transformers 5's names; E is a mixture of
+// experts, which ringtrain refuses), and transformers 4's names of the first two.
+constexpr std::pair<char, const char*> kNemotronLayerTypes[] = {
+    {'M', "linear_attention"}, {'*', "full_attention"}, {'-', "mlp"}, {'E', "moe"}, {'M', "mamba"},
+    {'*', "attention"}};
+
+const char* nemotron_layer_type(char symbol) {
+  for (const auto& [s, name] : kNemotronLayerTypes)
+    if (s == symbol) return name;
+  RT_CHECK(false, "NemotronH has no layer '", symbol, "'");
+  return nullptr;
+}
+
 // NemotronH's layers: layers_block_type's names (transformers 5, and the legacy "mamba" and
 // "attention") or hybrid_override_pattern, whose symbols are ringtrain's own.
 std::string nemotron_pattern(const json& config, const ConfigKeys& keys) {
@@ -178,15 +194,13 @@ std::string nemotron_pattern(const json& config, const ConfigKeys& keys) {
       throw UserError(cat(keys.where(), ": layers_block_type is ", list.dump(),
                           "; expected a list of layer types"));
     for (const json& t : list) {
-      const std::string name = t.is_string() ? t.get<std::string>() : t.dump();
-      pattern += name == "linear_attention" || name == "mamba"     ? 'M'
-                 : name == "full_attention" || name == "attention" ? '*'
-                 : name == "mlp"                                   ? '-'
-                 : name == "moe"                                   ? 'E'
-                                                                   : '?';
-      if (pattern.back() == '?')
+      const auto known = std::find_if(
+          std::begin(kNemotronLayerTypes), std::end(kNemotronLayerTypes),
+          [&](const auto& type) { return t.is_string() && t.get<std::string>() == type.second; });
+      if (known == std::end(kNemotronLayerTypes))
         throw UserError(cat(keys.where(), ": layers_block_type holds ", t.dump(),
                             "; expected linear_attention, full_attention or mlp"));
+      pattern += known->first;
     }
   } else {
     const json& p = keys.at("hybrid_override_pattern");
@@ -284,16 +298,15 @@ std::string hf_architecture_of(const ModelConfig& cfg) {
 
 json hf_config_from_model(const ModelConfig& cfg) {
   const std::string arch = hf_architecture_of(cfg);
-  json j;
+  // What every class writes; the rest by class.
+  json j = {{"architectures", {arch}},           {"vocab_size", cfg.vocab_size},
+            {"hidden_size", cfg.d_model},        {"tie_word_embeddings", cfg.tied_embeddings},
+            {"initializer_range", cfg.init_std}, {"torch_dtype", "float32"}};
   if (arch == kNemotronH) {
-    j["architectures"] = {arch};
     j["model_type"] = "nemotron_h";
-    j["vocab_size"] = cfg.vocab_size;
-    j["hidden_size"] = cfg.d_model;
     // Both: transformers 5 reads the list, 4 the string (ringtrain's symbols).
     json types = json::array();
-    for (char c : cfg.pattern)
-      types.push_back(c == 'M' ? "linear_attention" : c == '*' ? "full_attention" : "mlp");
+    for (char c : cfg.pattern) types.push_back(nemotron_layer_type(c));
     j["layers_block_type"] = types;
     j["hybrid_override_pattern"] = cfg.pattern;
     j["num_attention_heads"] = cfg.heads;
@@ -314,18 +327,12 @@ json hf_config_from_model(const ModelConfig& cfg) {
     j["mamba_hidden_act"] = "silu";
     j["chunk_size"] = cfg.glr_chunk;
     j["layer_norm_epsilon"] = cfg.norm_eps;
-    j["tie_word_embeddings"] = cfg.tied_embeddings;
-    j["initializer_range"] = cfg.init_std;
     j["num_nextn_predict_layers"] = 0;
     j["max_position_embeddings"] = int64_t(1) << 20;  // no positions: no table to outgrow
-    j["torch_dtype"] = "float32";
     return j;
   }
   if (arch == kMamba2) {
-    j["architectures"] = {arch};
     j["model_type"] = "mamba2";
-    j["vocab_size"] = cfg.vocab_size;
-    j["hidden_size"] = cfg.d_model;
     j["num_hidden_layers"] = cfg.pattern.size();
     j["state_size"] = cfg.mamba_d_state;
     j["expand"] = cfg.mamba_expand;
@@ -337,16 +344,10 @@ json hf_config_from_model(const ModelConfig& cfg) {
     j["use_conv_bias"] = true;
     j["hidden_act"] = "silu";
     j["layer_norm_epsilon"] = cfg.norm_eps;
-    j["tie_word_embeddings"] = cfg.tied_embeddings;
-    j["initializer_range"] = cfg.init_std;
     j["chunk_size"] = cfg.glr_chunk;
-    j["torch_dtype"] = "float32";
     return j;
   }
-  j["architectures"] = {arch};
   j["model_type"] = arch == "Qwen2ForCausalLM" ? "qwen2" : "llama";
-  j["vocab_size"] = cfg.vocab_size;
-  j["hidden_size"] = cfg.d_model;
   j["intermediate_size"] = cfg.mlp_hidden;
   j["num_hidden_layers"] = cfg.pattern.size() / 2;
   j["num_attention_heads"] = cfg.heads;
@@ -372,8 +373,6 @@ json hf_config_from_model(const ModelConfig& cfg) {
   }
   j["rope_parameters"] = rope;
   if (cfg.rope_scaling != RopeKind::Default) j["rope_scaling"] = rope;
-  j["tie_word_embeddings"] = cfg.tied_embeddings;
-  j["initializer_range"] = cfg.init_std;
   if (arch == "LlamaForCausalLM") {
     j["attention_bias"] = false;
     j["mlp_bias"] = false;
@@ -383,7 +382,6 @@ json hf_config_from_model(const ModelConfig& cfg) {
   // RoPE on global positions has no table to outgrow, except dynamic scaling's L0.
   j["max_position_embeddings"] =
       cfg.rope_scaling == RopeKind::Dynamic ? cfg.rope_original_context : int64_t(1) << 20;
-  j["torch_dtype"] = "float32";
   return j;
 }
 

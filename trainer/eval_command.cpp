@@ -222,14 +222,9 @@ int eval_retrieval(const EvalOptions& opt, Model& model, int64_t step) {
   for (size_t li = 0; li < opt.lengths.size(); ++li)
     for (size_t di = 0; di < depths.size(); ++di) {
       std::vector<SynthDocument> docs;
-      for (int64_t s = 0; s < opt.samples; ++s) {
-        const uint64_t seed = ++doc_seed;
-        const auto make = [&](int64_t length) {
-          return passkey ? passkey_document(length, depths[di], seed) : mqar_document(length, seed);
-        };
-        docs.push_back(tokenizer ? tokenized_document(make, opt.lengths[li], *tokenizer)
-                                 : make(opt.lengths[li]));
-      }
+      for (int64_t s = 0; s < opt.samples; ++s)
+        docs.push_back(
+            task_document(opt.task, opt.lengths[li], depths[di], ++doc_seed, 1, tokenizer.get()));
       table[li][di] = score(model, arena, docs, passkey, tokenizer.get());
     }
   print_table(opt, step, depths, table);
